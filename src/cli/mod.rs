@@ -1,0 +1,277 @@
+//! The headless face: clap subcommands over the engine. Everything printed to
+//! the operator is printed here, never in the engine.
+
+mod sot_cmd;
+
+/// `println!` for results on stdout that ends the process quietly when the
+/// reader went away (`maestro node list | head`), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+pub(crate) use out;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::{EXIT_CODES_HELP, Exit};
+use crate::sot::SotError;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "maestro",
+    version,
+    about = "Run AI agents and model servers on a Linux fleet over plain SSH, with a git repository as the source of truth",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// The SoT directory [default: $MAESTRO_SOT, else ./ if it has maestro.toml, else ./sot]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub sot: Option<PathBuf>,
+    /// One JSON object per line instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new SoT repository from the built-in example
+    Init(InitArgs),
+    /// Validate the SoT and show its history
+    #[command(subcommand)]
+    Sot(SotCommand),
+    /// List, show, add, remove and tag nodes (each change is a git commit)
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// List, show, add, remove and tag agents (each change is a git commit)
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory to create (must not exist or be empty)
+    pub dir: PathBuf,
+    /// Name of the fleet [default: the directory's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SotCommand {
+    /// Validate every file; report every problem with file:line:col (exit 2 when invalid)
+    Check,
+    /// Show who changed the SoT, when and why
+    Log {
+        /// How many commits to show
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Who makes a change and why; both end up in the commit.
+#[derive(Args, Debug, Clone)]
+pub struct Change {
+    /// Why this change is made (becomes the commit message)
+    #[arg(long, short = 'r')]
+    pub reason: String,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Who {
+    /// Who makes the change, as "Name <email>" [default: git config user.name/user.email]
+    #[arg(long, env = "MAESTRO_ACTOR")]
+    pub actor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// List nodes
+    List,
+    /// Show one node as the SoT resolves it
+    Show { name: String },
+    /// Add a node
+    Add(NodeAdd),
+    /// Remove a node
+    Remove {
+        name: String,
+        #[command(flatten)]
+        change: Change,
+    },
+    /// Set tags (key=value) and remove tags (--remove key) on a node
+    Tag(TagArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NodeAdd {
+    pub name: String,
+    /// IP address or DNS name
+    #[arg(long)]
+    pub address: String,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Group to join (repeatable)
+    #[arg(long = "group", short = 'g', value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Tag as key=value (repeatable)
+    #[arg(long = "tag", short = 't', value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// Variable as key=value (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub vars: Vec<(String, String)>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Nodes file to add to, relative to the SoT [default: nodes.toml]
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub change: Change,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub name: String,
+    /// Tags to set, as key=value
+    #[arg(value_parser = parse_pair, value_name = "KEY=VALUE")]
+    pub set: Vec<(String, String)>,
+    /// Tag keys to remove (repeatable)
+    #[arg(long = "remove", value_name = "KEY")]
+    pub remove: Vec<String>,
+    #[command(flatten)]
+    pub change: Change,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// List agents
+    List,
+    /// Show one agent with its versions
+    Show { name: String },
+    /// Add an agent to the registry
+    Add(AgentAdd),
+    /// Remove an agent from the registry
+    Remove {
+        name: String,
+        #[command(flatten)]
+        change: Change,
+    },
+    /// Set tags (key=value) and remove tags (--remove key) on an agent
+    Tag(TagArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentAdd {
+    pub name: String,
+    /// Model from models.toml
+    #[arg(long)]
+    pub model: String,
+    /// Autonomy level, L0 (suggests only) to L5 (acts alone)
+    #[arg(long)]
+    pub autonomy: String,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub owner: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Tag as key=value (repeatable)
+    #[arg(long = "tag", short = 't', value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    #[command(flatten)]
+    pub change: Change,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+/// Resolve the SoT directory: flag, then environment, then the working directory.
+pub fn sot_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = flag {
+        return d;
+    }
+    if let Some(d) = std::env::var_os("MAESTRO_SOT").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if std::path::Path::new(crate::sot::SETTINGS_FILE).is_file() {
+        return PathBuf::from(".");
+    }
+    PathBuf::from("sot")
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => report(&e, json).into(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let sot = sot_dir(cli.sot);
+    match cli.command {
+        Command::Init(args) => sot_cmd::init(args),
+        Command::Sot(SotCommand::Check) => sot_cmd::check(&sot, cli.json),
+        Command::Sot(SotCommand::Log { limit }) => sot_cmd::log(&sot, limit, cli.json),
+        Command::Node(cmd) => sot_cmd::node(&sot, cmd, cli.json),
+        Command::Agent(cmd) => sot_cmd::agent(&sot, cmd, cli.json),
+    }
+}
+
+/// Print an error and choose the exit code from what went wrong.
+fn report(e: &anyhow::Error, json: bool) -> Exit {
+    let exit = match e.downcast_ref::<SotError>() {
+        Some(
+            SotError::Invalid(_)
+            | SotError::InvalidChange(_)
+            | SotError::Refused(_)
+            | SotError::NotASot(_),
+        ) => Exit::InvalidInput,
+        _ => Exit::Internal,
+    };
+    if json {
+        if let Some(SotError::Invalid(d) | SotError::InvalidChange(d)) =
+            e.downcast_ref::<SotError>()
+        {
+            for diag in d.iter() {
+                out!(
+                    "{}",
+                    serde_json::json!({"event": "diagnostic", "diagnostic": diag})
+                );
+            }
+        }
+        out!(
+            "{}",
+            serde_json::json!({"event": "error", "exit": exit.code(), "message": format!("{e:#}")})
+        );
+    } else {
+        match e.downcast_ref::<SotError>() {
+            Some(SotError::Invalid(d)) => eprintln!("{d}"),
+            _ => eprintln!("error: {e:#}"),
+        }
+    }
+    exit
+}

@@ -1,0 +1,304 @@
+//! `maestro init`, `maestro sot …`, `maestro node …`, `maestro agent …`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::out;
+use super::{AgentCommand, Change, InitArgs, NodeCommand};
+use crate::exit::Exit;
+use crate::sot::change::{self, Committed, Intent, NewAgent, NewNode};
+use crate::sot::git::{Actor, SotRepo, init_repo};
+use crate::sot::{self, SotError, example};
+
+pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
+    let dir = &args.dir;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(SotError::Refused(format!(
+            "{} already exists and is not empty; choose a new directory",
+            dir.display()
+        ))
+        .into());
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "fleet".into())
+    });
+    let actor = match &args.who.actor {
+        Some(a) => Actor::parse(a)?,
+        None => git2::Config::open_default()
+            .ok()
+            .and_then(|c| {
+                Some(Actor {
+                    name: c.get_string("user.name").ok()?,
+                    email: c.get_string("user.email").ok()?,
+                })
+            })
+            .unwrap_or(Actor {
+                name: "maestro".into(),
+                email: "maestro@maestro.local".into(),
+            }),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = example::scaffold(&name);
+    let oid = init_repo(
+        dir,
+        &files,
+        &actor,
+        &format!("init: new SoT `{name}` from the maestro example\n\nMaestro-Actor: {actor}\n"),
+    )?;
+    // The scaffold must be valid: check it as any SoT.
+    sot::load(dir)?;
+    out!(
+        "created SoT `{name}` in {} ({} files, commit {})\nnext: maestro --sot {} sot check",
+        dir.display(),
+        files.len(),
+        &oid.to_string()[..12],
+        dir.display()
+    );
+    Ok(Exit::Ok)
+}
+
+pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
+    let sot = sot::load(root)?;
+    let msg = format!(
+        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} profiles, {} playbooks, {} hardening baselines",
+        root.display(),
+        sot.nodes.len(),
+        sot.groups.len(),
+        sot.models.len(),
+        sot.agents.len(),
+        sot.profiles.len(),
+        sot.playbooks.len(),
+        sot.baselines.len()
+    );
+    if json {
+        out!(
+            "{}",
+            json!({"event": "sot_valid", "sot": root, "nodes": sot.nodes.len(), "groups": sot.groups.len(),
+                   "models": sot.models.len(), "agents": sot.agents.len(), "profiles": sot.profiles.len()})
+        );
+    } else {
+        out!("{msg}");
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn log(root: &Path, limit: usize, json: bool) -> anyhow::Result<Exit> {
+    let repo = SotRepo::open(root)?;
+    for e in repo.log(limit)? {
+        if json {
+            out!("{}", json!({"event": "commit", "commit": e}));
+            continue;
+        }
+        let when = chrono::DateTime::from_timestamp(e.time, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        let actor = e
+            .message
+            .lines()
+            .find_map(|l| l.strip_prefix("Maestro-Actor: "))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{} <{}>", e.author, e.email));
+        out!("{}  {when}  {actor}\n    {}", &e.id[..10], e.summary);
+    }
+    Ok(Exit::Ok)
+}
+
+fn intent(c: &Change) -> Intent {
+    Intent {
+        reason: c.reason.clone(),
+        actor: c.who.actor.clone(),
+    }
+}
+
+fn pairs(v: &[(String, String)]) -> BTreeMap<String, String> {
+    v.iter().cloned().collect()
+}
+
+fn committed(c: Committed, json: bool) -> Exit {
+    if json {
+        out!(
+            "{}",
+            json!({"event": "sot_committed", "commit": c.commit, "files": c.files, "summary": c.summary})
+        );
+    } else {
+        out!("committed {} {}", &c.commit[..12], c.summary);
+    }
+    Exit::Ok
+}
+
+pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
+    match cmd {
+        NodeCommand::List => {
+            let sot = sot::load(root)?;
+            if json {
+                for n in &sot.nodes {
+                    out!("{}", json!({"event": "node", "node": n}));
+                }
+                return Ok(Exit::Ok);
+            }
+            let w = sot
+                .nodes
+                .iter()
+                .map(|n| n.name.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let wa = sot
+                .nodes
+                .iter()
+                .map(|n| n.address.len() + 6)
+                .max()
+                .unwrap_or(7)
+                .max(7);
+            out!("{:w$}  {:wa$}  {:10}  TAGS", "NAME", "ADDRESS", "USER");
+            for n in &sot.nodes {
+                let addr = format!("{}:{}", n.address, n.port);
+                let tags: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out!(
+                    "{:w$}  {addr:wa$}  {:10}  {}",
+                    n.name,
+                    n.user,
+                    tags.join(" ")
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        NodeCommand::Show { name } => {
+            let sot = sot::load(root)?;
+            let n = sot
+                .node(&name)
+                .ok_or_else(|| SotError::Refused(format!("there is no node `{name}`")))?;
+            if json {
+                out!("{}", json!({"event": "node", "node": n}));
+            } else {
+                out!(
+                    "{}",
+                    toml::to_string_pretty(n).context("formatting the node")?
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        NodeCommand::Add(a) => {
+            let node = NewNode {
+                name: a.name,
+                address: a.address,
+                port: a.port,
+                user: a.user,
+                groups: a.groups,
+                tags: pairs(&a.tags),
+                vars: pairs(&a.vars),
+                profile: a.profile,
+                file: a.file,
+            };
+            Ok(committed(
+                change::add_node(root, &node, &intent(&a.change))?,
+                json,
+            ))
+        }
+        NodeCommand::Remove { name, change } => Ok(committed(
+            change::remove_node(root, &name, &intent(&change))?,
+            json,
+        )),
+        NodeCommand::Tag(t) => {
+            if t.set.is_empty() && t.remove.is_empty() {
+                return Err(SotError::Refused(
+                    "nothing to change: give KEY=VALUE tags or --remove KEY".into(),
+                )
+                .into());
+            }
+            Ok(committed(
+                change::tag_node(root, &t.name, &pairs(&t.set), &t.remove, &intent(&t.change))?,
+                json,
+            ))
+        }
+    }
+}
+
+pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit> {
+    match cmd {
+        AgentCommand::List => {
+            let sot = sot::load(root)?;
+            if json {
+                for a in sot.agents.values() {
+                    out!("{}", json!({"event": "agent", "agent": a}));
+                }
+                return Ok(Exit::Ok);
+            }
+            out!(
+                "{:20}  {:8}  {:24}  {:9}  VERSIONS",
+                "NAME",
+                "AUTONOMY",
+                "MODEL",
+                "CURRENT"
+            );
+            for a in sot.agents.values() {
+                let versions: Vec<&str> = a.versions.iter().map(|v| v.version.as_str()).collect();
+                out!(
+                    "{:20}  {:8}  {:24}  {:9}  {}",
+                    a.name,
+                    a.autonomy.to_string(),
+                    a.model,
+                    a.current.as_deref().unwrap_or("-"),
+                    versions.join(", ")
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        AgentCommand::Show { name } => {
+            let sot = sot::load(root)?;
+            let a = sot
+                .agents
+                .get(&name)
+                .ok_or_else(|| SotError::Refused(format!("there is no agent `{name}`")))?;
+            if json {
+                out!("{}", json!({"event": "agent", "agent": a}));
+            } else {
+                out!(
+                    "{}",
+                    toml::to_string_pretty(a).context("formatting the agent")?
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        AgentCommand::Add(a) => {
+            let agent = NewAgent {
+                name: a.name,
+                description: a.description,
+                model: a.model,
+                provider: a.provider,
+                autonomy: a.autonomy,
+                owner: a.owner,
+                tags: pairs(&a.tags),
+            };
+            Ok(committed(
+                change::add_agent(root, &agent, &intent(&a.change))?,
+                json,
+            ))
+        }
+        AgentCommand::Remove { name, change } => Ok(committed(
+            change::remove_agent(root, &name, &intent(&change))?,
+            json,
+        )),
+        AgentCommand::Tag(t) => {
+            if t.set.is_empty() && t.remove.is_empty() {
+                return Err(SotError::Refused(
+                    "nothing to change: give KEY=VALUE tags or --remove KEY".into(),
+                )
+                .into());
+            }
+            Ok(committed(
+                change::tag_agent(root, &t.name, &pairs(&t.set), &t.remove, &intent(&t.change))?,
+                json,
+            ))
+        }
+    }
+}

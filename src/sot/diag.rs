@@ -1,0 +1,250 @@
+//! Diagnostics for SoT problems: every problem carries a code, the file, the
+//! line and column, the offending source line and, where we can guess one, a hint.
+//!
+//! Rendering follows rustc's layout because operators already read it fluently.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// What kind of problem a diagnostic reports. The kebab-case name is printed
+/// (`error[unknown-key]`) and is stable: scripts and tests match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    /// The file is not valid TOML.
+    Syntax,
+    /// A key the schema does not know (usually a typo).
+    UnknownKey,
+    /// A value of the wrong TOML type.
+    Type,
+    /// A required key is absent.
+    MissingKey,
+    /// Two definitions share a name (or two nodes share an address and port).
+    Duplicate,
+    /// A reference to a node, group, model, version, profile or playbook that does not exist.
+    DanglingRef,
+    /// An address that is neither an IP address nor a valid host name.
+    BadAddress,
+    /// A port outside 1..=65535.
+    BadPort,
+    /// A tag with a malformed key or value, or a value outside the taxonomy.
+    BadTag,
+    /// A tag the settings require is missing.
+    MissingTag,
+    /// Any other value that breaks a rule (names, autonomy levels, checksums, versions).
+    BadValue,
+    /// A file the SoT refers to cannot be found or read.
+    MissingFile,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Syntax => "syntax",
+            Code::UnknownKey => "unknown-key",
+            Code::Type => "type",
+            Code::MissingKey => "missing-key",
+            Code::Duplicate => "duplicate",
+            Code::DanglingRef => "dangling-ref",
+            Code::BadAddress => "bad-address",
+            Code::BadPort => "bad-port",
+            Code::BadTag => "bad-tag",
+            Code::MissingTag => "missing-tag",
+            Code::BadValue => "bad-value",
+            Code::MissingFile => "missing-file",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem, located in a file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub message: String,
+    /// Path as the operator would type it (the SoT directory joined with the file).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+    /// The source line the problem is on (without its newline).
+    pub source_line: String,
+    /// How many characters to underline from `col`.
+    pub width: usize,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gutter = self.line.to_string().len();
+        let pad = " ".repeat(gutter);
+        writeln!(f, "error[{}]: {}", self.code, self.message)?;
+        writeln!(
+            f,
+            "{pad}--> {}:{}:{}",
+            self.file.display(),
+            self.line,
+            self.col
+        )?;
+        writeln!(f, "{pad} |")?;
+        writeln!(f, "{} | {}", self.line, printable(&self.source_line))?;
+        let lead: String = self
+            .source_line
+            .chars()
+            .take(self.col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        write!(f, "{pad} | {lead}{}", "^".repeat(self.width.max(1)))?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n{pad} = hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Source lines can hold control characters (a pasted escape sequence); never
+/// send them to the operator's terminal raw.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A loaded file's text with a line index, so byte offsets turn into line:col.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub display_path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(display_path: PathBuf, text: String) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            display_path,
+            text,
+            line_starts,
+        }
+    }
+
+    /// 0-based line index and the line's byte range (without the newline).
+    fn line_of(&self, offset: usize) -> (usize, Range<usize>) {
+        let offset = offset.min(self.text.len());
+        let idx = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[idx];
+        let end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |n| start + n);
+        let end = if end > start && self.text.as_bytes()[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        (idx, start..end)
+    }
+
+    /// Build a diagnostic pointing at `span` (byte offsets into this file).
+    pub fn diagnostic(&self, code: Code, span: Range<usize>, message: String) -> Diagnostic {
+        let (idx, line) = self.line_of(span.start);
+        let start = span.start.clamp(line.start, line.end);
+        let col = self.text[line.start..start].chars().count() + 1;
+        let end = span.end.clamp(start, line.end);
+        let width = self.text[start..end].chars().count();
+        Diagnostic {
+            code,
+            message,
+            file: self.display_path.clone(),
+            line: idx + 1,
+            col,
+            source_line: self.text[line].to_string(),
+            width,
+            hint: None,
+        }
+    }
+}
+
+/// Every problem found in one load, in file then position order.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+    pub(crate) fn sort(&mut self) {
+        self.0
+            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        self.0.dedup_by(|a, b| {
+            a.file == b.file && a.line == b.line && a.col == b.col && a.message == b.message
+        });
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}\n")?;
+        }
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} problem{} found; nothing was changed",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// The path an operator would type: the SoT directory as given joined with the
+/// file, with `.` and `dir/..` folded lexically (`sot/../profiles/x.toml` reads
+/// as `profiles/x.toml`).
+pub fn display_path(root: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    let joined = root.join(rel);
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
+}

@@ -1,0 +1,183 @@
+//! The SoT's typed model: what the rest of maestro reads once validation passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Free-form variables (node, group, profile vars) as TOML values.
+pub type Vars = toml::Table;
+
+/// Settings from `maestro.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub name: String,
+    pub description: Option<String>,
+    /// Connection defaults for nodes that do not set their own.
+    pub default_user: String,
+    pub default_port: u16,
+    /// An extra known_hosts file, relative to the SoT directory.
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file to resolve nodes through, relative to the SoT directory.
+    pub ssh_config: Option<PathBuf>,
+    /// The profile nodes use when they name none.
+    pub default_profile: Option<String>,
+    /// Tag taxonomy: for each governed tag key, its allowed values.
+    pub tag_values: BTreeMap<String, Vec<String>>,
+    /// Tags every node must carry.
+    pub required_tags: Vec<String>,
+    /// Directories of profiles, playbooks and hardening baselines, relative to the SoT directory.
+    pub profiles_dir: PathBuf,
+    pub playbooks_dir: PathBuf,
+    pub hardening_dir: PathBuf,
+}
+
+/// A managed machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Every group the node belongs to: those it names and those that list it, sorted.
+    pub groups: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub vars: Vars,
+    pub profile: Option<String>,
+    /// The SoT file that defines the node, relative to the SoT directory.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub name: String,
+    pub description: Option<String>,
+    /// Members listed on the group itself (nodes may also name the group).
+    pub members: Vec<String>,
+    pub vars: Vars,
+}
+
+/// Autonomy level of an agent, L0 (suggests only) to L5 (fully autonomous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Autonomy(pub u8);
+
+impl fmt::Display for Autonomy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Autonomy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.as_bytes() {
+            [b'L', d @ b'0'..=b'5'] => Ok(Autonomy(d - b'0')),
+            _ => Err(format!(
+                "autonomy level must be one of L0, L1, L2, L3, L4, L5, not `{s}`"
+            )),
+        }
+    }
+}
+
+/// A model in the registry (served locally or reached through a provider).
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub provider: String,
+    pub description: Option<String>,
+    pub artifact: Option<String>,
+    pub sha256: Option<String>,
+    /// Jurisdictions the model may serve (empty: any).
+    pub jurisdictions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentVersion {
+    pub version: String,
+    /// A path (relative to the SoT directory) or an http(s) URL.
+    pub artifact: String,
+    pub sha256: String,
+}
+
+/// An agent in the registry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agent {
+    pub name: String,
+    pub description: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub autonomy: Autonomy,
+    pub owner: Option<String>,
+    pub profile: Option<String>,
+    /// The version deployed by default.
+    pub current: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub versions: Vec<AgentVersion>,
+}
+
+/// An installer profile, as far as the SoT needs to know it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: Option<String>,
+    pub playbooks: Vec<String>,
+    pub hardening: Option<String>,
+    pub required_tags: Vec<String>,
+    pub vars: Vars,
+}
+
+/// A validated SoT.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sot {
+    /// The SoT directory as given.
+    pub root: PathBuf,
+    pub settings: Settings,
+    /// Nodes in file order (files in load order, tables in source order).
+    pub nodes: Vec<Node>,
+    pub groups: BTreeMap<String, Group>,
+    pub models: BTreeMap<String, Model>,
+    pub agents: BTreeMap<String, Agent>,
+    pub profiles: BTreeMap<String, Profile>,
+    /// Playbook and hardening baseline names found on disk.
+    pub playbooks: Vec<String>,
+    pub baselines: Vec<String>,
+    #[serde(skip)]
+    node_index: HashMap<String, usize>,
+}
+
+impl Sot {
+    pub(crate) fn new(
+        root: PathBuf,
+        settings: Settings,
+        nodes: Vec<Node>,
+        groups: BTreeMap<String, Group>,
+        models: BTreeMap<String, Model>,
+        agents: BTreeMap<String, Agent>,
+        profiles: BTreeMap<String, Profile>,
+        playbooks: Vec<String>,
+        baselines: Vec<String>,
+    ) -> Self {
+        let node_index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        Sot {
+            root,
+            settings,
+            nodes,
+            groups,
+            models,
+            agents,
+            profiles,
+            playbooks,
+            baselines,
+            node_index,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.node_index.get(name).map(|&i| &self.nodes[i])
+    }
+}
