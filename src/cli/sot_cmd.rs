@@ -1,6 +1,5 @@
 //! `maestro init`, `maestro sot …`, `maestro node …`, `maestro agent …`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -119,10 +118,6 @@ fn intent(c: &Change) -> Intent {
     }
 }
 
-fn pairs(v: &[(String, String)]) -> BTreeMap<String, String> {
-    v.iter().cloned().collect()
-}
-
 fn committed(c: Committed, json: bool) -> Exit {
     if json {
         out!(
@@ -194,8 +189,8 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
                 port: a.port,
                 user: a.user,
                 groups: a.groups,
-                tags: pairs(&a.tags),
-                vars: pairs(&a.vars),
+                tags: a.tags,
+                vars: a.vars,
                 profile: a.profile,
                 file: a.file,
             };
@@ -216,7 +211,7 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
                 .into());
             }
             Ok(committed(
-                change::tag_node(root, &t.name, &pairs(&t.set), &t.remove, &intent(&t.change))?,
+                change::tag_node(root, &t.name, &t.set, &t.remove, &intent(&t.change))?,
                 json,
             ))
         }
@@ -277,7 +272,7 @@ pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit>
                 provider: a.provider,
                 autonomy: a.autonomy,
                 owner: a.owner,
-                tags: pairs(&a.tags),
+                tags: a.tags,
             };
             Ok(committed(
                 change::add_agent(root, &agent, &intent(&a.change))?,
@@ -296,7 +291,7 @@ pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit>
                 .into());
             }
             Ok(committed(
-                change::tag_agent(root, &t.name, &pairs(&t.set), &t.remove, &intent(&t.change))?,
+                change::tag_agent(root, &t.name, &t.set, &t.remove, &intent(&t.change))?,
                 json,
             ))
         }

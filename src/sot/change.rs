@@ -1,7 +1,7 @@
 //! Typed SoT changes (`node add`, `agent tag`, …): validate the SoT as it would
 //! be after the change, then write and commit it as one git commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use toml_edit::Value;
@@ -33,8 +33,8 @@ pub struct NewNode {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub groups: Vec<String>,
-    pub tags: BTreeMap<String, String>,
-    pub vars: BTreeMap<String, String>,
+    pub tags: Vec<(String, String)>,
+    pub vars: Vec<(String, String)>,
     pub profile: Option<String>,
     /// The nodes file to add to, relative to the SoT (default `nodes.toml`).
     pub file: Option<PathBuf>,
@@ -48,7 +48,7 @@ pub struct NewAgent {
     pub provider: Option<String>,
     pub autonomy: String,
     pub owner: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Vec<(String, String)>,
 }
 
 pub fn add_node(root: &Path, node: &NewNode, intent: &Intent) -> Result<Committed> {
@@ -108,7 +108,7 @@ pub fn remove_node(root: &Path, name: &str, intent: &Intent) -> Result<Committed
 pub fn tag_node(
     root: &Path,
     name: &str,
-    set: &BTreeMap<String, String>,
+    set: &[(String, String)],
     unset: &[String],
     intent: &Intent,
 ) -> Result<Committed> {
@@ -177,7 +177,7 @@ pub fn remove_agent(root: &Path, name: &str, intent: &Intent) -> Result<Committe
 pub fn tag_agent(
     root: &Path,
     name: &str,
-    set: &BTreeMap<String, String>,
+    set: &[(String, String)],
     unset: &[String],
     intent: &Intent,
 ) -> Result<Committed> {
@@ -219,7 +219,7 @@ fn agent_exists(sot: &Sot, name: &str) -> Result<()> {
     )))
 }
 
-fn tag_summary(set: &BTreeMap<String, String>, unset: &[String]) -> String {
+fn tag_summary(set: &[(String, String)], unset: &[String]) -> String {
     set.iter()
         .map(|(k, v)| format!("{k}={v}"))
         .chain(unset.iter().map(|k| format!("-{k}")))

@@ -165,6 +165,14 @@ impl SourceFile {
 
     /// Build a diagnostic pointing at `span` (byte offsets into this file).
     pub fn diagnostic(&self, code: Code, span: Range<usize>, message: String) -> Diagnostic {
+        // Spans may come from elsewhere (a lossy decode, a parser); never slice mid-character.
+        let mut span = span.start.min(self.text.len())..span.end.min(self.text.len());
+        while !self.text.is_char_boundary(span.start) {
+            span.start -= 1;
+        }
+        while !self.text.is_char_boundary(span.end) {
+            span.end += 1;
+        }
         let (idx, line) = self.line_of(span.start);
         let start = span.start.clamp(line.start, line.end);
         let col = self.text[line.start..start].chars().count() + 1;

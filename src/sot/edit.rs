@@ -4,8 +4,6 @@
 //! Each function takes a file's text and returns the new text; nothing here
 //! touches the disk or git (see [`super::git`] for the transaction).
 
-use std::collections::BTreeMap;
-
 use toml_edit::{DocumentMut, InlineTable, Item, Table, Value};
 
 use super::{Result, SotError};
@@ -99,7 +97,7 @@ pub fn retag(
     text: &str,
     kind: Kind,
     name: &str,
-    set: &BTreeMap<String, String>,
+    set: &[(String, String)],
     unset: &[String],
 ) -> Result<String> {
     let mut doc = parse(text)?;
@@ -151,7 +149,7 @@ pub fn string_array<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
 }
 
 /// An inline table of strings.
-pub fn string_table(items: &BTreeMap<String, String>) -> Value {
+pub fn string_table(items: &[(String, String)]) -> Value {
     let mut t = InlineTable::new();
     for (k, v) in items {
         t.insert(k, Value::from(v.as_str()));
@@ -190,7 +188,7 @@ mod tests {
 
     #[test]
     fn retag_changes_one_value_in_place() {
-        let set = BTreeMap::from([("env".to_string(), "staging".to_string())]);
+        let set = [("env".to_string(), "staging".to_string())];
         let out = retag(NODES, Kind::Node, "a", &set, &[]).unwrap();
         assert_eq!(out, NODES.replace("env = \"prod\"", "env = \"staging\""));
     }

@@ -241,7 +241,16 @@ impl<'a> Loader<'a> {
         self.syntax_failed = true;
         for e in errors {
             let span = e.span().unwrap_or(0..0);
-            let d = file.diagnostic(Code::Syntax, span, first_line(e.message()));
+            let mut message = first_line(e.message());
+            let mut hint = None;
+            if message == "duplicate key" {
+                if let Some(key) = file.text.get(span.clone()) {
+                    message = format!("duplicate key `{key}`");
+                }
+                hint = Some("a key or table may be defined only once per file".to_string());
+            }
+            let mut d = file.diagnostic(Code::Syntax, span, message);
+            d.hint = hint;
             self.diags.push(d);
         }
         None

@@ -1,0 +1,420 @@
+//! Writes to the SoT: each is exactly one git commit that says who and why,
+//! touches only the intended table, keeps comments, and a refused write
+//! leaves the repository byte-identical.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const ACTOR: &str = "Alice Ops <alice@example.com>";
+
+fn commit_count(dir: &Path) -> usize {
+    git(dir, &["rev-list", "--count", "HEAD"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn add_gpu_node(sot: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--sot",
+        sot.to_str().unwrap(),
+        "node",
+        "add",
+        "gpu-eu-05",
+        "--address",
+        "10.20.2.25",
+        "--group",
+        "gpu",
+        "-t",
+        "env=prod",
+        "-t",
+        "region=eu-west",
+        "-t",
+        "jurisdiction=eu",
+        "-t",
+        "pii=none",
+        "-t",
+        "role=inference",
+        "--reason",
+        "scale out EU inference for the launch",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn node_add_is_one_commit_that_only_appends_the_new_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let before = std::fs::read_to_string(sot.join("nodes.toml")).unwrap();
+    let commits = commit_count(&sot);
+
+    let o = add_gpu_node(&sot, &["--actor", ACTOR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(commit_count(&sot), commits + 1);
+
+    // Only nodes.toml changed, and only by lines added at its end.
+    assert_eq!(
+        git(&sot, &["show", "--name-only", "--format=", "HEAD"]).trim(),
+        "nodes.toml"
+    );
+    let after = std::fs::read_to_string(sot.join("nodes.toml")).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "every existing line and comment must be kept"
+    );
+    assert_eq!(
+        &after[before.len()..],
+        "\n[node.gpu-eu-05]\naddress = \"10.20.2.25\"\ngroups = [\"gpu\"]\n\
+         tags = { env = \"prod\", region = \"eu-west\", jurisdiction = \"eu\", pii = \"none\", role = \"inference\" }\n"
+    );
+    // Who and why.
+    let msg = git(&sot, &["log", "-1", "--format=%an <%ae>%n%B"]);
+    assert!(msg.starts_with("Alice Ops <alice@example.com>\nnode add gpu-eu-05: scale out EU inference for the launch"), "{msg}");
+    assert!(
+        msg.contains("Maestro-Actor: Alice Ops <alice@example.com>"),
+        "{msg}"
+    );
+    // The working tree is clean and the result is a valid SoT that has the node.
+    assert_eq!(git(&sot, &["status", "--porcelain"]), "");
+    let show = run(&["--sot", sot.to_str().unwrap(), "node", "show", "gpu-eu-05"]);
+    assert!(stdout(&show).contains("10.20.2.25"), "{}", stdout(&show));
+}
+
+#[test]
+fn refused_writes_leave_the_repository_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+
+    // 1. The change would make the SoT invalid (unknown group, bad tag value).
+    let before = snapshot(&sot);
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "add",
+        "web-9",
+        "--address",
+        "10.9.9.9",
+        "--group",
+        "gpus",
+        "-t",
+        "env=production",
+        "-t",
+        "region=eu-west",
+        "-t",
+        "jurisdiction=eu",
+        "-t",
+        "pii=none",
+        "-t",
+        "role=gateway",
+        "--reason",
+        "r",
+        "--actor",
+        ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("nothing was written")
+            && err.contains("unknown group `gpus`")
+            && err.contains("did you mean `gpu`?"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&sot),
+        before,
+        "an invalid change must not touch a byte"
+    );
+
+    // 2. The file to change has uncommitted edits.
+    let nodes = sot.join("nodes.toml");
+    let mut text = std::fs::read_to_string(&nodes).unwrap();
+    text.push_str("# an operator's edit in progress\n");
+    std::fs::write(&nodes, &text).unwrap();
+    let before = snapshot(&sot);
+    let o = add_gpu_node(&sot, &["--actor", ACTOR]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("uncommitted edits"), "{}", stderr(&o));
+    assert_eq!(
+        snapshot(&sot),
+        before,
+        "a refused write must not touch a byte"
+    );
+
+    // 3. The name already exists, and 4. an unknown node is tagged.
+    git(&sot, &["checkout", "nodes.toml"]);
+    let before = snapshot(&sot);
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "add",
+        "gpu-eu-01",
+        "--address",
+        "10.1.1.1",
+        "--reason",
+        "r",
+        "--actor",
+        ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"));
+    let o = run(&[
+        "--sot", s, "node", "tag", "gpu-eu-1", "env=dev", "--reason", "r", "--actor", ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("did you mean `gpu-eu-01`?"),
+        "{}",
+        stderr(&o)
+    );
+    // 5. No reason given: clap refuses before anything runs.
+    let o = run(&["--sot", s, "node", "remove", "gpu-eu-01", "--actor", ACTOR]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(snapshot(&sot), before);
+}
+
+#[test]
+fn staged_changes_elsewhere_do_not_ride_along() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let groups = sot.join("groups.toml");
+    let mut text = std::fs::read_to_string(&groups).unwrap();
+    text.push_str("# staged but not committed\n");
+    std::fs::write(&groups, &text).unwrap();
+    git(&sot, &["add", "groups.toml"]);
+
+    let o = add_gpu_node(&sot, &["--actor", ACTOR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        git(&sot, &["show", "--name-only", "--format=", "HEAD"]).trim(),
+        "nodes.toml"
+    );
+    // The operator's staged edit is still staged, untouched.
+    assert_eq!(
+        git(&sot, &["diff", "--cached", "--name-only"]).trim(),
+        "groups.toml"
+    );
+}
+
+#[test]
+fn tag_and_remove_change_only_their_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "tag",
+        "gpu-eu-03",
+        "env=staging",
+        "--reason",
+        "drain for maintenance",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let diff = git(&sot, &["show", "--format=", "-U0", "HEAD"]);
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| l.starts_with(['+', '-']) && !l.starts_with("+++") && !l.starts_with("---"))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "-tags = { env = \"prod\", region = \"eu-west\", jurisdiction = \"eu\", pii = \"none\", role = \"inference\" }",
+            "+tags = { env = \"staging\", region = \"eu-west\", jurisdiction = \"eu\", pii = \"none\", role = \"inference\" }",
+        ]
+    );
+
+    // gpu-eu-03 is listed in group canary: removing it would dangle, so it is refused.
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "remove",
+        "gpu-eu-03",
+        "--reason",
+        "decommission",
+        "--actor",
+        ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown node `gpu-eu-03`"),
+        "{}",
+        stderr(&o)
+    );
+
+    let before = std::fs::read_to_string(sot.join("nodes.toml")).unwrap();
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "remove",
+        "gw-us-02",
+        "--reason",
+        "decommission",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = std::fs::read_to_string(sot.join("nodes.toml")).unwrap();
+    let removed = "\n[node.gw-us-02]\naddress = \"10.40.1.12\"\ngroups = [\"gateways\"]\n\
+        tags = { env = \"prod\", region = \"us-east\", jurisdiction = \"us\", pii = \"restricted\", role = \"gateway\" }\n";
+    assert_eq!(after, before.replacen(removed, "", 1));
+    assert!(
+        after.contains("# ---- US (Virginia)"),
+        "section comments survive"
+    );
+}
+
+#[test]
+fn agents_are_added_tagged_and_removed_through_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let o = run(&[
+        "--sot",
+        s,
+        "agent",
+        "add",
+        "doc-search",
+        "--model",
+        "llama-3-1-8b-instruct",
+        "--autonomy",
+        "L1",
+        "--owner",
+        "team-docs",
+        "--reason",
+        "new internal search agent",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "--sot",
+        s,
+        "agent",
+        "tag",
+        "doc-search",
+        "pii=none",
+        "--reason",
+        "classified",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&run(&["--sot", s, "agent", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("doc-search") && l.contains("L1")),
+        "{list}"
+    );
+
+    let o = run(&[
+        "--sot",
+        s,
+        "agent",
+        "add",
+        "rogue",
+        "--model",
+        "gpt-9",
+        "--autonomy",
+        "L9",
+        "--reason",
+        "r",
+        "--actor",
+        ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown model `gpt-9`") && err.contains("autonomy level must be one of"),
+        "{err}"
+    );
+
+    let o = run(&[
+        "--sot",
+        s,
+        "agent",
+        "remove",
+        "doc-search",
+        "--reason",
+        "retired",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stdout(&run(&["--sot", s, "sot", "log"]));
+    let summaries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "agent remove doc-search: retired",
+            "agent tag doc-search pii=none: classified",
+            "agent add doc-search: new internal search agent",
+            "init: new SoT `fleet` from the maestro example",
+        ]
+    );
+    assert!(log.contains("Alice Ops <alice@example.com>"), "{log}");
+}
+
+#[test]
+fn the_author_comes_from_git_config_when_no_actor_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    git(&sot, &["config", "user.name", "Bob Config"]);
+    git(&sot, &["config", "user.email", "bob@example.com"]);
+    let o = add_gpu_node(&sot, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        git(&sot, &["log", "-1", "--format=%an <%ae>"]).trim(),
+        "Bob Config <bob@example.com>"
+    );
+}
+
+#[test]
+fn init_scaffolds_the_example_and_refuses_a_non_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    // The embedded example is the repository's example, file for file.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["nodes.toml", "groups.toml", "models.toml", "agents.toml"] {
+        assert_eq!(
+            std::fs::read(sot.join(f)).unwrap(),
+            std::fs::read(repo.join("sot").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    for dir in ["profiles", "playbooks", "hardening"] {
+        for e in std::fs::read_dir(repo.join(dir)).unwrap() {
+            let e = e.unwrap();
+            let copy = sot.join(dir).join(e.file_name());
+            assert_eq!(
+                std::fs::read(&copy).ok(),
+                Some(std::fs::read(e.path()).unwrap()),
+                "{}",
+                copy.display()
+            );
+        }
+    }
+    let o = run(&["--sot", sot.to_str().unwrap(), "sot", "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(git(&sot, &["status", "--porcelain"]), "");
+
+    let o = run(&["init", sot.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not empty"));
+}
