@@ -176,6 +176,8 @@ preflight() {
     done
     ((${#missing[@]} == 0)) ||
         die "missing tools: ${missing[*]} (apt-get install -y openssh-client util-linux iproute2 passwd findutils)"
+    [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || die "FLEET_START_TIMEOUT='$START_TIMEOUT' must be whole seconds"
+    [[ $STOP_GRACE =~ ^[0-9]+$ ]] || die "FLEET_STOP_GRACE='$STOP_GRACE' must be whole seconds"
     SELF_NS=$(readlink /proc/$$/ns/mnt)
 }
 
@@ -360,6 +362,7 @@ launch_node() {
         sh -c "$NODE_INIT" fleet-node "$DIR" "$name" "$N_ADDR" "$OVERLAY_ORDER" \
         </dev/null >>"$N_DIR/console.log" 2>&1 8>&- &
     printf '%s\n' "$!" >"$N_DIR/pid"
+    disown "$!" # no "Killed" job notices if we have to take it down again
 }
 
 tcp_probe() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -412,6 +415,7 @@ wait_nodes() {
         ((${#pending[@]})) || break
         if (($(now_us) >= deadline)); then
             for name in "${pending[@]}"; do
+                load_node "$name"
                 failed+=("$name")
                 node_failure_report "$name" "not accepting connections on $N_ADDR after ${START_TIMEOUT}s"
             done
@@ -823,7 +827,8 @@ cmd_watchdog() {
 main() {
     local cmd=${1:-}
     case $cmd in
-        "" | -h | --help | help) usage; [[ -n $cmd ]]; return ;;
+        -h | --help | help) usage; return 0 ;;
+        "") usage >&2; exit 2 ;;
     esac
     shift
     preflight
