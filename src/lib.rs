@@ -10,4 +10,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod fleet;
+pub mod sim;
 pub mod sot;
+pub mod store;

@@ -1,6 +1,8 @@
 //! The headless face: clap subcommands over the engine. Everything printed to
 //! the operator is printed here, never in the engine.
 
+mod fleet_cmd;
+mod printer;
 mod sot_cmd;
 
 /// `println!` for results on stdout that ends the process quietly when the
@@ -41,6 +43,9 @@ pub struct Cli {
     /// One JSON object per line instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// The run store [default: $MAESTRO_DB, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub db: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +63,71 @@ pub enum Command {
     /// List, show, add, remove and tag agents (each change is a git commit)
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Run a command on the target nodes over SSH
+    Exec(ExecArgs),
+    /// List recorded runs, or show one
+    Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
+        /// How many runs to list
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// Show one run: every node's status, exit code, error and output
+    Show {
+        /// Run id (a unique prefix is enough), or `last`
+        id: String,
+        /// Only this node
+        #[arg(long)]
+        node: Option<String>,
+    },
+}
+
+/// How to reach the fleet; shared by every command that touches nodes.
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// How many nodes to work on at once
+    #[arg(long, short = 'f', default_value_t = crate::fleet::DEFAULT_FORKS)]
+    pub forks: usize,
+    /// Stop a node's command after this many seconds
+    #[arg(long, short = 'T', value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Give up connecting to a node after this many seconds [default: ssh_config ConnectTimeout, else 10]
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<f64>,
+    /// ssh_config file [default: the SoT's [connection] ssh_config, else ~/.ssh/config]
+    #[arg(short = 'F', value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Extra known_hosts file (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Trust unknown host keys on first use and record them (a changed key is still refused)
+    #[arg(long)]
+    pub accept_new: bool,
+    /// Identity file, tried before ssh_config's (repeatable)
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Connect as this user on every node
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Bytes of stdout and of stderr kept per node (the rest is counted)
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_output: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Nodes: names, globs, groups, tag selectors; `,`/`:` union, `&` intersect, `!` exclude (e.g. `gpu:&region=eu-west:!gpu-eu-04`)
+    pub target: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// The command, after `--`
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -238,6 +308,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sot(SotCommand::Log { limit }) => sot_cmd::log(&sot, limit, cli.json),
         Command::Node(cmd) => sot_cmd::node(&sot, cmd, cli.json),
         Command::Agent(cmd) => sot_cmd::agent(&sot, cmd, cli.json),
+        Command::Exec(args) => fleet_cmd::exec(&sot, cli.db, args, cli.json),
+        Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
     }
 }
 
@@ -250,6 +322,7 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
             | SotError::Refused(_)
             | SotError::NotASot(_),
         ) => Exit::InvalidInput,
+        _ if e.downcast_ref::<fleet_cmd::InvalidInput>().is_some() => Exit::InvalidInput,
         _ => Exit::Internal,
     };
     if json {

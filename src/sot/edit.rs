@@ -29,7 +29,7 @@ fn parse(text: &str) -> Result<DocumentMut> {
         .map_err(|e| SotError::Refused(format!("the file is not valid TOML, fix it first: {e}")))
 }
 
-fn parent<'d>(doc: &'d mut DocumentMut, kind: Kind) -> Result<&'d mut Table> {
+fn parent(doc: &mut DocumentMut, kind: Kind) -> Result<&mut Table> {
     let root = doc.as_table_mut();
     if !root.contains_key(kind.key()) {
         let mut t = Table::new();

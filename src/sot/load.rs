@@ -192,12 +192,12 @@ fn library_dirs(settings_text: &str) -> [PathBuf; 3] {
         PathBuf::from("playbooks"),
         PathBuf::from("hardening"),
     ];
-    if let Ok(t) = DeTable::parse(settings_text) {
-        if let Some(Value::Table(p)) = get(t.get_ref(), "paths").map(|v| v.get_ref()) {
-            for (slot, key) in dirs.iter_mut().zip(["profiles", "playbooks", "hardening"]) {
-                if let Some(Value::String(s)) = get(p, key).map(|v| v.get_ref()) {
-                    *slot = PathBuf::from(s.as_ref());
-                }
+    if let Ok(t) = DeTable::parse(settings_text)
+        && let Some(Value::Table(p)) = get(t.get_ref(), "paths").map(|v| v.get_ref())
+    {
+        for (slot, key) in dirs.iter_mut().zip(["profiles", "playbooks", "hardening"]) {
+            if let Some(Value::String(s)) = get(p, key).map(|v| v.get_ref()) {
+                *slot = PathBuf::from(s.as_ref());
             }
         }
     }
@@ -217,6 +217,9 @@ macro_rules! cx {
     }};
 }
 
+/// A node's tags as written (file, key/value pairs with spans, header span).
+type NodeTags = (usize, Vec<(At<String>, At<String>)>, Range<usize>);
+
 struct Loader<'a> {
     root: PathBuf,
     files: &'a [SourceFile],
@@ -226,7 +229,7 @@ struct Loader<'a> {
     /// Where each node (same order as the nodes vector) was defined.
     node_origins: Vec<Origin>,
     /// Node tag occurrences, checked once the taxonomy and profiles are known.
-    node_tags: Vec<(usize, Vec<(At<String>, At<String>)>, Range<usize>)>,
+    node_tags: Vec<NodeTags>,
     syntax_failed: bool,
 }
 
@@ -330,9 +333,19 @@ impl<'a> Loader<'a> {
         for n in &mut nodes {
             n.groups.sort();
         }
-        Ok(Sot::new(
-            self.root, settings, nodes, groups, models, agents, profiles, playbooks, baselines,
-        ))
+        Ok(Sot {
+            root: self.root,
+            settings,
+            nodes,
+            groups,
+            models,
+            agents,
+            profiles,
+            playbooks,
+            baselines,
+            node_index: HashMap::new(),
+        }
+        .indexed())
     }
 
     fn settings(&mut self, idx: usize, t: &Table<'_>) -> Settings {
@@ -548,15 +561,11 @@ impl<'a> Loader<'a> {
             };
             let port = cx
                 .integer(nt, "port", &what)
-                .and_then(|p| check_port(&mut cx, &p))
-                .unwrap_or(default_port);
-            let user = match cx.string(nt, "user", &what) {
-                Some(u) => {
-                    check_user(&mut cx, &u);
-                    u.value
-                }
-                None => default_user.clone(),
-            };
+                .and_then(|p| check_port(&mut cx, &p));
+            let user = cx.string(nt, "user", &what);
+            if let Some(u) = &user {
+                check_user(&mut cx, u);
+            }
             let groups = cx.strings(nt, "groups", &what);
             let tags = cx.string_map(nt, "tags", &what);
             let vars = cx.vars(nt, "vars", &what);
@@ -592,8 +601,10 @@ impl<'a> Loader<'a> {
             out.push(Node {
                 name,
                 address,
-                port,
-                user,
+                port: port.unwrap_or(default_port),
+                port_set: port.is_some(),
+                user_set: user.is_some(),
+                user: user.map_or_else(|| default_user.clone(), |u| u.value),
                 groups: groups.into_iter().map(|g| g.value).collect(),
                 tags: tag_map,
                 vars,
@@ -951,24 +962,24 @@ impl<'a> Loader<'a> {
                 if !check_tag_value(&mut cx, k, v) {
                     continue;
                 }
-                if let Some(allowed) = s.tag_values.get(&k.value) {
-                    if !allowed.contains(&v.value) {
-                        let hint = match suggest(&v.value, allowed.iter().map(String::as_str)) {
-                            Some(x) => {
-                                format!("did you mean `{x}`? allowed: {}", allowed.join(", "))
-                            }
-                            None => format!(
-                                "allowed values: {} (see [tags.values] in maestro.toml)",
-                                allowed.join(", ")
-                            ),
-                        };
-                        cx.error_hint(
-                            Code::BadTag,
-                            v.span.clone(),
-                            format!("`{}` is not an allowed value of tag `{}`", v.value, k.value),
-                            hint,
-                        );
-                    }
+                if let Some(allowed) = s.tag_values.get(&k.value)
+                    && !allowed.contains(&v.value)
+                {
+                    let hint = match suggest(&v.value, allowed.iter().map(String::as_str)) {
+                        Some(x) => {
+                            format!("did you mean `{x}`? allowed: {}", allowed.join(", "))
+                        }
+                        None => format!(
+                            "allowed values: {} (see [tags.values] in maestro.toml)",
+                            allowed.join(", ")
+                        ),
+                    };
+                    cx.error_hint(
+                        Code::BadTag,
+                        v.span.clone(),
+                        format!("`{}` is not an allowed value of tag `{}`", v.value, k.value),
+                        hint,
+                    );
                 }
             }
             let profile_name = node.profile.as_ref().or(s.default_profile.as_ref());

@@ -40,6 +40,12 @@ pub struct Node {
     pub address: String,
     pub port: u16,
     pub user: String,
+    /// Whether `port` / `user` were written on the node itself (they then win
+    /// over ssh_config; defaults from maestro.toml do not).
+    #[serde(skip)]
+    pub port_set: bool,
+    #[serde(skip)]
+    pub user_set: bool,
     /// Every group the node belongs to: those it names and those that list it, sorted.
     pub groups: Vec<String>,
     pub tags: BTreeMap<String, String>,
@@ -143,38 +149,19 @@ pub struct Sot {
     pub playbooks: Vec<String>,
     pub baselines: Vec<String>,
     #[serde(skip)]
-    node_index: HashMap<String, usize>,
+    pub(crate) node_index: HashMap<String, usize>,
 }
 
 impl Sot {
-    pub(crate) fn new(
-        root: PathBuf,
-        settings: Settings,
-        nodes: Vec<Node>,
-        groups: BTreeMap<String, Group>,
-        models: BTreeMap<String, Model>,
-        agents: BTreeMap<String, Agent>,
-        profiles: BTreeMap<String, Profile>,
-        playbooks: Vec<String>,
-        baselines: Vec<String>,
-    ) -> Self {
-        let node_index = nodes
+    /// Build the name index (after construction or any change to `nodes`).
+    pub(crate) fn indexed(mut self) -> Self {
+        self.node_index = self
+            .nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        Sot {
-            root,
-            settings,
-            nodes,
-            groups,
-            models,
-            agents,
-            profiles,
-            playbooks,
-            baselines,
-            node_index,
-        }
+        self
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

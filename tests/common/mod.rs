@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fleet;
+
 /// The maestro binary under test, with a clean environment for SoT lookups.
 pub fn maestro() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_maestro"));

@@ -1,0 +1,307 @@
+//! The headless face of a run: an indicatif progress display on a terminal,
+//! plain lines otherwise, or one JSON object per event with `--json`; then an
+//! Ansible-like recap. Node output is printed through [`sanitize`] so hostile
+//! bytes never reach the terminal raw.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::fleet::RunReport;
+use crate::fleet::event::{Event, NodeResult, NodeStatus};
+
+/// A node running longer than this is shown as stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
+/// Node output shown per stream in the terminal (the store keeps more).
+const SHOWN_BYTES: usize = 64 * 1024;
+
+enum Mode {
+    Json,
+    Progress {
+        bar: ProgressBar,
+        _multi: MultiProgress,
+    },
+    Plain,
+}
+
+pub struct Printer {
+    mode: Mode,
+    running: BTreeMap<String, Instant>,
+    done: usize,
+    failed: usize,
+    show_output: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, show_output: bool) -> Printer {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            Mode::Progress { bar, _multi: multi }
+        } else {
+            Mode::Plain
+        };
+        Printer {
+            mode,
+            running: BTreeMap::new(),
+            done: 0,
+            failed: 0,
+            show_output,
+        }
+    }
+
+    /// Lines printed above the progress display (or plainly).
+    fn line(&self, text: &str) {
+        match &self.mode {
+            Mode::Progress { bar, .. } => bar.suspend(|| print_stdout(text)),
+            _ => print_stdout(text),
+        }
+    }
+
+    pub fn handle(&mut self, event: &Event) {
+        if let Mode::Json = self.mode {
+            print_stdout(&serde_json::to_string(event).expect("events serialize"));
+            return;
+        }
+        match event {
+            Event::RunStarted { nodes, .. } => {
+                if let Mode::Progress { bar, .. } = &self.mode {
+                    bar.set_length(nodes.len() as u64);
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                }
+            }
+            Event::NodeConnecting { node } => {
+                self.running.insert(node.clone(), Instant::now());
+            }
+            Event::HostKeyLearned {
+                node,
+                host,
+                fingerprint,
+                file,
+            } => {
+                eprintln_safe(&format!(
+                    "{node}: trusted new host key {host} {fingerprint} (recorded in {file})"
+                ));
+            }
+            Event::Warning { node, message } => {
+                eprintln_safe(&format!(
+                    "warning: {}{}",
+                    node.as_ref().map(|n| format!("{n}: ")).unwrap_or_default(),
+                    message
+                ));
+            }
+            Event::NodeFinished { result } => {
+                self.running.remove(&result.node);
+                self.done += 1;
+                if result.status != NodeStatus::Ok {
+                    self.failed += 1;
+                }
+                let block = node_block(result, self.show_output);
+                self.line(block.trim_end_matches('\n'));
+                if let Mode::Progress { bar, .. } = &self.mode {
+                    bar.set_position(self.done as u64);
+                }
+            }
+            _ => {}
+        }
+        self.tick();
+    }
+
+    /// Refresh the status line (called on events and on a timer).
+    pub fn tick(&self) {
+        let Mode::Progress { bar, .. } = &self.mode else {
+            return;
+        };
+        let stuck: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, t)| t.elapsed() > STUCK_AFTER)
+            .take(5)
+            .map(|(n, t)| format!("{n} ({}s)", t.elapsed().as_secs()))
+            .collect();
+        let mut msg = format!(
+            "running {} · done {} · failed {}",
+            self.running.len(),
+            self.done,
+            self.failed
+        );
+        if !stuck.is_empty() {
+            msg.push_str(&format!(" · stuck: {}", stuck.join(", ")));
+        }
+        bar.set_message(msg);
+    }
+
+    pub fn finish(&mut self, report: &RunReport) {
+        if let Mode::Progress { bar, .. } = &self.mode {
+            bar.finish_and_clear();
+        }
+        if let Mode::Json = self.mode {
+            return;
+        }
+        print_stdout(&recap(report));
+    }
+}
+
+/// What one node did, with its output (for `maestro runs show`).
+pub fn node_block_public(r: &NodeResult) -> String {
+    node_block(r, true)
+}
+
+/// What one node did, as printed when it finishes.
+fn node_block(r: &NodeResult, show_output: bool) -> String {
+    let mut s = format!("{} | {}", r.node, r.status.as_str().to_uppercase());
+    if let Some(code) = r.exit_code {
+        s.push_str(&format!(" | rc={code}"));
+    }
+    if let Some(sig) = &r.signal {
+        s.push_str(&format!(" | signal={}", sanitize(sig.as_bytes())));
+    }
+    s.push_str(&format!(" | {:.2}s", r.duration_ms as f64 / 1000.0));
+    if let Some(e) = &r.error {
+        s.push_str(&format!(" | {}", sanitize(e.as_bytes())));
+    }
+    if show_output {
+        for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            if c.bytes.is_empty() {
+                continue;
+            }
+            let shown = &c.bytes[..c.bytes.len().min(SHOWN_BYTES)];
+            s.push_str(if name == "stdout" {
+                " >>\n"
+            } else {
+                "\n  [stderr]\n"
+            });
+            s.push_str(&sanitize(shown));
+            if !s.ends_with('\n') {
+                s.push('\n');
+            }
+            if c.total > shown.len() as u64 {
+                s.push_str(&format!(
+                    "  [{name}: {} of {} bytes shown; `maestro runs show` has up to 1 MiB]\n",
+                    shown.len(),
+                    c.total
+                ));
+            }
+        }
+    }
+    s
+}
+
+pub fn recap(report: &RunReport) -> String {
+    let s = &report.summary;
+    let mut out = format!(
+        "\nRECAP {} · {} node{} in {:.2}s: ok={} failed={} unreachable={} timed_out={} cancelled={}\n",
+        report.run_id,
+        s.total(),
+        if s.total() == 1 { "" } else { "s" },
+        report.elapsed.as_secs_f64(),
+        s.ok,
+        s.failed,
+        s.unreachable,
+        s.timed_out,
+        s.cancelled
+    );
+    let w = report
+        .results
+        .iter()
+        .map(|r| r.node.len())
+        .max()
+        .unwrap_or(4);
+    for r in &report.results {
+        let rc = r.exit_code.map(|c| format!("rc={c}")).unwrap_or_default();
+        out.push_str(&format!(
+            "  {:w$}  {:11}  {:6}  {:>7.2}s{}\n",
+            r.node,
+            r.status.as_str(),
+            rc,
+            r.duration_ms as f64 / 1000.0,
+            r.error
+                .as_ref()
+                .map(|e| format!("  {}", sanitize(first_line(e).as_bytes())))
+                .unwrap_or_default()
+        ));
+    }
+    if report.cancelled {
+        let cut: Vec<&str> = report
+            .results
+            .iter()
+            .filter(|r| r.status == NodeStatus::Cancelled)
+            .map(|r| r.node.as_str())
+            .collect();
+        out.push_str(&format!(
+            "cancelled: cut off on {}\n",
+            if cut.is_empty() {
+                "no node".into()
+            } else {
+                cut.join(", ")
+            }
+        ));
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Make bytes safe for a terminal: valid UTF-8 text stays, newlines and tabs
+/// stay, other control characters become caret notation (`ESC` → `^[`) and
+/// invalid UTF-8 becomes U+FFFD.
+pub fn sanitize(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\u{7f}' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            // C1 controls (U+0080..U+009F) act as escapes on some terminals.
+            c if ('\u{80}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+fn eprintln_safe(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", sanitize(text.as_bytes()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn hostile_bytes_are_neutralised() {
+        assert_eq!(sanitize(b"\x1b[31mred\x1b[0m\n"), "^[[31mred^[[0m\n");
+        assert_eq!(sanitize(b"a\rb\x07"), "a^Mb^G");
+        assert_eq!(sanitize(b"bad \xff\xfe utf8"), "bad \u{FFFD}\u{FFFD} utf8");
+        assert_eq!(sanitize("csi \u{9b}2J".as_bytes()), "csi \\u{9b}2J");
+        assert_eq!(sanitize("tab\tok ünï".as_bytes()), "tab\tok ünï");
+    }
+}

@@ -1,0 +1,227 @@
+//! The typed event stream every face subscribes to: the headless printer, the
+//! `--json` writer, the SQLite store and the TUI all read these, and only these.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
+
+/// What happened to one node in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// The command ran and exited 0.
+    Ok,
+    /// The command ran and failed (non-zero exit, killed by a signal, connection lost mid-command).
+    Failed,
+    /// No session could be opened: connection refused or timed out, host key refused, authentication failed.
+    Unreachable,
+    /// The command outlived `--timeout` and was stopped.
+    TimedOut,
+    /// The operator cancelled the run (or this node) before it finished.
+    Cancelled,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Ok => "ok",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Unreachable => "unreachable",
+            NodeStatus::TimedOut => "timed_out",
+            NodeStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeStatus> {
+        Some(match s {
+            "ok" => NodeStatus::Ok,
+            "failed" => NodeStatus::Failed,
+            "unreachable" => NodeStatus::Unreachable,
+            "timed_out" => NodeStatus::TimedOut,
+            "cancelled" => NodeStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Captured output of one stream: the first bytes (bounded) and how many there were.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Captured {
+    /// At most the run's output limit; may hold any bytes (escape sequences, invalid UTF-8).
+    #[serde(serialize_with = "lossy")]
+    pub bytes: Vec<u8>,
+    /// Bytes the node produced in total.
+    pub total: u64,
+}
+
+impl Captured {
+    pub fn truncated(&self) -> bool {
+        self.total > self.bytes.len() as u64
+    }
+
+    /// Keep `chunk` up to `limit` bytes in all; count everything.
+    pub fn push(&mut self, chunk: &[u8], limit: usize) {
+        self.total += chunk.len() as u64;
+        let room = limit.saturating_sub(self.bytes.len());
+        self.bytes
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+}
+
+/// The outcome for one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    pub node: String,
+    pub status: NodeStatus,
+    pub exit_code: Option<u32>,
+    pub signal: Option<String>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub duration_ms: u64,
+    /// Why the node failed when it was not the command (connection, host key, auth, timeout).
+    pub error: Option<String>,
+}
+
+impl NodeResult {
+    pub fn new(node: &str, status: NodeStatus) -> NodeResult {
+        NodeResult {
+            node: node.to_string(),
+            status,
+            exit_code: None,
+            signal: None,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            duration_ms: 0,
+            error: None,
+        }
+    }
+}
+
+/// Counts per status for a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub ok: usize,
+    pub failed: usize,
+    pub unreachable: usize,
+    pub timed_out: usize,
+    pub cancelled: usize,
+}
+
+impl Summary {
+    pub fn add(&mut self, s: NodeStatus) {
+        match s {
+            NodeStatus::Ok => self.ok += 1,
+            NodeStatus::Failed => self.failed += 1,
+            NodeStatus::Unreachable => self.unreachable += 1,
+            NodeStatus::TimedOut => self.timed_out += 1,
+            NodeStatus::Cancelled => self.cancelled += 1,
+        }
+    }
+    pub fn total(&self) -> usize {
+        self.ok + self.failed + self.unreachable + self.timed_out + self.cancelled
+    }
+    pub fn all_ok(&self) -> bool {
+        self.total() == self.ok
+    }
+}
+
+/// Everything the engine reports while it works.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        kind: String,
+        command: String,
+        target: String,
+        nodes: Vec<String>,
+        forks: usize,
+        at_ms: i64,
+    },
+    NodeConnecting {
+        node: String,
+    },
+    NodeConnected {
+        node: String,
+        elapsed_ms: u64,
+    },
+    NodeRunning {
+        node: String,
+    },
+    Output {
+        node: String,
+        stream: Stream,
+        #[serde(serialize_with = "lossy")]
+        data: Vec<u8>,
+    },
+    /// `--accept-new` trusted a host key on first use and recorded it.
+    HostKeyLearned {
+        node: String,
+        host: String,
+        fingerprint: String,
+        file: String,
+    },
+    Warning {
+        node: Option<String>,
+        message: String,
+    },
+    NodeFinished {
+        result: NodeResult,
+    },
+    RunFinished {
+        run_id: String,
+        summary: Summary,
+        elapsed_ms: u64,
+        cancelled: bool,
+    },
+}
+
+/// Bytes in JSON: UTF-8 where valid, U+FFFD elsewhere (`--json` consumers get
+/// text; the store keeps the raw bytes).
+fn lossy<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A run id that sorts by time and reads well in a terminal: `20261121-072501-3f9a`.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let nanos = now.timestamp_subsec_nanos();
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%d-%H%M%S"))
+}
+
+/// The sending half of an event stream. Sending never blocks and never fails
+/// the engine: a face that went away simply stops receiving.
+#[derive(Clone)]
+pub struct EventSink(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl EventSink {
+    pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (EventSink(tx), rx)
+    }
+    pub fn send(&self, e: Event) {
+        let _ = self.0.send(e);
+    }
+}

@@ -1,0 +1,20 @@
+//! The fleet engine: everything maestro does to a node goes through here.
+//!
+//! [`target`] turns `--limit` into nodes, [`resolve`] turns nodes into
+//! connection specs (ssh_config, known_hosts, ProxyJump), [`run`] connects with
+//! bounded parallelism and runs jobs over [`ssh`] sessions, and every step is
+//! reported as an [`event::Event`]. The engine prints nothing.
+
+pub mod cancel;
+pub mod event;
+pub mod known_hosts;
+pub mod quote;
+pub mod resolve;
+pub mod run;
+pub mod ssh;
+pub mod ssh_config;
+pub mod target;
+
+pub use cancel::Cancel;
+pub use event::{Event, EventSink, NodeResult, NodeStatus, Summary};
+pub use run::{DEFAULT_FORKS, RunOptions, RunReport, run_command, run_nodes};
