@@ -3,6 +3,7 @@
 
 mod fleet_cmd;
 mod printer;
+mod sim_cmd;
 mod sot_cmd;
 
 /// `println!` for results on stdout that ends the process quietly when the
@@ -65,6 +66,9 @@ pub enum Command {
     Agent(AgentCommand),
     /// Run a command on the target nodes over SSH
     Exec(ExecArgs),
+    /// Serve a simulated fleet (in-process SSH servers) for benchmarks
+    #[command(hide = true)]
+    Simulate(sim_cmd::SimulateArgs),
     /// List recorded runs, or show one
     Runs {
         #[command(subcommand)]
@@ -309,6 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Node(cmd) => sot_cmd::node(&sot, cmd, cli.json),
         Command::Agent(cmd) => sot_cmd::agent(&sot, cmd, cli.json),
         Command::Exec(args) => fleet_cmd::exec(&sot, cli.db, args, cli.json),
+        Command::Simulate(args) => sim_cmd::simulate(args),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
     }
 }

@@ -25,6 +25,7 @@
 //!   up, never the resolved address as well;
 //! * `RevokedHostKeys` files (a separate file format, KRL).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -247,6 +248,11 @@ pub struct KnownHosts {
     files: Vec<PathBuf>,
     entries: Vec<Entry>,
     warnings: Vec<Warning>,
+    /// Entries whose hosts are plain names, by name: a lookup in a 10,000-line
+    /// file must not scan every line.
+    literal: HashMap<String, Vec<usize>>,
+    /// Entries that must be matched one by one (wildcards, negations, hashed).
+    scanned: Vec<usize>,
 }
 
 /// Serialises appends within this process: a fleet tool connects to many
@@ -310,14 +316,27 @@ impl KnownHosts {
     /// OpenSSH form: port 22 → lookup name `host`; other ports → `[host]:port`.
     ///
     /// Revoked beats Trusted, which beats Changed, which beats Unknown.
+    /// Entries for `name` (the lowercased lookup name), in file order.
+    fn matching(&self, name: &str) -> Vec<&Entry> {
+        let mut idx: Vec<usize> = self.literal.get(name).cloned().unwrap_or_default();
+        idx.extend(
+            self.scanned
+                .iter()
+                .copied()
+                .filter(|&i| self.entries[i].hosts.matches(name)),
+        );
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| &self.entries[i])
+            .filter(|e| e.marker != Marker::CertAuthority)
+            .collect()
+    }
+
     pub fn verify(&self, host: &str, port: u16, key: &HostKey) -> Verdict {
         let name = lookup_name(host, port);
         let presented = key.blob_bytes();
-        let matching: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.marker != Marker::CertAuthority && e.hosts.matches(&name))
-            .collect();
+        let matching = self.matching(&name);
 
         let revoked = matching
             .iter()
@@ -362,9 +381,9 @@ impl KnownHosts {
     /// to show the user next to a [`Verdict::Changed`].
     pub fn known_keys(&self, host: &str, port: u16) -> Vec<KnownKey<'_>> {
         let name = lookup_name(host, port);
-        self.entries
-            .iter()
-            .filter(|e| e.marker == Marker::None && e.hosts.matches(&name))
+        self.matching(&name)
+            .into_iter()
+            .filter(|e| e.marker == Marker::None)
             .map(|e| KnownKey {
                 file: &self.files[e.file],
                 line: e.line,
@@ -428,6 +447,17 @@ impl KnownHosts {
         match parse_entry(text) {
             Ok(Some((marker, hosts, key))) => {
                 let key_bytes = key.blob_bytes();
+                let index = self.entries.len();
+                match &hosts {
+                    Hosts::Patterns(p)
+                        if p.iter().all(|p| !p.negated && !p.glob.contains(['*', '?'])) =>
+                    {
+                        for p in p {
+                            self.literal.entry(p.glob.clone()).or_default().push(index);
+                        }
+                    }
+                    _ => self.scanned.push(index),
+                }
                 self.entries.push(Entry {
                     file,
                     line,

@@ -372,9 +372,10 @@ impl Session {
         };
         // The login shell's PID is its process group (sshd makes each session a
         // new session leader): report it first so a cancel can stop the whole
-        // group, then replace the shell with the command itself.
+        // group, then replace the shell with `/bin/sh -c COMMAND` (POSIX sh, as
+        // Ansible's shell module; cheaper than a second login shell).
         let wrapped = format!(
-            "printf 'MAESTRO-PGID %s\\n' $$ >&2; exec \"${{SHELL:-/bin/sh}}\" -c {}",
+            "printf 'MAESTRO-PGID %s\\n' $$ >&2; exec /bin/sh -c {}",
             sh_quote(command)
         );
         if let Err(e) = channel.exec(true, wrapped).await {

@@ -27,6 +27,7 @@
 
 mod conn;
 mod exec;
+pub mod fleet_files;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +75,10 @@ pub struct SimConfig {
     /// One host key for all nodes (fast start for 10k nodes) instead of one
     /// ed25519 key per node.
     pub shared_host_key: bool,
+    /// How many connections can be open at once, when the controller runs in
+    /// another process and bounds them (`maestro exec --forks`). `None`
+    /// assumes every node is connected at once by a client in this process.
+    pub max_connections: Option<usize>,
 }
 
 impl SimConfig {
@@ -86,6 +91,7 @@ impl SimConfig {
             scratch_root: scratch_root.into(),
             name_prefix: "sim-".to_string(),
             shared_host_key: false,
+            max_connections: None,
         }
     }
 }
@@ -104,7 +110,7 @@ pub struct SimNode {
 pub enum SimError {
     #[error(
         "simulating {nodes} nodes needs about {needed} file descriptors \
-         ({FDS_PER_NODE} per node + {FD_RESERVE} spare) but RLIMIT_NOFILE is {limit} \
+         (a listener per node, the open connections, {FD_RESERVE} spare) but RLIMIT_NOFILE is {limit} \
          (already raised as far as allowed); raise the hard limit \
          (ulimit -Hn / LimitNOFILE=) or simulate fewer nodes"
     )]
@@ -181,9 +187,12 @@ impl Simulator {
     /// Creates the scratch directories, binds one listener per node and
     /// starts serving. Must be called within a tokio runtime.
     pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
-        let needed = (cfg.nodes as u64)
-            .saturating_mul(FDS_PER_NODE)
-            .saturating_add(FD_RESERVE);
+        let needed = match cfg.max_connections {
+            // Listeners, plus both sides only of the connections that can be open.
+            Some(c) => (cfg.nodes as u64).saturating_add(2 * c as u64),
+            None => (cfg.nodes as u64).saturating_mul(FDS_PER_NODE),
+        }
+        .saturating_add(FD_RESERVE);
         let limit = raise_nofile_limit(needed).map_err(io_err("reading RLIMIT_NOFILE"))?;
         if needed > limit {
             return Err(SimError::TooManyNodes {

@@ -484,7 +484,6 @@ async fn large_output_and_input_flow() {
     sim.shutdown().await;
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn shells_are_limited_and_queued() {
     let scratch = tempfile::tempdir().unwrap();

@@ -1,0 +1,70 @@
+//! What an operator needs to drive a simulated fleet with maestro: a SoT
+//! listing the simulated nodes, a client key, and a known_hosts file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use russh::keys::{Algorithm, PrivateKey, ssh_key::LineEnding};
+
+use super::Simulator;
+
+/// A fresh client key for a simulated fleet.
+pub fn client_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("ed25519 key generation")
+}
+
+/// The SoT files (relative paths, contents) describing the simulated nodes:
+/// two regions and a few roles so targeting has something to select.
+pub fn sot_files(sim: &Simulator, name: &str) -> Vec<(PathBuf, String)> {
+    let settings = format!(
+        "# A simulated fleet written by maestro: every node is an in-process SSH server.\n\
+         [maestro]\nname = \"{name}\"\n\n[connection]\nuser = \"maestro\"\n\n\
+         [tags]\nrequired = [\"env\", \"region\"]\n\n[tags.values]\nenv = [\"sim\"]\n\
+         region = [\"eu-west\", \"us-east\"]\nrole = [\"inference\", \"gateway\", \"batch\"]\n"
+    );
+    let mut nodes = String::with_capacity(sim.nodes().len() * 160);
+    for (i, n) in sim.nodes().iter().enumerate() {
+        let region = if i % 2 == 0 { "eu-west" } else { "us-east" };
+        let (role, group) = match i % 10 {
+            0 => ("gateway", "gateways"),
+            1 | 2 => ("batch", "batch"),
+            _ => ("inference", "gpu"),
+        };
+        let _ = writeln!(
+            nodes,
+            "[node.{}]\naddress = \"{}\"\nport = {}\ngroups = [\"{group}\"]\n\
+             tags = {{ env = \"sim\", region = \"{region}\", role = \"{role}\" }}\n",
+            n.name,
+            n.addr.ip(),
+            n.addr.port()
+        );
+    }
+    let groups = "[group.gpu]\ndescription = \"simulated inference nodes\"\n\n\
+                  [group.gateways]\ndescription = \"simulated gateways\"\n\n\
+                  [group.batch]\ndescription = \"simulated batch workers\"\n"
+        .to_string();
+    vec![
+        ("maestro.toml".into(), settings),
+        ("nodes.toml".into(), nodes),
+        ("groups.toml".into(), groups),
+    ]
+}
+
+/// Write `~/.ssh/id_ed25519(.pub)` and `~/.ssh/known_hosts` under `home`.
+pub fn write_home(home: &Path, key: &PrivateKey, sim: &Simulator) -> std::io::Result<()> {
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh)?;
+    let secret = key
+        .to_openssh(LineEnding::LF)
+        .map_err(std::io::Error::other)?;
+    let path = ssh.join("id_ed25519");
+    std::fs::write(&path, secret.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(std::io::Error::other)?;
+    std::fs::write(ssh.join("id_ed25519.pub"), format!("{public}\n"))?;
+    std::fs::write(ssh.join("known_hosts"), sim.known_hosts())
+}
