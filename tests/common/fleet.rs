@@ -13,6 +13,9 @@ pub const FLEET_SIZE: usize = 16;
 pub struct Fleet {
     pub dir: PathBuf,
     pub port: u16,
+    /// Node i listens on `{net}.i` (default 127.0.10; set MAESTRO_TEST_NET to
+    /// run a second fleet beside this one, e.g. 127.0.20).
+    pub net: String,
 }
 
 static FLEET: OnceLock<Fleet> = OnceLock::new();
@@ -34,7 +37,9 @@ pub fn fleet() -> &'static Fleet {
             "the real-sshd fleet tests need OpenSSH's sshd: apt-get install -y openssh-server (.ci/run does this)"
         );
         let dir = std::env::temp_dir().join(format!("maestro-test-fleet-{}", std::process::id()));
+        let net = std::env::var("MAESTRO_TEST_NET").unwrap_or_else(|_| "127.0.10".into());
         let o = Command::new("bash")
+            .env("FLEET_NET_PREFIX", &net)
             .arg(script())
             .args(["start", dir.to_str().unwrap(), &FLEET_SIZE.to_string(), "--owner-pid"])
             .arg(std::process::id().to_string())
@@ -52,7 +57,7 @@ pub fn fleet() -> &'static Fleet {
             .find_map(|l| l.strip_prefix("FLEET_PORT="))
             .and_then(|p| p.trim_matches('"').parse().ok())
             .expect("fleet.env has FLEET_PORT");
-        Fleet { dir, port }
+        Fleet { dir, port, net }
     })
 }
 
@@ -71,7 +76,7 @@ fn unsafe_free_euid() -> u32 {
 
 impl Fleet {
     pub fn address(&self, i: usize) -> String {
-        format!("127.0.10.{i}")
+        format!("{}.{i}", self.net)
     }
 
     /// Run a fleet.sh subcommand on one node (`stop-node`, `kill-node`, ...).
@@ -118,7 +123,7 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `nodes`: fleet node numbers to put in the SoT (as nNN at 127.0.10.N).
+    /// `nodes`: fleet node numbers to put in the SoT (as nNN at the fleet's address N).
     pub fn new(nodes: &[usize]) -> Operator {
         let f = fleet();
         let tmp = tempfile::tempdir().unwrap();
@@ -147,7 +152,8 @@ impl Operator {
         for &i in nodes {
             let region = if i % 2 == 1 { "eu-west" } else { "us-east" };
             text.push_str(&format!(
-                "[node.n{i:02}]\naddress = \"127.0.10.{i}\"\ngroups = [\"fleet\"]\ntags = {{ env = \"test\", region = \"{region}\" }}\n\n"
+                "[node.n{i:02}]\naddress = \"{}\"\ngroups = [\"fleet\"]\ntags = {{ env = \"test\", region = \"{region}\" }}\n\n",
+                f.address(i)
             ));
         }
         std::fs::write(sot.join("nodes.toml"), text).unwrap();

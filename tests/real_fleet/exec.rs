@@ -6,13 +6,12 @@
 //! node use a node of their own: n11 stopped, n12 killed, n13 rekeyed,
 //! n14 unknown, n15/n16 ssh_config and ProxyJump.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fleet::{Operator, fleet};
-use common::{stderr, stdout};
+use crate::common;
+use crate::common::fleet::{Operator, fleet};
+use crate::common::{stderr, stdout};
 
 fn json_lines(out: &str) -> Vec<serde_json::Value> {
     out.lines()
@@ -91,7 +90,7 @@ fn a_stopped_node_is_unreachable_and_the_others_still_run() {
     assert!(out.contains("ok=9 failed=0 unreachable=1"), "{out}");
     let recap_line = out.lines().find(|l| l.starts_with("  n11 ")).unwrap();
     assert!(
-        recap_line.contains("unreachable") && recap_line.contains("127.0.10.11"),
+        recap_line.contains("unreachable") && recap_line.contains(&f.address(11)),
         "{recap_line}"
     );
     for i in 2..=10 {
@@ -149,7 +148,10 @@ fn host_keys_changed_unknown_and_accept_new() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out.contains("WARNING: the host key of n13 (127.0.10.13) has CHANGED"),
+        out.contains(&format!(
+            "WARNING: the host key of n13 ({}) has CHANGED",
+            f.address(13)
+        )),
         "{out}"
     );
     assert!(
@@ -166,7 +168,7 @@ fn host_keys_changed_unknown_and_accept_new() {
     let text = std::fs::read_to_string(&kh).unwrap();
     let kept: String = text
         .lines()
-        .filter(|l| !l.contains("127.0.10.14"))
+        .filter(|l| !l.contains(&f.address(14)))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&kh, &kept).unwrap();
@@ -184,7 +186,7 @@ fn host_keys_changed_unknown_and_accept_new() {
     .unwrap();
     let fp = fp.split_whitespace().nth(1).unwrap().to_string();
     assert!(
-        out.contains("unknown host key for n14 (127.0.10.14)") && out.contains(&fp),
+        out.contains(&format!("unknown host key for n14 ({})", f.address(14))) && out.contains(&fp),
         "fingerprint {fp} shown:\n{out}"
     );
     assert!(
@@ -206,7 +208,7 @@ fn host_keys_changed_unknown_and_accept_new() {
     );
     let recorded = std::fs::read_to_string(&kh).unwrap();
     assert!(
-        recorded.starts_with(&kept) && recorded[kept.len()..].contains("127.0.10.14"),
+        recorded.starts_with(&kept) && recorded[kept.len()..].contains(&f.address(14)),
         "recorded:\n{recorded}"
     );
     // Now known: works without --accept-new, and the store has the note.
@@ -230,16 +232,21 @@ fn ssh_config_alias_and_proxy_jump() {
     std::fs::write(
         op.home.join(".ssh/config"),
         format!(
-            "Host n15-alias\n  HostName 127.0.10.15\n  Port {port}\n  User op\n  IdentityFile ~/.ssh/fleet_key\n\n\
-             Host 127.0.10.16\n  ProxyJump n15-alias\n  IdentityFile ~/.ssh/fleet_key\n",
-            port = f.port
+            "Host n15-alias\n  HostName {a15}\n  Port {port}\n  User op\n  IdentityFile ~/.ssh/fleet_key\n\n\
+             Host {a16}\n  ProxyJump n15-alias\n  IdentityFile ~/.ssh/fleet_key\n",
+            port = f.port,
+            a15 = f.address(15),
+            a16 = f.address(16)
         ),
     )
     .unwrap();
     std::fs::write(
         op.sot.join("nodes.toml"),
-        "[node.aliased]\naddress = \"n15-alias\"\ntags = { env = \"test\", region = \"eu-west\" }\n\n\
-         [node.behind-jump]\naddress = \"127.0.10.16\"\ntags = { env = \"test\", region = \"us-east\" }\n",
+        format!(
+            "[node.aliased]\naddress = \"n15-alias\"\ntags = {{ env = \"test\", region = \"eu-west\" }}\n\n\
+             [node.behind-jump]\naddress = \"{}\"\ntags = {{ env = \"test\", region = \"us-east\" }}\n",
+            f.address(16)
+        ),
     )
     .unwrap();
     // With the default sot port set, ssh_config's Port still applies to the alias

@@ -1,0 +1,7 @@
+//! Every test that needs the real OpenSSH test fleet lives in this one test
+//! binary, so the fleet (tests/fleet/fleet.sh) is started once and shared.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod exec;
