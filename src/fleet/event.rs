@@ -81,6 +81,78 @@ impl Captured {
     }
 }
 
+/// What one playbook task (or hardening rule) did on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Already right (for a hardening rule: compliant).
+    Ok,
+    /// Changed something (in check mode: would change).
+    Changed,
+    Failed,
+    /// Not run: `when` false, excluded by tags, or a rule that does not apply.
+    Skipped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Ok => "ok",
+            TaskStatus::Changed => "changed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        Some(match s {
+            "ok" => TaskStatus::Ok,
+            "changed" => TaskStatus::Changed,
+            "failed" => TaskStatus::Failed,
+            "skipped" => TaskStatus::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskResult {
+    pub index: usize,
+    pub name: String,
+    pub status: TaskStatus,
+    pub message: String,
+    /// Unified diff of what changed (or would change), with `--diff`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Output of a command the task ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// Counts per task status for one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl TaskCounts {
+    pub fn of(tasks: &[TaskResult]) -> TaskCounts {
+        let mut c = TaskCounts::default();
+        for t in tasks {
+            match t.status {
+                TaskStatus::Ok => c.ok += 1,
+                TaskStatus::Changed => c.changed += 1,
+                TaskStatus::Failed => c.failed += 1,
+                TaskStatus::Skipped => c.skipped += 1,
+            }
+        }
+        c
+    }
+}
+
 /// The outcome for one node.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeResult {
@@ -93,6 +165,9 @@ pub struct NodeResult {
     pub duration_ms: u64,
     /// Why the node failed when it was not the command (connection, host key, auth, timeout).
     pub error: Option<String>,
+    /// Playbook tasks or hardening rules, in order (empty for exec).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskResult>,
 }
 
 impl NodeResult {
@@ -106,6 +181,7 @@ impl NodeResult {
             stderr: Captured::default(),
             duration_ms: 0,
             error: None,
+            tasks: Vec::new(),
         }
     }
 }
@@ -166,6 +242,16 @@ pub enum Event {
         stream: Stream,
         #[serde(serialize_with = "lossy")]
         data: Vec<u8>,
+    },
+    /// A playbook task or hardening rule finished on a node.
+    TaskFinished {
+        node: String,
+        task: TaskResult,
+    },
+    /// Facts gathered on a node (OS, kernel, package manager, init system, hostname).
+    Facts {
+        node: String,
+        facts: std::collections::BTreeMap<String, String>,
     },
     /// `--accept-new` trusted a host key on first use and recorded it.
     HostKeyLearned {

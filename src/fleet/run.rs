@@ -43,6 +43,8 @@ pub struct RunReport {
 #[derive(Clone)]
 pub struct NodeContext {
     pub node: String,
+    /// The user the session logged in as.
+    pub login_user: String,
     pub limits: ExecLimits,
     pub cancel: Cancel,
     pub events: EventSink,
@@ -79,6 +81,7 @@ pub fn outcome_to_result(node: &str, o: ExecOutcome) -> NodeResult {
         stderr: o.stderr,
         duration_ms: o.duration.as_millis() as u64,
         error: o.error,
+        tasks: Vec::new(),
     }
 }
 
@@ -113,6 +116,7 @@ where
     for (index, spec) in specs.into_iter().enumerate() {
         let ctx = NodeContext {
             node: spec.node.clone(),
+            login_user: spec.endpoint.user.clone(),
             limits: opts.limits.clone(),
             cancel: cancel.clone(),
             events: events.clone(),

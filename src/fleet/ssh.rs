@@ -360,6 +360,21 @@ impl Session {
         cancel: &Cancel,
         events: &EventSink,
     ) -> ExecOutcome {
+        let request = Request { command, stdin: b"", output_events: true };
+        self.run(request, limits, cancel, events, &mut |_| {}).await
+    }
+
+    /// Run a command with `stdin` as its input (then EOF), passing every stdout
+    /// chunk to `on_stdout` as it arrives (unbounded: the caller parses it).
+    pub async fn run(
+        &self,
+        request: Request<'_>,
+        limits: &ExecLimits,
+        cancel: &Cancel,
+        events: &EventSink,
+        on_stdout: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> ExecOutcome {
+        let Request { command, stdin, output_events } = request;
         let started = Instant::now();
         let mut out = ExecOutcome::new();
         let mut channel = match self.handle.channel_open_session().await {
@@ -383,6 +398,18 @@ impl Session {
             out.error = Some(format!("cannot start the command: {e}"));
             return out;
         }
+        // The input, then EOF: a command that reads stdin must never wait forever.
+        let sent = async {
+            if !stdin.is_empty() {
+                channel.data(stdin).await?;
+            }
+            channel.eof().await
+        };
+        if let Err(e) = sent.await {
+            out.status = NodeStatus::Failed;
+            out.error = Some(format!("cannot send the command's input: {e}"));
+            return out;
+        }
         let mut pgid: Option<u32> = None;
         let mut marker = Vec::new();
         let mut got_exit = false;
@@ -398,11 +425,12 @@ impl Session {
             tokio::select! {
                 msg = channel.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
-                        self.output(Stream::Stdout, &data, &mut out.stdout, limits, events);
+                        on_stdout(&data);
+                        self.output(Stream::Stdout, &data, &mut out.stdout, limits, output_events.then_some(events));
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                         if pgid.is_some() {
-                            self.output(Stream::Stderr, &data, &mut out.stderr, limits, events);
+                            self.output(Stream::Stderr, &data, &mut out.stderr, limits, output_events.then_some(events));
                             continue;
                         }
                         // The first stderr line is our PGID marker; anything else is the command's.
@@ -426,7 +454,7 @@ impl Session {
                             }
                         };
                         marker.clear();
-                        self.output(Stream::Stderr, &rest, &mut out.stderr, limits, events);
+                        self.output(Stream::Stderr, &rest, &mut out.stderr, limits, output_events.then_some(events));
                     }
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
                         out.exit_code = Some(exit_status);
@@ -445,7 +473,7 @@ impl Session {
         };
         if !marker.is_empty() {
             let rest = std::mem::take(&mut marker);
-            self.output(Stream::Stderr, &rest, &mut out.stderr, limits, events);
+            self.output(Stream::Stderr, &rest, &mut out.stderr, limits, output_events.then_some(events));
         }
         out.duration = started.elapsed();
         if let Some(status) = stop {
@@ -481,14 +509,16 @@ impl Session {
         data: &[u8],
         into: &mut Captured,
         limits: &ExecLimits,
-        events: &EventSink,
+        events: Option<&EventSink>,
     ) {
         if data.is_empty() {
             return;
         }
         let before = into.bytes.len();
         into.push(data, limits.max_output);
-        if into.bytes.len() > before {
+        if let Some(events) = events
+            && into.bytes.len() > before
+        {
             events.send(Event::Output {
                 node: self.node.clone(),
                 stream,
@@ -518,6 +548,14 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// What to run: the command line, its standard input, and whether its output
+/// is reported as `Output` events (exec) or only parsed by the caller (playbooks).
+pub struct Request<'a> {
+    pub command: &'a str,
+    pub stdin: &'a [u8],
+    pub output_events: bool,
 }
 
 /// Bounds on one command.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::fleet::event::{Event, NodeResult, NodeStatus, now_ms};
+use crate::fleet::event::{Event, NodeResult, NodeStatus, TaskResult, TaskStatus, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,6 +66,22 @@ CREATE TABLE IF NOT EXISTS node_results (
     PRIMARY KEY (run_id, node)
 );
 CREATE INDEX IF NOT EXISTS node_results_by_node ON node_results(node, finished_ms);
+CREATE TABLE IF NOT EXISTS task_results (
+    run_id  TEXT NOT NULL REFERENCES runs(id),
+    node    TEXT NOT NULL,
+    idx     INTEGER NOT NULL,
+    name    TEXT NOT NULL,
+    status  TEXT NOT NULL,              -- ok | changed | failed | skipped
+    message TEXT NOT NULL,
+    diff    TEXT,
+    output  TEXT,
+    PRIMARY KEY (run_id, node, idx)
+);
+CREATE TABLE IF NOT EXISTS node_facts (
+    node  TEXT PRIMARY KEY,
+    facts TEXT NOT NULL,                -- JSON object
+    at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_notes (
     run_id  TEXT NOT NULL REFERENCES runs(id),
     at_ms   INTEGER NOT NULL,
@@ -289,6 +305,7 @@ impl Store {
                         bytes: r.get(8)?,
                         total: r.get::<_, i64>(9)? as u64,
                     },
+                    tasks: Vec::new(),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -299,6 +316,29 @@ impl Store {
             .map(|(i, n)| (n.as_str(), i))
             .collect();
         rows.sort_by_key(|r| order.get(r.node.as_str()).copied().unwrap_or(usize::MAX));
+        let mut st = self.conn.prepare_cached(
+            "SELECT node, idx, name, status, message, diff, output FROM task_results WHERE run_id = ?1 ORDER BY node, idx",
+        )?;
+        let tasks = st.query_map(params![run.id], |r| {
+            let status: String = r.get(3)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                TaskResult {
+                    index: r.get::<_, i64>(1)? as usize,
+                    name: r.get(2)?,
+                    status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+                    message: r.get(4)?,
+                    diff: r.get(5)?,
+                    output: r.get(6)?,
+                },
+            ))
+        })?;
+        for t in tasks {
+            let (node, task) = t?;
+            if let Some(row) = rows.iter_mut().find(|r| r.node == node) {
+                row.tasks.push(task);
+            }
+        }
         Ok(rows)
     }
 
@@ -315,6 +355,17 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The facts last gathered on a node.
+    pub fn facts(&self, node: &str) -> Result<Option<(std::collections::BTreeMap<String, String>, i64)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT facts, at_ms FROM node_facts WHERE node = ?1", params![node], |r| {
+                let f: String = r.get(0)?;
+                Ok((serde_json::from_str(&f).unwrap_or_default(), r.get(1)?))
+            })
+            .optional()?)
     }
 
     /// The most recent result of each node, for "last run" columns.

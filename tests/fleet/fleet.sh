@@ -11,7 +11,7 @@ set -euo pipefail
 PROG=fleet.sh
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
 SSHD=/usr/sbin/sshd
-NODE_SSHD_CONFIG=/etc/ssh/sshd_config_maestro_test
+NODE_SSHD_CONFIG=/etc/ssh/sshd_config   # the standard path, so hardening edits the file sshd reads
 NET_PREFIX=${FLEET_NET_PREFIX:-127.0.10}   # nodes listen on $NET_PREFIX.1 .. .K
 [[ $NET_PREFIX =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "fleet.sh: FLEET_NET_PREFIX must look like 127.X.Y" >&2; exit 1; }
 OVERLAY_DIRS=(etc opt var srv home root)

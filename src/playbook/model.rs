@@ -1,0 +1,374 @@
+//! The playbook file format, as people write and review it:
+//!
+//! ```toml
+//! name = "agent-runtime"
+//! description = "What it installs"
+//! become = true                 # run tasks as root through sudo (per task too)
+//!
+//! [vars]                        # defaults; profiles, groups, nodes and -e override them
+//! runtime_root = "/opt/maestro"
+//!
+//! [[task]]
+//! name = "runtime directory"
+//! dir = { path = "{{ runtime_root }}", mode = "0755" }
+//! notify = ["restart runtime"]  # handlers run once at the end, only if this changed
+//! when = "node.tags.env == 'prod'"
+//! tags = ["layout"]
+//!
+//! [[handler]]
+//! name = "restart runtime"
+//! service = { name = "maestro-runtime", state = "restarted", command = "...", pidfile = "..." }
+//! ```
+//!
+//! Each task has exactly one module: `dir`, `file`, `template`, `line`,
+//! `absent`, `command`, `package`, `service`, `user`, `sysctl`, `checksum`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sot::diag::{Code, Diagnostic, Diagnostics, SourceFile};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub r#become: bool,
+    pub become_user: Option<String>,
+    #[serde(default)]
+    pub vars: toml::Table,
+    #[serde(default, rename = "task")]
+    pub tasks: Vec<Spanned<Task>>,
+    #[serde(default, rename = "handler")]
+    pub handlers: Vec<Spanned<Task>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    pub when: Option<String>,
+    #[serde(default)]
+    pub notify: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub r#become: Option<bool>,
+    pub become_user: Option<String>,
+    pub dir: Option<DirArgs>,
+    pub file: Option<FileArgs>,
+    pub template: Option<FileArgs>,
+    pub line: Option<LineArgs>,
+    pub absent: Option<AbsentArgs>,
+    pub command: Option<CommandArgs>,
+    pub package: Option<PackageArgs>,
+    pub service: Option<ServiceArgs>,
+    pub user: Option<UserArgs>,
+    pub sysctl: Option<SysctlArgs>,
+    pub checksum: Option<ChecksumArgs>,
+}
+
+/// The one module a task uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Module<'a> {
+    Dir(&'a DirArgs),
+    File(&'a FileArgs),
+    Template(&'a FileArgs),
+    Line(&'a LineArgs),
+    Absent(&'a AbsentArgs),
+    Command(&'a CommandArgs),
+    Package(&'a PackageArgs),
+    Service(&'a ServiceArgs),
+    User(&'a UserArgs),
+    Sysctl(&'a SysctlArgs),
+    Checksum(&'a ChecksumArgs),
+}
+
+impl Task {
+    /// Every module the task names (exactly one in a valid playbook).
+    pub fn modules(&self) -> Vec<Module<'_>> {
+        let mut m = Vec::new();
+        if let Some(a) = &self.dir {
+            m.push(Module::Dir(a));
+        }
+        if let Some(a) = &self.file {
+            m.push(Module::File(a));
+        }
+        if let Some(a) = &self.template {
+            m.push(Module::Template(a));
+        }
+        if let Some(a) = &self.line {
+            m.push(Module::Line(a));
+        }
+        if let Some(a) = &self.absent {
+            m.push(Module::Absent(a));
+        }
+        if let Some(a) = &self.command {
+            m.push(Module::Command(a));
+        }
+        if let Some(a) = &self.package {
+            m.push(Module::Package(a));
+        }
+        if let Some(a) = &self.service {
+            m.push(Module::Service(a));
+        }
+        if let Some(a) = &self.user {
+            m.push(Module::User(a));
+        }
+        if let Some(a) = &self.sysctl {
+            m.push(Module::Sysctl(a));
+        }
+        if let Some(a) = &self.checksum {
+            m.push(Module::Checksum(a));
+        }
+        m
+    }
+
+    pub fn module(&self) -> Module<'_> {
+        self.modules()[0]
+    }
+}
+
+pub const MODULES: &str = "dir, file, template, line, absent, command, package, service, user, sysctl, checksum";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirArgs {
+    pub path: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// `file` (inline `content` or a controller-side `src`) and `template`
+/// (a minijinja template, inline or from `src`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArgs {
+    pub path: String,
+    pub content: Option<String>,
+    /// A file on the controller, relative to the playbook's directory.
+    pub src: Option<String>,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Never show this file's content in `--diff` output.
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineArgs {
+    pub path: String,
+    pub line: Option<String>,
+    /// An extended regular expression: the last matching line is replaced by
+    /// `line` (state present), or every matching line removed (state absent).
+    pub regexp: Option<String>,
+    #[serde(default = "present")]
+    pub state: Presence,
+    #[serde(default)]
+    pub create: bool,
+}
+
+fn present() -> Presence {
+    Presence::Present
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentArgs {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandArgs {
+    /// Shell command; `{{ var }}` values are inserted shell-quoted.
+    pub run: String,
+    /// Skip when this path exists.
+    pub creates: Option<String>,
+    /// Skip when this path does not exist.
+    pub removes: Option<String>,
+    /// Skip when this command succeeds.
+    pub unless: Option<String>,
+    pub chdir: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Names {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            Names::One(s) => vec![s.as_str()],
+            Names::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageArgs {
+    pub name: Names,
+    #[serde(default = "present")]
+    pub state: Presence,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Started,
+    Stopped,
+    Restarted,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArgs {
+    pub name: String,
+    pub state: ServiceState,
+    pub enabled: Option<bool>,
+    /// Without systemd: the command that runs the service in the foreground.
+    pub command: Option<String>,
+    /// Without systemd: where its PID is kept.
+    pub pidfile: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserArgs {
+    pub name: String,
+    #[serde(default = "present")]
+    pub state: Presence,
+    #[serde(default)]
+    pub system: bool,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlArgs {
+    pub key: String,
+    pub value: String,
+    /// Where the setting is persisted (`""` for runtime only).
+    #[serde(default = "sysctl_file")]
+    pub file: String,
+}
+
+fn sysctl_file() -> String {
+    "/etc/sysctl.d/60-maestro.conf".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksumArgs {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Read and validate a playbook file. Errors carry file:line:col.
+pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let f = SourceFile::new(path.to_path_buf(), String::new());
+        Diagnostics(vec![f.diagnostic(Code::MissingFile, 0..0, format!("cannot read playbook: {e}"))])
+    })?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
+    let file = SourceFile::new(path.to_path_buf(), text.to_string());
+    let playbook: Playbook = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().lines().next().unwrap_or("invalid playbook").to_string();
+        let code = if message.starts_with("unknown field") { Code::UnknownKey } else { Code::Syntax };
+        Diagnostics(vec![file.diagnostic(code, span, message)])
+    })?;
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    let handler_names: Vec<&str> = playbook.handlers.iter().map(|h| h.get_ref().name.as_str()).collect();
+    for t in playbook.tasks.iter().chain(&playbook.handlers) {
+        let task = t.get_ref();
+        let n = task.modules().len();
+        if n != 1 {
+            let mut d = file.diagnostic(
+                Code::BadValue,
+                t.span(),
+                format!("task `{}` must use exactly one module, it uses {n}", task.name),
+            );
+            d.hint = Some(format!("modules: {MODULES}"));
+            problems.push(d);
+            continue;
+        }
+        for h in &task.notify {
+            if !handler_names.contains(&h.as_str()) {
+                let mut d = file.diagnostic(
+                    Code::DanglingRef,
+                    t.span(),
+                    format!("task `{}` notifies `{h}`, which is not a handler", task.name),
+                );
+                d.hint = crate::sot::diag::suggest(h, handler_names.iter().copied()).map(|s| format!("did you mean `{s}`?"));
+                problems.push(d);
+            }
+        }
+        if let Some(why) = module_problem(task.module()) {
+            problems.push(file.diagnostic(Code::BadValue, t.span(), format!("task `{}`: {why}", task.name)));
+        }
+    }
+    if problems.is_empty() {
+        Ok(playbook)
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+/// Rules the type system cannot express.
+fn module_problem(m: Module<'_>) -> Option<String> {
+    let mode_ok = |m: &Option<String>| {
+        m.as_ref().is_none_or(|m| (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+            || m.as_ref().is_some_and(|m| m.contains("{{"))
+    };
+    match m {
+        Module::Dir(a) if !mode_ok(&a.mode) => Some(format!("mode `{}` is not octal like \"0755\"", a.mode.as_deref().unwrap_or(""))),
+        Module::File(a) | Module::Template(a) => {
+            if !mode_ok(&a.mode) {
+                Some(format!("mode `{}` is not octal like \"0644\"", a.mode.as_deref().unwrap_or("")))
+            } else if a.content.is_some() == a.src.is_some() {
+                Some("give exactly one of `content` or `src`".into())
+            } else {
+                None
+            }
+        }
+        Module::Line(a) if a.state == Presence::Present && a.line.is_none() => Some("state present needs `line`".into()),
+        Module::Line(a) if a.line.is_none() && a.regexp.is_none() => Some("give `line` or `regexp`".into()),
+        Module::Package(a) => a
+            .name
+            .list()
+            .into_iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b)) || n.starts_with('-'))
+            .map(|n| format!("`{n}` is not a package name")),
+        Module::Service(a) if a.pidfile.is_some() && a.command.is_none() && a.state != ServiceState::Stopped => {
+            Some("a pidfile service needs `command` to start it".into())
+        }
+        Module::Sysctl(a) if !a.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => {
+            Some(format!("`{}` is not a sysctl key", a.key))
+        }
+        Module::Checksum(a) if !(a.sha256.len() == 64 && a.sha256.bytes().all(|b| b.is_ascii_hexdigit())) && !a.sha256.contains("{{") => {
+            Some(format!("`{}` is not a sha256 digest", a.sha256))
+        }
+        _ => None,
+    }
+}

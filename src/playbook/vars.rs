@@ -1,0 +1,126 @@
+//! Variables and rendering.
+//!
+//! Precedence, lowest first: playbook `[vars]` < profile `[vars]` < group
+//! `vars` (groups in alphabetical order) < node `vars` < `-e key=value`.
+//! Templates see every variable at the top level, plus `node` (name, address,
+//! port, user, groups, tags) and, when the playbook uses them, `facts`.
+
+use std::collections::BTreeMap;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::fleet::quote::sh_quote;
+use crate::sot::{Node, Profile, Sot};
+
+/// Merge variables for `node` by the documented precedence.
+pub fn merge(
+    playbook: &toml::Table,
+    profile: Option<&Profile>,
+    sot: &Sot,
+    node: &Node,
+    extra: &[(String, String)],
+) -> toml::Table {
+    let mut vars = playbook.clone();
+    if let Some(p) = profile {
+        vars.extend(p.vars.clone());
+    }
+    let mut groups: Vec<&String> = node.groups.iter().collect();
+    groups.sort();
+    for g in groups {
+        if let Some(group) = sot.groups.get(g) {
+            vars.extend(group.vars.clone());
+        }
+    }
+    vars.extend(node.vars.clone());
+    for (k, v) in extra {
+        vars.insert(k.clone(), toml::Value::String(v.clone()));
+    }
+    vars
+}
+
+/// What templates and conditions can see for one node.
+pub fn context(vars: &toml::Table, node: &Node, facts: Option<&BTreeMap<String, String>>) -> Value {
+    let mut ctx: BTreeMap<String, Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(Serde(v))))
+        .collect();
+    ctx.insert(
+        "node".into(),
+        Value::from(Serde(serde_json::json!({
+            "name": node.name, "address": node.address, "port": node.port, "user": node.user,
+            "groups": node.groups, "tags": node.tags,
+        }))),
+    );
+    if let Some(f) = facts {
+        ctx.insert("facts".into(), Value::from(Serde(f)));
+    }
+    Value::from(Serde(ctx))
+}
+
+/// Two template environments: plain text, and shell commands where every
+/// interpolated value is inserted as one quoted shell word.
+pub struct Renderer {
+    text: Environment<'static>,
+    shell: Environment<'static>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Renderer {
+        let mut text = Environment::new();
+        text.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A template's last newline is content: config files end with one.
+        let syntax = SyntaxConfig::builder().keep_trailing_newline(true).build().expect("default delimiters");
+        text.set_syntax(syntax);
+        let mut shell = Environment::new();
+        shell.set_undefined_behavior(UndefinedBehavior::Strict);
+        shell.set_formatter(|out, _state, value| {
+            let s = match value.as_str() {
+                Some(s) => s.to_string(),
+                None => value.to_string(),
+            };
+            out.write_str(&sh_quote(&s)).map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write template output")
+            })
+        });
+        Renderer { text, shell }
+    }
+
+    pub fn text(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.to_string());
+        }
+        self.text.render_str(source, ctx).map_err(describe)
+    }
+
+    pub fn shell(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.to_string());
+        }
+        self.shell.render_str(source, ctx).map_err(describe)
+    }
+
+    /// Evaluate a `when` condition.
+    pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
+        let e = self.text.compile_expression(expr).map_err(describe)?;
+        e.eval(ctx).map(|v| v.is_true()).map_err(describe)
+    }
+}
+
+fn describe(e: minijinja::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(d) = e.detail() {
+        if !s.contains(d) {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+    }
+    s
+}
