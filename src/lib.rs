@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod exit;
 pub mod fleet;
+pub mod harden;
 pub mod playbook;
 pub mod sim;
 pub mod sot;

@@ -2,9 +2,11 @@
 //! the operator is printed here, never in the engine.
 
 mod fleet_cmd;
+mod play_cmd;
 mod printer;
 mod sim_cmd;
 mod sot_cmd;
+mod tty;
 
 /// `println!` for results on stdout that ends the process quietly when the
 /// reader went away (`maestro node list | head`), instead of panicking.
@@ -66,6 +68,23 @@ pub enum Command {
     Agent(AgentCommand),
     /// Run a command on the target nodes over SSH
     Exec(ExecArgs),
+    /// Run a playbook on the target nodes (idempotent; --check, --diff)
+    Play {
+        /// A playbook file, or a name in the SoT's playbooks directory
+        playbook: String,
+        #[command(flatten)]
+        args: play_cmd::PlayArgs,
+    },
+    /// Install a profile's playbooks (user, enterprise) on the target nodes
+    Install {
+        /// Profile from the profiles directory
+        #[arg(long)]
+        profile: String,
+        #[command(flatten)]
+        args: play_cmd::PlayArgs,
+    },
+    /// Audit or apply a hardening baseline
+    Harden(play_cmd::HardenArgs),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -273,7 +292,7 @@ pub struct AgentAdd {
     pub change: Change,
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),
@@ -314,6 +333,13 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Agent(cmd) => sot_cmd::agent(&sot, cmd, cli.json),
         Command::Exec(args) => fleet_cmd::exec(&sot, cli.db, args, cli.json),
         Command::Simulate(args) => sim_cmd::simulate(args),
+        Command::Play { playbook, args } => {
+            play_cmd::play_cmd(&sot, cli.db, &playbook, args, cli.json)
+        }
+        Command::Install { profile, args } => {
+            play_cmd::install_cmd(&sot, cli.db, &profile, args, cli.json)
+        }
+        Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
     }
 }

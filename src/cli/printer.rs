@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fleet::RunReport;
-use crate::fleet::event::{Event, NodeResult, NodeStatus};
+use crate::fleet::event::{Event, NodeResult, NodeStatus, TaskCounts, TaskStatus};
 
 /// A node running longer than this is shown as stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -19,6 +19,7 @@ const SHOWN_BYTES: usize = 64 * 1024;
 
 enum Mode {
     Json,
+    Quiet,
     Progress {
         bar: ProgressBar,
         _multi: MultiProgress,
@@ -28,6 +29,8 @@ enum Mode {
 
 pub struct Printer {
     mode: Mode,
+    /// Print playbook task lines (changed and failed tasks, with diffs).
+    show_tasks: bool,
     running: BTreeMap<String, Instant>,
     done: usize,
     failed: usize,
@@ -54,11 +57,30 @@ impl Printer {
         };
         Printer {
             mode,
+            show_tasks: false,
             running: BTreeMap::new(),
             done: 0,
             failed: 0,
             show_output,
         }
+    }
+
+    /// Prints nothing (for plan runs and runs whose result is shown as a table).
+    pub fn quiet() -> Printer {
+        Printer {
+            mode: Mode::Quiet,
+            show_tasks: false,
+            running: BTreeMap::new(),
+            done: 0,
+            failed: 0,
+            show_output: false,
+        }
+    }
+
+    /// Print each changed or failed task as it finishes (playbook runs).
+    pub fn with_tasks(mut self) -> Printer {
+        self.show_tasks = true;
+        self
     }
 
     /// Lines printed above the progress display (or plainly).
@@ -70,9 +92,13 @@ impl Printer {
     }
 
     pub fn handle(&mut self, event: &Event) {
-        if let Mode::Json = self.mode {
-            print_stdout(&serde_json::to_string(event).expect("events serialize"));
-            return;
+        match self.mode {
+            Mode::Json => {
+                print_stdout(&serde_json::to_string(event).expect("events serialize"));
+                return;
+            }
+            Mode::Quiet => return,
+            _ => {}
         }
         match event {
             Event::RunStarted { nodes, .. } => {
@@ -100,6 +126,21 @@ impl Printer {
                     node.as_ref().map(|n| format!("{n}: ")).unwrap_or_default(),
                     message
                 ));
+            }
+            Event::TaskFinished { node, task } if self.show_tasks => {
+                if matches!(task.status, TaskStatus::Changed | TaskStatus::Failed) {
+                    let mut text = format!(
+                        "{node} | {} | {}: {}",
+                        task.status.as_str(),
+                        sanitize(task.name.as_bytes()),
+                        sanitize(task.message.as_bytes())
+                    );
+                    for block in [&task.diff, &task.output].into_iter().flatten() {
+                        text.push('\n');
+                        text.push_str(sanitize(block.as_bytes()).trim_end());
+                    }
+                    self.line(&text);
+                }
             }
             Event::NodeFinished { result } => {
                 self.running.remove(&result.node);
@@ -146,7 +187,7 @@ impl Printer {
         if let Mode::Progress { bar, .. } = &self.mode {
             bar.finish_and_clear();
         }
-        if let Mode::Json = self.mode {
+        if let Mode::Json | Mode::Quiet = self.mode {
             return;
         }
         print_stdout(&recap(report));
@@ -161,7 +202,9 @@ pub fn node_block_public(r: &NodeResult) -> String {
 /// What one node did, as printed when it finishes.
 fn node_block(r: &NodeResult, show_output: bool) -> String {
     let mut s = format!("{} | {}", r.node, r.status.as_str().to_uppercase());
-    if let Some(code) = r.exit_code {
+    if !r.tasks.is_empty() {
+        s.push_str(&format!(" | {}", task_counts(r)));
+    } else if let Some(code) = r.exit_code {
         s.push_str(&format!(" | rc={code}"));
     }
     if let Some(sig) = &r.signal {
@@ -171,7 +214,7 @@ fn node_block(r: &NodeResult, show_output: bool) -> String {
     if let Some(e) = &r.error {
         s.push_str(&format!(" | {}", sanitize(e.as_bytes())));
     }
-    if show_output {
+    if show_output && r.tasks.is_empty() {
         for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
             if c.bytes.is_empty() {
                 continue;
@@ -219,7 +262,11 @@ pub fn recap(report: &RunReport) -> String {
         .max()
         .unwrap_or(4);
     for r in &report.results {
-        let rc = r.exit_code.map(|c| format!("rc={c}")).unwrap_or_default();
+        let rc = if r.tasks.is_empty() {
+            r.exit_code.map(|c| format!("rc={c}")).unwrap_or_default()
+        } else {
+            task_counts(r)
+        };
         out.push_str(&format!(
             "  {:w$}  {:11}  {:6}  {:>7.2}s{}\n",
             r.node,
@@ -249,6 +296,14 @@ pub fn recap(report: &RunReport) -> String {
         ));
     }
     out
+}
+
+fn task_counts(r: &NodeResult) -> String {
+    let c = TaskCounts::of(&r.tasks);
+    format!(
+        "ok={} changed={} failed={} skipped={}",
+        c.ok, c.changed, c.failed, c.skipped
+    )
 }
 
 fn first_line(s: &str) -> &str {

@@ -360,7 +360,11 @@ impl Session {
         cancel: &Cancel,
         events: &EventSink,
     ) -> ExecOutcome {
-        let request = Request { command, stdin: b"", output_events: true };
+        let request = Request {
+            command,
+            stdin: b"",
+            output_events: true,
+        };
         self.run(request, limits, cancel, events, &mut |_| {}).await
     }
 
@@ -374,7 +378,11 @@ impl Session {
         events: &EventSink,
         on_stdout: &mut (dyn FnMut(&[u8]) + Send),
     ) -> ExecOutcome {
-        let Request { command, stdin, output_events } = request;
+        let Request {
+            command,
+            stdin,
+            output_events,
+        } = request;
         let started = Instant::now();
         let mut out = ExecOutcome::new();
         let mut channel = match self.handle.channel_open_session().await {
@@ -473,7 +481,13 @@ impl Session {
         };
         if !marker.is_empty() {
             let rest = std::mem::take(&mut marker);
-            self.output(Stream::Stderr, &rest, &mut out.stderr, limits, output_events.then_some(events));
+            self.output(
+                Stream::Stderr,
+                &rest,
+                &mut out.stderr,
+                limits,
+                output_events.then_some(events),
+            );
         }
         out.duration = started.elapsed();
         if let Some(status) = stop {

@@ -79,8 +79,17 @@ pub fn compile(
     let nonce = new_nonce();
     let playbook_become = pb.r#become || opts.r#become;
     let task_become = |t: &Task| t.r#become.unwrap_or(playbook_become);
-    let as_root = login_user != "root" && pb.tasks.iter().chain(&pb.handlers).any(|t| task_become(t.get_ref()));
-    let script_user = if as_root || login_user == "root" { "root" } else { login_user };
+    let as_root = login_user != "root"
+        && pb
+            .tasks
+            .iter()
+            .chain(&pb.handlers)
+            .any(|t| task_become(t.get_ref()));
+    let script_user = if as_root || login_user == "root" {
+        "root"
+    } else {
+        login_user
+    };
 
     let mut text = String::with_capacity(super::LIBRARY.len() + 4096);
     text.push_str("_m_lib=");
@@ -94,12 +103,25 @@ pub fn compile(
         u8::from(opts.diff)
     ));
 
-    let handler_index = |name: &str| pb.tasks.len() + pb.handlers.iter().position(|h| h.get_ref().name == name).unwrap_or(0);
+    let handler_index = |name: &str| {
+        pb.tasks.len()
+            + pb.handlers
+                .iter()
+                .position(|h| h.get_ref().name == name)
+                .unwrap_or(0)
+    };
     let mut planned = Vec::new();
-    let all = pb.tasks.iter().map(|t| (t, false)).chain(pb.handlers.iter().map(|h| (h, true)));
+    let all = pb
+        .tasks
+        .iter()
+        .map(|t| (t, false))
+        .chain(pb.handlers.iter().map(|h| (h, true)));
     for (index, (spanned, handler)) in all.enumerate() {
         let task = spanned.get_ref();
-        let err = |message: String| CompileError { task: task.name.clone(), message };
+        let err = |message: String| CompileError {
+            task: task.name.clone(),
+            message,
+        };
         let mut skipped = None;
         if !handler {
             if !opts.tags.is_empty() && !task.tags.iter().any(|t| opts.tags.contains(t)) {
@@ -110,53 +132,94 @@ pub fn compile(
         }
         if skipped.is_none()
             && let Some(when) = &task.when
-            && !renderer.condition(when, ctx).map_err(|e| err(format!("when `{when}`: {e}")))?
+            && !renderer
+                .condition(when, ctx)
+                .map_err(|e| err(format!("when `{when}`: {e}")))?
         {
             skipped = Some(format!("when: {when}"));
         }
-        planned.push(Planned { index, name: task.name.clone(), handler, skipped: skipped.clone() });
+        planned.push(Planned {
+            index,
+            name: task.name.clone(),
+            handler,
+            skipped: skipped.clone(),
+        });
         if skipped.is_some() {
             continue;
         }
         let call = module_call(task, base_dir, ctx, renderer).map_err(err)?;
         let user = if task_become(task) {
-            task.become_user.clone().or_else(|| pb.become_user.clone()).or_else(|| opts.become_user.clone()).unwrap_or_else(|| "root".into())
+            task.become_user
+                .clone()
+                .or_else(|| pb.become_user.clone())
+                .or_else(|| opts.become_user.clone())
+                .unwrap_or_else(|| "root".into())
         } else {
             login_user.to_string()
         };
-        let call = if user == script_user { call } else { format!("_m_as {} {}", sh_quote(&user), sh_quote(&call)) };
+        let call = if user == script_user {
+            call
+        } else {
+            format!("_m_as {} {}", sh_quote(&user), sh_quote(&call))
+        };
         let body = format!("_m_begin {index}\n{call}\n_m_end {index}\n");
         if handler {
-            text.push_str(&format!("if [ \"${{_m_notify_{index}:-0}}\" = 1 ]; then\n{body}fi\n"));
+            text.push_str(&format!(
+                "if [ \"${{_m_notify_{index}:-0}}\" = 1 ]; then\n{body}fi\n"
+            ));
         } else {
             text.push_str(&body);
         }
         text.push_str("if [ \"$_m_status\" = failed ]; then _m_emit done failed; exit 0; fi\n");
         for h in &task.notify {
-            text.push_str(&format!("[ \"$_m_status\" = changed ] && _m_notify_{}=1\n", handler_index(h)));
+            text.push_str(&format!(
+                "[ \"$_m_status\" = changed ] && _m_notify_{}=1\n",
+                handler_index(h)
+            ));
         }
     }
     text.push_str("_m_emit done ok\n");
-    Ok(Script { text, nonce, tasks: planned, as_root })
+    Ok(Script {
+        text,
+        nonce,
+        tasks: planned,
+        as_root,
+    })
 }
 
 /// The library call that performs one task's module.
 fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Result<String, String> {
     let t = |s: &str| r.text(s, ctx);
-    let opt = |s: &Option<String>| -> Result<String, String> { s.as_deref().map(t).transpose().map(Option::unwrap_or_default) };
+    let opt = |s: &Option<String>| -> Result<String, String> {
+        s.as_deref()
+            .map(t)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
     let q = |s: &str| sh_quote(s);
     Ok(match task.module() {
-        Module::Dir(a) => format!("_m_dir {} {} {} {}", q(&t(&a.path)?), q(&opt(&a.mode)?), q(&opt(&a.owner)?), q(&opt(&a.group)?)),
+        Module::Dir(a) => format!(
+            "_m_dir {} {} {} {}",
+            q(&t(&a.path)?),
+            q(&opt(&a.mode)?),
+            q(&opt(&a.owner)?),
+            q(&opt(&a.group)?)
+        ),
         Module::File(a) | Module::Template(a) => {
             let raw = match (&a.content, &a.src) {
                 (Some(c), _) => c.clone(),
                 (None, Some(src)) => {
                     let path = base_dir.join(src);
-                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
                 }
                 (None, None) => String::new(),
             };
-            let content = if matches!(task.module(), Module::Template(_)) { t(&raw)? } else { raw };
+            let content = if matches!(task.module(), Module::Template(_)) {
+                t(&raw)?
+            } else {
+                raw
+            };
             if content.contains('\0') {
                 return Err("file content has a NUL byte; only text files are supported".into());
             }
@@ -175,17 +238,40 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
             q(&t(&a.path)?),
             q(&opt(&a.line)?),
             q(&opt(&a.regexp)?),
-            if a.state == Presence::Present { "present" } else { "absent" },
+            if a.state == Presence::Present {
+                "present"
+            } else {
+                "absent"
+            },
             u8::from(a.create)
         ),
         Module::Absent(a) => format!("_m_absent {}", q(&t(&a.path)?)),
         Module::Command(a) => {
             let run = r.shell(&a.run, ctx)?;
-            let unless = a.unless.as_deref().map(|u| r.shell(u, ctx)).transpose()?.unwrap_or_default();
-            format!("_m_command {} {} {} {} {}", q(&run), q(&opt(&a.creates)?), q(&opt(&a.removes)?), q(&unless), q(&opt(&a.chdir)?))
+            let unless = a
+                .unless
+                .as_deref()
+                .map(|u| r.shell(u, ctx))
+                .transpose()?
+                .unwrap_or_default();
+            format!(
+                "_m_command {} {} {} {} {}",
+                q(&run),
+                q(&opt(&a.creates)?),
+                q(&opt(&a.removes)?),
+                q(&unless),
+                q(&opt(&a.chdir)?)
+            )
         }
         Module::Package(a) => {
-            let mut s = format!("_m_package {}", if a.state == Presence::Present { "present" } else { "absent" });
+            let mut s = format!(
+                "_m_package {}",
+                if a.state == Presence::Present {
+                    "present"
+                } else {
+                    "absent"
+                }
+            );
             for n in a.name.list() {
                 s.push(' ');
                 s.push_str(&q(&t(n)?));
@@ -205,18 +291,31 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
                 Some(false) => "0",
                 None => "''",
             },
-            q(&a.command.as_deref().map(|c| r.shell(c, ctx)).transpose()?.unwrap_or_default()),
+            q(&a.command
+                .as_deref()
+                .map(|c| r.shell(c, ctx))
+                .transpose()?
+                .unwrap_or_default()),
             q(&opt(&a.pidfile)?)
         ),
         Module::User(a) => format!(
             "_m_user {} {} {} {} {}",
             q(&t(&a.name)?),
-            if a.state == Presence::Present { "present" } else { "absent" },
+            if a.state == Presence::Present {
+                "present"
+            } else {
+                "absent"
+            },
             u8::from(a.system),
             q(&opt(&a.home)?),
             q(&opt(&a.shell)?)
         ),
-        Module::Sysctl(a) => format!("_m_sysctl {} {} {}", q(&a.key), q(&t(&a.value)?), q(&t(&a.file)?)),
+        Module::Sysctl(a) => format!(
+            "_m_sysctl {} {} {}",
+            q(&a.key),
+            q(&t(&a.value)?),
+            q(&t(&a.file)?)
+        ),
         Module::Checksum(a) => format!("_m_checksum {} {}", q(&t(&a.path)?), q(&t(&a.sha256)?)),
     })
 }

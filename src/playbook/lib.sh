@@ -283,6 +283,9 @@ _m_sysctl() { # key value persist-file
 }
 
 _m_checksum() { # path sha256
+    if [ ! -f "$1" ] && [ "$_m_check" = 1 ]; then
+        _m_status=skipped; _m_msg="$1 is not there yet; checked after the tasks before it run"; return
+    fi
     [ -f "$1" ] || { _m_fail "$1 does not exist"; return; }
     if command -v sha256sum >/dev/null 2>&1; then sum=$(sha256sum "$1" | cut -d' ' -f1)
     else sum=$(openssl dgst -sha256 -r "$1" 2>/dev/null | cut -d' ' -f1); fi

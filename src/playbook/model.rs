@@ -131,7 +131,8 @@ impl Task {
     }
 }
 
-pub const MODULES: &str = "dir, file, template, line, absent, command, package, service, user, sysctl, checksum";
+pub const MODULES: &str =
+    "dir, file, template, line, absent, command, package, service, user, sysctl, checksum";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,7 +286,11 @@ pub struct ChecksumArgs {
 pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let f = SourceFile::new(path.to_path_buf(), String::new());
-        Diagnostics(vec![f.diagnostic(Code::MissingFile, 0..0, format!("cannot read playbook: {e}"))])
+        Diagnostics(vec![f.diagnostic(
+            Code::MissingFile,
+            0..0,
+            format!("cannot read playbook: {e}"),
+        )])
     })?;
     parse(path, &text)
 }
@@ -294,12 +299,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
     let file = SourceFile::new(path.to_path_buf(), text.to_string());
     let playbook: Playbook = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        let message = e.message().lines().next().unwrap_or("invalid playbook").to_string();
-        let code = if message.starts_with("unknown field") { Code::UnknownKey } else { Code::Syntax };
+        let message = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid playbook")
+            .to_string();
+        let code = if message.starts_with("unknown field") {
+            Code::UnknownKey
+        } else {
+            Code::Syntax
+        };
         Diagnostics(vec![file.diagnostic(code, span, message)])
     })?;
     let mut problems: Vec<Diagnostic> = Vec::new();
-    let handler_names: Vec<&str> = playbook.handlers.iter().map(|h| h.get_ref().name.as_str()).collect();
+    let handler_names: Vec<&str> = playbook
+        .handlers
+        .iter()
+        .map(|h| h.get_ref().name.as_str())
+        .collect();
     for t in playbook.tasks.iter().chain(&playbook.handlers) {
         let task = t.get_ref();
         let n = task.modules().len();
@@ -307,7 +325,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
             let mut d = file.diagnostic(
                 Code::BadValue,
                 t.span(),
-                format!("task `{}` must use exactly one module, it uses {n}", task.name),
+                format!(
+                    "task `{}` must use exactly one module, it uses {n}",
+                    task.name
+                ),
             );
             d.hint = Some(format!("modules: {MODULES}"));
             problems.push(d);
@@ -318,14 +339,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
                 let mut d = file.diagnostic(
                     Code::DanglingRef,
                     t.span(),
-                    format!("task `{}` notifies `{h}`, which is not a handler", task.name),
+                    format!(
+                        "task `{}` notifies `{h}`, which is not a handler",
+                        task.name
+                    ),
                 );
-                d.hint = crate::sot::diag::suggest(h, handler_names.iter().copied()).map(|s| format!("did you mean `{s}`?"));
+                d.hint = crate::sot::diag::suggest(h, handler_names.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"));
                 problems.push(d);
             }
         }
         if let Some(why) = module_problem(task.module()) {
-            problems.push(file.diagnostic(Code::BadValue, t.span(), format!("task `{}`: {why}", task.name)));
+            problems.push(file.diagnostic(
+                Code::BadValue,
+                t.span(),
+                format!("task `{}`: {why}", task.name),
+            ));
         }
     }
     if problems.is_empty() {
@@ -338,35 +367,62 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
 /// Rules the type system cannot express.
 fn module_problem(m: Module<'_>) -> Option<String> {
     let mode_ok = |m: &Option<String>| {
-        m.as_ref().is_none_or(|m| (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-            || m.as_ref().is_some_and(|m| m.contains("{{"))
+        m.as_ref().is_none_or(|m| {
+            (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        }) || m.as_ref().is_some_and(|m| m.contains("{{"))
     };
     match m {
-        Module::Dir(a) if !mode_ok(&a.mode) => Some(format!("mode `{}` is not octal like \"0755\"", a.mode.as_deref().unwrap_or(""))),
+        Module::Dir(a) if !mode_ok(&a.mode) => Some(format!(
+            "mode `{}` is not octal like \"0755\"",
+            a.mode.as_deref().unwrap_or("")
+        )),
         Module::File(a) | Module::Template(a) => {
             if !mode_ok(&a.mode) {
-                Some(format!("mode `{}` is not octal like \"0644\"", a.mode.as_deref().unwrap_or("")))
+                Some(format!(
+                    "mode `{}` is not octal like \"0644\"",
+                    a.mode.as_deref().unwrap_or("")
+                ))
             } else if a.content.is_some() == a.src.is_some() {
                 Some("give exactly one of `content` or `src`".into())
             } else {
                 None
             }
         }
-        Module::Line(a) if a.state == Presence::Present && a.line.is_none() => Some("state present needs `line`".into()),
-        Module::Line(a) if a.line.is_none() && a.regexp.is_none() => Some("give `line` or `regexp`".into()),
+        Module::Line(a) if a.state == Presence::Present && a.line.is_none() => {
+            Some("state present needs `line`".into())
+        }
+        Module::Line(a) if a.line.is_none() && a.regexp.is_none() => {
+            Some("give `line` or `regexp`".into())
+        }
         Module::Package(a) => a
             .name
             .list()
             .into_iter()
-            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b)) || n.starts_with('-'))
+            .find(|n| {
+                n.is_empty()
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
+                    || n.starts_with('-')
+            })
             .map(|n| format!("`{n}` is not a package name")),
-        Module::Service(a) if a.pidfile.is_some() && a.command.is_none() && a.state != ServiceState::Stopped => {
+        Module::Service(a)
+            if a.pidfile.is_some() && a.command.is_none() && a.state != ServiceState::Stopped =>
+        {
             Some("a pidfile service needs `command` to start it".into())
         }
-        Module::Sysctl(a) if !a.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => {
+        Module::Sysctl(a)
+            if !a
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
             Some(format!("`{}` is not a sysctl key", a.key))
         }
-        Module::Checksum(a) if !(a.sha256.len() == 64 && a.sha256.bytes().all(|b| b.is_ascii_hexdigit())) && !a.sha256.contains("{{") => {
+        Module::Checksum(a)
+            if !(a.sha256.contains("{{")
+                || a.sha256.len() == 64 && a.sha256.bytes().all(|b| b.is_ascii_hexdigit())) =>
+        {
             Some(format!("`{}` is not a sha256 digest", a.sha256))
         }
         _ => None,

@@ -58,11 +58,11 @@ impl Parser {
                 if let Some(p) = self.marker(&String::from_utf8_lossy(marker)) {
                     out.push(p);
                 }
-            } else if let Some((_, buf)) = &mut self.block {
-                if buf.len() < BLOCK_LIMIT {
-                    buf.extend_from_slice(line);
-                    buf.push(b'\n');
-                }
+            } else if let Some((_, buf)) = &mut self.block
+                && buf.len() < BLOCK_LIMIT
+            {
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
             }
         }
         // A huge line without a newline must not grow without bound.
@@ -146,7 +146,14 @@ mod tests {
         }
         assert_eq!(p.facts.get("hostname").map(String::as_str), Some("n01"));
         assert_eq!(tasks.len(), 2);
-        assert_eq!((tasks[0].name.as_str(), tasks[0].status, tasks[0].message.as_str()), ("one", TaskStatus::Changed, "wrote /etc/x"));
+        assert_eq!(
+            (
+                tasks[0].name.as_str(),
+                tasks[0].status,
+                tasks[0].message.as_str()
+            ),
+            ("one", TaskStatus::Changed, "wrote /etc/x")
+        );
         assert_eq!(tasks[0].diff.as_deref(), Some("--- a\n+++ b\n"));
         assert_eq!(tasks[1].status, TaskStatus::Ok);
         assert_eq!(p.done.as_deref(), Some("ok"));

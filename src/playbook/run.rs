@@ -83,7 +83,11 @@ pub async fn run_script(
     };
     let names: Vec<String> = script.tasks.iter().map(|t| t.name.clone()).collect();
     let mut tasks: Vec<TaskResult> = Vec::new();
-    for t in script.tasks.iter().filter(|t| t.skipped.is_some() && !t.handler) {
+    for t in script
+        .tasks
+        .iter()
+        .filter(|t| t.skipped.is_some() && !t.handler)
+    {
         let task = TaskResult {
             index: t.index,
             name: t.name.clone(),
@@ -92,7 +96,10 @@ pub async fn run_script(
             diff: None,
             output: None,
         };
-        ctx.events.send(Event::TaskFinished { node: ctx.node.clone(), task: task.clone() });
+        ctx.events.send(Event::TaskFinished {
+            node: ctx.node.clone(),
+            task: task.clone(),
+        });
         tasks.push(task);
     }
     let mut parser = Parser::new(&script.nonce, names);
@@ -112,18 +119,36 @@ pub async fn run_script(
             for item in parser.feed(data) {
                 match item {
                     Parsed::Task(t) => {
-                        events.send(Event::TaskFinished { node: node.clone(), task: t.clone() });
+                        events.send(Event::TaskFinished {
+                            node: node.clone(),
+                            task: t.clone(),
+                        });
                         live.push(t);
                     }
                     Parsed::Facts => {}
                 }
             }
         };
-        let request = Request { command: &command, stdin: &stdin, output_events: false };
-        session.run(request, &ctx.limits, &ctx.cancel, &ctx.events, &mut on_stdout).await
+        let request = Request {
+            command: &command,
+            stdin: &stdin,
+            output_events: false,
+        };
+        session
+            .run(
+                request,
+                &ctx.limits,
+                &ctx.cancel,
+                &ctx.events,
+                &mut on_stdout,
+            )
+            .await
     };
     if !parser.facts.is_empty() {
-        ctx.events.send(Event::Facts { node: ctx.node.clone(), facts: parser.facts.clone() });
+        ctx.events.send(Event::Facts {
+            node: ctx.node.clone(),
+            facts: parser.facts.clone(),
+        });
     }
     tasks.extend(live);
     tasks.sort_by_key(|t| t.index);
@@ -131,7 +156,10 @@ pub async fn run_script(
     result.signal = outcome.signal;
     result.stderr = outcome.stderr;
     result.duration_ms = outcome.duration.as_millis() as u64;
-    let failed = tasks.iter().find(|t| t.status == TaskStatus::Failed).map(|t| format!("task `{}` failed: {}", t.name, t.message));
+    let failed = tasks
+        .iter()
+        .find(|t| t.status == TaskStatus::Failed)
+        .map(|t| format!("task `{}` failed: {}", t.name, t.message));
     result.status = match outcome.status {
         NodeStatus::Cancelled | NodeStatus::TimedOut => outcome.status,
         _ if failed.is_some() => NodeStatus::Failed,
@@ -141,11 +169,20 @@ pub async fn run_script(
     result.error = match result.status {
         NodeStatus::Ok => None,
         _ => outcome.error.or(failed).or_else(|| {
-            let tail = String::from_utf8_lossy(&result.stderr.bytes).trim().lines().last().unwrap_or("").to_string();
+            let tail = String::from_utf8_lossy(&result.stderr.bytes)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string();
             Some(format!(
                 "the script ended early (exit {}){}",
                 outcome.exit_code.map_or("?".into(), |c| c.to_string()),
-                if tail.is_empty() { String::new() } else { format!(": {tail}") }
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
             ))
         }),
     };
@@ -153,19 +190,38 @@ pub async fn run_script(
     result
 }
 
-async fn gather_facts(session: &Session, ctx: &NodeContext) -> Result<std::collections::BTreeMap<String, String>, String> {
+async fn gather_facts(
+    session: &Session,
+    ctx: &NodeContext,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
     let nonce = compile::new_nonce();
     let script = format!("{}\n_m_nonce={nonce}\n_m_facts\n", super::LIBRARY);
     let mut parser = Parser::new(&nonce, Vec::new());
-    let request = Request { command: &launcher(false, false), stdin: script.as_bytes(), output_events: false };
+    let request = Request {
+        command: &launcher(false, false),
+        stdin: script.as_bytes(),
+        output_events: false,
+    };
     let outcome = session
-        .run(request, &ctx.limits, &ctx.cancel, &ctx.events, &mut |d: &[u8]| {
-            parser.feed(d);
-        })
+        .run(
+            request,
+            &ctx.limits,
+            &ctx.cancel,
+            &ctx.events,
+            &mut |d: &[u8]| {
+                parser.feed(d);
+            },
+        )
         .await;
     if parser.facts.is_empty() {
-        return Err(format!("could not gather facts: {}", outcome.error.unwrap_or_else(|| "no facts reported".into())));
+        return Err(format!(
+            "could not gather facts: {}",
+            outcome.error.unwrap_or_else(|| "no facts reported".into())
+        ));
     }
-    ctx.events.send(Event::Facts { node: ctx.node.clone(), facts: parser.facts.clone() });
+    ctx.events.send(Event::Facts {
+        node: ctx.node.clone(),
+        facts: parser.facts.clone(),
+    });
     Ok(parser.facts)
 }

@@ -77,7 +77,10 @@ impl Renderer {
         let mut text = Environment::new();
         text.set_undefined_behavior(UndefinedBehavior::Strict);
         // A template's last newline is content: config files end with one.
-        let syntax = SyntaxConfig::builder().keep_trailing_newline(true).build().expect("default delimiters");
+        let syntax = SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("default delimiters");
         text.set_syntax(syntax);
         let mut shell = Environment::new();
         shell.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -87,7 +90,10 @@ impl Renderer {
                 None => value.to_string(),
             };
             out.write_str(&sh_quote(&s)).map_err(|_| {
-                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write template output")
+                minijinja::Error::new(
+                    minijinja::ErrorKind::WriteFailure,
+                    "cannot write template output",
+                )
             })
         });
         Renderer { text, shell }
@@ -116,11 +122,11 @@ impl Renderer {
 
 fn describe(e: minijinja::Error) -> String {
     let mut s = e.to_string();
-    if let Some(d) = e.detail() {
-        if !s.contains(d) {
-            s.push_str(": ");
-            s.push_str(d);
-        }
+    if let Some(d) = e.detail()
+        && !s.contains(d)
+    {
+        s.push_str(": ");
+        s.push_str(d);
     }
     s
 }

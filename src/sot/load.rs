@@ -890,9 +890,24 @@ impl<'a> Loader<'a> {
                     "hardening",
                     "required_tags",
                     "vars",
+                    "validate",
                 ],
                 &what,
             );
+            let mut validate = ProfileRules::default();
+            if let Some(v) = cx.table(&t, "validate", &what) {
+                let vwhat = format!("[validate] of {what}");
+                cx.check_keys(v.value, &["absolute_paths", "names", "not_root"], &vwhat);
+                let mut list = |key| -> Vec<String> {
+                    cx.strings(v.value, key, &vwhat)
+                        .into_iter()
+                        .map(|s| s.value)
+                        .collect()
+                };
+                validate.absolute_paths = list("absolute_paths");
+                validate.names = list("names");
+                validate.not_root = list("not_root");
+            }
             let playbooks = cx.strings(&t, "playbooks", &what);
             let hardening = cx.string(&t, "hardening", &what);
             let required = cx.strings(&t, "required_tags", &what);
@@ -906,6 +921,7 @@ impl<'a> Loader<'a> {
                 hardening: hardening.as_ref().map(|h| h.value.clone()),
                 required_tags: required.into_iter().map(|r| r.value).collect(),
                 vars: cx.vars(&t, "vars", &what),
+                validate,
             };
             for p in playbooks {
                 self.refs.push(Reference {
@@ -933,10 +949,37 @@ impl<'a> Loader<'a> {
         }
         // Playbook contents are validated by the playbook compiler; here they
         // must at least be TOML, so a broken file is caught before any run.
+        // Playbooks and baselines are checked by their own parsers, so a broken
+        // task or rule is caught by `sot check`, before any run.
         let mut names = |role| {
             let mut out = Vec::new();
             for (idx, rel) in self.files_of(role) {
-                self.parse(idx);
+                if self.parse(idx).is_some() {
+                    let file = &self.files[idx];
+                    let problems = match role {
+                        Role::Playbook => {
+                            crate::playbook::model::parse(&file.display_path, &file.text).err()
+                        }
+                        _ => toml::from_str::<crate::harden::Baseline>(&file.text)
+                            .err()
+                            .map(|e| {
+                                let msg = e
+                                    .message()
+                                    .lines()
+                                    .next()
+                                    .unwrap_or("invalid baseline")
+                                    .to_string();
+                                Diagnostics(vec![file.diagnostic(
+                                    Code::Syntax,
+                                    e.span().unwrap_or(0..0),
+                                    msg,
+                                )])
+                            }),
+                    };
+                    if let Some(d) = problems {
+                        self.diags.extend(d.0);
+                    }
+                }
                 out.push(stem(&rel));
             }
             out

@@ -131,6 +131,61 @@ pub struct Profile {
     pub hardening: Option<String>,
     pub required_tags: Vec<String>,
     pub vars: Vars,
+    /// Rules every targeted node's variables must pass before an install.
+    pub validate: ProfileRules,
+}
+
+/// `[validate]` of a profile: which variables must be absolute paths, valid
+/// user/group names, or anything but `root`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProfileRules {
+    pub absolute_paths: Vec<String>,
+    pub names: Vec<String>,
+    pub not_root: Vec<String>,
+}
+
+impl Profile {
+    /// What is wrong with `vars` for this profile, one line per problem.
+    pub fn check_vars(&self, vars: &Vars) -> Vec<String> {
+        let mut problems = Vec::new();
+        let get = |k: &str| {
+            vars.get(k).map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+        };
+        for k in &self.validate.absolute_paths {
+            match get(k) {
+                Some(v) if v.starts_with('/') && !v.contains("..") => {}
+                Some(v) => problems.push(format!(
+                    "`{k}` must be an absolute path without `..`, not `{v}`"
+                )),
+                None => problems.push(format!("`{k}` is not set")),
+            }
+        }
+        for k in &self.validate.names {
+            match get(k) {
+                Some(v)
+                    if !v.is_empty()
+                        && v.len() <= 32
+                        && v.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b)
+                        })
+                        && !v.starts_with('-') => {}
+                Some(v) => problems.push(format!(
+                    "`{k}` must be a user name (lowercase letters, digits, - and _), not `{v}`"
+                )),
+                None => problems.push(format!("`{k}` is not set")),
+            }
+        }
+        for k in &self.validate.not_root {
+            if get(k).as_deref() == Some("root") {
+                problems.push(format!("`{k}` must not be root in profile `{}`", self.name));
+            }
+        }
+        problems
+    }
 }
 
 /// A validated SoT.

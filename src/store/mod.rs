@@ -358,13 +358,20 @@ impl Store {
     }
 
     /// The facts last gathered on a node.
-    pub fn facts(&self, node: &str) -> Result<Option<(std::collections::BTreeMap<String, String>, i64)>> {
+    pub fn facts(
+        &self,
+        node: &str,
+    ) -> Result<Option<(std::collections::BTreeMap<String, String>, i64)>> {
         Ok(self
             .conn
-            .query_row("SELECT facts, at_ms FROM node_facts WHERE node = ?1", params![node], |r| {
-                let f: String = r.get(0)?;
-                Ok((serde_json::from_str(&f).unwrap_or_default(), r.get(1)?))
-            })
+            .query_row(
+                "SELECT facts, at_ms FROM node_facts WHERE node = ?1",
+                params![node],
+                |r| {
+                    let f: String = r.get(0)?;
+                    Ok((serde_json::from_str(&f).unwrap_or_default(), r.get(1)?))
+                },
+            )
             .optional()?)
     }
 

@@ -1,0 +1,976 @@
+# shellcheck shell=sh
+# hardening/lib.sh - helper library for maestro's hardening rules (POSIX sh / dash).
+#
+# The engine loads this file in front of every rule snippet; each snippet then runs in
+# its own subshell as root with stdin from /dev/null. Conventions:
+#   * every function is named _h_* and every global _H_*;
+#   * function bodies are subshells "( ... )", so helpers never leak variables into a
+#     rule or into each other, and "exit" inside a helper only ends that helper;
+#   * *_check / *_expect helpers (audits) print ONE short line saying what is wrong and
+#     return 1, or print nothing and return 0;
+#   * setters are idempotent (they rewrite a file only when its content changes, and
+#     reload a daemon only after a change) and report failures on stderr, returning 1;
+#   * nothing here uses eval; every expansion is quoted unless splitting is intended.
+
+_H_TAG=maestro-hardening
+_H_SSHD_CONFIG=/etc/ssh/sshd_config
+_H_SYSCTL_FILE=/etc/sysctl.d/60-maestro-hardening.conf
+_H_LOGIN_DEFS=/etc/login.defs
+_H_JOURNALD_DROPIN=/etc/systemd/journald.conf.d/60-maestro-hardening.conf
+_H_RSYSLOG_DROPIN=/etc/rsyslog.d/00-maestro-hardening.conf
+
+# SSH algorithm lists. _SET is what remediation writes (all accepted by OpenSSH 9.2 and
+# including everything a russh 0.65 client negotiates by default); _OK is what an audit
+# accepts (the same plus newer names that only later OpenSSH releases know).
+_H_SSH_CIPHERS_SET=chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr
+_H_SSH_CIPHERS_OK=$_H_SSH_CIPHERS_SET
+_H_SSH_MACS_SET=hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com
+_H_SSH_MACS_OK=$_H_SSH_MACS_SET
+_H_SSH_KEX_SET=sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,diffie-hellman-group18-sha512,diffie-hellman-group16-sha512,diffie-hellman-group-exchange-sha256
+_H_SSH_KEX_OK=$_H_SSH_KEX_SET,sntrup761x25519-sha512,mlkem768x25519-sha256
+
+# Non-login sessions (and sudo without secure_path) may lack the sbin directories.
+case ":${PATH:-}:" in
+    *:/usr/sbin:*) ;;
+    *) PATH=${PATH:+$PATH:}/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin; export PATH ;;
+esac
+
+# ---------------------------------------------------------------------------
+# generic helpers
+
+# _h_die MSG... : print "maestro-hardening: MSG" on stderr and exit 1 (ends the enclosing
+# helper's subshell, or the rule when called from a snippet).
+_h_die() {
+    printf '%s: %s\n' "$_H_TAG" "$*" >&2
+    exit 1
+}
+
+# _h_have CMD : true if CMD is on PATH.
+_h_have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+# _h_lower STRING : STRING in lower case.
+_h_lower() (
+    printf '%s\n' "$1" | tr '[:upper:]' '[:lower:]'
+)
+
+# _h_tmpdir : create a private temporary directory and print its path.
+_h_tmpdir() (
+    mktemp -d "${TMPDIR:-/tmp}/maestro-h.XXXXXX" || _h_die "cannot create a temporary directory"
+)
+
+# _h_systemd : true when systemd is the running init.
+_h_systemd() {
+    [ -d /run/systemd/system ]
+}
+
+# _h_replace TARGET NEWFILE [MODE] : give TARGET the content of NEWFILE, atomically
+# (temporary file in the same directory, then rename), keeping TARGET's mode, owner and
+# group, and writing through a symlink to its target. Does nothing if the content is
+# already identical. MODE (default 0644) is used only when TARGET does not exist yet.
+_h_replace() (
+    t=$1 n=$2
+    if [ -L "$t" ]; then
+        t=$(readlink -f -- "$t") || _h_die "cannot resolve symlink $1"
+    fi
+    if [ -e "$t" ] && cmp -s -- "$n" "$t"; then
+        exit 0
+    fi
+    d=$(dirname -- "$t")
+    [ -d "$d" ] || mkdir -p -- "$d" || _h_die "cannot create $d"
+    tmp=$(mktemp "$d/.$_H_TAG.XXXXXX") || _h_die "cannot create a temporary file in $d"
+    if [ -e "$t" ]; then
+        cp -p -- "$t" "$tmp" || { rm -f -- "$tmp"; _h_die "cannot copy $t"; }
+    else
+        chmod "${3:-0644}" "$tmp" || { rm -f -- "$tmp"; _h_die "cannot chmod $tmp"; }
+    fi
+    if ! cat -- "$n" >"$tmp" || ! mv -f -- "$tmp" "$t"; then
+        rm -f -- "$tmp"
+        _h_die "cannot write $t"
+    fi
+)
+
+# _h_conf_edit FILE KEY LINE MODE : print FILE with exactly one active KEY line, LINE.
+#   MODE "plain" (login.defs, sysctl files): KEY is case-sensitive; the first active KEY
+#     line is replaced, later ones dropped; otherwise LINE is appended.
+#   MODE "sshd": KEY is case-insensitive ("Key value" or "Key=value"); only the global
+#     part before the first Match block is considered (Match blocks are left alone); the
+#     first active KEY line is replaced, or else the first commented-out one ("#Key ..."),
+#     or else LINE goes in front of the first active line (so before any Match block).
+#     LINE is always placed above the first Include, because OpenSSH keeps the FIRST
+#     value it sees and included files would otherwise win.
+# A missing FILE is treated as empty.
+_h_conf_edit() (
+    f=$1
+    [ -f "$f" ] || f=/dev/null
+    awk -v key="$2" -v line="$3" -v mode="$4" '
+        function parse(s,    t, w) {
+            t = s
+            cm = 0
+            sub(/^[ \t]+/, "", t)
+            if (substr(t, 1, 1) == "#") { cm = 1; sub(/^#+[ \t]*/, "", t) }
+            if (t == "") return ""
+            split(t, w, /[ \t=]/)
+            return (mode == "sshd") ? tolower(w[1]) : w[1]
+        }
+        BEGIN { k = (mode == "sshd") ? tolower(key) : key }
+        NR == FNR {
+            if (stop) next
+            x = parse($0)
+            if (mode == "sshd" && !cm && x == "match") { if (!firstact) firstact = FNR; stop = 1; next }
+            if (mode == "sshd" && !cm && x == "include" && !incl) incl = FNR
+            if (x == k) {
+                if (cm) { if (!firstcm) firstcm = FNR }
+                else if (!firstkey) firstkey = FNR
+            }
+            if (!cm && x != "" && !firstact) firstact = FNR
+            next
+        }
+        FNR == 1 {
+            pos = 0; rep = 0
+            if (firstkey) { pos = firstkey; rep = 1 }
+            else if (mode == "sshd" && firstcm) { pos = firstcm; rep = 1 }
+            else if (mode == "sshd" && firstact) pos = firstact
+            if (incl && (!pos || incl < pos)) { pos = incl; rep = 0 }
+        }
+        {
+            x = parse($0)
+            if (mode == "sshd" && !cm && x == "match") inmatch = 1
+            if (FNR == pos) { print line; if (rep) next }
+            if (!inmatch && !cm && x == k) next
+            print
+        }
+        END { if (!pos) print line }
+    ' "$f" "$f"
+)
+
+# _h_confd_list SUFFIX DIR... : files DIR/*SUFFIX ordered the way systemd and procps
+# read drop-in directories: by file name; for equal names the earlier DIR wins.
+_h_confd_list() (
+    sfx=$1
+    shift
+    tab=$(printf '\t')
+    i=0
+    for d in "$@"; do
+        i=$((i + 1))
+        for f in "$d"/*"$sfx"; do
+            [ -f "$f" ] || continue
+            printf '%s\t%s\t%s\n' "${f##*/}" "$i" "$f"
+        done
+    done | sort -t "$tab" -k1,1 -k2,2n | awk -F '\t' '$1 != last { print $3; last = $1 }'
+)
+
+# ---------------------------------------------------------------------------
+# OpenSSH server
+
+# _h_sshd_privsep_dir : sshd -T/-t refuse to run without /run/sshd, which normally only
+# exists while the service runs; create it the way the service would.
+_h_sshd_privsep_dir() {
+    [ -d /run/sshd ] || mkdir -m 0755 /run/sshd 2>/dev/null || :
+}
+
+# _h_sshd_T : the effective global server configuration (sshd -T). On failure prints
+# sshd's first error line on stderr and returns 1.
+_h_sshd_T() (
+    _h_have sshd || _h_die "sshd is not installed"
+    _h_sshd_privsep_dir
+    out=$(sshd -T -f "$_H_SSHD_CONFIG" 2>&1) && { printf '%s\n' "$out"; exit 0; }
+    printf '%s\n' "$out" | grep -v '^[a-z0-9]* ' | head -n 1 >&2
+    exit 1
+)
+
+# _h_sshd_get KEY : effective value of KEY (any case, e.g. permitrootlogin) from sshd -T;
+# empty if sshd does not know KEY. Returns 1 if sshd -T fails.
+_h_sshd_get() (
+    k=$(_h_lower "$1")
+    conf=$(_h_sshd_T 2>/dev/null) || exit 1
+    printf '%s\n' "$conf" | awk -v k="$k" '$1 == k { sub(/^[^ \t]+[ \t]+/, ""); print; exit }'
+)
+
+# _h_sshd_broken : audit line for a configuration that sshd -T cannot read.
+_h_sshd_broken() (
+    err=$(_h_sshd_T 2>&1 >/dev/null)
+    printf 'sshd -T failed: %s\n' "${err:-unknown error}"
+)
+
+# _h_sshd_expect KEY VALUE... : audit: effective KEY is one of VALUEs (case-insensitive).
+_h_sshd_expect() (
+    name=$1
+    shift
+    v=$(_h_sshd_get "$name") || { _h_sshd_broken; exit 1; }
+    lv=$(_h_lower "$v")
+    for want in "$@"; do
+        [ "$lv" = "$(_h_lower "$want")" ] && exit 0
+    done
+    printf 'sshd %s is "%s" (want %s)\n' "$name" "$v" "$(printf '%s\n' "$*" | sed 's/ / or /g')"
+    exit 1
+)
+
+# _h_sshd_range KEY MIN MAX : audit: effective KEY is an integer in [MIN, MAX].
+_h_sshd_range() (
+    v=$(_h_sshd_get "$1") || { _h_sshd_broken; exit 1; }
+    case $v in
+        '' | *[!0-9]*) printf 'sshd %s is "%s" (want %s..%s)\n' "$1" "$v" "$2" "$3"; exit 1 ;;
+    esac
+    if [ "$v" -lt "$2" ] || [ "$v" -gt "$3" ]; then
+        printf 'sshd %s is %s (want %s..%s)\n' "$1" "$v" "$2" "$3"
+        exit 1
+    fi
+)
+
+# _h_sshd_algos KEY ALLOWED : audit: every algorithm in the effective comma list KEY
+# (Ciphers, MACs, KexAlgorithms) is in the comma list ALLOWED.
+_h_sshd_algos() (
+    v=$(_h_sshd_get "$1") || { _h_sshd_broken; exit 1; }
+    [ -n "$v" ] || { printf 'sshd %s: no value reported by sshd -T\n' "$1"; exit 1; }
+    bad=$(printf '%s\n' "$v" | tr ',' '\n' | awk -v ok="$2" '
+        BEGIN { n = split(ok, a, ","); for (i = 1; i <= n; i++) allow[a[i]] = 1 }
+        NF && !($0 in allow) { printf "%s%s", sep, $0; sep = "," }')
+    [ -z "$bad" ] && exit 0
+    printf 'sshd %s allows weak or unapproved: %s\n' "$1" "$bad"
+    exit 1
+)
+
+# _h_sshd_includes : files included from the global part of sshd_config (one per line).
+_h_sshd_includes() (
+    [ -f "$_H_SSHD_CONFIG" ] || exit 0
+    awk '{ k = tolower($1) } k == "match" { exit } k == "include" { for (i = 2; i <= NF; i++) print $i }' \
+        "$_H_SSHD_CONFIG" | while IFS= read -r pat; do
+        case $pat in
+            /*) ;;
+            *) pat=/etc/ssh/$pat ;;
+        esac
+        # shellcheck disable=SC2086  # the pattern is meant to be globbed
+        for f in $pat; do
+            [ -f "$f" ] && printf '%s\n' "$f"
+        done
+    done
+)
+
+# _h_sshd_comment_key FILE KEY : print FILE with its active KEY lines (global part, any
+# case) commented out.
+_h_sshd_comment_key() (
+    awk -v key="$(_h_lower "$2")" -v tag="$_H_TAG" '
+        { t = $0; sub(/^[ \t]+/, "", t); split(t, w, /[ \t=]/); k = tolower(w[1]) }
+        k == "match" { m = 1 }
+        !m && k == key { print "# " tag " (set in sshd_config): " $0; next }
+        { print }' "$1"
+)
+
+# _h_sshd_pid : PID of the running listener sshd, from the PidFile sshd -T reports.
+_h_sshd_pid() (
+    pf=$(_h_sshd_get pidfile) || exit 1
+    [ -n "$pf" ] && [ "$pf" != none ] && [ -r "$pf" ] || exit 1
+    pid=$(head -n 1 "$pf")
+    case $pid in
+        '' | *[!0-9]*) exit 1 ;;
+    esac
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sshd ] || exit 1
+    printf '%s\n' "$pid"
+)
+
+# _h_sshd_ready PID : true when sshd PID has its SIGHUP handler installed (it installs it
+# after re-exec and listen, just before rewriting its PidFile). A SIGHUP that arrives
+# before that would kill sshd instead of reloading it.
+_h_sshd_ready() (
+    m=$(awk '$1 == "SigCgt:" { print $2 }' "/proc/$1/status" 2>/dev/null)
+    case $m in
+        *[13579bdfBDF]) exit 0 ;;
+    esac
+    exit 1
+)
+
+# _h_sshd_sockets PID : the socket inodes PID holds, space separated.
+_h_sshd_sockets() (
+    for fd in /proc/"$1"/fd/*; do
+        l=$(readlink "$fd" 2>/dev/null) || continue
+        case $l in
+            socket:*) printf '%s ' "$l" ;;
+        esac
+    done
+)
+
+# _h_mtime FILE : modification time of FILE as precisely as stat reports it.
+_h_mtime() (
+    stat -c %y -- "$1" 2>/dev/null
+)
+
+# _h_sshd_wait_ready PID : wait up to 10 s until sshd PID can take a SIGHUP.
+_h_sshd_wait_ready() (
+    i=0
+    while [ "$i" -lt 100 ]; do
+        _h_sshd_ready "$1" && exit 0
+        [ -d "/proc/$1" ] || exit 1
+        sleep 0.1 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+    exit 1
+)
+
+# _h_sshd_wait_reexec PID PIDFILE SOCKETS MTIME : after a SIGHUP, wait up to 10 s until
+# the re-executed sshd PID is up: its SIGHUP handler is installed again and either it
+# holds only new sockets (it closes and re-binds its listeners when it re-executes) or it
+# has rewritten PIDFILE (which it does right after installing its handlers).
+_h_sshd_wait_reexec() (
+    pid=$1 pf=$2 s0=$3 m0=$4
+    i=0
+    while [ "$i" -lt 100 ]; do
+        [ -d "/proc/$pid" ] || exit 1
+        if _h_sshd_ready "$pid"; then
+            if [ -n "$pf" ] && [ -n "$m0" ] && [ "$(_h_mtime "$pf")" != "$m0" ]; then
+                exit 0
+            fi
+            s=$(_h_sshd_sockets "$pid")
+            if [ -n "$s" ]; then
+                fresh=1
+                for x in $s; do
+                    case " $s0 " in
+                        *" $x "*) fresh=0 ;;
+                    esac
+                done
+                [ "$fresh" = 1 ] && exit 0
+            fi
+        fi
+        sleep 0.05 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+    exit 1
+)
+
+# _h_sshd_reload : make the running sshd re-read its configuration, keeping existing
+# sessions. systemd: "systemctl reload ssh || systemctl reload sshd"; otherwise SIGHUP to
+# the PID in sshd's PidFile. Waits until the daemon is back (listening, handlers set),
+# so that consecutive reloads cannot hit it while it re-executes itself (a SIGHUP that
+# arrives before sshd has installed its handler would terminate it).
+_h_sshd_reload() (
+    pf=$(_h_sshd_get pidfile) || pf=""
+    pid=$(_h_sshd_pid) || pid=""
+    how=""
+    if _h_systemd && { systemctl is-active --quiet ssh.service 2>/dev/null ||
+        systemctl is-active --quiet sshd.service 2>/dev/null; }; then
+        how=systemd
+    elif [ -n "$pid" ]; then
+        how=hup
+    else
+        exit 0 # no running daemon found: it reads the new file when it starts
+    fi
+    s0="" m0=""
+    if [ -n "$pid" ]; then
+        _h_sshd_wait_ready "$pid" || _h_die "sshd (pid $pid) is not ready for a reload"
+        s0=$(_h_sshd_sockets "$pid")
+        m0=$(_h_mtime "$pf")
+    fi
+    if [ "$how" = systemd ]; then
+        systemctl reload ssh 2>/dev/null || systemctl reload sshd || _h_die "systemctl reload ssh/sshd failed"
+    else
+        kill -HUP "$pid" || _h_die "cannot send SIGHUP to sshd (pid $pid)"
+    fi
+    if [ -n "$pid" ]; then
+        _h_sshd_wait_reexec "$pid" "$pf" "$s0" "$m0" ||
+            _h_die "sshd (pid $pid) did not come back within 10 s after the reload"
+    fi
+)
+
+# _h_sshd_set KEY VALUE : make sshd_config contain exactly one active "KEY VALUE" line
+# (see _h_conf_edit: replaces an active or commented line, else adds it near the top;
+# always above Include and Match), comment out KEY in the files sshd_config includes,
+# validate with sshd -t (restoring every file on failure) and reload sshd.
+_h_sshd_set() (
+    key=$1 val=$2 cfg=$_H_SSHD_CONFIG
+    [ -n "$key" ] && [ -n "$val" ] || _h_die "usage: _h_sshd_set KEY VALUE"
+    [ -f "$cfg" ] || _h_die "$cfg does not exist"
+    _h_have sshd || _h_die "sshd is not installed"
+    _h_sshd_privsep_dir
+    w=$(_h_tmpdir) || exit 1
+    : >"$w/list"
+    _h_conf_edit "$cfg" "$key" "$key $val" sshd >"$w/new.0" || { rm -rf "$w"; _h_die "cannot edit $cfg"; }
+    cmp -s "$w/new.0" "$cfg" || printf '0 %s\n' "$cfg" >>"$w/list"
+    _h_sshd_includes >"$w/includes"
+    i=0
+    while IFS= read -r f; do
+        i=$((i + 1))
+        _h_sshd_comment_key "$f" "$key" >"$w/new.$i" || { rm -rf "$w"; _h_die "cannot edit $f"; }
+        cmp -s "$w/new.$i" "$f" || printf '%s %s\n' "$i" "$f" >>"$w/list"
+    done <"$w/includes"
+    if [ ! -s "$w/list" ]; then
+        rm -rf "$w"
+        exit 0 # already exactly as wanted
+    fi
+    ok=1
+    while read -r i f; do
+        cp -p -- "$f" "$w/orig.$i" || { ok=0; break; }
+        printf '%s %s\n' "$i" "$f" >>"$w/saved"
+        _h_replace "$f" "$w/new.$i" || { ok=0; break; }
+    done <"$w/list"
+    if [ "$ok" = 1 ]; then
+        err=$(sshd -t -f "$cfg" 2>&1) || ok=0
+        [ "$ok" = 1 ] || err="sshd -t rejected '$key $val': $(printf '%s\n' "$err" | head -n 1)"
+    else
+        err="cannot update the sshd configuration"
+    fi
+    if [ "$ok" != 1 ]; then
+        if [ -f "$w/saved" ]; then
+            while read -r i f; do
+                _h_replace "$f" "$w/orig.$i" || printf '%s: could not restore %s from %s\n' "$_H_TAG" "$f" "$w/orig.$i" >&2
+            done <"$w/saved"
+        fi
+        rm -rf "$w"
+        _h_die "$err; previous configuration restored"
+    fi
+    rm -rf "$w"
+    _h_sshd_reload
+)
+
+# _h_sshd_hostkeys : host private key files (sshd -T hostkey lines and
+# /etc/ssh/ssh_host_*_key), one per line.
+_h_sshd_hostkeys() (
+    {
+        _h_sshd_T 2>/dev/null | awk '$1 == "hostkey" { print $2 }'
+        for f in /etc/ssh/ssh_host_*_key; do
+            [ -f "$f" ] && printf '%s\n' "$f"
+        done
+    } | awk '!seen[$0]++'
+)
+
+# _h_sshd_banner_check : audit: a Banner is configured and its file is not empty.
+_h_sshd_banner_check() (
+    b=$(_h_sshd_get banner) || { _h_sshd_broken; exit 1; }
+    case $b in
+        '' | none) echo "sshd Banner is not set"; exit 1 ;;
+    esac
+    [ -s "$b" ] || { printf 'sshd Banner %s is missing or empty\n' "$b"; exit 1; }
+)
+
+# _h_sshd_banner_set FILE : write a legal warning to FILE unless it already holds a
+# non-empty text without OS details (\m \r \s \v escapes), then set Banner FILE.
+_h_sshd_banner_set() (
+    f=$1
+    if [ ! -s "$f" ] || grep -q '\\[mrsv]' "$f" 2>/dev/null; then
+        w=$(_h_tmpdir) || exit 1
+        printf '%s\n' \
+            "Authorized access only. This system is monitored; activity may be logged and" \
+            "reported. Disconnect now if you are not an authorized user." >"$w/banner"
+        _h_replace "$f" "$w/banner" 0644 || { rm -rf "$w"; exit 1; }
+        rm -rf "$w"
+    fi
+    _h_sshd_set Banner "$f"
+)
+
+# ---------------------------------------------------------------------------
+# kernel parameters
+
+# _h_sysctl_path KEY : /proc/sys path of KEY (net.ipv4.tcp_syncookies -> .../tcp_syncookies).
+_h_sysctl_path() (
+    printf '/proc/sys/%s\n' "$(printf '%s' "$1" | tr . /)"
+)
+
+# _h_sysctl_get KEY : current (runtime) value, whitespace normalised; 1 if no such key.
+_h_sysctl_get() (
+    p=$(_h_sysctl_path "$1")
+    [ -r "$p" ] || exit 1
+    awk '{ $1 = $1; print }' "$p"
+)
+
+# _h_sysctl_files : every sysctl configuration file, in the order the boot applies them
+# (last assignment wins).
+_h_sysctl_files() (
+    _h_confd_list .conf /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d
+    [ -f /etc/sysctl.conf ] && echo /etc/sysctl.conf
+    :
+)
+
+# _h_sysctl_file_value FILE KEY : the last value FILE assigns to KEY; 1 if none.
+_h_sysctl_file_value() (
+    awk -v key="$2" '
+        { t = $0; sub(/^[ \t]+/, "", t) }
+        t == "" || t ~ /^[#;]/ { next }
+        {
+            if (substr(t, 1, 1) == "-") t = substr(t, 2)
+            i = index(t, "="); if (!i) next
+            k = substr(t, 1, i - 1); v = substr(t, i + 1)
+            gsub(/^[ \t]+|[ \t]+$/, "", k); gsub(/^[ \t]+|[ \t]+$/, "", v)
+            gsub("/", ".", k)
+            if (k == key) { gsub(/[ \t]+/, " ", v); val = v; found = 1 }
+        }
+        END { if (found) print val; exit !found }' "$1"
+)
+
+# _h_sysctl_boot KEY : "FILE<TAB>VALUE" of the assignment that wins at boot; empty if none.
+_h_sysctl_boot() (
+    _h_sysctl_files | {
+        res=""
+        while IFS= read -r f; do
+            v=$(_h_sysctl_file_value "$f" "$1") && res=$(printf '%s\t%s' "$f" "$v")
+        done
+        [ -n "$res" ] && printf '%s\n' "$res"
+        :
+    }
+)
+
+# _h_sysctl_check KEY VALUE : audit: KEY is VALUE now and the configuration applied at
+# boot sets it to VALUE too.
+_h_sysctl_check() (
+    cur=$(_h_sysctl_get "$1") || { printf '%s: not available on this kernel\n' "$1"; exit 1; }
+    [ "$cur" = "$2" ] || { printf '%s = %s (want %s)\n' "$1" "$cur" "$2"; exit 1; }
+    b=$(_h_sysctl_boot "$1")
+    [ -n "$b" ] || { printf '%s = %s now, but no sysctl.d file sets it (not persistent)\n' "$1" "$2"; exit 1; }
+    tab=$(printf '\t')
+    bf=${b%%"$tab"*} bv=${b#*"$tab"}
+    [ "$bv" = "$2" ] || { printf '%s = %s now, but %s sets %s at boot\n' "$1" "$2" "$bf" "$bv"; exit 1; }
+)
+
+# _h_sysctl_set KEY VALUE : set KEY at runtime and persistently: one "KEY = VALUE" line in
+# /etc/sysctl.d/60-maestro-hardening.conf (replaced, never duplicated); assignments in
+# other /etc sysctl files that would override it at boot are commented out.
+_h_sysctl_set() (
+    key=$1 want=$2
+    p=$(_h_sysctl_path "$key")
+    [ -e "$p" ] || _h_die "sysctl $key does not exist on this kernel"
+    cur=$(_h_sysctl_get "$key")
+    if [ "$cur" != "$want" ]; then
+        printf '%s\n' "$want" 2>/dev/null >"$p" || _h_die "cannot set $key = $want (read-only /proc/sys?)"
+        cur=$(_h_sysctl_get "$key")
+        [ "$cur" = "$want" ] || _h_die "$key is $cur after writing $want"
+    fi
+    w=$(_h_tmpdir) || exit 1
+    if [ -f "$_H_SYSCTL_FILE" ]; then
+        _h_conf_edit "$_H_SYSCTL_FILE" "$key" "$key = $want" plain >"$w/new"
+    else
+        {
+            echo "# Kernel parameters set by maestro's hardening baseline; one line per key."
+            printf '%s = %s\n' "$key" "$want"
+        } >"$w/new"
+    fi
+    _h_replace "$_H_SYSCTL_FILE" "$w/new" 0644 || { rm -rf "$w"; exit 1; }
+    tab=$(printf '\t')
+    n=0
+    while :; do
+        b=$(_h_sysctl_boot "$key")
+        bf=${b%%"$tab"*} bv=${b#*"$tab"}
+        [ "$bv" = "$want" ] && break
+        n=$((n + 1))
+        case $bf in
+            /etc/*) [ "$n" -le 20 ] ;;
+            *) false ;;
+        esac || { rm -rf "$w"; _h_die "$bf sets $key = $bv at boot and overrides $_H_SYSCTL_FILE"; }
+        awk -v key="$key" -v tag="$_H_TAG" '
+            { t = $0; sub(/^[ \t]+/, "", t); if (substr(t, 1, 1) == "-") t = substr(t, 2)
+              i = index(t, "="); k = i ? substr(t, 1, i - 1) : ""
+              gsub(/^[ \t]+|[ \t]+$/, "", k); gsub("/", ".", k) }
+            t !~ /^[#;]/ && k == key { print "# " tag " (set in '"$_H_SYSCTL_FILE"'): " $0; next }
+            { print }' "$bf" >"$w/other" && _h_replace "$bf" "$w/other" || { rm -rf "$w"; exit 1; }
+    done
+    rm -rf "$w"
+)
+
+# ---------------------------------------------------------------------------
+# file permissions
+
+# _h_perm_check PATH MODE OWNER GROUP : audit: PATH has no permission bits beyond MODE
+# (octal; stricter is fine), its owner is OWNER and its group one of GROUP (comma list,
+# e.g. "shadow,root"). Prints what differs on one line. A missing PATH is compliant.
+_h_perm_check() (
+    p=$1 want=$2
+    [ -e "$p" ] || exit 0
+    set -- "$p" "$want" "$3" "$4" $(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
+    mode=$5 user=$6 group=$7 uid=$8 gid=$9
+    msg=""
+    extra=$((0$mode & ~0$want))
+    [ "$extra" -eq 0 ] || msg="mode $(printf '%04o' "$((0$mode))") (want $(printf '%04o' "$((0$want))") or stricter)"
+    if [ "$user" != "$3" ] && [ "$uid" != "$3" ]; then
+        msg="${msg:+$msg, }owner $user (want $3)"
+    fi
+    case ",$4," in
+        *",$group,"* | *",$gid,"*) ;;
+        *) msg="${msg:+$msg, }group $group (want $(printf '%s\n' "$4" | sed 's/,/ or /g'))" ;;
+    esac
+    [ -z "$msg" ] && exit 0
+    printf '%s: %s\n' "$p" "$msg"
+    exit 1
+)
+
+# _h_perm_set PATH MODE OWNER GROUP : fix what _h_perm_check reports: clear the mode bits
+# beyond MODE (keeping stricter settings), chown OWNER and, unless the group already is
+# one of GROUP, chgrp to the first group of GROUP that exists. Missing PATH: nothing to do.
+_h_perm_set() (
+    p=$1 want=$2
+    [ -e "$p" ] || exit 0
+    set -- "$p" "$want" "$3" "$4" $(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
+    mode=$5 user=$6 group=$7 uid=$8 gid=$9
+    new=$((0$mode & 0$want))
+    if [ "$new" -ne "$((0$mode))" ]; then
+        chmod "0$(printf '%04o' "$new")" "$p" || _h_die "cannot chmod $p"
+    fi
+    if [ "$user" != "$3" ] && [ "$uid" != "$3" ]; then
+        chown "$3" "$p" || _h_die "cannot chown $3 $p"
+    fi
+    case ",$4," in
+        *",$group,"* | *",$gid,"*) ;;
+        *)
+            g=""
+            for c in $(printf '%s\n' "$4" | tr ',' ' '); do
+                if getent group "$c" >/dev/null 2>&1 || grep -q "^$c:" /etc/group; then
+                    g=$c
+                    break
+                fi
+            done
+            [ -n "$g" ] || _h_die "none of the groups $4 exists for $p"
+            chgrp "$g" "$p" || _h_die "cannot chgrp $g $p"
+            ;;
+    esac
+)
+
+# _h_perms_check MODE OWNER GROUP PATH... : _h_perm_check for several paths; one line
+# (the first offender, plus how many more).
+_h_perms_check() (
+    mode=$1 owner=$2 group=$3
+    shift 3
+    first="" n=0
+    for p in "$@"; do
+        if ! m=$(_h_perm_check "$p" "$mode" "$owner" "$group"); then
+            n=$((n + 1))
+            [ -n "$first" ] || first=$m
+        fi
+    done
+    [ "$n" -eq 0 ] && exit 0
+    if [ "$n" -gt 1 ]; then
+        printf '%s (+%s more)\n' "$first" "$((n - 1))"
+    else
+        printf '%s\n' "$first"
+    fi
+    exit 1
+)
+
+# _h_perms_set MODE OWNER GROUP PATH... : _h_perm_set for several paths.
+_h_perms_set() (
+    mode=$1 owner=$2 group=$3
+    shift 3
+    rc=0
+    for p in "$@"; do
+        _h_perm_set "$p" "$mode" "$owner" "$group" || rc=1
+    done
+    exit "$rc"
+)
+
+# _h_world_writable DIR : world-writable files and directories under DIR (same file
+# system only), one per line.
+_h_world_writable() (
+    find "$1" -xdev \( -type f -o -type d \) -perm -0002 -print 2>/dev/null
+)
+
+# _h_world_writable_check DIR : audit: nothing under DIR is world-writable.
+_h_world_writable_check() (
+    l=$(_h_world_writable "$1")
+    [ -z "$l" ] && exit 0
+    n=$(printf '%s\n' "$l" | wc -l)
+    printf '%s world-writable path(s) under %s, e.g. %s\n' "$((n))" "$1" "$(printf '%s\n' "$l" | head -n 1)"
+    exit 1
+)
+
+# _h_world_writable_fix DIR : remove the world-write bit from those paths.
+_h_world_writable_fix() (
+    _h_world_writable "$1" | {
+        rc=0
+        while IFS= read -r p; do
+            chmod o-w "$p" || rc=1
+        done
+        exit "$rc"
+    } || _h_die "could not chmod o-w every world-writable path under $1"
+)
+
+# ---------------------------------------------------------------------------
+# services (systemd; without systemd these are no-ops and rules use applies)
+
+# _h_unit_exists UNIT : systemd knows a unit file UNIT.
+_h_unit_exists() {
+    _h_systemd && [ -n "$(systemctl list-unit-files --no-legend "$1" 2>/dev/null)" ]
+}
+
+# _h_units_exist UNIT... : at least one of the UNITs exists.
+_h_units_exist() (
+    for u in "$@"; do
+        _h_unit_exists "$u" && exit 0
+    done
+    exit 1
+)
+
+# _h_service_active NAME... : true if one of the units is active (false without systemd).
+_h_service_active() (
+    _h_systemd || exit 1
+    for u in "$@"; do
+        systemctl is-active --quiet "$u" 2>/dev/null && exit 0
+    done
+    exit 1
+)
+
+# _h_service_enabled NAME : the unit is enabled (not just static) to start at boot.
+_h_service_enabled() (
+    _h_systemd || exit 1
+    case $(systemctl is-enabled "$1" 2>/dev/null) in
+        enabled | enabled-runtime) exit 0 ;;
+    esac
+    exit 1
+)
+
+# _h_services_off_check NAME... : audit: none of the units that exist is enabled or active.
+_h_services_off_check() (
+    _h_systemd || exit 0
+    for u in "$@"; do
+        _h_unit_exists "$u" || continue
+        if _h_service_active "$u"; then
+            printf '%s is active\n' "$u"
+            exit 1
+        fi
+        if _h_service_enabled "$u"; then
+            printf '%s is enabled\n' "$u"
+            exit 1
+        fi
+    done
+)
+
+# _h_service_disable NAME... : stop and disable each unit that exists (no-op that
+# succeeds without systemd).
+_h_service_disable() (
+    _h_systemd || exit 0
+    for u in "$@"; do
+        _h_unit_exists "$u" || continue
+        if _h_service_enabled "$u"; then
+            systemctl disable --quiet "$u" || _h_die "systemctl disable $u failed"
+        fi
+        if _h_service_active "$u"; then
+            systemctl stop "$u" || _h_die "systemctl stop $u failed"
+        fi
+    done
+)
+
+# _h_service_on_check NAME : audit: the unit is enabled and active.
+_h_service_on_check() (
+    _h_service_enabled "$1" || { printf '%s is not enabled\n' "$1"; exit 1; }
+    _h_service_active "$1" || { printf '%s is not running\n' "$1"; exit 1; }
+)
+
+# _h_service_enable NAME : enable and start the unit (no-op without systemd).
+_h_service_enable() (
+    _h_systemd || exit 0
+    if ! _h_service_enabled "$1"; then
+        systemctl enable --quiet "$1" || _h_die "systemctl enable $1 failed"
+    fi
+    if ! _h_service_active "$1"; then
+        systemctl start "$1" || _h_die "systemctl start $1 failed"
+    fi
+)
+
+# ---------------------------------------------------------------------------
+# accounts and /etc/login.defs
+
+# _h_login_defs_get KEY : the value of KEY in /etc/login.defs (last one wins); empty if unset.
+_h_login_defs_get() (
+    [ -f "$_H_LOGIN_DEFS" ] || exit 0
+    awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$_H_LOGIN_DEFS"
+)
+
+# _h_login_defs_set KEY VALUE : exactly one active "KEY VALUE" line in /etc/login.defs
+# (the first existing one is replaced, duplicates dropped, else appended).
+_h_login_defs_set() (
+    [ -f "$_H_LOGIN_DEFS" ] || _h_die "$_H_LOGIN_DEFS does not exist"
+    w=$(_h_tmpdir) || exit 1
+    _h_conf_edit "$_H_LOGIN_DEFS" "$1" "$(printf '%s\t%s' "$1" "$2")" plain >"$w/new" &&
+        _h_replace "$_H_LOGIN_DEFS" "$w/new"
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_login_defs_range KEY MIN MAX : audit: KEY is an integer in [MIN, MAX].
+_h_login_defs_range() (
+    v=$(_h_login_defs_get "$1")
+    case $v in
+        '') printf '%s is not set in %s (want %s..%s)\n' "$1" "$_H_LOGIN_DEFS" "$2" "$3"; exit 1 ;;
+        *[!0-9]*) printf '%s is %s in %s (want %s..%s)\n' "$1" "$v" "$_H_LOGIN_DEFS" "$2" "$3"; exit 1 ;;
+    esac
+    if [ "$v" -lt "$2" ] || [ "$v" -gt "$3" ]; then
+        printf '%s is %s in %s (want %s..%s)\n' "$1" "$v" "$_H_LOGIN_DEFS" "$2" "$3"
+        exit 1
+    fi
+)
+
+# _h_umask_check VALUE : audit: login.defs UMASK masks at least the bits of VALUE (e.g. 027).
+_h_umask_check() (
+    v=$(_h_login_defs_get UMASK)
+    case $v in
+        '' | *[!0-7]*) printf 'UMASK is "%s" in %s (want %s or stricter)\n' "$v" "$_H_LOGIN_DEFS" "$1"; exit 1 ;;
+    esac
+    if [ "$((0$v & 0$1))" -ne "$((0$1))" ]; then
+        printf 'UMASK is %s in %s (want %s or stricter)\n' "$v" "$_H_LOGIN_DEFS" "$1"
+        exit 1
+    fi
+)
+
+# _h_empty_password_users : accounts whose /etc/shadow password field is empty.
+_h_empty_password_users() (
+    [ -r /etc/shadow ] || exit 0
+    awk -F: '$1 != "" && $2 == "" { print $1 }' /etc/shadow
+)
+
+# _h_empty_password_check : audit: no account has an empty password field.
+_h_empty_password_check() (
+    u=$(_h_empty_password_users)
+    [ -z "$u" ] && exit 0
+    printf 'accounts with an empty password: %s\n' "$(printf '%s\n' "$u" | tr '\n' ' ' | sed 's/ $//')"
+    exit 1
+)
+
+# _h_empty_password_fix : set those password fields to "*" (no password can match). "*"
+# rather than "!" so that key-based SSH logins of the account keep working even with
+# UsePAM no (OpenSSH treats "!..." as a locked account).
+_h_empty_password_fix() (
+    for u in $(_h_empty_password_users); do
+        usermod -p '*' "$u" || _h_die "usermod -p '*' $u failed"
+    done
+)
+
+# _h_uid0_users : accounts other than root with UID 0.
+_h_uid0_users() (
+    awk -F: '$3 == 0 && $1 != "root" { print $1 }' /etc/passwd
+)
+
+# _h_uid0_check : audit: root is the only UID 0 account.
+_h_uid0_check() (
+    u=$(_h_uid0_users)
+    [ -z "$u" ] && exit 0
+    printf 'accounts besides root with UID 0: %s\n' "$(printf '%s\n' "$u" | tr '\n' ' ' | sed 's/ $//')"
+    exit 1
+)
+
+# ---------------------------------------------------------------------------
+# logging
+
+# _h_journald_storage : "FILE<TAB>VALUE" of the effective journald Storage= setting
+# ("<TAB>auto" when nothing sets it).
+_h_journald_storage() (
+    {
+        if [ -f /etc/systemd/journald.conf ]; then
+            echo /etc/systemd/journald.conf
+        elif [ -f /usr/lib/systemd/journald.conf ]; then
+            echo /usr/lib/systemd/journald.conf
+        fi
+        _h_confd_list .conf /etc/systemd/journald.conf.d /run/systemd/journald.conf.d \
+            /usr/local/lib/systemd/journald.conf.d /usr/lib/systemd/journald.conf.d
+    } | {
+        res=$(printf '\tauto')
+        while IFS= read -r f; do
+            v=$(awk -F= '{ k = $1; gsub(/^[ \t]+|[ \t]+$/, "", k) }
+                k == "Storage" { v = $2; gsub(/^[ \t]+|[ \t]+$/, "", v); found = 1 }
+                END { if (found) print v; exit !found }' "$f") && res=$(printf '%s\t%s' "$f" "$v")
+        done
+        printf '%s\n' "$res"
+    }
+)
+
+# _h_journald_check VALUE : audit: the effective journald Storage= is VALUE.
+_h_journald_check() (
+    tab=$(printf '\t')
+    r=$(_h_journald_storage)
+    v=${r#*"$tab"} f=${r%%"$tab"*}
+    [ "$v" = "$1" ] && exit 0
+    printf 'journald Storage=%s%s (want %s)\n' "$v" "${f:+ in $f}" "$1"
+    exit 1
+)
+
+# _h_journald_set VALUE : Storage=VALUE in /etc/systemd/journald.conf.d/60-maestro-hardening.conf,
+# Storage= lines in other /etc files that override it commented out; for "persistent"
+# /var/log/journal is created. journald is restarted (systemd only) after a change.
+_h_journald_set() (
+    tab=$(printf '\t')
+    w=$(_h_tmpdir) || exit 1
+    printf '# Set by maestro hardening.\n[Journal]\nStorage=%s\n' "$1" >"$w/dropin"
+    changed=0
+    cmp -s "$w/dropin" "$_H_JOURNALD_DROPIN" 2>/dev/null || changed=1
+    _h_replace "$_H_JOURNALD_DROPIN" "$w/dropin" 0644 || { rm -rf "$w"; exit 1; }
+    n=0
+    while :; do
+        r=$(_h_journald_storage)
+        v=${r#*"$tab"} f=${r%%"$tab"*}
+        [ "$v" = "$1" ] && break
+        n=$((n + 1))
+        case $f in
+            /etc/*) [ "$n" -le 20 ] ;;
+            *) false ;;
+        esac || { rm -rf "$w"; _h_die "${f:-journald defaults} set Storage=$v and override $_H_JOURNALD_DROPIN"; }
+        awk -v tag="$_H_TAG" '{ k = $0; sub(/=.*/, "", k); gsub(/^[ \t]+|[ \t]+$/, "", k) }
+            k == "Storage" { print "# " tag ": " $0; next } { print }' "$f" >"$w/other" &&
+            _h_replace "$f" "$w/other" || { rm -rf "$w"; exit 1; }
+        changed=1
+    done
+    rm -rf "$w"
+    if [ "$1" = persistent ] && [ ! -d /var/log/journal ]; then
+        mkdir -p /var/log/journal || _h_die "cannot create /var/log/journal"
+        chgrp systemd-journal /var/log/journal 2>/dev/null && chmod 2755 /var/log/journal
+        changed=1
+    fi
+    if [ "$changed" = 1 ] && _h_systemd; then
+        systemctl restart systemd-journald.service || _h_die "systemctl restart systemd-journald failed"
+    fi
+    :
+)
+
+# _h_rsyslog_files : rsyslog's main configuration and its drop-ins.
+_h_rsyslog_files() (
+    [ -f /etc/rsyslog.conf ] && echo /etc/rsyslog.conf
+    _h_confd_list .conf /etc/rsyslog.d
+)
+
+# _h_rsyslog_filemode_check MODE : audit: rsyslog sets $FileCreateMode, and every
+# setting is MODE (e.g. 0640) or stricter.
+_h_rsyslog_filemode_check() (
+    found=0
+    for f in $(_h_rsyslog_files); do
+        for m in $(awk '$1 == "$FileCreateMode" { print $2 }' "$f"); do
+            found=1
+            case $m in
+                *[!0-7]*) printf '%s: $FileCreateMode %s is not an octal mode\n' "$f" "$m"; exit 1 ;;
+            esac
+            if [ "$((0$m & ~0$1))" -ne 0 ]; then
+                printf '%s: $FileCreateMode %s (want %s or stricter)\n' "$f" "$m" "$1"
+                exit 1
+            fi
+        done
+    done
+    [ "$found" = 1 ] && exit 0
+    printf 'rsyslog does not set $FileCreateMode (default 0644; want %s)\n' "$1"
+    exit 1
+)
+
+# _h_rsyslog_filemode_set MODE : rewrite too-permissive $FileCreateMode settings to MODE;
+# if there is none, add one in /etc/rsyslog.d/00-maestro-hardening.conf. Restarts
+# rsyslog (systemd only) after a change.
+_h_rsyslog_filemode_set() (
+    w=$(_h_tmpdir) || exit 1
+    found=0 changed=0
+    for f in $(_h_rsyslog_files); do
+        awk -v want="$1" '$1 == "$FileCreateMode" { print "FOUND" }' "$f" | grep -q FOUND && found=1
+        awk -v want="$1" '
+            function oct(s,    i, n) { n = 0; for (i = 1; i <= length(s); i++) n = n * 8 + substr(s, i, 1); return n }
+            function loose(m,    a, b, i, r) {  # m has bits outside want?
+                a = oct(m); b = oct(want)
+                for (i = 0; i < 12; i++) { if (int(a / 2 ^ i) % 2 == 1 && int(b / 2 ^ i) % 2 == 0) return 1 }
+                return 0 }
+            $1 == "$FileCreateMode" && ($2 ~ /[^0-7]/ || loose($2)) { print "$FileCreateMode " want; next }
+            { print }' "$f" >"$w/new" || { rm -rf "$w"; _h_die "cannot read $f"; }
+        if ! cmp -s "$w/new" "$f"; then
+            _h_replace "$f" "$w/new" || { rm -rf "$w"; exit 1; }
+            changed=1
+        fi
+    done
+    if [ "$found" = 0 ]; then
+        printf '# Set by maestro hardening.\n$FileCreateMode %s\n' "$1" >"$w/dropin"
+        _h_replace "$_H_RSYSLOG_DROPIN" "$w/dropin" 0644 || { rm -rf "$w"; exit 1; }
+        changed=1
+    fi
+    rm -rf "$w"
+    if [ "$changed" = 1 ] && _h_systemd && _h_service_active rsyslog.service; then
+        systemctl restart rsyslog.service || _h_die "systemctl restart rsyslog failed"
+    fi
+    :
+)

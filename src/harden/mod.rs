@@ -1,0 +1,206 @@
+//! Hardening baselines: CIS-style rules, each with an audit and a remediation
+//! in shell, compiled into one script per node and run like a playbook.
+//!
+//! `--audit` only checks; `--apply` remediates the failing rules, then checks
+//! them again. A remediation that would lock maestro out (its `guard` matches
+//! how maestro connects) is refused with the reason, never applied.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::fleet::quote::sh_quote;
+use crate::playbook::compile::{Planned, Script, new_nonce};
+use crate::sot::diag::{Code, Diagnostics, SourceFile};
+
+/// The helper functions rules call (`_h_sshd_set`, `_h_sysctl_set`, …).
+pub const FILE_LIBRARY: &str = "lib.sh";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    pub name: String,
+    pub description: Option<String>,
+    /// Another baseline whose rules come first.
+    pub extends: Option<String>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub category: String,
+    pub rationale: Option<String>,
+    /// Exits non-zero when the rule does not apply to the node.
+    pub applies: Option<String>,
+    /// Exits 0 when compliant; otherwise prints why not.
+    pub audit: String,
+    pub remediate: String,
+    /// What the remediation could lock out (`root-login`).
+    pub guard: Option<String>,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A baseline with its `extends` chain resolved, and the helper library.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub name: String,
+    pub rules: Vec<Rule>,
+    pub library: String,
+}
+
+/// Load baseline `name` from `dir` (following `extends`).
+pub fn load(dir: &Path, name: &str) -> Result<Loaded, Diagnostics> {
+    let mut chain: Vec<Baseline> = Vec::new();
+    let mut next = Some(name.to_string());
+    while let Some(n) = next {
+        if chain.iter().any(|b| b.name == n) || chain.len() > 8 {
+            return Err(problem(
+                &dir.join(format!("{n}.toml")),
+                format!("baseline `{n}` extends itself"),
+            ));
+        }
+        let path = dir.join(format!("{n}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| problem(&path, format!("cannot read hardening baseline `{n}`: {e}")))?;
+        let b: Baseline = toml::from_str(&text).map_err(|e| {
+            let f = SourceFile::new(path.clone(), text.clone());
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid baseline")
+                .to_string();
+            Diagnostics(vec![f.diagnostic(
+                Code::Syntax,
+                e.span().unwrap_or(0..0),
+                msg,
+            )])
+        })?;
+        next = b.extends.clone();
+        chain.push(b);
+    }
+    let mut rules: Vec<Rule> = Vec::new();
+    for b in chain.into_iter().rev() {
+        for r in b.rules {
+            if rules.iter().any(|x| x.id == r.id) {
+                return Err(problem(
+                    &dir.join(format!("{}.toml", b.name)),
+                    format!("rule id `{}` is used twice", r.id),
+                ));
+            }
+            rules.push(r);
+        }
+    }
+    let lib_path = dir.join(FILE_LIBRARY);
+    let library = std::fs::read_to_string(&lib_path).unwrap_or_default();
+    Ok(Loaded {
+        name: name.to_string(),
+        rules,
+        library,
+    })
+}
+
+fn problem(path: &Path, message: String) -> Diagnostics {
+    let f = SourceFile::new(path.to_path_buf(), String::new());
+    Diagnostics(vec![f.diagnostic(Code::BadValue, 0..0, message)])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Audit,
+    Apply,
+}
+
+/// Why a rule's remediation must not run for a controller logging in as `login_user`.
+pub fn refusal(rule: &Rule, login_user: &str) -> Option<String> {
+    match rule.guard.as_deref() {
+        Some("root-login") if login_user == "root" => Some(
+            "maestro connects to this node as root: disabling root login would lock it out. \
+             Connect as a sudo user (node `user` or -u) first, then apply this rule"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The audit (or apply) script for one node.
+pub fn compile(baseline: &Loaded, mode: Mode, login_user: &str) -> Script {
+    let nonce = new_nonce();
+    let mut text = String::new();
+    text.push_str("_m_lib=");
+    text.push_str(&sh_quote(crate::playbook::LIBRARY));
+    text.push_str("\neval \"$_m_lib\"\n");
+    text.push_str(&baseline.library);
+    text.push('\n');
+    text.push_str(&format!(
+        "_m_nonce={nonce}; _m_check=0; _m_diff=0\numask 022\n\
+         _m_tmp=$(mktemp -d \"${{TMPDIR:-/tmp}}/maestro.XXXXXX\") || {{ echo 'maestro: cannot create a temporary directory' >&2; exit 90; }}\n\
+         trap 'rm -rf \"$_m_tmp\"' EXIT\n_m_facts\n{RULE_FN}"
+    ));
+    let mut tasks = Vec::new();
+    for (index, rule) in baseline.rules.iter().enumerate() {
+        let refused = refusal(rule, login_user).unwrap_or_default();
+        text.push_str(&format!(
+            "_m_begin {index}\n_m_rule {} {} {} {} {}\n_m_end {index}\n",
+            sh_quote(rule.applies.as_deref().unwrap_or("")),
+            sh_quote(&rule.audit),
+            sh_quote(&rule.remediate),
+            if mode == Mode::Apply {
+                "apply"
+            } else {
+                "audit"
+            },
+            sh_quote(&refused)
+        ));
+        tasks.push(Planned {
+            index,
+            name: format!("{} {}", rule.id, rule.title),
+            handler: false,
+            skipped: None,
+        });
+    }
+    text.push_str("_m_emit done ok\n");
+    Script {
+        text,
+        nonce,
+        tasks,
+        as_root: login_user != "root",
+    }
+}
+
+/// One rule: n/a (skipped), compliant (ok), remediated (changed), or failing.
+const RULE_FN: &str = r#"_m_rule() { # applies audit remediate mode refused
+    if [ -n "$1" ] && ! (eval "$1") </dev/null >/dev/null 2>&1; then _m_status=skipped; _m_msg="not applicable"; return; fi
+    if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_ok "compliant"; return; fi
+    why=$(head -n 1 "$_m_tmp/audit")
+    [ "$4" = apply ] || { _m_fail "${why:-audit failed}"; return; }
+    [ -z "$5" ] || { _m_fail "refused: $5"; return; }
+    if ! (eval "$3") </dev/null >"$_m_tmp/out" 2>&1; then _m_block out "$_m_tmp/out"; _m_fail "remediation failed: $(tail -n 1 "$_m_tmp/out")"; return; fi
+    if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_changed "remediated: ${why:-was not compliant}"; return; fi
+    _m_fail "still failing after remediation: $(head -n 1 "$_m_tmp/audit")"
+}
+"#;
