@@ -378,7 +378,9 @@ _h_sshd_reload() (
 # validate with sshd -t (restoring every file on failure) and reload sshd.
 _h_sshd_set() (
     key=$1 val=$2 cfg=$_H_SSHD_CONFIG
-    [ -n "$key" ] && [ -n "$val" ] || _h_die "usage: _h_sshd_set KEY VALUE"
+    if [ -z "$key" ] || [ -z "$val" ]; then
+        _h_die "usage: _h_sshd_set KEY VALUE"
+    fi
     [ -f "$cfg" ] || _h_die "$cfg does not exist"
     _h_have sshd || _h_die "sshd is not installed"
     _h_sshd_privsep_dir
@@ -433,20 +435,33 @@ _h_sshd_hostkeys() (
     } | awk '!seen[$0]++'
 )
 
-# _h_sshd_banner_check : audit: a Banner is configured and its file is not empty.
+# _h_banner_leaks FILE : true if FILE reveals the OS (getty escapes \m \r \s \v, or
+# the distribution ID from /etc/os-release, such as "Debian").
+_h_banner_leaks() (
+    grep -q '\\[mrsv]' "$1" 2>/dev/null && exit 0
+    id=$(awk -F= '$1 == "ID" { gsub(/"/, "", $2); print $2 }' /etc/os-release 2>/dev/null)
+    [ -n "$id" ] && grep -qiwF -- "$id" "$1" 2>/dev/null
+)
+
+# _h_sshd_banner_check : audit: a Banner is configured; its file is not empty and does not
+# reveal the OS.
 _h_sshd_banner_check() (
     b=$(_h_sshd_get banner) || { _h_sshd_broken; exit 1; }
     case $b in
         '' | none) echo "sshd Banner is not set"; exit 1 ;;
     esac
     [ -s "$b" ] || { printf 'sshd Banner %s is missing or empty\n' "$b"; exit 1; }
+    if _h_banner_leaks "$b"; then
+        printf 'sshd Banner %s reveals the operating system\n' "$b"
+        exit 1
+    fi
 )
 
 # _h_sshd_banner_set FILE : write a legal warning to FILE unless it already holds a
-# non-empty text without OS details (\m \r \s \v escapes), then set Banner FILE.
+# non-empty text that does not reveal the OS, then set Banner FILE.
 _h_sshd_banner_set() (
     f=$1
-    if [ ! -s "$f" ] || grep -q '\\[mrsv]' "$f" 2>/dev/null; then
+    if [ ! -s "$f" ] || _h_banner_leaks "$f"; then
         w=$(_h_tmpdir) || exit 1
         printf '%s\n' \
             "Authorized access only. This system is monitored; activity may be logged and" \
@@ -554,14 +569,21 @@ _h_sysctl_set() (
             /etc/*) [ "$n" -le 20 ] ;;
             *) false ;;
         esac || { rm -rf "$w"; _h_die "$bf sets $key = $bv at boot and overrides $_H_SYSCTL_FILE"; }
-        awk -v key="$key" -v tag="$_H_TAG" '
+        awk -v key="$key" -v tag="$_H_TAG" -v ours="$_H_SYSCTL_FILE" '
             { t = $0; sub(/^[ \t]+/, "", t); if (substr(t, 1, 1) == "-") t = substr(t, 2)
               i = index(t, "="); k = i ? substr(t, 1, i - 1) : ""
               gsub(/^[ \t]+|[ \t]+$/, "", k); gsub("/", ".", k) }
-            t !~ /^[#;]/ && k == key { print "# " tag " (set in '"$_H_SYSCTL_FILE"'): " $0; next }
-            { print }' "$bf" >"$w/other" && _h_replace "$bf" "$w/other" || { rm -rf "$w"; exit 1; }
+            t !~ /^[#;]/ && k == key { print "# " tag " (set in " ours "): " $0; next }
+            { print }' "$bf" >"$w/other" || { rm -rf "$w"; _h_die "cannot read $bf"; }
+        _h_replace "$bf" "$w/other" || { rm -rf "$w"; exit 1; }
     done
     rm -rf "$w"
+)
+
+# _h_sysctl_ensure KEY VALUE : _h_sysctl_set only when _h_sysctl_check fails (so an
+# already compliant key, e.g. one persisted by a vendor file, is left exactly as it is).
+_h_sysctl_ensure() (
+    _h_sysctl_check "$1" "$2" >/dev/null || _h_sysctl_set "$1" "$2"
 )
 
 # ---------------------------------------------------------------------------
@@ -573,8 +595,10 @@ _h_sysctl_set() (
 _h_perm_check() (
     p=$1 want=$2
     [ -e "$p" ] || exit 0
-    set -- "$p" "$want" "$3" "$4" $(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
-    mode=$5 user=$6 group=$7 uid=$8 gid=$9
+    st=$(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
+    read -r mode user group uid gid <<EOF
+$st
+EOF
     msg=""
     extra=$((0$mode & ~0$want))
     [ "$extra" -eq 0 ] || msg="mode $(printf '%04o' "$((0$mode))") (want $(printf '%04o' "$((0$want))") or stricter)"
@@ -596,8 +620,10 @@ _h_perm_check() (
 _h_perm_set() (
     p=$1 want=$2
     [ -e "$p" ] || exit 0
-    set -- "$p" "$want" "$3" "$4" $(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
-    mode=$5 user=$6 group=$7 uid=$8 gid=$9
+    st=$(stat -L -c '%a %U %G %u %g' -- "$p") || exit 1
+    read -r mode user group uid gid <<EOF
+$st
+EOF
     new=$((0$mode & 0$want))
     if [ "$new" -ne "$((0$mode))" ]; then
         chmod "0$(printf '%04o' "$new")" "$p" || _h_die "cannot chmod $p"
@@ -799,7 +825,8 @@ _h_login_defs_range() (
 _h_umask_check() (
     v=$(_h_login_defs_get UMASK)
     case $v in
-        '' | *[!0-7]*) printf 'UMASK is "%s" in %s (want %s or stricter)\n' "$v" "$_H_LOGIN_DEFS" "$1"; exit 1 ;;
+        '') printf 'UMASK is not set in %s (want %s or stricter)\n' "$_H_LOGIN_DEFS" "$1"; exit 1 ;;
+        *[!0-7]*) printf 'UMASK is "%s" in %s (want %s or stricter)\n' "$v" "$_H_LOGIN_DEFS" "$1"; exit 1 ;;
     esac
     if [ "$((0$v & 0$1))" -ne "$((0$1))" ]; then
         printf 'UMASK is %s in %s (want %s or stricter)\n' "$v" "$_H_LOGIN_DEFS" "$1"
@@ -899,8 +926,9 @@ _h_journald_set() (
             *) false ;;
         esac || { rm -rf "$w"; _h_die "${f:-journald defaults} set Storage=$v and override $_H_JOURNALD_DROPIN"; }
         awk -v tag="$_H_TAG" '{ k = $0; sub(/=.*/, "", k); gsub(/^[ \t]+|[ \t]+$/, "", k) }
-            k == "Storage" { print "# " tag ": " $0; next } { print }' "$f" >"$w/other" &&
-            _h_replace "$f" "$w/other" || { rm -rf "$w"; exit 1; }
+            k == "Storage" { print "# " tag ": " $0; next } { print }' "$f" >"$w/other" ||
+            { rm -rf "$w"; _h_die "cannot read $f"; }
+        _h_replace "$f" "$w/other" || { rm -rf "$w"; exit 1; }
         changed=1
     done
     rm -rf "$w"
@@ -921,6 +949,7 @@ _h_rsyslog_files() (
     _h_confd_list .conf /etc/rsyslog.d
 )
 
+# shellcheck disable=SC2013,SC2016  # modes are single words; $FileCreateMode is literal
 # _h_rsyslog_filemode_check MODE : audit: rsyslog sets $FileCreateMode, and every
 # setting is MODE (e.g. 0640) or stricter.
 _h_rsyslog_filemode_check() (
@@ -942,6 +971,7 @@ _h_rsyslog_filemode_check() (
     exit 1
 )
 
+# shellcheck disable=SC2013,SC2016  # as above
 # _h_rsyslog_filemode_set MODE : rewrite too-permissive $FileCreateMode settings to MODE;
 # if there is none, add one in /etc/rsyslog.d/00-maestro-hardening.conf. Restarts
 # rsyslog (systemd only) after a change.
@@ -949,19 +979,18 @@ _h_rsyslog_filemode_set() (
     w=$(_h_tmpdir) || exit 1
     found=0 changed=0
     for f in $(_h_rsyslog_files); do
-        awk -v want="$1" '$1 == "$FileCreateMode" { print "FOUND" }' "$f" | grep -q FOUND && found=1
-        awk -v want="$1" '
-            function oct(s,    i, n) { n = 0; for (i = 1; i <= length(s); i++) n = n * 8 + substr(s, i, 1); return n }
-            function loose(m,    a, b, i, r) {  # m has bits outside want?
-                a = oct(m); b = oct(want)
-                for (i = 0; i < 12; i++) { if (int(a / 2 ^ i) % 2 == 1 && int(b / 2 ^ i) % 2 == 0) return 1 }
-                return 0 }
-            $1 == "$FileCreateMode" && ($2 ~ /[^0-7]/ || loose($2)) { print "$FileCreateMode " want; next }
-            { print }' "$f" >"$w/new" || { rm -rf "$w"; _h_die "cannot read $f"; }
-        if ! cmp -s "$w/new" "$f"; then
+        for m in $(awk '$1 == "$FileCreateMode" { print $2 }' "$f"); do
+            found=1
+            case $m in
+                *[!0-7]*) loose=1 ;;
+                *) loose=$(((0$m & ~0$1) != 0)) ;;
+            esac
+            [ "$loose" = 1 ] || continue
+            awk -v m="$m" -v want="$1" '$1 == "$FileCreateMode" && $2 == m { print "$FileCreateMode " want; next }
+                { print }' "$f" >"$w/new" || { rm -rf "$w"; _h_die "cannot read $f"; }
             _h_replace "$f" "$w/new" || { rm -rf "$w"; exit 1; }
             changed=1
-        fi
+        done
     done
     if [ "$found" = 0 ]; then
         printf '# Set by maestro hardening.\n$FileCreateMode %s\n' "$1" >"$w/dropin"
@@ -969,7 +998,7 @@ _h_rsyslog_filemode_set() (
         changed=1
     fi
     rm -rf "$w"
-    if [ "$changed" = 1 ] && _h_systemd && _h_service_active rsyslog.service; then
+    if [ "$changed" = 1 ] && _h_service_active rsyslog.service; then
         systemctl restart rsyslog.service || _h_die "systemctl restart rsyslog failed"
     fi
     :

@@ -51,6 +51,9 @@ pub struct PlayArgs {
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Write each node's compiled script to DIR/NODE.sh and run nothing (benchmarks, review)
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub emit_scripts: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetArgs,
 }
@@ -263,6 +266,9 @@ fn run_playbook(
     if let Some(p) = &profile {
         check_profile(&sot, &pb, p, &target.nodes, &args.extra_vars)?;
     }
+    if let Some(dir) = &args.emit_scripts {
+        return emit_scripts(&sot, &pb, &base_dir, profile.as_ref(), &target, &args, dir);
+    }
     let password = become_password(&args.privilege)?;
     let options = |check: bool| Options {
         check,
@@ -320,6 +326,38 @@ fn run_playbook(
     }
     let report = run(false, false)?;
     Ok(exit_for(&report))
+}
+
+/// Compile every target's script without connecting (facts are not gathered).
+fn emit_scripts(
+    sot: &Sot,
+    pb: &Playbook,
+    base_dir: &Path,
+    profile: Option<&Profile>,
+    target: &Target,
+    args: &PlayArgs,
+    dir: &Path,
+) -> anyhow::Result<Exit> {
+    std::fs::create_dir_all(dir)?;
+    let renderer = crate::playbook::vars::Renderer::new();
+    let options = Options {
+        check: args.check,
+        diff: args.diff,
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+        r#become: args.privilege.become_root,
+        become_user: args.privilege.become_user.clone(),
+    };
+    for (&i, spec) in target.nodes.iter().zip(&target.specs) {
+        let node = &sot.nodes[i];
+        let vars = crate::playbook::vars::merge(&pb.vars, profile, sot, node, &args.extra_vars);
+        let ctx = crate::playbook::vars::context(&vars, node, None);
+        let script = crate::playbook::compile::compile(pb, base_dir, &ctx, &spec.endpoint.user, &options, &renderer)
+            .map_err(|e| InvalidInput(format!("{}: {e}", node.name)))?;
+        std::fs::write(dir.join(format!("{}.sh", node.name)), script.text)?;
+    }
+    eprintln!("wrote {} script(s) to {}", target.nodes.len(), dir.display());
+    Ok(Exit::Ok)
 }
 
 /// On a terminal: run check mode, show what would change per node, ask.

@@ -273,8 +273,12 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
                 }
             );
             for n in a.name.list() {
+                let name = t(n)?;
+                if !super::model::is_package_name(&name) {
+                    return Err(format!("`{name}` is not a package name"));
+                }
                 s.push(' ');
-                s.push_str(&q(&t(n)?));
+                s.push_str(&q(&name));
             }
             s
         }

@@ -364,6 +364,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
     }
 }
 
+/// Package names as apt, dnf and apk accept them (checked again after rendering).
+pub fn is_package_name(n: &str) -> bool {
+    !n.is_empty() && !n.starts_with('-') && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
+}
+
 /// Rules the type system cannot express.
 fn module_problem(m: Module<'_>) -> Option<String> {
     let mode_ok = |m: &Option<String>| {
@@ -398,13 +403,7 @@ fn module_problem(m: Module<'_>) -> Option<String> {
             .name
             .list()
             .into_iter()
-            .find(|n| {
-                n.is_empty()
-                    || !n
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
-                    || n.starts_with('-')
-            })
+            .find(|n| !n.contains("{{") && !is_package_name(n))
             .map(|n| format!("`{n}` is not a package name")),
         Module::Service(a)
             if a.pidfile.is_some() && a.command.is_none() && a.state != ServiceState::Stopped =>
