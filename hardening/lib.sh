@@ -158,7 +158,7 @@ _h_confd_list() (
             [ -f "$f" ] || continue
             printf '%s\t%s\t%s\n' "${f##*/}" "$i" "$f"
         done
-    done | sort -t "$tab" -k1,1 -k2,2n | awk -F '\t' '$1 != last { print $3; last = $1 }'
+    done | LC_ALL=C sort -t "$tab" -k1,1 -k2,2n | awk -F '\t' '$1 != last { print $3; last = $1 }'
 )
 
 # ---------------------------------------------------------------------------
