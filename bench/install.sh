@@ -30,7 +30,8 @@ fresh_fleet() {
     cp "$work/fleet/id_ed25519" "$work/fleet/known_hosts" "$home/.ssh/"
     printf '[maestro]\nname = "bench"\n\n[connection]\nport = %s\n\n[paths]\nprofiles = "%s"\nplaybooks = "%s"\nhardening = "%s"\n' \
         "$FLEET_PORT" "$PWD/profiles" "$PWD/playbooks" "$PWD/hardening" > "$work/sot/maestro.toml"
-    awk 'NR>1 && /^\[node/ {print ""} {print}' "$work/fleet/nodes.toml" | sed 's/^tags = .*/tags = { env = "test" }/' > "$work/sot/nodes.toml"
+    printf '[group.fleet]\n' > "$work/sot/groups.toml"
+    cp "$work/fleet/nodes.toml" "$work/sot/nodes.toml"
 }
 mae() { HOME=$home "$M" --sot "$work/sot" --db "$work/runs.db" install --profile user --yes --forks "$N" "$@" >/dev/null; }
 ssh_all() {
@@ -42,7 +43,7 @@ ssh_all() {
 for f in m1 m2 s1 s2; do : > "$work/t_$f"; done
 for _ in $(seq "$REPS"); do
     fresh_fleet
-    HOME=$home "$M" --sot "$work/sot" install --profile user --emit-scripts "$work/scripts" 2>/dev/null
+    HOME=$home "$M" --sot "$work/sot" install --profile user --emit-scripts "$work/scripts" 2>"$work/emit.log" || { cat "$work/emit.log"; exit 1; }
     t0=$(now); mae; t1=$(now); mae; t2=$(now)
     echo $(( (t1 - t0) / 1000000 )) >> "$work/t_m1"; echo $(( (t2 - t1) / 1000000 )) >> "$work/t_m2"
     fresh_fleet
