@@ -352,11 +352,22 @@ fn emit_scripts(
         let node = &sot.nodes[i];
         let vars = crate::playbook::vars::merge(&pb.vars, profile, sot, node, &args.extra_vars);
         let ctx = crate::playbook::vars::context(&vars, node, None);
-        let script = crate::playbook::compile::compile(pb, base_dir, &ctx, &spec.endpoint.user, &options, &renderer)
-            .map_err(|e| InvalidInput(format!("{}: {e}", node.name)))?;
+        let script = crate::playbook::compile::compile(
+            pb,
+            base_dir,
+            &ctx,
+            &spec.endpoint.user,
+            &options,
+            &renderer,
+        )
+        .map_err(|e| InvalidInput(format!("{}: {e}", node.name)))?;
         std::fs::write(dir.join(format!("{}.sh", node.name)), script.text)?;
     }
-    eprintln!("wrote {} script(s) to {}", target.nodes.len(), dir.display());
+    eprintln!(
+        "wrote {} script(s) to {}",
+        target.nodes.len(),
+        dir.display()
+    );
     Ok(Exit::Ok)
 }
 
@@ -502,8 +513,28 @@ pub fn harden_cmd(
         if !args.yes {
             confirm_with_plan(&target, || run(Mode::Audit, true), "remediate")?;
         }
-        run(Mode::Apply, true)?;
-        run(Mode::Audit, true)?
+        let applied = run(Mode::Apply, true)?;
+        let mut audited = run(Mode::Audit, true)?;
+        // A rule still failing because its remediation was refused says so, with the reason.
+        for r in &mut audited.results {
+            let Some(a) = applied.results.iter().find(|a| a.node == r.node) else {
+                continue;
+            };
+            for t in r
+                .tasks
+                .iter_mut()
+                .filter(|t| t.status == TaskStatus::Failed)
+            {
+                if let Some(refused) = a
+                    .tasks
+                    .iter()
+                    .find(|x| x.index == t.index && x.message.starts_with("refused:"))
+                {
+                    t.message = refused.message.clone();
+                }
+            }
+        }
+        audited
     } else {
         run(Mode::Audit, true)?
     };

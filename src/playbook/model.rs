@@ -366,7 +366,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
 
 /// Package names as apt, dnf and apk accept them (checked again after rendering).
 pub fn is_package_name(n: &str) -> bool {
-    !n.is_empty() && !n.starts_with('-') && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
+    !n.is_empty()
+        && !n.starts_with('-')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
 }
 
 /// Rules the type system cannot express.
