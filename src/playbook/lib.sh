@@ -23,11 +23,15 @@ _m_block() { # name file: emit a file's content as a block
 
 # --- facts -----------------------------------------------------------------
 _m_facts() {
+    # Few forks: one uname, one subshell for os-release, builtins for the rest.
+    set -f
+    # shellcheck disable=SC2046 # hostname, kernel and arch hold no spaces
+    set -- $(uname -nrm)
+    set +f
     _m_os=unknown _m_os_family=unknown _m_os_version=
     if [ -r /etc/os-release ]; then
-        _m_os=$(. /etc/os-release && printf '%s' "${ID:-unknown}")
-        _m_os_version=$(. /etc/os-release && printf '%s' "${VERSION_ID:-}")
-        _m_os_family=$(. /etc/os-release && printf '%s' "${ID_LIKE:-${ID:-unknown}}" | cut -d' ' -f1)
+        r=$(. /etc/os-release && printf '%s|%s|%s' "${ID:-unknown}" "${VERSION_ID:-}" "${ID_LIKE:-${ID:-unknown}}")
+        _m_os=${r%%|*}; r=${r#*|}; _m_os_version=${r%%|*}; _m_os_family=${r#*|}; _m_os_family=${_m_os_family%% *}
     fi
     _m_pkg=none
     for p in apt-get dnf yum apk; do
@@ -35,29 +39,30 @@ _m_facts() {
     done
     [ "$_m_pkg" = apt-get ] && _m_pkg=apt
     if [ -d /run/systemd/system ]; then _m_init=systemd; else _m_init=none; fi
-    _m_emit facts "hostname=$(uname -n)" "kernel=$(uname -r)" "arch=$(uname -m)" "os=$_m_os" \
-        "os_family=$_m_os_family" "os_version=$_m_os_version" "pkg=$_m_pkg" "init=$_m_init" "user=$(id -un)"
+    _m_emit facts "hostname=$1" "kernel=$2" "arch=$3" "os=$_m_os" \
+        "os_family=$_m_os_family" "os_version=$_m_os_version" "pkg=$_m_pkg" "init=$_m_init" "user=${USER:-$(id -un)}"
 }
 
 # --- helpers ---------------------------------------------------------------
-_m_norm_mode() { # strip leading zeros: 0644 -> 644, 0 -> 0
-    m=$1
-    while [ "${m#0}" != "$m" ] && [ "${#m}" -gt 1 ]; do m=${m#0}; done
-    printf '%s' "$m"
-}
 # Compare and (unless checking) fix mode/owner/group of an existing path.
 # Appends what changed to _m_attr_changes.
 _m_attrs() { # path mode owner group
     _m_attr_changes=
-    if [ -n "$2" ] && [ "$(stat -c %a "$1" 2>/dev/null)" != "$(_m_norm_mode "$2")" ]; then
+    [ -n "$2$3$4" ] || return 0
+    # One stat for all three: every fork counts when a node runs dozens of tasks.
+    set -- "$1" "$2" "$3" "$4" "$(stat -c '%a %U %G' "$1" 2>/dev/null)"
+    cur_mode=${5%% *}; rest=${5#* }; cur_owner=${rest%% *}; cur_group=${rest#* }
+    want=$2
+    while [ "${want#0}" != "$want" ] && [ "${#want}" -gt 1 ]; do want=${want#0}; done
+    if [ -n "$2" ] && [ "$cur_mode" != "$want" ]; then
         _m_attr_changes="$_m_attr_changes mode=$2"
         [ "$_m_check" = 1 ] || chmod "$2" "$1" || return 1
     fi
-    if [ -n "$3" ] && [ "$(stat -c %U "$1" 2>/dev/null)" != "$3" ]; then
+    if [ -n "$3" ] && [ "$cur_owner" != "$3" ]; then
         _m_attr_changes="$_m_attr_changes owner=$3"
         [ "$_m_check" = 1 ] || chown "$3" "$1" || return 1
     fi
-    if [ -n "$4" ] && [ "$(stat -c %G "$1" 2>/dev/null)" != "$4" ]; then
+    if [ -n "$4" ] && [ "$cur_group" != "$4" ]; then
         _m_attr_changes="$_m_attr_changes group=$4"
         [ "$_m_check" = 1 ] || chgrp "$4" "$1" || return 1
     fi
