@@ -19,6 +19,9 @@ pub struct SimulateArgs {
     /// The most connections the controller will hold at once (its --forks); sizes the fd budget
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Point each node's runtime_root/log_dir/state_dir into its scratch dir (for install benchmarks)
+    #[arg(long)]
+    pub scratch_vars: bool,
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<Exit> {
@@ -35,7 +38,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<Exit> {
             .context("starting the simulated fleet")?;
         let sot = args.dir.join("sot");
         std::fs::create_dir_all(&sot)?;
-        for (path, text) in fleet_files::sot_files(&sim, "simulated") {
+        for (path, text) in fleet_files::sot_files(&sim, "simulated", args.scratch_vars) {
             std::fs::write(sot.join(path), text)?;
         }
         fleet_files::write_home(&args.dir.join("home"), &key, &sim)?;

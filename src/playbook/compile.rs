@@ -123,12 +123,11 @@ pub fn compile(
             message,
         };
         let mut skipped = None;
-        if !handler {
-            if !opts.tags.is_empty() && !task.tags.iter().any(|t| opts.tags.contains(t)) {
-                skipped = Some("not selected by --tags".to_string());
-            } else if task.tags.iter().any(|t| opts.skip_tags.contains(t)) {
-                skipped = Some("excluded by --skip-tags".to_string());
-            }
+        // Tags select tasks; a handler is filtered only by the tags it carries itself.
+        if !handler && !opts.tags.is_empty() && !task.tags.iter().any(|t| opts.tags.contains(t)) {
+            skipped = Some("not selected by --tags".to_string());
+        } else if task.tags.iter().any(|t| opts.skip_tags.contains(t)) {
+            skipped = Some("excluded by --skip-tags".to_string());
         }
         if skipped.is_none()
             && let Some(when) = &task.when

@@ -15,7 +15,12 @@ pub fn client_key() -> PrivateKey {
 
 /// The SoT files (relative paths, contents) describing the simulated nodes:
 /// two regions and a few roles so targeting has something to select.
-pub fn sot_files(sim: &Simulator, name: &str) -> Vec<(PathBuf, String)> {
+///
+/// With `scratch_vars`, each node's `runtime_root`, `log_dir` and `state_dir`
+/// point into its own scratch directory and `service_user` is the simulator's
+/// user, so the agent-runtime playbook (minus its `users`, `logging` and
+/// `service` tags, which touch system paths) can run against simulated nodes.
+pub fn sot_files(sim: &Simulator, name: &str, scratch_vars: bool) -> Vec<(PathBuf, String)> {
     let settings = format!(
         "# A simulated fleet written by maestro: every node is an in-process SSH server.\n\
          [maestro]\nname = \"{name}\"\n\n[connection]\nuser = \"maestro\"\n\n\
@@ -30,7 +35,7 @@ pub fn sot_files(sim: &Simulator, name: &str) -> Vec<(PathBuf, String)> {
             1 | 2 => ("batch", "batch"),
             _ => ("inference", "gpu"),
         };
-        let _ = writeln!(
+        let _ = write!(
             nodes,
             "[node.{}]\naddress = \"{}\"\nport = {}\ngroups = [\"{group}\"]\n\
              tags = {{ env = \"sim\", region = \"{region}\", role = \"{role}\" }}\n",
@@ -38,6 +43,15 @@ pub fn sot_files(sim: &Simulator, name: &str) -> Vec<(PathBuf, String)> {
             n.addr.ip(),
             n.addr.port()
         );
+        if scratch_vars {
+            let d = n.dir.display();
+            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+            let _ = write!(
+                nodes,
+                "vars = {{ runtime_root = \"{d}/opt/maestro\", log_dir = \"{d}/log\", state_dir = \"{d}/state\", service_user = \"{user}\" }}\n"
+            );
+        }
+        nodes.push('\n');
     }
     let groups = "[group.gpu]\ndescription = \"simulated inference nodes\"\n\n\
                   [group.gateways]\ndescription = \"simulated gateways\"\n\n\
