@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 HERE=$REPO/bench/compare
-SIZES=${SIZES:-10 50}
+SIZES=${SIZES-10 50}
 REPS=${REPS:-3}
 TOOLS=${TOOLS:-maestro ssh ansible ansible-tuned pyinfra}
 EQUIV=${EQUIV:-1}
@@ -169,12 +169,23 @@ node_state() { # NODE: files, modes, owners, content, user, the running service
         sed -n "1s/^[^ ]* /<time> /p" /var/log/maestro/runtime.log
         pid=$(cat /opt/maestro/run/runtime.pid)
         kill -0 "$pid" && echo "pidfile: a live process: $(tr "\0" " " </proc/$pid/cmdline)"
-        ns=$(readlink /proc/self/ns/mnt); k=0
+        # Runtime processes in this node: sh -c wrappers and launcher scripts
+        # (not the short-lived $(...) subshells of a launcher script).
+        ns=$(readlink /proc/self/ns/mnt); w=0; s=0
         for p in /proc/[0-9]*; do
             [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$ns" ] || continue
-            case "$(tr "\0" " " <$p/cmdline 2>/dev/null)" in *bin/maestro-runtime*) k=$((k + 1)) ;; esac
+            c=$(tr "\0" " " <$p/cmdline 2>/dev/null)
+            pp=$(cut -d" " -f4 $p/stat 2>/dev/null)
+            case "$c" in
+                "sh -c /opt/maestro/bin/maestro-runtime "*) w=$((w + 1)) ;;
+                *"/bin/sh /opt/maestro/bin/maestro-runtime "*)
+                    # a launcher script: started by a wrapper, or orphaned (parent 1)
+                    case "$pp:$(tr "\0" " " </proc/$pp/cmdline 2>/dev/null)" in
+                        1:*|*":sh -c /opt/maestro/bin/maestro-runtime "*) s=$((s + 1)) ;;
+                    esac ;;
+            esac
         done
-        echo "runtime processes on the node: $k"'
+        echo "runtime processes on the node: $w sh -c wrapper(s), $s launcher script(s)"'
 }
 equivalence() {
     local tool ref="" rc=0

@@ -46,9 +46,9 @@ pub fn sot_files(sim: &Simulator, name: &str, scratch_vars: bool) -> Vec<(PathBu
         if scratch_vars {
             let d = n.dir.display();
             let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-            let _ = write!(
+            let _ = writeln!(
                 nodes,
-                "vars = {{ runtime_root = \"{d}/opt/maestro\", log_dir = \"{d}/log\", state_dir = \"{d}/state\", service_user = \"{user}\" }}\n"
+                "vars = {{ runtime_root = \"{d}/opt/maestro\", log_dir = \"{d}/log\", state_dir = \"{d}/state\", service_user = \"{user}\" }}"
             );
         }
         nodes.push('\n');
