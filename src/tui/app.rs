@@ -30,6 +30,7 @@ use super::text::{count, dim, fit, fit_left, header_style};
 use crate::fleet::{Cancel, Event, NodeResult};
 use crate::sot::Sot;
 use crate::store::{LastResult, RunRow};
+use unicode_width::UnicodeWidthStr;
 
 /// Whether the console may run commands on nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -704,15 +705,28 @@ impl App {
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };
+        // The view's keys while they fit, then always back, help and quit.
+        let mut view_hints: Vec<(&str, &str)> = keys::hints(scope);
+        view_hints.retain(|(k, _)| !matches!(*k, "?" | "q  Ctrl-C"));
+        if self.stack.len() > 1 {
+            view_hints.push(("Esc", "back"));
+        }
+        let tail = [("?", "help"), ("q", "quit")];
+        let width = |items: &[(&str, &str)]| -> usize {
+            items
+                .iter()
+                .map(|(k, h)| k.split_whitespace().next().unwrap_or(k).width() + h.width() + 5)
+                .sum()
+        };
+        let room = (hints.width as usize).saturating_sub(width(&tail));
+        while width(&view_hints) > room && !view_hints.is_empty() {
+            view_hints.pop();
+        }
         let mut spans = Vec::new();
-        for (keys, hint) in keys::hints(scope) {
+        for (keys, hint) in view_hints.iter().chain(tail.iter()) {
             let key = keys.split_whitespace().next().unwrap_or(keys);
             spans.push(Span::styled(format!("<{key}>"), header_style()));
             spans.push(Span::raw(format!(" {hint}  ")));
-        }
-        if self.stack.len() > 1 {
-            spans.push(Span::styled("<Esc>", header_style()));
-            spans.push(Span::raw(" back"));
         }
         frame.render_widget(Paragraph::new(Line::from(spans)), hints);
     }

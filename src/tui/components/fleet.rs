@@ -50,6 +50,8 @@ pub struct NodeRow {
     pub tags: BTreeMap<String, String>,
     groups_text: String,
     tags_text: String,
+    /// The tag values alone, key tags first (narrow terminals).
+    tag_values: String,
     haystack: String,
     pub last: Option<LastResult>,
     pub reach: Reach,
@@ -144,7 +146,19 @@ impl FleetView {
                         .filter(|(k, _)| !key_tags.contains(&k.as_str()))
                         .map(|(k, v)| format!("{k}={v}")),
                 );
+                let tag_values = key_tags
+                    .iter()
+                    .filter_map(|k| n.tags.get(*k).cloned())
+                    .chain(
+                        n.tags
+                            .iter()
+                            .filter(|(k, _)| !key_tags.contains(&k.as_str()))
+                            .map(|(_, v)| v.clone()),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 NodeRow {
+                    tag_values,
                     haystack: haystack(&n.name, &address, &n.groups, &n.tags),
                     groups_text: n.groups.join(","),
                     tags_text: tags_text.join(" "),
@@ -187,6 +201,7 @@ impl FleetView {
             now_ms: 0,
         };
         view.refresh();
+        view.cursor = 0;
         view
     }
 
@@ -427,9 +442,11 @@ impl FleetView {
             frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
             return;
         }
+        // Below 110 columns tags show as values only (`prod eu-west`).
+        let narrow = inner.width < 110;
         let rows: Vec<Row> = self.view[offset..end]
             .iter()
-            .map(|&i| self.row(i))
+            .map(|&i| self.row(i, narrow))
             .collect();
         let [name_w, addr_w, groups_w] = self.widths;
         let widths = [
@@ -439,7 +456,7 @@ impl FleetView {
             Constraint::Length(groups_w),
             Constraint::Fill(1),
             Constraint::Length(5),
-            Constraint::Length(13),
+            Constraint::Length(14),
         ];
         let arrow = if self.descending { "▼" } else { "▲" };
         let head = |label: &str, key: Option<SortKey>| {
@@ -454,7 +471,7 @@ impl FleetView {
             head("NAME", Some(SortKey::Name)),
             head("ADDRESS", Some(SortKey::Address)),
             head("GROUPS", Some(SortKey::Groups)),
-            head("TAGS", None),
+            head(if narrow { "TAG VALUES" } else { "TAGS" }, None),
             head("REACH", Some(SortKey::Reach)),
             head("LAST RUN", Some(SortKey::Last)),
         ])
@@ -469,7 +486,7 @@ impl FleetView {
         frame.render_stateful_widget(table, inner, &mut state);
     }
 
-    fn row(&self, i: usize) -> Row<'_> {
+    fn row(&self, i: usize, narrow: bool) -> Row<'_> {
         let r = &self.rows[i];
         let last = match &r.last {
             Some(l) => TableCell::from(format!("{} {}", l.status, age(self.now_ms, l.finished_ms)))
@@ -482,7 +499,11 @@ impl FleetView {
             TableCell::from(r.name.as_str()),
             TableCell::from(r.address.as_str()),
             TableCell::from(r.groups_text.as_str()),
-            TableCell::from(r.tags_text.as_str()),
+            TableCell::from(if narrow {
+                r.tag_values.as_str()
+            } else {
+                r.tags_text.as_str()
+            }),
             TableCell::from(r.reach.label()),
             last,
         ])

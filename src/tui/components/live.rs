@@ -236,7 +236,7 @@ impl LiveView {
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
         let [top, table_area] =
-            Layout::vertical([Constraint::Length(5), Constraint::Fill(1)]).areas(area);
+            Layout::vertical([Constraint::Length(6), Constraint::Fill(1)]).areas(area);
         let (done, total) = self.progress();
         let title = match &self.run_id {
             Some(id) => format!(" live run {id} "),
@@ -245,7 +245,7 @@ impl LiveView {
         let block = Block::bordered().title(Line::styled(title, header_style()));
         let inner = block.inner(top);
         frame.render_widget(block, top);
-        let [l1, l2, l3] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
+        let [l1, l2, l3, l4] = Layout::vertical([Constraint::Length(1); 4]).areas(inner);
         frame.render_widget(
             Paragraph::new(Line::from(vec![
                 Span::raw(format!("exec on {} · ", count(total, "node"))),
@@ -269,7 +269,9 @@ impl LiveView {
                 .filled_style(Style::new().fg(Color::Green)),
             l2,
         );
-        frame.render_widget(Paragraph::new(self.status_line()), l3);
+        let (states, results) = self.status_lines();
+        frame.render_widget(Paragraph::new(states), l3);
+        frame.render_widget(Paragraph::new(results), l4);
 
         let block = Block::bordered();
         let inner = block.inner(table_area);
@@ -311,11 +313,12 @@ impl LiveView {
             .clamp(4, 28) as u16
     }
 
-    fn status_line(&self) -> Line<'_> {
+    /// Where the nodes are, and how the finished ones ended.
+    fn status_lines(&self) -> (Line<'_>, Line<'_>) {
         if let Some(why) = &self.failed_to_start {
-            return Line::styled(
-                format!("could not start: {why}"),
-                Style::new().fg(Color::Red),
+            return (
+                Line::styled("could not start:", Style::new().fg(Color::Red)),
+                Line::styled(why.clone(), Style::new().fg(Color::Red)),
             );
         }
         let mut s = Summary::default();
@@ -334,23 +337,25 @@ impl LiveView {
                 NodeState::Done { status, .. } => s.add(*status),
             }
         }
-        let counts = format!(
+        let counts = Line::raw(format!(
             "ok {} · failed {} · unreachable {} · timed out {} · cancelled {}",
             s.ok, s.failed, s.unreachable, s.timed_out, s.cancelled
-        );
+        ));
         match self.finished {
-            Some((_, elapsed, cancelled)) => Line::from(vec![
-                Span::styled(
-                    format!(
-                        "{} in {} · ",
-                        if cancelled { "cancelled" } else { "finished" },
-                        duration(elapsed)
+            Some((_, elapsed, cancelled)) => (
+                Line::from(vec![
+                    Span::styled(
+                        format!(
+                            "{} in {}",
+                            if cancelled { "cancelled" } else { "finished" },
+                            duration(elapsed)
+                        ),
+                        header_style(),
                     ),
-                    header_style(),
-                ),
-                Span::raw(counts),
-                Span::styled(" · Enter opens the run", dim()),
-            ]),
+                    Span::styled(" · Enter opens the run", dim()),
+                ]),
+                counts,
+            ),
             None => {
                 let mut line = format!(
                     "{} · queued {queued} · connecting {connecting} · running {running}",
@@ -362,7 +367,7 @@ impl LiveView {
                 if self.cancel_requested {
                     line.push_str(" · cancelling");
                 }
-                Line::from(vec![Span::raw(line), Span::raw(" · "), Span::raw(counts)])
+                (Line::raw(line), counts)
             }
         }
     }
@@ -370,7 +375,11 @@ impl LiveView {
     fn row(&self, n: &LiveNode) -> Row<'_> {
         let (state, style, time, rc, note) = match &n.state {
             NodeState::Queued => (
-                "queued".to_string(),
+                if self.failed_to_start.is_some() {
+                    "not started".to_string()
+                } else {
+                    "queued".to_string()
+                },
                 dim(),
                 String::new(),
                 String::new(),

@@ -113,12 +113,24 @@ impl NodeView {
             field("profile", n.profile.clone().unwrap_or_else(none)),
             field("file", n.file.display().to_string()),
         ];
-        let mut tags = n.tags.iter().map(|(k, v)| format!("{k}={v}"));
-        lines.push(field("tags", tags.next().unwrap_or_else(none)));
-        lines.extend(tags.map(|t| field("", t)));
-        let mut vars = n.vars.iter().map(|(k, v)| format!("{k} = {v}"));
-        lines.push(field("vars", vars.next().unwrap_or_else(none)));
-        lines.extend(vars.map(|v| field("", v)));
+        let tags: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(field(
+            "tags",
+            if tags.is_empty() {
+                none()
+            } else {
+                tags.join("  ")
+            },
+        ));
+        let vars: Vec<String> = n.vars.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        lines.push(field(
+            "vars",
+            if vars.is_empty() {
+                none()
+            } else {
+                vars.join(", ")
+            },
+        ));
         let last = match &self.history {
             Loadable::Loaded(h) => match h.first() {
                 Some((run, r)) => format!(

@@ -12,6 +12,8 @@ use ratatui::widgets::{
     Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
 };
 
+use unicode_width::UnicodeWidthStr;
+
 use super::list::{Nav, navigate, scroll};
 use crate::fleet::NodeResult;
 use crate::store::{Note, RunRow};
@@ -115,7 +117,17 @@ impl RunView {
                 ))),
             top,
         );
-        let left_width = if bottom.width >= 120 { 44 } else { 34 };
+        // Name, status, rc and time columns, the cursor and the borders.
+        let longest = self
+            .lines
+            .iter()
+            .map(|(n, _)| n.width())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let left_width = ((longest + 11 + 3 + 6 + 3 + 2 + 2) as u16)
+            .min(bottom.width / 2)
+            .max(30.min(bottom.width));
         let [left, right] =
             Layout::horizontal([Constraint::Length(left_width), Constraint::Fill(1)]).areas(bottom);
         self.draw_nodes(frame, left);
@@ -229,7 +241,7 @@ impl RunView {
                 Constraint::Fill(1),
                 Constraint::Length(11),
                 Constraint::Length(3),
-                Constraint::Length(7),
+                Constraint::Length(6),
             ],
         )
         .header(Row::new(vec!["NODE", "STATUS", "RC", "TIME"]).style(header_style()))
