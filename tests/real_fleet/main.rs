@@ -5,3 +5,4 @@
 mod common;
 
 mod exec;
+mod tui;
