@@ -417,3 +417,65 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         cancelled: r.get::<_, i64>(15)? as usize,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Summary;
+
+    fn record_run(store: &mut Store, id: &str, at_ms: i64, results: &[(&str, NodeStatus)]) {
+        store
+            .record(&Event::RunStarted {
+                run_id: id.into(),
+                kind: "exec".into(),
+                command: "true".into(),
+                target: "all".into(),
+                nodes: results.iter().map(|(n, _)| n.to_string()).collect(),
+                forks: 10,
+                at_ms,
+            })
+            .unwrap();
+        for (node, status) in results {
+            store
+                .record(&Event::NodeFinished {
+                    result: NodeResult::new(node, *status),
+                })
+                .unwrap();
+            // finished_ms comes from the clock: keep the runs apart.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        store
+            .record(&Event::RunFinished {
+                run_id: id.into(),
+                summary: Summary::default(),
+                elapsed_ms: 1,
+                cancelled: false,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn last_results_and_node_history() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&tmp.path().join("runs.db")).unwrap();
+        assert!(store.last_results().unwrap().is_empty());
+        record_run(
+            &mut store,
+            "run-1",
+            1,
+            &[("a", NodeStatus::Ok), ("b", NodeStatus::Ok)],
+        );
+        record_run(&mut store, "run-2", 2, &[("a", NodeStatus::Unreachable)]);
+        let last = store.last_results().unwrap();
+        assert_eq!(last.len(), 2);
+        assert_eq!(last["a"].run_id, "run-2");
+        assert_eq!(last["a"].status, NodeStatus::Unreachable);
+        assert_eq!(last["b"].run_id, "run-1");
+        let history = store.node_history("a", 10).unwrap();
+        let ids: Vec<&str> = history.iter().map(|(r, _)| r.id.as_str()).collect();
+        assert_eq!(ids, ["run-2", "run-1"], "newest first");
+        assert_eq!(history[0].1.status, NodeStatus::Unreachable);
+        assert_eq!(store.node_history("a", 1).unwrap().len(), 1);
+        assert!(store.node_history("nobody", 10).unwrap().is_empty());
+    }
+}
