@@ -116,6 +116,7 @@ pub struct FleetView {
     filter_text: String,
     filter: Filter,
     widths: [u16; 3],
+    counts: Counts,
     now_ms: i64,
 }
 
@@ -198,8 +199,10 @@ impl FleetView {
             filter_text: String::new(),
             filter: Filter::default(),
             widths,
+            counts: Counts::default(),
             now_ms: 0,
         };
+        view.recount();
         view.refresh();
         view.cursor = 0;
         view
@@ -215,6 +218,7 @@ impl FleetView {
             row.last = last.get(&row.name).cloned();
             row.reach = reach_of(row.last.as_ref().map(|l| l.status));
         }
+        self.recount();
         self.refresh();
     }
 
@@ -222,18 +226,22 @@ impl FleetView {
     pub fn record_result(&mut self, node: &str, result: LastResult) {
         if let Some(&i) = self.index.get(node) {
             let row = &mut self.rows[i];
+            tally(&mut self.counts, row, false);
             let reach = reach_of(Some(result.status));
             if reach != Reach::Unknown {
                 row.reach = reach;
             }
             row.last = Some(result);
+            tally(&mut self.counts, row, true);
         }
     }
 
     /// A node accepted a connection.
     pub fn mark_reachable(&mut self, node: &str) {
         if let Some(&i) = self.index.get(node) {
+            tally(&mut self.counts, &self.rows[i], false);
             self.rows[i].reach = Reach::Yes;
+            tally(&mut self.counts, &self.rows[i], true);
         }
     }
 
@@ -266,22 +274,20 @@ impl FleetView {
         self.view.get(self.cursor).map(|&i| &self.rows[i])
     }
 
+    /// Header counts, kept up to date as results come in (the header is
+    /// drawn every frame; this is not recounted there).
     pub fn counts(&self) -> Counts {
-        let mut c = Counts {
+        self.counts
+    }
+
+    fn recount(&mut self) {
+        self.counts = Counts {
             nodes: self.rows.len(),
             ..Counts::default()
         };
         for r in &self.rows {
-            match r.reach {
-                Reach::Yes => c.reachable += 1,
-                Reach::No => c.unreachable += 1,
-                Reach::Unknown => c.unknown += 1,
-            }
-            if r.last.as_ref().is_some_and(|l| l.status != NodeStatus::Ok) {
-                c.last_failed += 1;
-            }
+            tally(&mut self.counts, r, true);
         }
-        c
     }
 
     pub fn marked_count(&self) -> usize {
@@ -507,6 +513,25 @@ impl FleetView {
             TableCell::from(r.reach.label()),
             last,
         ])
+    }
+}
+
+/// Add (or take away) one row's part of the header counts.
+fn tally(c: &mut Counts, r: &NodeRow, add: bool) {
+    let step = |n: &mut usize| {
+        if add {
+            *n += 1
+        } else {
+            *n = n.saturating_sub(1)
+        }
+    };
+    match r.reach {
+        Reach::Yes => step(&mut c.reachable),
+        Reach::No => step(&mut c.unreachable),
+        Reach::Unknown => step(&mut c.unknown),
+    }
+    if r.last.as_ref().is_some_and(|l| l.status != NodeStatus::Ok) {
+        step(&mut c.last_failed);
     }
 }
 
