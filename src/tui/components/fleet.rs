@@ -448,13 +448,18 @@ impl FleetView {
             frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
             return;
         }
-        // Below 110 columns tags show as values only (`prod eu-west`).
+        // Below 110 columns tags show as values only (`prod eu-west`), and
+        // long addresses and group lists give way to them.
         let narrow = inner.width < 110;
         let rows: Vec<Row> = self.view[offset..end]
             .iter()
             .map(|&i| self.row(i, narrow))
             .collect();
-        let [name_w, addr_w, groups_w] = self.widths;
+        let [name_w, mut addr_w, mut groups_w] = self.widths;
+        if narrow {
+            addr_w = addr_w.min(16);
+            groups_w = groups_w.min(10);
+        }
         let widths = [
             Constraint::Length(1),
             Constraint::Length(name_w),
