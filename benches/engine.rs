@@ -28,7 +28,11 @@ fn sot_with(n: usize, dir: &Path) -> maestro::sot::Sot {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("maestro.toml"), "[maestro]\nname = \"bench\"\n").unwrap();
     std::fs::write(dir.join("nodes.toml"), nodes).unwrap();
-    std::fs::write(dir.join("groups.toml"), "[group.gpu]\n[group.gateways]\n[group.batch]\n").unwrap();
+    std::fs::write(
+        dir.join("groups.toml"),
+        "[group.gpu]\n[group.gateways]\n[group.batch]\n",
+    )
+    .unwrap();
     maestro::sot::load(dir).unwrap()
 }
 
@@ -36,9 +40,14 @@ fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let sot = sot_with(10_000, &tmp.path().join("sot"));
 
-    c.bench_function("target_select/10000_nodes/gpu&region=eu-west!node-0000*", |b| {
-        b.iter(|| maestro::fleet::target::select(&sot, "gpu:&region=eu-west:!node-0000*").unwrap())
-    });
+    c.bench_function(
+        "target_select/10000_nodes/gpu&region=eu-west!node-0000*",
+        |b| {
+            b.iter(|| {
+                maestro::fleet::target::select(&sot, "gpu:&region=eu-west:!node-0000*").unwrap()
+            })
+        },
+    );
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pb = maestro::playbook::load_playbook(&repo.join("playbooks/agent-runtime.toml")).unwrap();
@@ -48,14 +57,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let vars = merge(&pb.vars, None, &sot, node, &[]);
             let ctx = context(&vars, node, None);
-            compile(&pb, &repo.join("playbooks"), &ctx, "root", &Options::default(), &renderer).unwrap()
+            compile(
+                &pb,
+                &repo.join("playbooks"),
+                &ctx,
+                "root",
+                &Options::default(),
+                &renderer,
+            )
+            .unwrap()
         })
     });
 
     let mut g = c.benchmark_group("events");
     g.throughput(Throughput::Elements(100_000));
     g.bench_function("channel/100k_events", |b| {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         b.iter(|| {
             rt.block_on(async {
                 let (sink, mut rx) = EventSink::channel();
@@ -67,7 +86,9 @@ fn bench(c: &mut Criterion) {
                     n
                 });
                 for i in 0..100_000 {
-                    sink.send(Event::NodeConnecting { node: format!("node-{i}") });
+                    sink.send(Event::NodeConnecting {
+                        node: format!("node-{i}"),
+                    });
                 }
                 drop(sink);
                 consumer.await.unwrap()

@@ -3,12 +3,15 @@
 //! single source of truth.
 //!
 //! The engine lives in this library: [`sot`] loads, validates and changes the
-//! source of truth. The faces (the `cli` module and, later, the TUI) are thin
-//! layers over it. The engine never prints and never touches the terminal.
+//! source of truth, [`fleet`] runs commands on nodes, [`store`] records runs.
+//! The faces, [`cli`] and the console [`tui`], are thin layers over it (and
+//! [`demo`] puts the console on a simulated fleet). The engine never prints
+//! and never touches the terminal.
 
 #![deny(clippy::todo, clippy::unimplemented)]
 
 pub mod cli;
+pub mod demo;
 pub mod exit;
 pub mod fleet;
 pub mod harden;
@@ -16,3 +19,4 @@ pub mod playbook;
 pub mod sim;
 pub mod sot;
 pub mod store;
+pub mod tui;

@@ -3,10 +3,11 @@
 
 mod fleet_cmd;
 mod play_cmd;
-mod printer;
+pub(crate) mod printer;
 mod sim_cmd;
 mod sot_cmd;
 mod tty;
+mod tui_cmd;
 
 /// `println!` for results on stdout that ends the process quietly when the
 /// reader went away (`maestro node list | head`), instead of panicking.
@@ -49,8 +50,9 @@ pub struct Cli {
     /// The run store [default: $MAESTRO_DB, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
     #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// Without a subcommand on a terminal: the console (`maestro tui`)
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +98,10 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
     },
+    /// The console: fleet, runs and live runs in the terminal (the default on a terminal)
+    Tui(tui_cmd::TuiArgs),
+    /// The console on a throwaway simulated fleet (nothing outside its temp directory changes)
+    Demo(tui_cmd::DemoArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,7 +331,10 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let sot = sot_dir(cli.sot);
-    match cli.command {
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Tui(tui_cmd::TuiArgs::defaults()));
+    match command {
         Command::Init(args) => sot_cmd::init(args),
         Command::Sot(SotCommand::Check) => sot_cmd::check(&sot, cli.json),
         Command::Sot(SotCommand::Log { limit }) => sot_cmd::log(&sot, limit, cli.json),
@@ -341,6 +350,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
+        Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
+        Command::Demo(args) => tui_cmd::demo(args),
     }
 }
 

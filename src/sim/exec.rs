@@ -327,14 +327,22 @@ impl Job {
             _ = &mut kill => return,
         };
 
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(OsStr::from_bytes(&command))
-            .current_dir(&node.dir)
-            .env("MAESTRO_SIM_NODE", &node.name)
-            .env("HOME", &node.dir)
-            .env("PWD", &node.dir)
-            .stdin(Stdio::piped())
+        let mut cmd = match &node.sandbox {
+            Some(sandbox) => Command::from(
+                sandbox.command(&command, &[("MAESTRO_SIM_NODE", node.name.as_ref())]),
+            ),
+            None => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(OsStr::from_bytes(&command))
+                    .current_dir(&node.dir)
+                    .env("MAESTRO_SIM_NODE", &node.name)
+                    .env("HOME", &node.dir)
+                    .env("PWD", &node.dir);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)

@@ -28,6 +28,7 @@
 mod conn;
 mod exec;
 pub mod fleet_files;
+pub mod sandbox;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,10 @@ pub struct SimConfig {
     /// another process and bounds them (`maestro exec --forks`). `None`
     /// assumes every node is connected at once by a client in this process.
     pub max_connections: Option<usize>,
+    /// Run every command in [`sandbox`]: the host read-only, only the node's
+    /// directory and private tmpfs mounts writable (the demo). Off by
+    /// default: benchmarks measure the plain `sh -c`.
+    pub sandbox: bool,
 }
 
 impl SimConfig {
@@ -92,6 +97,7 @@ impl SimConfig {
             name_prefix: "sim-".to_string(),
             shared_host_key: false,
             max_connections: None,
+            sandbox: false,
         }
     }
 }
@@ -122,6 +128,12 @@ pub enum SimError {
     #[error("{what}: {source}")]
     Io {
         what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{node}: setting up the sandbox: {source}")]
+    Sandbox {
+        node: String,
         #[source]
         source: io::Error,
     },
@@ -156,6 +168,8 @@ pub(crate) struct NodeShared {
     pub(crate) name: String,
     pub(crate) dir: PathBuf,
     pub(crate) exec_count: AtomicU64,
+    /// Set when commands run sandboxed (`SimConfig::sandbox`).
+    pub(crate) sandbox: Option<Arc<sandbox::Sandbox>>,
 }
 
 /// The parts of a node the simulator itself keeps.
@@ -246,10 +260,22 @@ impl Simulator {
                 openssh_key(&host_key)?
             );
 
+            let sandbox = if cfg.sandbox {
+                let sandbox = sandbox::Sandbox::new(&dir, &name)
+                    .and_then(|s| s.prepare_dir().map(|()| s))
+                    .map_err(|source| SimError::Sandbox {
+                        node: name.clone(),
+                        source,
+                    })?;
+                Some(Arc::new(sandbox))
+            } else {
+                None
+            };
             let shared = Arc::new(NodeShared {
                 name: name.clone(),
                 dir: dir.clone(),
                 exec_count: AtomicU64::new(0),
+                sandbox,
             });
             let conns = Arc::new(ConnSet::default());
             let accept = tokio::spawn(accept_loop(

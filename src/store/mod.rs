@@ -283,31 +283,11 @@ impl Store {
 
     /// Every node result of a run, in target order.
     pub fn results(&self, run: &RunRow) -> Result<Vec<NodeResult>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total
-             FROM node_results WHERE run_id = ?1",
-        )?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {RESULT_COLUMNS} FROM node_results WHERE run_id = ?1"
+        ))?;
         let mut rows: Vec<NodeResult> = st
-            .query_map(params![run.id], |r| {
-                let status: String = r.get(1)?;
-                Ok(NodeResult {
-                    node: r.get(0)?,
-                    status: NodeStatus::parse(&status).unwrap_or(NodeStatus::Failed),
-                    exit_code: r.get(2)?,
-                    signal: r.get(3)?,
-                    duration_ms: r.get::<_, i64>(4)? as u64,
-                    error: r.get(5)?,
-                    stdout: crate::fleet::event::Captured {
-                        bytes: r.get(6)?,
-                        total: r.get::<_, i64>(7)? as u64,
-                    },
-                    stderr: crate::fleet::event::Captured {
-                        bytes: r.get(8)?,
-                        total: r.get::<_, i64>(9)? as u64,
-                    },
-                    tasks: Vec::new(),
-                })
-            })?
+            .query_map(params![run.id], node_result)?
             .collect::<rusqlite::Result<_>>()?;
         let order: std::collections::HashMap<&str, usize> = run
             .nodes
@@ -391,6 +371,86 @@ impl Store {
     }
 }
 
+/// A node's most recent result, for "last run" columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastResult {
+    pub run_id: String,
+    pub status: NodeStatus,
+    pub finished_ms: i64,
+}
+
+impl Store {
+    /// The most recent result of every node that has one, in one query (the
+    /// console's fleet table asks for thousands of nodes at once).
+    pub fn last_results(&self) -> Result<std::collections::HashMap<String, LastResult>> {
+        // SQLite takes the bare columns from the row holding MAX(finished_ms).
+        let mut st = self.conn.prepare_cached(
+            "SELECT node, run_id, status, MAX(finished_ms) FROM node_results GROUP BY node",
+        )?;
+        let rows = st.query_map([], |r| {
+            let status: String = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                LastResult {
+                    run_id: r.get(1)?,
+                    status: NodeStatus::parse(&status).unwrap_or(NodeStatus::Failed),
+                    finished_ms: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A node's results in its `limit` most recent runs, newest first, each
+    /// with its run.
+    pub fn node_history(&self, node: &str, limit: usize) -> Result<Vec<(RunRow, NodeResult)>> {
+        let ids: Vec<String> = {
+            let mut st = self.conn.prepare_cached(
+                "SELECT run_id FROM node_results WHERE node = ?1 ORDER BY finished_ms DESC LIMIT ?2",
+            )?;
+            st.query_map(params![node, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(run) = self.run(&id)? else { continue };
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS} FROM node_results WHERE run_id = ?1 AND node = ?2"
+            ))?;
+            if let Some(result) = st
+                .query_row(params![run.id, node], node_result)
+                .optional()?
+            {
+                out.push((run, result));
+            }
+        }
+        Ok(out)
+    }
+}
+
+const RESULT_COLUMNS: &str = "node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total";
+
+fn node_result(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeResult> {
+    let status: String = r.get(1)?;
+    Ok(NodeResult {
+        node: r.get(0)?,
+        status: NodeStatus::parse(&status).unwrap_or(NodeStatus::Failed),
+        exit_code: r.get(2)?,
+        signal: r.get(3)?,
+        duration_ms: r.get::<_, i64>(4)? as u64,
+        error: r.get(5)?,
+        stdout: crate::fleet::event::Captured {
+            bytes: r.get(6)?,
+            total: r.get::<_, i64>(7)? as u64,
+        },
+        stderr: crate::fleet::event::Captured {
+            bytes: r.get(8)?,
+            total: r.get::<_, i64>(9)? as u64,
+        },
+        tasks: Vec::new(),
+    })
+}
+
 const RUN_SELECT: &str = "SELECT id, kind, command, target, sot, forks, node_count, nodes, state, started_ms, finished_ms,
     ok, failed, unreachable, timed_out, cancelled FROM runs";
 
@@ -414,4 +474,66 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         timed_out: r.get::<_, i64>(14)? as usize,
         cancelled: r.get::<_, i64>(15)? as usize,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Summary;
+
+    fn record_run(store: &mut Store, id: &str, at_ms: i64, results: &[(&str, NodeStatus)]) {
+        store
+            .record(&Event::RunStarted {
+                run_id: id.into(),
+                kind: "exec".into(),
+                command: "true".into(),
+                target: "all".into(),
+                nodes: results.iter().map(|(n, _)| n.to_string()).collect(),
+                forks: 10,
+                at_ms,
+            })
+            .unwrap();
+        for (node, status) in results {
+            store
+                .record(&Event::NodeFinished {
+                    result: NodeResult::new(node, *status),
+                })
+                .unwrap();
+            // finished_ms comes from the clock: keep the runs apart.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        store
+            .record(&Event::RunFinished {
+                run_id: id.into(),
+                summary: Summary::default(),
+                elapsed_ms: 1,
+                cancelled: false,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn last_results_and_node_history() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&tmp.path().join("runs.db")).unwrap();
+        assert!(store.last_results().unwrap().is_empty());
+        record_run(
+            &mut store,
+            "run-1",
+            1,
+            &[("a", NodeStatus::Ok), ("b", NodeStatus::Ok)],
+        );
+        record_run(&mut store, "run-2", 2, &[("a", NodeStatus::Unreachable)]);
+        let last = store.last_results().unwrap();
+        assert_eq!(last.len(), 2);
+        assert_eq!(last["a"].run_id, "run-2");
+        assert_eq!(last["a"].status, NodeStatus::Unreachable);
+        assert_eq!(last["b"].run_id, "run-1");
+        let history = store.node_history("a", 10).unwrap();
+        let ids: Vec<&str> = history.iter().map(|(r, _)| r.id.as_str()).collect();
+        assert_eq!(ids, ["run-2", "run-1"], "newest first");
+        assert_eq!(history[0].1.status, NodeStatus::Unreachable);
+        assert_eq!(store.node_history("a", 1).unwrap().len(), 1);
+        assert!(store.node_history("nobody", 10).unwrap().is_empty());
+    }
 }

@@ -6,3 +6,4 @@ mod common;
 
 mod exec;
 mod playbook;
+mod tui;

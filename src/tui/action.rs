@@ -1,0 +1,80 @@
+//! What a key press asks the console to do. Components turn keys into
+//! [`Action`]s; the app turns actions into state changes and engine work.
+//!
+//! Anything that changes nodes is a [`Pending`] that goes through
+//! `Confirm(pending)` (the dialog shows the plan) and `Confirmed(pending)`
+//! (the app starts it): gitui's queue pattern. A pending action owns copies
+//! of its targets and inputs, taken when it was made, so a table that
+//! refreshes or is filtered while the dialog is open never changes what runs.
+
+/// Views reachable with `:name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewId {
+    Fleet,
+    Groups,
+    Node,
+    Runs,
+    Run,
+    Live,
+}
+
+/// The kinds of input line at the bottom of the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptKind {
+    /// `:` command mode.
+    Command,
+    /// `/` fleet filter.
+    Filter,
+    /// `x`: the command to exec on these nodes (pinned when the prompt opened).
+    Exec { nodes: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The key was used; nothing else to do but redraw.
+    Redraw,
+    /// `q`, `:q`: quit (asks first while a run is in flight).
+    Quit,
+    /// `Esc`: close the top popup or go back to the previous view.
+    Back,
+    Show(ViewId),
+    OpenNode(String),
+    OpenRun(String),
+    /// `?`
+    ToggleHelp,
+    OpenPrompt(PromptKind),
+    /// Close the prompt without doing anything.
+    ClosePrompt,
+    /// Set the fleet filter (as the operator types, or from the groups view).
+    Filter(String),
+    /// A `:` command line, submitted.
+    Command(String),
+    /// Show the plan and ask before anything runs.
+    Confirm(Pending),
+    /// The operator said yes to exactly this.
+    Confirmed(Pending),
+    /// The operator said no.
+    Dismiss,
+    /// `c` in the live view: stop one node.
+    CancelNode(String),
+    /// `C` in the live view: stop the whole run.
+    CancelRun,
+    /// Say why a key does nothing here.
+    Unavailable(String),
+}
+
+/// Work that needs the operator's confirmation, with everything it will use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    Exec(ExecPlan),
+    /// Quit while a run is in flight (the run is cancelled).
+    QuitDuringRun,
+}
+
+/// An ad-hoc command on a fixed set of nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPlan {
+    /// Node names, in SoT order, copied when the plan was made.
+    pub nodes: Vec<String>,
+    pub command: String,
+}

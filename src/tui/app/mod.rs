@@ -1,0 +1,598 @@
+//! The console's state and its reactions: keys become actions, actions
+//! change state and queue [`Effect`]s (store reads, engine runs) that the
+//! event loop in `runtime` carries out; their results come back as
+//! [`Msg`]s. Nothing here blocks, touches the disk or the network, so the
+//! whole app can be driven and drawn in tests without a terminal. Drawing
+//! the frame is in `frame.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+mod frame;
+
+use super::action::{Action, ExecPlan, Pending, PromptKind, ViewId};
+use super::components::Loadable;
+use super::components::confirm::ConfirmDialog;
+use super::components::fleet::FleetView;
+use super::components::groups::GroupsView;
+use super::components::help::HelpPopup;
+use super::components::live::LiveView;
+use super::components::node::NodeView;
+use super::components::prompt::Prompt;
+use super::components::run::{RunDetail, RunView};
+use super::components::runs::RunsView;
+use super::keys::{self, COMMANDS};
+use super::text::count;
+use crate::fleet::{Cancel, Event, NodeResult};
+use crate::sot::Sot;
+use crate::store::{LastResult, RunRow};
+
+/// Whether the console may run commands on nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecPolicy {
+    Allowed,
+    /// Changing actions are refused, with the reason shown.
+    Refused(String),
+}
+
+/// What the header and the dialogs say about where the console works.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// `maestro`, or `maestro demo`.
+    pub title: String,
+    /// The SoT directory as shown.
+    pub sot: String,
+    /// Short id of the SoT's git HEAD.
+    pub head: Option<String>,
+    /// The run store as shown.
+    pub store: String,
+    pub policy: ExecPolicy,
+    /// How runs are made (forks, timeouts), shown in the confirmation.
+    pub run_details: Vec<String>,
+}
+
+/// Work for the event loop.
+pub enum Effect {
+    LoadLastResults,
+    LoadRuns,
+    LoadRun(String),
+    LoadNodeHistory(String),
+    StartExec { plan: ExecPlan, cancel: Cancel },
+}
+
+/// Results of background work and engine events, for the app.
+#[derive(Debug)]
+pub enum Msg {
+    LastResults(Result<HashMap<String, LastResult>, String>),
+    Runs(Result<Vec<RunRow>, String>),
+    Run {
+        id: String,
+        result: Result<Option<RunDetail>, String>,
+    },
+    NodeHistory {
+        node: String,
+        result: Result<Vec<(RunRow, NodeResult)>, String>,
+    },
+    Engine(Event),
+    /// The run task ended; with the reason when the run could not start.
+    RunEnded {
+        error: Option<String>,
+    },
+    StoreWarning(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+pub struct App {
+    info: Info,
+    sot: Arc<Sot>,
+    /// Views from the bottom (always the fleet) to the one shown.
+    stack: Vec<ViewId>,
+    fleet: FleetView,
+    groups: GroupsView,
+    runs: RunsView,
+    run: Option<(String, Loadable<RunView>)>,
+    node: Option<NodeView>,
+    live: Option<LiveView>,
+    prompt: Option<Prompt>,
+    confirm: Option<ConfirmDialog>,
+    help: Option<HelpPopup>,
+    message: Option<(Level, String)>,
+    /// The run in flight started here.
+    cancel: Option<Cancel>,
+    effects: Vec<Effect>,
+    quit: bool,
+    now_ms: i64,
+}
+
+impl App {
+    pub fn new(info: Info, sot: Arc<Sot>, now_ms: i64) -> App {
+        let mut app = App {
+            fleet: FleetView::new(&sot),
+            groups: GroupsView::new(&sot),
+            runs: RunsView::new(info.store.clone()),
+            info,
+            sot,
+            stack: vec![ViewId::Fleet],
+            run: None,
+            node: None,
+            live: None,
+            prompt: None,
+            confirm: None,
+            help: None,
+            message: None,
+            cancel: None,
+            effects: vec![Effect::LoadLastResults, Effect::LoadRuns],
+            quit: false,
+            now_ms: 0,
+        };
+        app.set_now(now_ms);
+        if let ExecPolicy::Refused(why) = &app.info.policy {
+            app.message = Some((Level::Warn, format!("read-only: {why}")));
+        }
+        app
+    }
+
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+        self.fleet.set_now(now_ms);
+        self.runs.set_now(now_ms);
+        if let Some(n) = &mut self.node {
+            n.set_now(now_ms);
+        }
+        if let Some((_, Loadable::Loaded(r))) = &mut self.run {
+            r.set_now(now_ms);
+        }
+        if let Some(l) = &mut self.live {
+            l.set_now(now_ms);
+        }
+    }
+
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// Whether a run started here has not finished yet.
+    pub fn run_in_flight(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.in_flight())
+    }
+
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    fn view(&self) -> ViewId {
+        *self.stack.last().unwrap_or(&ViewId::Fleet)
+    }
+
+    fn say(&mut self, level: Level, text: impl Into<String>) {
+        self.message = Some((level, text.into()));
+    }
+
+    // ---- keys -------------------------------------------------------------
+
+    pub fn handle_key(&mut self, key: KeyEvent) {
+        self.message = None;
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            let action = match &self.confirm {
+                Some(c) if c.pending == Pending::QuitDuringRun => {
+                    Action::Confirmed(Pending::QuitDuringRun)
+                }
+                _ => Action::Quit,
+            };
+            self.dispatch(action);
+            return;
+        }
+        let action = if let Some(c) = &mut self.confirm {
+            c.handle_key(key)
+        } else if let Some(h) = &mut self.help {
+            h.handle_key(key)
+        } else if let Some(p) = &mut self.prompt {
+            let action = p.handle_key(key);
+            if p.finished && !matches!(action, Some(Action::ClosePrompt)) {
+                self.prompt = None;
+            }
+            action
+        } else {
+            let used = match self.view() {
+                ViewId::Fleet => self.fleet.handle_key(key),
+                ViewId::Groups => self.groups.handle_key(key),
+                ViewId::Runs => self.runs.handle_key(key),
+                ViewId::Run => match &mut self.run {
+                    Some((_, Loadable::Loaded(r))) => r.handle_key(key),
+                    _ => None,
+                },
+                ViewId::Node => self.node.as_mut().and_then(|n| n.handle_key(key)),
+                ViewId::Live => self.live.as_mut().and_then(|l| l.handle_key(key)),
+            };
+            used.or_else(|| self.global_key(key))
+        };
+        if let Some(action) = action {
+            self.dispatch(action);
+        }
+    }
+
+    fn global_key(&self, key: KeyEvent) -> Option<Action> {
+        Some(match key.code {
+            KeyCode::Char(':') => Action::OpenPrompt(PromptKind::Command),
+            KeyCode::Char('/') => Action::OpenPrompt(PromptKind::Filter),
+            KeyCode::Char('?') => Action::ToggleHelp,
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Esc => Action::Back,
+            _ => Action::Unavailable(format!(
+                "{} does nothing in the {} view; ? lists the keys",
+                key_name(key),
+                view_name(self.view())
+            )),
+        })
+    }
+
+    // ---- actions ----------------------------------------------------------
+
+    pub fn dispatch(&mut self, action: Action) {
+        match action {
+            Action::Redraw => {}
+            Action::Quit => {
+                if self.run_in_flight() {
+                    self.confirm = Some(ConfirmDialog::new(Pending::QuitDuringRun, Vec::new()));
+                } else {
+                    self.quit = true;
+                }
+            }
+            Action::Back => {
+                if self.stack.len() > 1 {
+                    self.stack.pop();
+                } else {
+                    self.say(Level::Info, "this is the first view: q quits");
+                }
+            }
+            Action::Show(view) => self.show(view),
+            Action::OpenNode(name) => match self.sot.node(&name) {
+                Some(node) => {
+                    self.node = Some(NodeView::new(node.clone(), self.now_ms));
+                    self.effects.push(Effect::LoadNodeHistory(name));
+                    self.push(ViewId::Node);
+                }
+                None => self.say(Level::Warn, format!("{name} is not in the SoT")),
+            },
+            Action::OpenRun(id) => {
+                self.run = Some((id.clone(), Loadable::Loading));
+                self.effects.push(Effect::LoadRun(id));
+                self.push(ViewId::Run);
+            }
+            Action::ToggleHelp => {
+                self.help = match self.help {
+                    Some(_) => None,
+                    None => Some(HelpPopup::default()),
+                }
+            }
+            Action::OpenPrompt(kind) => self.open_prompt(kind),
+            Action::ClosePrompt => {
+                if let Some(p) = self.prompt.take()
+                    && p.kind == PromptKind::Filter
+                {
+                    self.fleet.set_filter(&p.before);
+                }
+            }
+            Action::Filter(text) => {
+                self.fleet.set_filter(&text);
+                if self.view() != ViewId::Fleet {
+                    self.stack = vec![ViewId::Fleet];
+                }
+            }
+            Action::Command(line) => self.command(&line),
+            Action::Confirm(pending) => self.confirm(pending),
+            Action::Confirmed(pending) => {
+                self.confirm = None;
+                match pending {
+                    Pending::Exec(plan) => self.start_exec(plan),
+                    Pending::QuitDuringRun => {
+                        if let Some(c) = &self.cancel {
+                            c.cancel_all();
+                        }
+                        self.quit = true;
+                    }
+                }
+            }
+            Action::Dismiss => {
+                if let Some(c) = self.confirm.take()
+                    && matches!(c.pending, Pending::Exec(_))
+                {
+                    self.say(Level::Info, "cancelled: nothing ran");
+                }
+            }
+            Action::CancelNode(node) => {
+                if let (Some(c), Some(l)) = (&self.cancel, &mut self.live) {
+                    c.cancel_node(&node);
+                    l.note_cancel(&node);
+                    self.say(Level::Info, format!("cancelling {node}"));
+                }
+            }
+            Action::CancelRun => {
+                if let (Some(c), Some(l)) = (&self.cancel, &mut self.live) {
+                    c.cancel_all();
+                    l.note_cancel_all();
+                    self.say(Level::Info, "cancelling the run: stopping remote commands");
+                }
+            }
+            Action::Unavailable(why) => self.say(Level::Warn, why),
+        }
+    }
+
+    fn push(&mut self, view: ViewId) {
+        if self.view() != view {
+            self.stack.push(view);
+        }
+    }
+
+    /// `:name` views are top-level: back from them is the fleet.
+    fn show(&mut self, view: ViewId) {
+        match view {
+            ViewId::Live if self.live.is_none() => {
+                self.say(
+                    Level::Warn,
+                    "no run started in this session yet: mark nodes in :nodes and press x",
+                );
+                return;
+            }
+            ViewId::Runs => self.effects.push(Effect::LoadRuns),
+            ViewId::Node | ViewId::Run => return,
+            _ => {}
+        }
+        self.stack = vec![ViewId::Fleet];
+        self.push(view);
+    }
+
+    fn exec_refusal(&self) -> Option<String> {
+        if let ExecPolicy::Refused(why) = &self.info.policy {
+            return Some(format!("read-only: {why}"));
+        }
+        if self.run_in_flight() {
+            return Some(
+                "a run is in flight: wait for it, or cancel it in :live (C), before starting another"
+                    .into(),
+            );
+        }
+        None
+    }
+
+    fn open_prompt(&mut self, kind: PromptKind) {
+        match &kind {
+            PromptKind::Exec { .. } => {
+                if let Some(why) = self.exec_refusal() {
+                    self.say(Level::Warn, why);
+                    return;
+                }
+                self.prompt = Some(Prompt::new(kind, ""));
+            }
+            PromptKind::Filter => {
+                self.stack = vec![ViewId::Fleet];
+                self.prompt = Some(Prompt::new(kind, self.fleet.filter_text()));
+            }
+            PromptKind::Command => self.prompt = Some(Prompt::new(kind, "")),
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        let line = line.trim();
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim();
+        let action = match word {
+            "" => return,
+            "nodes" => Action::Show(ViewId::Fleet),
+            "groups" => Action::Show(ViewId::Groups),
+            "runs" => Action::Show(ViewId::Runs),
+            "live" => Action::Show(ViewId::Live),
+            "help" => Action::ToggleHelp,
+            "q" | "quit" => Action::Quit,
+            "filter" => Action::Filter(rest.to_string()),
+            "exec" if rest.is_empty() => {
+                Action::Unavailable("usage: :exec COMMAND (runs on the marked nodes)".into())
+            }
+            "exec" => {
+                let nodes = self.fleet.selection();
+                if nodes.is_empty() {
+                    Action::Unavailable("no node to exec on: none is shown or marked".into())
+                } else {
+                    Action::Confirm(Pending::Exec(ExecPlan {
+                        nodes,
+                        command: rest.to_string(),
+                    }))
+                }
+            }
+            "play" => Action::Unavailable(keys::not_yet("running a playbook (:play)")),
+            "install" => Action::Unavailable(keys::not_yet("installing a profile (:install)")),
+            "harden" => Action::Unavailable(keys::not_yet("the hardening audit (:harden)")),
+            other => {
+                let near = COMMANDS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .filter(|c| c.len() > 1)
+                    .min_by_key(|c| strsim::levenshtein(c, other))
+                    .filter(|c| strsim::levenshtein(c, other) <= 2)
+                    .map(|c| format!(" (did you mean :{c}?)"))
+                    .unwrap_or_default();
+                Action::Unavailable(format!(
+                    "unknown command :{other}{near}; Tab completes, ? lists the commands"
+                ))
+            }
+        };
+        self.dispatch(action);
+    }
+
+    fn confirm(&mut self, pending: Pending) {
+        if let Pending::Exec(plan) = &pending {
+            if let Some(why) = self.exec_refusal() {
+                self.say(Level::Warn, why);
+                return;
+            }
+            if plan.nodes.is_empty() {
+                self.say(Level::Warn, "no node to exec on");
+                return;
+            }
+        }
+        self.confirm = Some(ConfirmDialog::new(pending, self.info.run_details.clone()));
+    }
+
+    fn start_exec(&mut self, plan: ExecPlan) {
+        if let Some(why) = self.exec_refusal() {
+            self.say(Level::Warn, why);
+            return;
+        }
+        let cancel = Cancel::new();
+        self.live = Some(LiveView::new(&plan.nodes, &plan.command, self.now_ms));
+        self.cancel = Some(cancel.clone());
+        self.stack = vec![ViewId::Fleet, ViewId::Live];
+        self.say(
+            Level::Info,
+            format!("started on {}", count(plan.nodes.len(), "node")),
+        );
+        self.effects.push(Effect::StartExec { plan, cancel });
+    }
+
+    // ---- messages from the loop -------------------------------------------
+
+    pub fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::LastResults(Ok(last)) => self.fleet.set_last_results(&last),
+            Msg::LastResults(Err(e)) => self.say(Level::Warn, format!("run store: {e}")),
+            Msg::Runs(r) => self.runs.set_runs(loadable(r)),
+            Msg::Run { id, result } => {
+                if let Some((shown, state)) = &mut self.run
+                    && *shown == id
+                {
+                    *state = match result {
+                        Ok(Some(detail)) => Loadable::Loaded(RunView::new(detail, self.now_ms)),
+                        Ok(None) => Loadable::Failed(format!("no run {id} in the run store")),
+                        Err(e) => Loadable::Failed(e),
+                    };
+                }
+            }
+            Msg::NodeHistory { node, result } => {
+                if let Some(n) = &mut self.node
+                    && n.name() == node
+                {
+                    n.set_history(loadable(result));
+                }
+            }
+            Msg::Engine(event) => self.on_event(event),
+            Msg::RunEnded { error } => {
+                if let Some(e) = error {
+                    if let Some(l) = &mut self.live {
+                        l.failed_to_start(e.clone());
+                    }
+                    self.say(Level::Error, format!("the run could not start: {e}"));
+                    self.cancel = None;
+                }
+            }
+            Msg::StoreWarning(w) => self.say(Level::Warn, w),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        if let Some(l) = &mut self.live {
+            l.apply(&event);
+        }
+        match &event {
+            Event::NodeConnected { node, .. } => self.fleet.mark_reachable(node),
+            Event::NodeFinished { result } => {
+                let run_id = self
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.run_id())
+                    .unwrap_or_default()
+                    .to_string();
+                self.fleet.record_result(
+                    &result.node,
+                    LastResult {
+                        run_id,
+                        status: result.status,
+                        finished_ms: self.now_ms,
+                    },
+                );
+            }
+            Event::Warning { node, message } => {
+                let at = node.as_ref().map(|n| format!("{n}: ")).unwrap_or_default();
+                self.say(
+                    Level::Warn,
+                    format!("{at}{}", crate::cli::printer::sanitize(message.as_bytes())),
+                );
+            }
+            Event::HostKeyLearned {
+                node, fingerprint, ..
+            } => {
+                self.say(
+                    Level::Info,
+                    format!("{node}: trusted host key {fingerprint}"),
+                );
+            }
+            Event::RunFinished {
+                run_id,
+                summary,
+                cancelled,
+                ..
+            } => {
+                self.cancel = None;
+                let level = if summary.all_ok() {
+                    Level::Info
+                } else {
+                    Level::Warn
+                };
+                self.say(
+                    level,
+                    format!(
+                        "run {run_id} {}: ok {} · failed {} · unreachable {} · timed out {} · cancelled {}",
+                        if *cancelled { "cancelled" } else { "finished" },
+                        summary.ok,
+                        summary.failed,
+                        summary.unreachable,
+                        summary.timed_out,
+                        summary.cancelled
+                    ),
+                );
+                self.effects.push(Effect::LoadLastResults);
+                self.effects.push(Effect::LoadRuns);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn loadable<T>(r: Result<T, String>) -> Loadable<T> {
+    match r {
+        Ok(v) => Loadable::Loaded(v),
+        Err(e) => Loadable::Failed(e),
+    }
+}
+
+fn view_name(v: ViewId) -> &'static str {
+    match v {
+        ViewId::Fleet => "nodes",
+        ViewId::Groups => "groups",
+        ViewId::Node => "node",
+        ViewId::Runs => "runs",
+        ViewId::Run => "run",
+        ViewId::Live => "live run",
+    }
+}
+
+fn key_name(key: KeyEvent) -> String {
+    let name = match key.code {
+        KeyCode::Char(' ') => "Space".to_string(),
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::F(n) => format!("F{n}"),
+        other => format!("{other:?}"),
+    };
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        format!("Ctrl-{name}")
+    } else {
+        name
+    }
+}

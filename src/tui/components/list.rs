@@ -1,0 +1,80 @@
+//! Cursor movement and scrolling shared by every list and table: the views
+//! keep their own cursor and offset and build only the visible rows.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+}
+
+impl Nav {
+    pub fn of(key: KeyEvent) -> Option<Nav> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) {
+            return match key.code {
+                KeyCode::Char('f') => Some(Nav::PageDown),
+                KeyCode::Char('b') => Some(Nav::PageUp),
+                _ => None,
+            };
+        }
+        Some(match key.code {
+            KeyCode::Up | KeyCode::Char('k') => Nav::Up,
+            KeyCode::Down | KeyCode::Char('j') => Nav::Down,
+            KeyCode::PageUp => Nav::PageUp,
+            KeyCode::PageDown => Nav::PageDown,
+            KeyCode::Home | KeyCode::Char('g') => Nav::First,
+            KeyCode::End | KeyCode::Char('G') => Nav::Last,
+            _ => return None,
+        })
+    }
+}
+
+/// The cursor after `nav` in a list of `len` with pages of `page` rows.
+pub fn navigate(nav: Nav, cursor: usize, len: usize, page: usize) -> usize {
+    let last = len.saturating_sub(1);
+    match nav {
+        Nav::Up => cursor.saturating_sub(1),
+        Nav::Down => (cursor + 1).min(last),
+        Nav::PageUp => cursor.saturating_sub(page.max(1)),
+        Nav::PageDown => (cursor + page.max(1)).min(last),
+        Nav::First => 0,
+        Nav::Last => last,
+    }
+}
+
+/// The first visible row so that `cursor` is on screen, moving as little
+/// as possible from `offset`.
+pub fn scroll(offset: usize, cursor: usize, page: usize, len: usize) -> usize {
+    let page = page.max(1);
+    let mut offset = offset.min(len.saturating_sub(page));
+    if cursor < offset {
+        offset = cursor;
+    } else if cursor >= offset + page {
+        offset = cursor + 1 - page;
+    }
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrolling_keeps_the_cursor_visible() {
+        assert_eq!(scroll(0, 5, 10, 100), 0);
+        assert_eq!(scroll(0, 10, 10, 100), 1);
+        assert_eq!(scroll(50, 20, 10, 100), 20);
+        assert_eq!(
+            scroll(95, 99, 10, 100),
+            90,
+            "no empty space below the last row"
+        );
+        assert_eq!(navigate(Nav::PageDown, 95, 100, 10), 99);
+        assert_eq!(navigate(Nav::Up, 0, 0, 10), 0);
+    }
+}

@@ -1,0 +1,23 @@
+//! The console's views and popups. Each has `draw(&self, frame, area)`, a
+//! pure function of its state, and `handle_key(&mut self, key) ->
+//! Option<Action>`: `None` means the key means nothing here (the app then
+//! says so), `Some(Action::Redraw)` that the component used it itself.
+
+pub mod confirm;
+pub mod fleet;
+pub mod groups;
+pub mod help;
+pub mod list;
+pub mod live;
+pub mod node;
+pub mod prompt;
+pub mod run;
+pub mod runs;
+
+/// Data that a background task is fetching.
+#[derive(Debug, Clone)]
+pub enum Loadable<T> {
+    Loading,
+    Loaded(T),
+    Failed(String),
+}

@@ -1,0 +1,175 @@
+//! The runs view: run history from the store, newest first.
+
+use std::cell::Cell;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{
+    Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
+};
+
+use super::Loadable;
+use super::list::{Nav, navigate, scroll};
+use crate::store::RunRow;
+use crate::tui::action::Action;
+use crate::tui::text::{age, header_style, selected_style};
+
+pub struct RunsView {
+    runs: Loadable<Vec<RunRow>>,
+    /// Where the runs come from, for the empty and error states.
+    store: String,
+    cursor: usize,
+    offset: Cell<usize>,
+    page: Cell<usize>,
+    now_ms: i64,
+}
+
+/// Runs listed (the store keeps them all; `maestro runs -n` shows more).
+pub const RUNS_SHOWN: usize = 500;
+
+impl RunsView {
+    pub fn new(store: String) -> RunsView {
+        RunsView {
+            runs: Loadable::Loading,
+            store,
+            cursor: 0,
+            offset: Cell::new(0),
+            page: Cell::new(10),
+            now_ms: 0,
+        }
+    }
+
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
+    pub fn set_runs(&mut self, runs: Loadable<Vec<RunRow>>) {
+        // Stay on the same run across reloads.
+        let current = self.current().map(|r| r.id.clone());
+        self.runs = runs;
+        if let Loadable::Loaded(runs) = &self.runs {
+            self.cursor = current
+                .and_then(|id| runs.iter().position(|r| r.id == id))
+                .unwrap_or(0);
+        }
+    }
+
+    fn current(&self) -> Option<&RunRow> {
+        match &self.runs {
+            Loadable::Loaded(runs) => runs.get(self.cursor),
+            _ => None,
+        }
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let len = match &self.runs {
+            Loadable::Loaded(r) => r.len(),
+            _ => 0,
+        };
+        if let Some(nav) = Nav::of(key) {
+            self.cursor = navigate(nav, self.cursor, len, self.page.get());
+            return Some(Action::Redraw);
+        }
+        Some(match key.code {
+            KeyCode::Enter => match self.current() {
+                Some(r) => Action::OpenRun(r.id.clone()),
+                None => Action::Unavailable("no run to open".into()),
+            },
+            KeyCode::Char('r') => Action::Show(crate::tui::action::ViewId::Runs),
+            _ => return None,
+        })
+    }
+
+    pub fn draw(&self, frame: &mut Frame, area: Rect) {
+        let count = match &self.runs {
+            Loadable::Loaded(r) => format!(" {}", r.len()),
+            _ => String::new(),
+        };
+        let block = Block::bordered().title(Line::styled(format!(" runs{count} "), header_style()));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let runs = match &self.runs {
+            Loadable::Loading => {
+                frame.render_widget(Paragraph::new("reading the run store…"), inner);
+                return;
+            }
+            Loadable::Failed(e) => {
+                frame.render_widget(
+                    Paragraph::new(format!("Cannot read the run store {}:\n{e}", self.store))
+                        .style(Style::new().fg(Color::Red))
+                        .wrap(Wrap { trim: false }),
+                    inner,
+                );
+                return;
+            }
+            Loadable::Loaded(r) if r.is_empty() => {
+                frame.render_widget(
+                    Paragraph::new(format!(
+                        "No runs recorded yet in {}.\nMark nodes in :nodes with Space and press x to run a command.",
+                        self.store
+                    ))
+                    .wrap(Wrap { trim: false }),
+                    inner,
+                );
+                return;
+            }
+            Loadable::Loaded(r) => r,
+        };
+        let page = (inner.height as usize).saturating_sub(1).max(1);
+        self.page.set(page);
+        let offset = scroll(self.offset.get(), self.cursor, page, runs.len());
+        self.offset.set(offset);
+        let end = (offset + page).min(runs.len());
+        let rows = runs[offset..end].iter().map(|r| {
+            let failed = r.failed + r.timed_out + r.cancelled;
+            let state_style = match r.state.as_str() {
+                "running" => Style::new().fg(Color::Yellow),
+                "cancelled" => Style::new().fg(Color::DarkGray),
+                _ if failed + r.unreachable > 0 => Style::new().fg(Color::Red),
+                _ => Style::new().fg(Color::Green),
+            };
+            Row::new(vec![
+                TableCell::from(r.id.clone()),
+                TableCell::from(r.kind.clone()),
+                TableCell::from(r.state.clone()).style(state_style),
+                TableCell::from(r.node_count.to_string()),
+                TableCell::from(r.ok.to_string()),
+                TableCell::from(failed.to_string()),
+                TableCell::from(r.unreachable.to_string()),
+                TableCell::from(age(self.now_ms, r.started_ms)),
+                TableCell::from(
+                    crate::cli::printer::sanitize(r.command.as_bytes()).replace('\n', " "),
+                ),
+            ])
+        });
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(20),
+                Constraint::Length(5),
+                Constraint::Length(9),
+                Constraint::Length(5),
+                Constraint::Length(4),
+                Constraint::Length(4),
+                Constraint::Length(5),
+                Constraint::Length(4),
+                Constraint::Fill(1),
+            ],
+        )
+        .header(
+            Row::new(vec![
+                "RUN", "KIND", "STATE", "NODES", "OK", "FAIL", "UNRCH", "AGE", "COMMAND",
+            ])
+            .style(header_style()),
+        )
+        .column_spacing(1)
+        .highlight_symbol("> ")
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(selected_style());
+        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
+        frame.render_stateful_widget(table, inner, &mut state);
+    }
+}

@@ -1,0 +1,143 @@
+//! Every key of the console, in one table: the help popup lists all of it
+//! and the footer shows the short hints of the current view, so the two can
+//! never disagree.
+
+/// Where a key works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Fleet,
+    Groups,
+    Node,
+    Runs,
+    Run,
+    Live,
+    Prompt,
+    Confirm,
+}
+
+impl Scope {
+    pub fn title(self) -> &'static str {
+        match self {
+            Scope::Global => "everywhere",
+            Scope::Fleet => "nodes (the fleet table)",
+            Scope::Groups => "groups",
+            Scope::Node => "node",
+            Scope::Runs => "runs (history)",
+            Scope::Run => "run detail",
+            Scope::Live => "live run",
+            Scope::Prompt => "command line, filter and exec prompt",
+            Scope::Confirm => "confirmation",
+        }
+    }
+}
+
+pub struct KeyHelp {
+    pub scope: Scope,
+    pub keys: &'static str,
+    pub what: &'static str,
+    /// Shown in the footer when set.
+    pub hint: Option<&'static str>,
+}
+
+const fn key(
+    scope: Scope,
+    keys: &'static str,
+    what: &'static str,
+    hint: Option<&'static str>,
+) -> KeyHelp {
+    KeyHelp {
+        scope,
+        keys,
+        what,
+        hint,
+    }
+}
+
+use Scope::*;
+
+pub const KEYMAP: &[KeyHelp] = &[
+    key(Global, ":", "command mode (Tab completes)", Some("cmd")),
+    key(
+        Global,
+        "/",
+        "filter the fleet: text, key=value, group=NAME",
+        Some("filter"),
+    ),
+    key(Global, "?", "this help", Some("help")),
+    key(Global, "Esc", "back / close / clear the filter", None),
+    key(Global, "q  Ctrl-C", "quit", Some("quit")),
+    key(Global, "↑↓ j k", "move", None),
+    key(Global, "PgUp PgDn g G", "page, first, last", None),
+    key(Fleet, "Space", "mark / unmark the node", Some("mark")),
+    key(Fleet, "a  u", "mark all shown / unmark all", None),
+    key(Fleet, "Enter", "open the node", Some("node")),
+    key(
+        Fleet,
+        "x",
+        "exec a command on the marked nodes (or this one)",
+        Some("exec"),
+    ),
+    key(
+        Fleet,
+        "s  S",
+        "sort by the next column / reverse",
+        Some("sort"),
+    ),
+    key(
+        Fleet,
+        "p  i  h",
+        "playbook / install / hardening audit (not available yet)",
+        None,
+    ),
+    key(Groups, "Enter", "show the group's nodes", Some("nodes")),
+    key(Node, "Enter", "open the selected run", Some("run")),
+    key(Node, "x", "exec a command on this node", Some("exec")),
+    key(Runs, "Enter", "open the run", Some("open")),
+    key(Runs, "r", "reload from the run store", Some("reload")),
+    key(Run, "↑↓", "choose a node; its output is shown", None),
+    key(Run, "PgUp PgDn", "scroll the output", Some("scroll")),
+    key(Live, "c", "cancel the selected node", Some("cancel node")),
+    key(Live, "C", "cancel the whole run", Some("cancel run")),
+    key(Live, "Enter", "open the finished run", Some("open")),
+    key(Prompt, "Enter", "run / apply", None),
+    key(Prompt, "Tab", "complete the command", None),
+    key(Prompt, "Esc", "cancel", None),
+    key(Prompt, "Ctrl-U", "clear the line", None),
+    key(Confirm, "y", "yes: run exactly what is shown", None),
+    key(Confirm, "n  Esc", "no", None),
+];
+
+/// `:` commands, for completion and help.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("nodes", "the fleet table"),
+    ("groups", "groups and their members"),
+    ("runs", "run history from the store"),
+    ("live", "the run in flight (or the last one started here)"),
+    ("exec", "exec CMD: run CMD on the marked nodes (asks first)"),
+    ("filter", "filter TEXT: same as /"),
+    ("play", "run a playbook (not available yet)"),
+    ("install", "install a profile (not available yet)"),
+    ("harden", "hardening audit (not available yet)"),
+    ("help", "this help"),
+    ("q", "quit"),
+    ("quit", "quit"),
+];
+
+/// Why the playbook-engine keys do nothing yet.
+pub fn not_yet(what: &str) -> String {
+    format!(
+        "not available yet: {what} needs the playbook engine, which is still being built; \
+         until then use x (exec) on the selection"
+    )
+}
+
+/// Footer hints: the view's, then the global ones.
+pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
+    KEYMAP
+        .iter()
+        .filter(|k| k.scope == scope)
+        .chain(KEYMAP.iter().filter(|k| k.scope == Global))
+        .filter_map(|k| k.hint.map(|h| (k.keys, h)))
+        .collect()
+}

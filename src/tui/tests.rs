@@ -1,0 +1,658 @@
+//! Snapshot tests of every view at 80×24 and 160×48 (the text of the frame,
+//! styles aside), and the console's behaviour driven by keys: pinned
+//! confirmation plans, keys that say why they do nothing, read-only mode.
+//!
+//! The app is driven exactly as the event loop drives it (keys, messages,
+//! effects) with a fixed clock, so frames are deterministic.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+
+use super::action::{Action, ExecPlan, Pending};
+use super::app::{App, Effect, ExecPolicy, Info, Msg};
+use super::components::run::RunDetail;
+use crate::fleet::event::{Captured, Stream};
+use crate::fleet::{Event, NodeResult, NodeStatus, Summary};
+use crate::sot::Sot;
+use crate::store::{LastResult, Note, RunRow};
+
+/// 2025-11-21 08:00:00 UTC.
+const NOW: i64 = 1_763_712_000_000;
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+fn write_sot(dir: &Path, nodes: &[(&str, &str, &str, &str, &str)]) -> Sot {
+    std::fs::write(
+        dir.join("maestro.toml"),
+        "[maestro]\nname = \"acme-prod\"\n\n[tags]\nrequired = [\"env\", \"region\"]\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    for (name, address, group, region, role) in nodes {
+        text.push_str(&format!(
+            "[node.{name}]\naddress = \"{address}\"\ngroups = [\"{group}\"]\n\
+             tags = {{ env = \"prod\", region = \"{region}\", role = \"{role}\" }}\n\
+             vars = {{ gpu_count = 8 }}\n\n"
+        ));
+    }
+    std::fs::write(dir.join("nodes.toml"), text).unwrap();
+    std::fs::write(
+        dir.join("groups.toml"),
+        "[group.gpu]\ndescription = \"inference nodes\"\n\n[group.gateways]\ndescription = \"API gateways\"\n\n[group.batch]\n",
+    )
+    .unwrap();
+    crate::sot::load(dir).unwrap()
+}
+
+const FLEET: &[(&str, &str, &str, &str, &str)] = &[
+    ("gpu-eu-01", "10.20.2.21", "gpu", "eu-west", "inference"),
+    ("gpu-eu-02", "10.20.2.22", "gpu", "eu-west", "inference"),
+    ("gpu-eu-03", "10.20.2.23", "gpu", "eu-west", "inference"),
+    ("gpu-us-01", "10.30.2.21", "gpu", "us-east", "inference"),
+    ("gpu-us-02", "10.30.2.22", "gpu", "us-east", "inference"),
+    ("gw-eu-01", "10.20.1.11", "gateways", "eu-west", "gateway"),
+    ("gw-us-01", "10.30.1.11", "gateways", "us-east", "gateway"),
+    ("batch-eu-01", "10.20.3.31", "batch", "eu-west", "batch"),
+    ("batch-us-01", "10.30.3.31", "batch", "us-east", "batch"),
+];
+
+fn info(policy: ExecPolicy) -> Info {
+    Info {
+        title: "maestro".into(),
+        sot: "/srv/fleet/sot".into(),
+        head: Some("5da5d72".into()),
+        store: "/var/lib/maestro/maestro.db".into(),
+        policy,
+        run_details: vec![
+            "forks 100 · timeout none · output kept 1024 KiB per stream".into(),
+            "recorded in /var/lib/maestro/maestro.db".into(),
+        ],
+    }
+}
+
+fn app_with(nodes: &[(&str, &str, &str, &str, &str)], policy: ExecPolicy) -> App {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = write_sot(tmp.path(), nodes);
+    let mut app = App::new(info(policy), Arc::new(sot), NOW);
+    app.take_effects();
+    app
+}
+
+fn app() -> App {
+    let mut app = app_with(FLEET, ExecPolicy::Allowed);
+    app.on_msg(Msg::LastResults(Ok(last_results())));
+    app.on_msg(Msg::Runs(Ok(vec![run_row(), older_run()])));
+    app
+}
+
+fn last_results() -> HashMap<String, LastResult> {
+    let mut last = HashMap::new();
+    for (node, status, ago_s) in [
+        ("gpu-eu-01", NodeStatus::Ok, 300),
+        ("gpu-eu-02", NodeStatus::Ok, 300),
+        ("gpu-eu-03", NodeStatus::Failed, 300),
+        ("gpu-us-01", NodeStatus::Unreachable, 7200),
+        ("gw-eu-01", NodeStatus::TimedOut, 90_000),
+    ] {
+        last.insert(
+            node.to_string(),
+            LastResult {
+                run_id: "20251121-075500-a1b2".into(),
+                status,
+                finished_ms: NOW - ago_s * 1000,
+            },
+        );
+    }
+    last
+}
+
+fn run_row() -> RunRow {
+    RunRow {
+        id: "20251121-075500-a1b2".into(),
+        kind: "exec".into(),
+        command: "systemctl is-active vllm".into(),
+        target: "gpu".into(),
+        sot: "/srv/fleet/sot".into(),
+        forks: 100,
+        node_count: 4,
+        nodes: vec![
+            "gpu-eu-01".into(),
+            "gpu-eu-02".into(),
+            "gpu-eu-03".into(),
+            "gpu-us-01".into(),
+        ],
+        state: "finished".into(),
+        started_ms: NOW - 301_000,
+        finished_ms: Some(NOW - 299_800),
+        ok: 2,
+        failed: 1,
+        unreachable: 1,
+        timed_out: 0,
+        cancelled: 0,
+    }
+}
+
+fn older_run() -> RunRow {
+    RunRow {
+        id: "20251120-080000-0c0d".into(),
+        command: "uname -r".into(),
+        target: "all".into(),
+        node_count: 9,
+        nodes: FLEET.iter().map(|n| n.0.to_string()).collect(),
+        started_ms: NOW - 86_400_000,
+        finished_ms: Some(NOW - 86_398_000),
+        ok: 9,
+        failed: 0,
+        unreachable: 0,
+        ..run_row()
+    }
+}
+
+fn result(node: &str, status: NodeStatus, code: Option<u32>, out: &[u8], err: &[u8]) -> NodeResult {
+    let mut r = NodeResult::new(node, status);
+    r.exit_code = code;
+    r.stdout = Captured {
+        bytes: out.to_vec(),
+        total: out.len() as u64,
+    };
+    r.stderr = Captured {
+        bytes: err.to_vec(),
+        total: err.len() as u64,
+    };
+    r.duration_ms = 1240;
+    r
+}
+
+fn run_detail() -> RunDetail {
+    let mut unreachable = result("gpu-us-01", NodeStatus::Unreachable, None, b"", b"");
+    unreachable.error = Some("connecting to 10.30.2.21:22: connection refused".into());
+    RunDetail {
+        run: run_row(),
+        results: vec![
+            result(
+                "gpu-eu-01",
+                NodeStatus::Ok,
+                Some(0),
+                // Hostile bytes: a screen clear and a colour change must
+                // show as text, never reach the terminal.
+                b"active\n\x1b[2J\x1b[31mred\x1b[0m\tafter-tab\n",
+                b"",
+            ),
+            result("gpu-eu-02", NodeStatus::Ok, Some(0), b"active\n", b""),
+            result(
+                "gpu-eu-03",
+                NodeStatus::Failed,
+                Some(3),
+                b"inactive\n",
+                b"vllm.service: failed\n",
+            ),
+            unreachable,
+        ],
+        notes: vec![Note {
+            at_ms: NOW - 300_500,
+            node: Some("gpu-eu-02".into()),
+            kind: "host_key_learned".into(),
+            message: "trusted [10.20.2.22]:22 SHA256:abc on first use".into(),
+        }],
+    }
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.handle_key(key(code));
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn text_of(buffer: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    let text = text_of(terminal.backend().buffer());
+    // Temporary directories never reach a frame here, but keep snapshots
+    // stable if one ever does.
+    let tmp = std::env::temp_dir().display().to_string();
+    text.replace(&tmp, "[TMP]")
+}
+
+/// Snapshot the app at both sizes.
+fn snap(name: &str, app: &App) {
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), render(app, w, h));
+    }
+}
+
+// ---- views ----------------------------------------------------------------
+
+#[test]
+fn fleet_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char(' '));
+    snap("fleet", &app);
+}
+
+#[test]
+fn fleet_view_filtered_and_sorted_by_last_run() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "region=eu-west");
+    press(&mut app, KeyCode::Enter);
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Char('s'));
+    }
+    snap("fleet_filtered", &app);
+}
+
+#[test]
+fn fleet_view_empty_sot() {
+    let app = app_with(&[], ExecPolicy::Allowed);
+    snap("fleet_empty", &app);
+}
+
+#[test]
+fn fleet_view_filter_matches_nothing() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "nothing-matches");
+    press(&mut app, KeyCode::Enter);
+    snap("fleet_no_match", &app);
+}
+
+#[test]
+fn groups_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "groups");
+    press(&mut app, KeyCode::Enter);
+    snap("groups", &app);
+    // Enter shows the group's nodes (groups are in name order).
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    let frame = render(&app, 160, 48);
+    assert!(frame.contains("filter group=gpu"), "{frame}");
+    assert!(frame.contains("nodes 5/9"), "{frame}");
+}
+
+#[test]
+fn node_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Enter);
+    let effects = app.take_effects();
+    assert!(
+        matches!(&effects[..], [Effect::LoadNodeHistory(n)] if n == "batch-eu-01"),
+        "the history is read in the background"
+    );
+    snap("node_loading", &app);
+    let detail = run_detail();
+    app.on_msg(Msg::NodeHistory {
+        node: "batch-eu-01".into(),
+        result: Ok(vec![
+            (run_row(), detail.results[2].clone()),
+            (older_run(), detail.results[1].clone()),
+        ]),
+    });
+    snap("node", &app);
+    app.on_msg(Msg::NodeHistory {
+        node: "batch-eu-01".into(),
+        result: Err("run store /var/lib/maestro/maestro.db: unable to open database file".into()),
+    });
+    snap("node_store_error", &app);
+}
+
+#[test]
+fn runs_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "runs");
+    press(&mut app, KeyCode::Enter);
+    assert!(matches!(&app.take_effects()[..], [Effect::LoadRuns]));
+    snap("runs", &app);
+    app.on_msg(Msg::Runs(Ok(Vec::new())));
+    snap("runs_empty", &app);
+    app.on_msg(Msg::Runs(Err(
+        "run store /var/lib/maestro/maestro.db: file is not a database".into(),
+    )));
+    snap("runs_error", &app);
+}
+
+#[test]
+fn run_detail_view() {
+    let mut app = app();
+    app.dispatch(Action::Show(super::action::ViewId::Runs));
+    press(&mut app, KeyCode::Enter);
+    let effects = app.take_effects();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::LoadRun(id) if id == "20251121-075500-a1b2"))
+    );
+    snap("run_loading", &app);
+    app.on_msg(Msg::Run {
+        id: "20251121-075500-a1b2".into(),
+        result: Ok(Some(run_detail())),
+    });
+    snap("run", &app);
+    let frame = render(&app, 160, 48);
+    assert!(
+        frame.contains("^[[2J^[[31mred^[[0m    after-tab"),
+        "escape sequences are shown as text: {frame}"
+    );
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    snap("run_failed_node", &app);
+}
+
+fn live_app() -> App {
+    let mut app = app();
+    let nodes: Vec<String> = FLEET[..6].iter().map(|n| n.0.to_string()).collect();
+    app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        nodes: nodes.clone(),
+        command: "systemctl restart vllm".into(),
+    })));
+    let t0 = NOW - 15_000;
+    app.set_now(t0);
+    app.on_msg(Msg::Engine(Event::RunStarted {
+        run_id: "20251121-075945-beef".into(),
+        kind: "exec".into(),
+        command: "systemctl restart vllm".into(),
+        target: nodes.join(","),
+        nodes: nodes.clone(),
+        forks: 100,
+        at_ms: t0,
+    }));
+    // Two nodes started 15 s ago and are stuck; one is connecting.
+    for n in ["gpu-eu-01", "gpu-eu-02"] {
+        app.on_msg(Msg::Engine(Event::NodeConnecting { node: n.into() }));
+        app.on_msg(Msg::Engine(Event::NodeConnected {
+            node: n.into(),
+            elapsed_ms: 20,
+        }));
+        app.on_msg(Msg::Engine(Event::NodeRunning { node: n.into() }));
+    }
+    app.on_msg(Msg::Engine(Event::Output {
+        node: "gpu-eu-01".into(),
+        stream: Stream::Stdout,
+        data: b"waiting for GPU memory to drain\n".to_vec(),
+    }));
+    app.set_now(NOW - 3_000);
+    for n in ["gpu-eu-03", "gpu-us-01", "gpu-us-02"] {
+        app.on_msg(Msg::Engine(Event::NodeConnecting { node: n.into() }));
+    }
+    app.on_msg(Msg::Engine(Event::NodeFinished {
+        result: result("gpu-eu-03", NodeStatus::Ok, Some(0), b"restarted\n", b""),
+    }));
+    let mut unreachable = result("gpu-us-01", NodeStatus::Unreachable, None, b"", b"");
+    unreachable.error = Some("connecting to 10.30.2.21:22: connection refused".into());
+    app.on_msg(Msg::Engine(Event::NodeFinished {
+        result: unreachable,
+    }));
+    app.set_now(NOW);
+    app
+}
+
+#[test]
+fn live_view_in_flight() {
+    let mut app = live_app();
+    let effects = app.take_effects();
+    assert!(matches!(&effects[..], [Effect::StartExec { plan, .. }] if plan.nodes.len() == 6));
+    snap("live", &app);
+    // c cancels the selected (first) node, C the run.
+    press(&mut app, KeyCode::Char('c'));
+    snap("live_cancelling_node", &app);
+}
+
+#[test]
+fn live_view_finished() {
+    let mut app = live_app();
+    for n in ["gpu-eu-01", "gpu-eu-02", "gpu-us-02"] {
+        app.on_msg(Msg::Engine(Event::NodeFinished {
+            result: result(n, NodeStatus::Ok, Some(0), b"restarted\n", b""),
+        }));
+    }
+    app.on_msg(Msg::Engine(Event::NodeFinished {
+        result: result(
+            "gw-eu-01",
+            NodeStatus::Failed,
+            Some(1),
+            b"",
+            b"Failed to restart vllm.service: Unit vllm.service not found.\n",
+        ),
+    }));
+    app.on_msg(Msg::Engine(Event::RunFinished {
+        run_id: "20251121-075945-beef".into(),
+        summary: Summary {
+            ok: 4,
+            failed: 1,
+            unreachable: 1,
+            timed_out: 0,
+            cancelled: 0,
+        },
+        elapsed_ms: 15_200,
+        cancelled: false,
+    }));
+    snap("live_finished", &app);
+    // The fleet table shows the new results before the store is re-read.
+    press(&mut app, KeyCode::Esc);
+    let frame = render(&app, 160, 48);
+    assert!(
+        frame.contains("gw-eu-01") && frame.contains("failed 0s"),
+        "{frame}"
+    );
+    let effects = app.take_effects();
+    assert!(effects.iter().any(|e| matches!(e, Effect::LoadLastResults)));
+    assert!(effects.iter().any(|e| matches!(e, Effect::LoadRuns)));
+}
+
+#[test]
+fn live_view_run_that_could_not_start() {
+    let mut app = app();
+    app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        nodes: vec!["gpu-eu-01".into()],
+        command: "true".into(),
+    })));
+    app.on_msg(Msg::RunEnded {
+        error: Some("reading ssh config /root/.ssh/config: line 3: unknown keyword `Hots`".into()),
+    });
+    snap("live_error", &app);
+}
+
+#[test]
+fn help_popup() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('?'));
+    snap("help", &app);
+}
+
+#[test]
+fn command_line_completion() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "q");
+    press(&mut app, KeyCode::Tab);
+    snap("command_completion", &app);
+}
+
+#[test]
+fn confirm_dialog_shows_the_plan() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "uname -r");
+    snap("exec_prompt", &app);
+    press(&mut app, KeyCode::Enter);
+    snap("confirm", &app);
+}
+
+#[test]
+fn tiny_terminal() {
+    let app = app();
+    let mut terminal = Terminal::new(TestBackend::new(30, 8)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    insta::assert_snapshot!("tiny_30x8", text_of(terminal.backend().buffer()));
+}
+
+// ---- behaviour -------------------------------------------------------------
+
+fn started_plan(app: &mut App) -> Option<ExecPlan> {
+    app.take_effects().into_iter().find_map(|e| match e {
+        Effect::StartExec { plan, .. } => Some(plan),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_plan_is_pinned_when_the_prompt_opens() {
+    let mut app = app();
+    // Mark the first three shown: batch-eu-01, batch-us-01, gpu-eu-01.
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "uname -r");
+    press(&mut app, KeyCode::Enter);
+    // While the dialog is open the table refreshes from the store: the
+    // plan does not change.
+    app.on_msg(Msg::LastResults(Ok(HashMap::new())));
+    app.on_msg(Msg::Runs(Ok(Vec::new())));
+    press(&mut app, KeyCode::Char('y'));
+    let plan = started_plan(&mut app).expect("the run started");
+    assert_eq!(
+        plan.nodes,
+        ["gpu-eu-01", "batch-eu-01", "batch-us-01"],
+        "in SoT order"
+    );
+    assert_eq!(plan.command, "uname -r");
+}
+
+#[test]
+fn filtering_after_exec_opens_does_not_change_the_targets() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('a'));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "exec hostname");
+    press(&mut app, KeyCode::Enter);
+    // The dialog owns the keyboard: typing a filter goes nowhere.
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "gw");
+    press(&mut app, KeyCode::Char('y'));
+    let plan = started_plan(&mut app).expect("the run started");
+    assert_eq!(
+        plan.nodes.len(),
+        9,
+        "every marked node, as shown in the dialog"
+    );
+    assert_eq!(plan.command, "hostname");
+}
+
+#[test]
+fn no_means_nothing_runs() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "reboot");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('n'));
+    assert!(started_plan(&mut app).is_none());
+    assert!(render(&app, 160, 48).contains("cancelled: nothing ran"));
+    press(&mut app, KeyCode::Char('x'));
+    typed(&mut app, "reboot");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Enter);
+    assert!(started_plan(&mut app).is_none(), "Enter alone means no");
+}
+
+#[test]
+fn unavailable_keys_say_why() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('p'));
+    assert!(
+        render(&app, 160, 48)
+            .contains("not available yet: running a playbook (p) needs the playbook engine")
+    );
+    press(&mut app, KeyCode::Char('z'));
+    assert!(render(&app, 160, 48).contains("z does nothing in the nodes view; ? lists the keys"));
+    app.dispatch(Action::Show(super::action::ViewId::Runs));
+    press(&mut app, KeyCode::Char('x'));
+    assert!(render(&app, 160, 48).contains("x does nothing in the runs view"));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "lve");
+    press(&mut app, KeyCode::Enter);
+    assert!(render(&app, 160, 48).contains("unknown command :lve (did you mean :live?)"));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "live");
+    press(&mut app, KeyCode::Enter);
+    assert!(render(&app, 160, 48).contains("no run started in this session yet"));
+}
+
+#[test]
+fn read_only_refuses_changing_actions_and_says_why() {
+    let mut app = app_with(
+        FLEET,
+        ExecPolicy::Refused("the sandbox does not work here (no mount_setattr)".into()),
+    );
+    snap("read_only", &app);
+    press(&mut app, KeyCode::Char('x'));
+    assert!(render(&app, 160, 48).contains("read-only: the sandbox does not work here"));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "exec touch /etc/x");
+    press(&mut app, KeyCode::Enter);
+    app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        nodes: vec!["gpu-eu-01".into()],
+        command: "touch /etc/x".into(),
+    })));
+    assert!(
+        started_plan(&mut app).is_none(),
+        "nothing starts, even when confirmed"
+    );
+}
+
+#[test]
+fn quitting_during_a_run_asks_and_cancels() {
+    let mut app = live_app();
+    app.take_effects();
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit());
+    assert!(render(&app, 80, 24).contains("A run is still in flight."));
+    press(&mut app, KeyCode::Char('y'));
+    assert!(app.should_quit());
+}
+
+#[test]
+fn quit_and_back() {
+    let mut app = app();
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Esc);
+    assert!(render(&app, 80, 24).contains(" nodes 9/9"));
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.should_quit());
+    let mut app = app_with(FLEET, ExecPolicy::Allowed);
+    app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.should_quit());
+}
