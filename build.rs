@@ -20,7 +20,7 @@ fn collect(dir: &Path, rel: &str, out: &mut Vec<(String, String)>) {
         };
         if path.is_dir() {
             collect(&path, &rel_name, out);
-        } else if name.ends_with(".toml") || name.ends_with(".j2") || name.ends_with(".sh") {
+        } else {
             out.push((rel_name, path.display().to_string()));
         }
     }

@@ -399,16 +399,9 @@ fn init_scaffolds_the_example_and_refuses_a_non_empty_directory() {
         );
     }
     for dir in ["profiles", "playbooks", "hardening"] {
-        for e in std::fs::read_dir(repo.join(dir)).unwrap() {
-            let e = e.unwrap();
-            let copy = sot.join(dir).join(e.file_name());
-            assert_eq!(
-                std::fs::read(&copy).ok(),
-                Some(std::fs::read(e.path()).unwrap()),
-                "{}",
-                copy.display()
-            );
-        }
+        let original = snapshot(&repo.join(dir));
+        assert!(!original.is_empty());
+        assert_eq!(snapshot(&sot.join(dir)), original, "{dir}/ is copied file for file");
     }
     let o = run(&["--sot", sot.to_str().unwrap(), "sot", "check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
