@@ -357,7 +357,7 @@ impl Job {
             }
         };
         counters.running_commands.fetch_add(1, Ordering::Relaxed);
-        let _running = RunningGuard(Arc::clone(&counters));
+        let running = RunningGuard(Arc::clone(&counters));
         // The child called setpgid(0, 0): its pid is its process group.
         let group = child
             .id()
@@ -393,6 +393,9 @@ impl Job {
                 // Like sshd, leave any background processes of a command that
                 // exited on its own alone.
                 group_kill.0 = 0;
+                // Uncounted before the slot is free, so running_commands()
+                // never exceeds MAX_CHILDREN.
+                drop(running);
                 drop(permit);
                 finish(&handle, channel, Outcome::from(status)).await;
             }

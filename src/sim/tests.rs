@@ -248,9 +248,11 @@ async fn wrong_keys_are_refused() {
 async fn stopped_node_refuses_and_drops_connections() {
     let scratch = tempfile::tempdir().unwrap();
     let key = new_key();
-    let sim = Simulator::start(config(3, &key, scratch.path()))
-        .await
-        .unwrap();
+    // An address of its own: on 127.0.0.1 another test's simulator may bind
+    // the port the stopped node freed, and accept the connection below.
+    let mut cfg = config(3, &key, scratch.path());
+    cfg.bind_ip = std::net::Ipv4Addr::new(127, 0, 77, 1);
+    let sim = Simulator::start(cfg).await.unwrap();
     let nodes = sim.nodes().to_vec();
     let live = connect(&nodes[1], &key).await;
     let mut ch = live.channel_open_session().await.unwrap();
@@ -266,10 +268,16 @@ async fn stopped_node_refuses_and_drops_connections() {
     assert!(!sim.stop_node("sim-00002").await, "already stopped");
     assert!(!sim.stop_node("sim-09999").await, "no such node");
 
-    let err = tokio::net::TcpStream::connect(nodes[1].addr)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    // Refused once no process holds the listener: a child forked by a
+    // concurrent test keeps a copy of every descriptor until its exec.
+    let addr = nodes[1].addr;
+    wait_until("connections to be refused", Duration::from_secs(5), || {
+        matches!(
+            std::net::TcpStream::connect(addr),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+    .await;
     // The live connection was cut and its command killed.
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(msg) = ch.wait().await {

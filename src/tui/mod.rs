@@ -21,6 +21,7 @@ pub mod text;
 use std::io::{Stdout, stdout};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use crossterm::ExecutableCommand;
@@ -125,6 +126,7 @@ impl TerminalGuard {
             previous(info);
         }));
         enable_raw_mode().context("switching the terminal to raw mode")?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         let setup = || -> std::io::Result<Terminal<CrosstermBackend<Stdout>>> {
             stdout().execute(EnterAlternateScreen)?;
             let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
@@ -144,14 +146,25 @@ impl TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore_terminal();
-        // Back to the default hook: the terminal is ours no more.
-        let _ = std::panic::take_hook();
+        // Back to the default hook: the terminal is ours no more. (Not while
+        // unwinding: take_hook panics then, which would abort.)
+        if !std::thread::panicking() {
+            let _ = std::panic::take_hook();
+        }
     }
 }
 
+/// Whether the terminal is in the console's modes (raw, alternate screen).
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// Leave the alternate screen, show the cursor, end raw mode. Safe to call
-/// twice and from a panic hook.
+/// from a panic hook and again from the guard's drop: only the first call
+/// acts (leaving the alternate screen twice would move the cursor back over
+/// whatever was printed in between, such as the panic message).
 fn restore_terminal() {
+    if !TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let mut out = stdout();
     let _ = out.execute(LeaveAlternateScreen);
     let _ = out.execute(Show);

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::action::ExecPlan;
@@ -105,6 +108,11 @@ where
     let mut terminal_events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // A closed terminal (SIGHUP) or a polite kill (SIGTERM) ends the console
+    // like q does, so a run in flight is cancelled and recorded, and the
+    // demo still removes its files.
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     app.set_now(now_ms());
     let mut dirty = true;
     loop {
@@ -139,6 +147,8 @@ where
                 app.set_now(now_ms());
                 dirty = true;
             }
+            _ = hangup.recv() => app.quit_now(),
+            _ = terminate.recv() => app.quit_now(),
         }
     }
     // A run cancelled by quitting: let it end so the store records it.

@@ -656,3 +656,19 @@ fn quit_and_back() {
     app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
     assert!(app.should_quit());
 }
+
+#[test]
+fn a_lost_terminal_quits_and_cancels_the_run() {
+    let mut app = live_app();
+    let cancel = app
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::StartExec { cancel, .. } => Some(cancel),
+            _ => None,
+        })
+        .unwrap();
+    app.quit_now();
+    assert!(app.should_quit());
+    assert!(cancel.all_cancelled(), "the run in flight is cancelled");
+}

@@ -159,6 +159,15 @@ impl App {
         self.quit
     }
 
+    /// Quit without asking (the terminal went away): a run in flight is
+    /// cancelled.
+    pub fn quit_now(&mut self) {
+        if let Some(c) = &self.cancel {
+            c.cancel_all();
+        }
+        self.quit = true;
+    }
+
     /// Whether a run started here has not finished yet.
     pub fn run_in_flight(&self) -> bool {
         self.live.as_ref().is_some_and(|l| l.in_flight())

@@ -44,15 +44,24 @@ pub struct RunView {
 
 impl RunView {
     pub fn new(detail: RunDetail, now_ms: i64) -> RunView {
+        // Indexed: a run may have thousands of nodes.
+        let by_node: std::collections::HashMap<&str, usize> = detail
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.node.as_str(), i))
+            .collect();
+        let targets: std::collections::HashSet<&str> =
+            detail.run.nodes.iter().map(String::as_str).collect();
         let mut lines: Vec<(String, Option<usize>)> = detail
             .run
             .nodes
             .iter()
-            .map(|n| (n.clone(), detail.results.iter().position(|r| &r.node == n)))
+            .map(|n| (n.clone(), by_node.get(n.as_str()).copied()))
             .collect();
         // Results for nodes not in the run's list (should not happen) still show.
         for (i, r) in detail.results.iter().enumerate() {
-            if !detail.run.nodes.contains(&r.node) {
+            if !targets.contains(r.node.as_str()) {
                 lines.push((r.node.clone(), Some(i)));
             }
         }
