@@ -8,7 +8,7 @@ use std::path::Path;
 
 use maestro::demo::Demo;
 use maestro::fleet::{Cancel, EventSink, NodeStatus};
-use maestro::tui::action::ExecPlan;
+use maestro::tui::action::{ExecPlan, Job};
 use maestro::tui::{ExecPolicy, run_exec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,6 +56,7 @@ async fn demo_commands_change_only_their_node_directories() {
     let plan = ExecPlan {
         nodes: nodes.iter().map(|n| n.name.clone()).collect(),
         command: script,
+        job: Job::Command,
     };
     let report = run_exec(&ctx, plan, events, Cancel::new())
         .await

@@ -401,7 +401,11 @@ fn init_scaffolds_the_example_and_refuses_a_non_empty_directory() {
     for dir in ["profiles", "playbooks", "hardening"] {
         let original = snapshot(&repo.join(dir));
         assert!(!original.is_empty());
-        assert_eq!(snapshot(&sot.join(dir)), original, "{dir}/ is copied file for file");
+        assert_eq!(
+            snapshot(&sot.join(dir)),
+            original,
+            "{dir}/ is copied file for file"
+        );
     }
     let o = run(&["--sot", sot.to_str().unwrap(), "sot", "check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -15,13 +15,13 @@ use super::{FleetArgs, out};
 use crate::exit::Exit;
 use crate::fleet::event::{NodeStatus, TaskStatus};
 use crate::fleet::resolve::connect_specs;
-use crate::fleet::run::{RunOptions, RunReport, run_nodes};
+use crate::fleet::run::{RunOptions, RunReport};
 use crate::fleet::ssh::{ConnectSpec, ExecLimits};
 use crate::fleet::target;
 use crate::harden::{self, Mode};
 use crate::playbook::compile::Options;
 use crate::playbook::model::Playbook;
-use crate::playbook::run::{PlayRequest, play, run_script};
+use crate::playbook::run::{PlayRequest, play};
 use crate::sot::{self, Profile, Sot};
 use crate::store::Store;
 
@@ -134,37 +134,7 @@ pub fn install_cmd(
     json: bool,
 ) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
-    let p = sot.profiles.get(profile).cloned().ok_or_else(|| {
-        let hint = crate::sot::diag::suggest(profile, sot.profiles.keys().map(String::as_str))
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        InvalidInput(format!(
-            "there is no profile `{profile}`{hint}; profiles: {}",
-            sot.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let mut combined: Option<Playbook> = None;
-    let dir = sot.root.join(&sot.settings.playbooks_dir);
-    for name in &p.playbooks {
-        let pb = crate::playbook::load_playbook(&dir.join(format!("{name}.toml")))
-            .map_err(|d| InvalidInput(d.to_string()))?;
-        combined = Some(match combined {
-            None => pb,
-            Some(mut all) => {
-                // One script per node: the profile's playbooks run in order in one round trip.
-                let mut vars = pb.vars.clone();
-                vars.extend(std::mem::take(&mut all.vars));
-                all.vars = vars;
-                all.r#become |= pb.r#become;
-                all.tasks.extend(pb.tasks);
-                all.handlers.extend(pb.handlers);
-                all
-            }
-        });
-    }
-    let mut pb =
-        combined.ok_or_else(|| InvalidInput(format!("profile `{profile}` lists no playbooks")))?;
-    pb.name = Some(format!("install {profile}"));
+    let (pb, dir, p) = crate::playbook::for_profile(&sot, profile).map_err(InvalidInput)?;
     run_playbook(
         root,
         db,
@@ -223,22 +193,7 @@ fn check_profile(
     nodes: &[usize],
     extra: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
-    for &i in nodes {
-        let node = &sot.nodes[i];
-        for tag in &profile.required_tags {
-            if !node.tags.contains_key(tag) {
-                problems.push(format!(
-                    "{}: has no `{tag}` tag, which profile `{}` requires",
-                    node.name, profile.name
-                ));
-            }
-        }
-        let vars = crate::playbook::vars::merge(&pb.vars, Some(profile), sot, node, extra);
-        for p in profile.check_vars(&vars) {
-            problems.push(format!("{}: {p}", node.name));
-        }
-    }
+    let problems = crate::playbook::profile_problems(sot, pb, profile, nodes, extra);
     if problems.is_empty() {
         return Ok(());
     }
@@ -449,13 +404,7 @@ pub fn harden_cmd(
                     "profile `{p}` does not exist or names no hardening baseline"
                 ))
             })?,
-        (None, None) => sot
-            .settings
-            .default_profile
-            .as_ref()
-            .and_then(|p| sot.profiles.get(p))
-            .and_then(|p| p.hardening.clone())
-            .unwrap_or_else(|| "baseline".into()),
+        (None, None) => harden::default_name(&sot),
     };
     let baseline = Arc::new(
         harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
@@ -498,15 +447,7 @@ pub fn harden_cmd(
             Printer::new(json, false)
         };
         drive(open_store(&db, root)?, printer, move |events, cancel| {
-            run_nodes(specs, opts, events, cancel, move |session, ctx| {
-                let baseline = baseline.clone();
-                let password = password.clone();
-                async move {
-                    let compile =
-                        |_: Option<&_>| Ok(harden::compile(&baseline, mode, &ctx.login_user));
-                    run_script(&session, &ctx, compile, false, password.as_deref()).await
-                }
-            })
+            harden::run(specs, baseline, mode, password, opts, events, cancel)
         })
     };
     let report = if args.apply {

@@ -204,3 +204,36 @@ const RULE_FN: &str = r#"_m_rule() { # applies audit remediate mode refused
     _m_fail "still failing after remediation: $(head -n 1 "$_m_tmp/audit")"
 }
 "#;
+
+/// Audit or apply `baseline` on every node: the same executor and script
+/// runner as playbooks.
+pub async fn run(
+    specs: Vec<crate::fleet::ssh::ConnectSpec>,
+    baseline: std::sync::Arc<Loaded>,
+    mode: Mode,
+    become_password: Option<String>,
+    opts: crate::fleet::RunOptions,
+    events: crate::fleet::EventSink,
+    cancel: crate::fleet::Cancel,
+) -> crate::fleet::RunReport {
+    crate::fleet::run_nodes(specs, opts, events, cancel, move |session, ctx| {
+        let baseline = baseline.clone();
+        let password = become_password.clone();
+        async move {
+            let compile = |_: Option<&_>| Ok(compile(&baseline, mode, &ctx.login_user));
+            crate::playbook::run::run_script(&session, &ctx, compile, false, password.as_deref())
+                .await
+        }
+    })
+    .await
+}
+
+/// The baseline a run uses: the one named, else the default profile's, else `baseline`.
+pub fn default_name(sot: &crate::sot::Sot) -> String {
+    sot.settings
+        .default_profile
+        .as_ref()
+        .and_then(|p| sot.profiles.get(p))
+        .and_then(|p| p.hardening.clone())
+        .unwrap_or_else(|| "baseline".into())
+}

@@ -16,3 +16,71 @@ pub use model::{Playbook, load as load_playbook};
 
 /// The module library every script starts with.
 pub const LIBRARY: &str = include_str!("lib.sh");
+
+use std::path::PathBuf;
+
+use crate::sot::{Profile, Sot};
+
+/// A profile's playbooks as one playbook (one script per node, one round
+/// trip), the directory its `src` files are read from, and the profile.
+pub fn for_profile(sot: &Sot, name: &str) -> Result<(Playbook, PathBuf, Profile), String> {
+    let profile = sot.profiles.get(name).cloned().ok_or_else(|| {
+        let hint = crate::sot::diag::suggest(name, sot.profiles.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let all: Vec<&str> = sot.profiles.keys().map(String::as_str).collect();
+        format!(
+            "there is no profile `{name}`{hint}; profiles: {}",
+            all.join(", ")
+        )
+    })?;
+    let dir = sot.root.join(&sot.settings.playbooks_dir);
+    let mut combined: Option<Playbook> = None;
+    for p in &profile.playbooks {
+        let pb = load_playbook(&dir.join(format!("{p}.toml"))).map_err(|d| d.to_string())?;
+        combined = Some(match combined {
+            None => pb,
+            Some(mut all) => {
+                // Earlier playbooks' defaults win over later ones'.
+                let mut vars = pb.vars.clone();
+                vars.extend(std::mem::take(&mut all.vars));
+                all.vars = vars;
+                all.r#become |= pb.r#become;
+                all.tasks.extend(pb.tasks);
+                all.handlers.extend(pb.handlers);
+                all
+            }
+        });
+    }
+    let mut pb = combined.ok_or_else(|| format!("profile `{name}` lists no playbooks"))?;
+    pb.name = Some(format!("install {name}"));
+    Ok((pb, dir, profile))
+}
+
+/// Why `profile` refuses to install on `nodes` (required tags, `[validate]`
+/// rules), one line per problem; empty when it may proceed.
+pub fn profile_problems(
+    sot: &Sot,
+    pb: &Playbook,
+    profile: &Profile,
+    nodes: &[usize],
+    extra: &[(String, String)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &i in nodes {
+        let node = &sot.nodes[i];
+        for tag in &profile.required_tags {
+            if !node.tags.contains_key(tag) {
+                problems.push(format!(
+                    "{}: has no `{tag}` tag, which profile `{}` requires",
+                    node.name, profile.name
+                ));
+            }
+        }
+        let vars = vars::merge(&pb.vars, Some(profile), sot, node, extra);
+        for p in profile.check_vars(&vars) {
+            problems.push(format!("{}: {p}", node.name));
+        }
+    }
+    problems
+}

@@ -61,6 +61,8 @@ pub enum Action {
     CancelRun,
     /// Say why a key does nothing here.
     Unavailable(String),
+    /// Open `:` command mode with this text already typed (`p` → `:play `).
+    OpenCommand(String),
 }
 
 /// Work that needs the operator's confirmation, with everything it will use.
@@ -71,10 +73,26 @@ pub enum Pending {
     QuitDuringRun,
 }
 
-/// An ad-hoc command on a fixed set of nodes.
+/// Engine work on a fixed set of nodes: an ad-hoc command, or a playbook,
+/// a profile install or a hardening audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecPlan {
     /// Node names, in SoT order, copied when the plan was made.
     pub nodes: Vec<String>,
+    /// What runs, as shown to the operator (the command itself for `Job::Command`).
     pub command: String,
+    pub job: Job,
+}
+
+/// Which engine function runs the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// `maestro exec`: `command` through the login shell.
+    Command,
+    /// `maestro play NAME --yes`.
+    Playbook(String),
+    /// `maestro install --profile NAME --yes`.
+    Install(String),
+    /// `maestro harden --audit --baseline NAME` (changes nothing).
+    HardenAudit(String),
 }

@@ -87,7 +87,7 @@ pub const KEYMAP: &[KeyHelp] = &[
     key(
         Fleet,
         "p  i  h",
-        "playbook / install / hardening audit (not available yet)",
+        "playbook / install / hardening audit on the marked nodes",
         None,
     ),
     key(Groups, "Enter", "show the group's nodes", Some("nodes")),
@@ -116,21 +116,19 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("live", "the run in flight (or the last one started here)"),
     ("exec", "exec CMD: run CMD on the marked nodes (asks first)"),
     ("filter", "filter TEXT: same as /"),
-    ("play", "run a playbook (not available yet)"),
-    ("install", "install a profile (not available yet)"),
-    ("harden", "hardening audit (not available yet)"),
+    ("play", "run a playbook on the marked nodes: :play NAME"),
+    (
+        "install",
+        "install a profile on the marked nodes: :install PROFILE",
+    ),
+    (
+        "harden",
+        "hardening audit of the marked nodes: :harden [BASELINE]",
+    ),
     ("help", "this help"),
     ("q", "quit"),
     ("quit", "quit"),
 ];
-
-/// Why the playbook-engine keys do nothing yet.
-pub fn not_yet(what: &str) -> String {
-    format!(
-        "not available yet: {what} needs the playbook engine, which is still being built; \
-         until then use x (exec) on the selection"
-    )
-}
 
 /// Footer hints: the view's, then the global ones.
 pub fn hints(scope: Scope) -> Vec<(&'static str, &'static str)> {

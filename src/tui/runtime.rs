@@ -16,7 +16,7 @@ use ratatui::backend::Backend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use super::action::ExecPlan;
+use super::action::{ExecPlan, Job};
 use super::app::{App, Effect, Msg};
 use super::components::run::RunDetail;
 use super::components::runs::RUNS_SHOWN;
@@ -24,6 +24,7 @@ use crate::fleet::event::now_ms;
 use crate::fleet::resolve::{ConnectOptions, connect_specs};
 use crate::fleet::ssh::ExecLimits;
 use crate::fleet::{Cancel, Event, EventSink, RunOptions, RunReport, run_command};
+use crate::playbook::run::{PlayRequest, play};
 use crate::sot::Sot;
 use crate::store::Store;
 
@@ -76,14 +77,86 @@ pub async fn run_exec(
             message,
         });
     }
+    let kind = match &plan.job {
+        Job::Command => "exec",
+        Job::Playbook(_) | Job::Install(_) => "play",
+        Job::HardenAudit(_) => "harden-audit",
+    };
     let opts = RunOptions {
-        kind: "exec".into(),
+        kind: kind.into(),
         target: plan.nodes.join(","),
         description: plan.command.clone(),
         forks: ctx.forks,
         limits: ctx.limits.clone(),
     };
-    Ok(run_command(specs, plan.command, opts, events, cancel).await)
+    let sot = &ctx.sot;
+    // The same engine functions as `maestro play`, `install` and `harden --audit`.
+    let playbook = |pb: crate::playbook::Playbook, base_dir: PathBuf, profile| {
+        Arc::new(PlayRequest {
+            sot: Arc::clone(sot),
+            playbook: Arc::new(pb),
+            base_dir,
+            profile,
+            extra_vars: Vec::new(),
+            options: Default::default(),
+            become_password: None,
+        })
+    };
+    Ok(match plan.job {
+        Job::Command => run_command(specs, plan.command, opts, events, cancel).await,
+        Job::Playbook(name) => {
+            let dir = sot.root.join(&sot.settings.playbooks_dir);
+            let pb = crate::playbook::load_playbook(&dir.join(format!("{name}.toml")))
+                .map_err(|d| d.to_string())?;
+            play(specs, playbook(pb, dir, None), opts, events, cancel).await
+        }
+        Job::Install(profile) => {
+            let (pb, dir, profile) = crate::playbook::for_profile(sot, &profile)?;
+            let problems = crate::playbook::profile_problems(
+                sot,
+                &pb,
+                &profile,
+                &indices_of(sot, &plan.nodes),
+                &[],
+            );
+            if !problems.is_empty() {
+                return Err(format!(
+                    "profile `{}` refuses: {}",
+                    profile.name,
+                    problems.join("; ")
+                ));
+            }
+            play(
+                specs,
+                playbook(pb, dir, Some(profile)),
+                opts,
+                events,
+                cancel,
+            )
+            .await
+        }
+        Job::HardenAudit(name) => {
+            let baseline = crate::harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
+                .map_err(|d| d.to_string())?;
+            crate::harden::run(
+                specs,
+                Arc::new(baseline),
+                crate::harden::Mode::Audit,
+                None,
+                opts,
+                events,
+                cancel,
+            )
+            .await
+        }
+    })
+}
+
+fn indices_of(sot: &Sot, names: &[String]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|n| sot.node_index.get(n).copied())
+        .collect()
 }
 
 /// Where the loop reads and records runs.

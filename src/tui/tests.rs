@@ -29,7 +29,11 @@ const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 fn write_sot(dir: &Path, nodes: &[(&str, &str, &str, &str, &str)]) -> Sot {
     std::fs::write(
         dir.join("maestro.toml"),
-        "[maestro]\nname = \"acme-prod\"\n\n[tags]\nrequired = [\"env\", \"region\"]\n",
+        format!(
+            "[maestro]\nname = \"acme-prod\"\n\n[paths]\nprofiles = \"{repo}/profiles\"\nplaybooks = \"{repo}/playbooks\"\n\
+             hardening = \"{repo}/hardening\"\n\n[tags]\nrequired = [\"env\", \"region\"]\n",
+            repo = env!("CARGO_MANIFEST_DIR")
+        ),
     )
     .unwrap();
     let mut text = String::new();
@@ -372,6 +376,7 @@ fn live_app() -> App {
     let mut app = app();
     let nodes: Vec<String> = FLEET[..6].iter().map(|n| n.0.to_string()).collect();
     app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        job: crate::tui::action::Job::Command,
         nodes: nodes.clone(),
         command: "systemctl restart vllm".into(),
     })));
@@ -473,6 +478,7 @@ fn live_view_finished() {
 fn live_view_run_that_could_not_start() {
     let mut app = app();
     app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        job: crate::tui::action::Job::Command,
         nodes: vec!["gpu-eu-01".into()],
         command: "true".into(),
     })));
@@ -589,13 +595,47 @@ fn no_means_nothing_runs() {
 }
 
 #[test]
-fn unavailable_keys_say_why() {
+fn playbooks_installs_and_audits_run_on_the_marked_nodes_after_confirmation() {
     let mut app = app();
-    press(&mut app, KeyCode::Char('p'));
+    press(&mut app, KeyCode::Char(' ')); // mark the first node shown
+    press(&mut app, KeyCode::Char('p')); // opens `:play ` for the playbook's name
+    assert!(render(&app, 160, 48).contains(":play"));
+    typed(&mut app, "nope");
+    press(&mut app, KeyCode::Enter);
     assert!(
         render(&app, 160, 48)
-            .contains("not available yet: running a playbook (p) needs the playbook engine")
+            .contains("no playbook `nope`; playbooks: agent-runtime, audit-logging")
     );
+    press(&mut app, KeyCode::Char('p'));
+    typed(&mut app, "agent-runtime");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 160, 48);
+    assert!(
+        screen.contains("Run this (it changes the nodes) on 1 node:")
+            && screen.contains("play agent-runtime"),
+        "{screen}"
+    );
+    press(&mut app, KeyCode::Char('y'));
+    let plan = started_plan(&mut app).expect("confirmed: the run starts");
+    assert_eq!(
+        plan.job,
+        super::action::Job::Playbook("agent-runtime".into())
+    );
+    assert_eq!(plan.nodes.len(), 1);
+    // h: the audit of the default baseline, also confirmed first.
+    let mut app = self::app();
+    press(&mut app, KeyCode::Char('h'));
+    let screen = render(&app, 160, 48);
+    assert!(
+        screen.contains("harden --audit --baseline baseline")
+            && screen.contains("it changes nothing"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn unavailable_keys_say_why() {
+    let mut app = app();
     press(&mut app, KeyCode::Char('z'));
     assert!(render(&app, 160, 48).contains("z does nothing in the nodes view; ? lists the keys"));
     app.dispatch(Action::Show(super::action::ViewId::Runs));
@@ -624,6 +664,7 @@ fn read_only_refuses_changing_actions_and_says_why() {
     typed(&mut app, "exec touch /etc/x");
     press(&mut app, KeyCode::Enter);
     app.dispatch(Action::Confirmed(Pending::Exec(ExecPlan {
+        job: crate::tui::action::Job::Command,
         nodes: vec!["gpu-eu-01".into()],
         command: "touch /etc/x".into(),
     })));

@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod frame;
 
-use super::action::{Action, ExecPlan, Pending, PromptKind, ViewId};
+use super::action::{Action, ExecPlan, Job, Pending, PromptKind, ViewId};
 use super::components::Loadable;
 use super::components::confirm::ConfirmDialog;
 use super::components::fleet::FleetView;
@@ -23,7 +23,7 @@ use super::components::node::NodeView;
 use super::components::prompt::Prompt;
 use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
-use super::keys::{self, COMMANDS};
+use super::keys::COMMANDS;
 use super::text::count;
 use crate::fleet::{Cancel, Event, NodeResult};
 use crate::sot::Sot;
@@ -283,6 +283,9 @@ impl App {
                 }
             }
             Action::OpenPrompt(kind) => self.open_prompt(kind),
+            Action::OpenCommand(text) => {
+                self.prompt = Some(Prompt::new(PromptKind::Command, &text))
+            }
             Action::ClosePrompt => {
                 if let Some(p) = self.prompt.take()
                     && p.kind == PromptKind::Filter
@@ -413,12 +416,11 @@ impl App {
                     Action::Confirm(Pending::Exec(ExecPlan {
                         nodes,
                         command: rest.to_string(),
+                        job: Job::Command,
                     }))
                 }
             }
-            "play" => Action::Unavailable(keys::not_yet("running a playbook (:play)")),
-            "install" => Action::Unavailable(keys::not_yet("installing a profile (:install)")),
-            "harden" => Action::Unavailable(keys::not_yet("the hardening audit (:harden)")),
+            "play" | "install" | "harden" => self.job_plan(word, rest),
             other => {
                 let near = COMMANDS
                     .iter()
@@ -434,6 +436,51 @@ impl App {
             }
         };
         self.dispatch(action);
+    }
+
+    /// `:play NAME`, `:install PROFILE`, `:harden [BASELINE]` on the marked
+    /// (or shown) nodes: checked against the SoT, then confirmed like exec.
+    fn job_plan(&self, word: &str, name: &str) -> Action {
+        let sot = &self.sot;
+        let (known, label): (Vec<String>, &str) = match word {
+            "play" => (sot.playbooks.clone(), "playbook"),
+            "install" => (sot.profiles.keys().cloned().collect(), "profile"),
+            _ => (sot.baselines.clone(), "hardening baseline"),
+        };
+        let name = if word == "harden" && name.is_empty() {
+            crate::harden::default_name(sot)
+        } else {
+            name.to_string()
+        };
+        if name.is_empty() {
+            return Action::Unavailable(format!(
+                "usage: :{word} NAME; {label}s: {}",
+                known.join(", ")
+            ));
+        }
+        if !known.contains(&name) {
+            return Action::Unavailable(format!(
+                "no {label} `{name}`; {label}s: {}",
+                known.join(", ")
+            ));
+        }
+        let nodes = self.fleet.selection();
+        if nodes.is_empty() {
+            return Action::Unavailable(format!("no node to {word} on: none is shown or marked"));
+        }
+        let (command, job) = match word {
+            "play" => (format!("play {name}"), Job::Playbook(name)),
+            "install" => (format!("install --profile {name}"), Job::Install(name)),
+            _ => (
+                format!("harden --audit --baseline {name}"),
+                Job::HardenAudit(name),
+            ),
+        };
+        Action::Confirm(Pending::Exec(ExecPlan {
+            nodes,
+            command,
+            job,
+        }))
     }
 
     fn confirm(&mut self, pending: Pending) {

@@ -48,9 +48,14 @@ impl ConfirmDialog {
     fn lines(&self) -> (String, Vec<Line<'_>>) {
         match &self.pending {
             Pending::Exec(plan) => {
+                let what = match plan.job {
+                    crate::tui::action::Job::Command => "this command",
+                    crate::tui::action::Job::HardenAudit(_) => "this audit (it changes nothing)",
+                    _ => "this (it changes the nodes)",
+                };
                 let mut lines = vec![
                     Line::from(format!(
-                        "Run this command on {}:",
+                        "Run {what} on {}:",
                         count(plan.nodes.len(), "node")
                     )),
                     Line::from(""),

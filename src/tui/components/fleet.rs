@@ -20,7 +20,6 @@ use crate::sot::Sot;
 use crate::store::LastResult;
 use crate::tui::action::{Action, PromptKind};
 use crate::tui::filter::{Filter, Subject, haystack};
-use crate::tui::keys::not_yet;
 use crate::tui::text::{age, dim, header_style, selected_style, status_style};
 
 /// Whether a node answered the last time maestro tried it.
@@ -389,9 +388,9 @@ impl FleetView {
                     Action::OpenPrompt(PromptKind::Exec { nodes })
                 }
             }
-            KeyCode::Char('p') => Action::Unavailable(not_yet("running a playbook (p)")),
-            KeyCode::Char('i') => Action::Unavailable(not_yet("installing a profile (i)")),
-            KeyCode::Char('h') => Action::Unavailable(not_yet("the hardening audit (h)")),
+            KeyCode::Char('p') => Action::OpenCommand("play ".into()),
+            KeyCode::Char('i') => Action::OpenCommand("install ".into()),
+            KeyCode::Char('h') => Action::Command("harden".into()),
             KeyCode::Esc if !self.filter_text.is_empty() => Action::Filter(String::new()),
             _ => return None,
         })

@@ -133,6 +133,7 @@ impl Prompt {
                     return Action::Unavailable("type the command to run, or Esc to cancel".into());
                 }
                 Action::Confirm(Pending::Exec(ExecPlan {
+                    job: crate::tui::action::Job::Command,
                     nodes: nodes.clone(),
                     command: text.trim().to_string(),
                 }))
@@ -287,6 +288,7 @@ mod tests {
         assert_eq!(
             press(&mut p, KeyCode::Enter),
             Some(Action::Confirm(Pending::Exec(ExecPlan {
+                job: crate::tui::action::Job::Command,
                 nodes,
                 command: "uname -r".into()
             })))
