@@ -244,61 +244,38 @@ fn perform(
 ) {
     let tx = tx.clone();
     let stores = Arc::clone(stores);
-    let effect = match effect {
-        Effect::StartExec { plan, cancel } => {
-            return start_exec(plan, cancel, tx, stores, Arc::clone(ctx));
-        }
-        other => other,
-    };
-    let read = move |f: Box<dyn FnOnce(&Store) -> Msg + Send>,
-                     fail: Box<dyn FnOnce(String) -> Msg + Send>| {
-        tokio::task::spawn_blocking(move || {
-            let msg = match Store::open(&stores.db) {
-                Ok(store) => f(&store),
-                Err(e) => fail(e.to_string()),
-            };
-            let _ = tx.send(msg);
-        });
-    };
     match effect {
-        Effect::LoadLastResults => read(
-            Box::new(|s| Msg::LastResults(s.last_results().map_err(|e| e.to_string()))),
-            Box::new(|e| Msg::LastResults(Err(e))),
-        ),
-        Effect::LoadRuns => read(
-            Box::new(|s| Msg::Runs(s.runs(RUNS_SHOWN).map_err(|e| e.to_string()))),
-            Box::new(|e| Msg::Runs(Err(e))),
-        ),
-        Effect::LoadRun(id) => {
-            let id2 = id.clone();
-            read(
-                Box::new(move |s| Msg::Run {
-                    result: load_run(s, &id).map_err(|e| e.to_string()),
-                    id,
-                }),
-                Box::new(move |e| Msg::Run {
-                    id: id2,
-                    result: Err(e),
-                }),
-            )
-        }
-        Effect::LoadNodeHistory(node) => {
-            let node2 = node.clone();
-            read(
-                Box::new(move |s| Msg::NodeHistory {
-                    result: s
-                        .node_history(&node, NODE_HISTORY)
-                        .map_err(|e| e.to_string()),
-                    node,
-                }),
-                Box::new(move |e| Msg::NodeHistory {
-                    node: node2,
-                    result: Err(e),
-                }),
-            )
-        }
-        Effect::StartExec { .. } => {}
+        Effect::LoadLastResults => read_store(tx, stores, |s| {
+            Msg::LastResults(s.and_then(|s| s.last_results().map_err(|e| e.to_string())))
+        }),
+        Effect::LoadRuns => read_store(tx, stores, |s| {
+            Msg::Runs(s.and_then(|s| s.runs(RUNS_SHOWN).map_err(|e| e.to_string())))
+        }),
+        Effect::LoadRun(id) => read_store(tx, stores, move |s| Msg::Run {
+            result: s.and_then(|s| load_run(&s, &id).map_err(|e| e.to_string())),
+            id,
+        }),
+        Effect::LoadNodeHistory(node) => read_store(tx, stores, move |s| Msg::NodeHistory {
+            result: s.and_then(|s| {
+                s.node_history(&node, NODE_HISTORY)
+                    .map_err(|e| e.to_string())
+            }),
+            node,
+        }),
+        Effect::StartExec { plan, cancel } => start_exec(plan, cancel, tx, stores, Arc::clone(ctx)),
     }
+}
+
+/// Open the store off the event loop, read, and send the result back.
+fn read_store(
+    tx: UnboundedSender<Msg>,
+    stores: Arc<Stores>,
+    read: impl FnOnce(Result<Store, String>) -> Msg + Send + 'static,
+) {
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&stores.db).map_err(|e| e.to_string());
+        let _ = tx.send(read(store));
+    });
 }
 
 fn load_run(store: &Store, id: &str) -> crate::store::Result<Option<RunDetail>> {

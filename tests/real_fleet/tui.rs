@@ -215,6 +215,29 @@ fn console_filters_marks_runs_and_records_a_command() {
         "the selected node's output:\n{screen}"
     );
 
+    // The fleet shows the new results; the node view (the cursor stayed on
+    // n05, the last one marked) lists the run.
+    term.keys(&[":"]);
+    term.text("nodes");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("the fleet's last runs", |s| {
+        s.lines()
+            .filter(|l| l.contains(" ok ") && l.contains(" yes "))
+            .count()
+            == 3
+    });
+    assert!(
+        screen.contains("nodes 3/6"),
+        "the filter is kept:\n{screen}"
+    );
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("the node view", |s| {
+        s.contains("node n05")
+            && s.lines()
+                .any(|l| l.contains("exec") && l.contains("uname -r"))
+    });
+    assert!(screen.contains("region=eu-west"), "{screen}");
+
     // Quit: the shell is back, the terminal restored.
     term.keys(&["q"]);
     let screen = term.wait_for("the shell", |s| s.contains("maestro exited 0"));
