@@ -106,8 +106,9 @@ fn a_stopped_node_is_unreachable_and_the_others_still_run() {
 fn a_node_whose_sshd_dies_mid_command_fails_alone() {
     let f = fleet();
     let op = Operator::new(&[1, 3, 12]);
-    let child = op_command(&op, &["exec", "all", "--", "sleep 3; echo finished"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let child = op_command(&op, &["exec", "all", "--", "sleep 5.3; echo finished"]);
+    // Kill n12 once the command is really running there (not after a guess).
+    wait_for_processes("sleep 5.3", 3);
     f.node_cmd("kill-node", "n12");
     let o = child.wait_with_output().unwrap();
     f.node_cmd("start-node", "n12");
@@ -122,6 +123,30 @@ fn a_node_whose_sshd_dies_mid_command_fails_alone() {
         "{out}"
     );
     assert!(out.contains("ok=2 failed=1"), "{out}");
+}
+
+/// Processes on this machine (nodes share its PID namespace) whose command line is `args`.
+fn count_processes(args: &str) -> usize {
+    String::from_utf8(
+        Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| l.trim() == args)
+    .count()
+}
+
+/// Wait (up to 30 s, however loaded the machine) until `n` such processes run.
+fn wait_for_processes(args: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_processes(args) < n {
+        assert!(Instant::now() < deadline, "`{args}` never ran on {n} nodes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn op_command(op: &Operator, args: &[&str]) -> std::process::Child {
@@ -371,20 +396,8 @@ fn ctrl_c_stops_remote_commands_and_says_which_nodes_were_cut_off() {
     let op = Operator::new(&[3, 5]);
     let child = op_command(&op, &["exec", "all", "--", "sleep 31.7; echo never"]);
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(2500));
-    let remote = || {
-        String::from_utf8(
-            Command::new("ps")
-                .args(["-eo", "args"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .lines()
-        .filter(|l| l.trim() == "sleep 31.7")
-        .count()
-    };
+    let remote = || count_processes("sleep 31.7");
+    wait_for_processes("sleep 31.7", 2);
     assert_eq!(remote(), 2, "the command is running on both nodes");
     let started = Instant::now();
     Command::new("kill")
