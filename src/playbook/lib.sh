@@ -226,6 +226,8 @@ _m_service() { # name state enabled(''|0|1) command pidfile
     esac
     if [ "$_m_check" = 1 ]; then _m_changed "would $2 $1"; return; fi
     if [ "$running" = 1 ] && [ "$2" != started ]; then
+        # The pidfile may name a `sh -c` wrapper: stop what it started too.
+        pkill -P "$(cat "$5")" 2>/dev/null
         kill "$(cat "$5")" 2>/dev/null
         i=0; while kill -0 "$(cat "$5")" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
         rm -f "$5"
