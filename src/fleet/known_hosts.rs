@@ -563,8 +563,9 @@ fn hash_host_name(name: &str, salt: &[u8]) -> String {
 }
 
 /// Glob matching with `*` (any run) and `?` (any one character), as in
-/// OpenSSH's match_pattern(). Both sides are expected lowercased already.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
+/// OpenSSH's match_pattern(), for known_hosts and ssh_config `Host` patterns.
+/// Case-sensitive: known_hosts lowercases both sides first, ssh_config does not.
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);

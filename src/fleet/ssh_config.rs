@@ -35,6 +35,7 @@
 //! * service names for `Port` (numbers only);
 //! * ssh's refusal of config files with unsafe owner or permissions.
 
+use super::known_hosts::wildcard_match;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -265,34 +266,6 @@ fn host_matches(patterns: &[HostPattern], host: &str) -> bool {
         }
     }
     matched
-}
-
-/// Glob matching with `*` and `?`, case-sensitive like OpenSSH's
-/// match_pattern(). (The known_hosts module has its own case-insensitive
-/// twin; each module stays self-contained.)
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    // Position after the last `*` and the text position it has swallowed up
-    // to, so a mismatch can backtrack by swallowing one more character.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi + 1, ti));
-            pi += 1;
-        } else if let Some((after_star, swallowed_to)) = star {
-            pi = after_star;
-            ti = swallowed_to + 1;
-            star = Some((after_star, ti));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Values collected while walking, first-wins.
