@@ -106,10 +106,39 @@ fn a_stopped_node_is_unreachable_and_the_others_still_run() {
 fn a_node_whose_sshd_dies_mid_command_fails_alone() {
     let f = fleet();
     let op = Operator::new(&[1, 3, 12]);
-    let child = op_command(&op, &["exec", "all", "--", "sleep 5.3; echo finished"]);
-    // Kill n12 once the command is really running there (not after a guess).
-    wait_for_processes("sleep 5.3", 3);
+    // Each node waits for a file in its own private /tmp: nothing finishes
+    // before the test says so, however slow the machine is.
+    let cmd = "while [ ! -e /tmp/release-after-kill ]; do sleep 0.1; done; echo finished";
+    let child = op_command(&op, &["exec", "all", "--", cmd]);
+    let running = || {
+        String::from_utf8(
+            Command::new("ps")
+                .args(["-eo", "args"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("/bin/sh -c") && l.contains("release-after-kill"))
+        .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the command never ran on all three nodes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     f.node_cmd("kill-node", "n12");
+    for n in ["n01", "n03"] {
+        assert!(
+            f.node_exec(n, &["touch", "/tmp/release-after-kill"])
+                .status
+                .success()
+        );
+    }
     let o = child.wait_with_output().unwrap();
     f.node_cmd("start-node", "n12");
     let out = stdout(&o);
