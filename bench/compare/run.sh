@@ -61,7 +61,7 @@ fi
 PY=$VENV/bin/python
 v_maestro=$("$M" --version 2>/dev/null || echo "maestro (unknown version)")
 v_ansible=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | head -1)
-v_pyinfra=$("$VENV/bin/pyinfra" --version 2>/dev/null | head -1)
+v_pyinfra=$("$VENV/bin/pyinfra" --version 2>/dev/null | head -1 | sed 's/^pyinfra: //')
 v_python=$("$PY" --version 2>&1)
 v_ssh=$(ssh -V 2>&1)
 echo "maestro:  $v_maestro"
@@ -169,23 +169,18 @@ node_state() { # NODE: files, modes, owners, content, user, the running service
         sed -n "1s/^[^ ]* /<time> /p" /var/log/maestro/runtime.log
         pid=$(cat /opt/maestro/run/runtime.pid)
         kill -0 "$pid" && echo "pidfile: a live process: $(tr "\0" " " </proc/$pid/cmdline)"
-        # Runtime processes in this node: sh -c wrappers and launcher scripts
-        # (not the short-lived $(...) subshells of a launcher script).
-        ns=$(readlink /proc/self/ns/mnt); w=0; s=0
+        # The runtime: one sh -c wrapper (the pidfile names it) and a launcher
+        # script under it. Orphaned launcher scripts from the restart race are
+        # not compared: their number depends on timing (README, Caveats).
+        ns=$(readlink /proc/self/ns/mnt); w=0; u=0
         for p in /proc/[0-9]*; do
             [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$ns" ] || continue
-            c=$(tr "\0" " " <$p/cmdline 2>/dev/null)
-            pp=$(cut -d" " -f4 $p/stat 2>/dev/null)
-            case "$c" in
+            case "$(tr "\0" " " <$p/cmdline 2>/dev/null)" in
                 "sh -c /opt/maestro/bin/maestro-runtime "*) w=$((w + 1)) ;;
-                *"/bin/sh /opt/maestro/bin/maestro-runtime "*)
-                    # a launcher script: started by a wrapper, or orphaned (parent 1)
-                    case "$pp:$(tr "\0" " " </proc/$pp/cmdline 2>/dev/null)" in
-                        1:*|*":sh -c /opt/maestro/bin/maestro-runtime "*) s=$((s + 1)) ;;
-                    esac ;;
+                *"/bin/sh /opt/maestro/bin/maestro-runtime "*) [ "$(cut -d" " -f4 $p/stat 2>/dev/null)" = "$pid" ] && u=$((u + 1)) ;;
             esac
         done
-        echo "runtime processes on the node: $w sh -c wrapper(s), $s launcher script(s)"'
+        echo "runtime: $w sh -c wrapper(s), $u launcher script(s) under the pidfile process"'
 }
 equivalence() {
     local tool ref="" rc=0
