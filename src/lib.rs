@@ -19,4 +19,5 @@ pub mod playbook;
 pub mod sim;
 pub mod sot;
 pub mod store;
+pub mod terminal_text;
 pub mod tui;

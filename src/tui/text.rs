@@ -70,7 +70,7 @@ pub fn fit_left(s: &str, width: usize) -> String {
 /// Node output as lines safe to draw: control bytes in caret notation
 /// (the CLI's sanitizer), tabs expanded.
 pub fn output_lines(bytes: &[u8]) -> Vec<String> {
-    crate::cli::printer::sanitize(bytes)
+    crate::terminal_text::sanitize(bytes)
         .lines()
         .map(|l| l.replace('\t', "    "))
         .collect()

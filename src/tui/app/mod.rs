@@ -578,7 +578,7 @@ impl App {
                 let at = node.as_ref().map(|n| format!("{n}: ")).unwrap_or_default();
                 self.say(
                     Level::Warn,
-                    format!("{at}{}", crate::cli::printer::sanitize(message.as_bytes())),
+                    format!("{at}{}", crate::terminal_text::sanitize(message.as_bytes())),
                 );
             }
             Event::HostKeyLearned {

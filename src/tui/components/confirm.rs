@@ -62,7 +62,7 @@ impl ConfirmDialog {
                     Line::styled(
                         format!(
                             "  {}",
-                            crate::cli::printer::sanitize(plan.command.as_bytes())
+                            crate::terminal_text::sanitize(plan.command.as_bytes())
                         ),
                         header_style(),
                     ),

@@ -169,7 +169,7 @@ impl LiveView {
             Event::NodeFinished { result } => {
                 if let Some(i) = node(self, &result.node) {
                     let note = match &result.error {
-                        Some(e) => crate::cli::printer::sanitize(e.as_bytes()).replace('\n', " "),
+                        Some(e) => crate::terminal_text::sanitize(e.as_bytes()).replace('\n', " "),
                         None => {
                             let out = last_line(&result.stdout.bytes);
                             if out.is_empty() {
@@ -251,7 +251,7 @@ impl LiveView {
                 Span::raw(format!("exec on {} · ", count(total, "node"))),
                 Span::styled("command ", dim()),
                 Span::raw(fit(
-                    &crate::cli::printer::sanitize(self.command.as_bytes()).replace('\n', " "),
+                    &crate::terminal_text::sanitize(self.command.as_bytes()).replace('\n', " "),
                     l1.width.saturating_sub(30) as usize,
                 )),
             ])),

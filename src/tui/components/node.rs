@@ -203,7 +203,7 @@ impl NodeView {
                 ),
                 TableCell::from(age(self.now_ms, run.started_ms)),
                 TableCell::from(fit(
-                    &crate::cli::printer::sanitize(run.command.as_bytes()),
+                    &crate::terminal_text::sanitize(run.command.as_bytes()),
                     60,
                 )),
             ])

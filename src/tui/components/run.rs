@@ -158,13 +158,13 @@ impl RunView {
             Line::from(format!(
                 "{} on {} · {} · started {} ago{took}",
                 r.kind,
-                fit(&crate::cli::printer::sanitize(r.target.as_bytes()), 48),
+                fit(&crate::terminal_text::sanitize(r.target.as_bytes()), 48),
                 r.state,
                 age(self.now_ms, r.started_ms),
             )),
             Line::from(vec![
                 Span::styled("command ", dim()),
-                Span::raw(crate::cli::printer::sanitize(r.command.as_bytes()).replace('\n', " ")),
+                Span::raw(crate::terminal_text::sanitize(r.command.as_bytes()).replace('\n', " ")),
             ]),
             Line::from(format!(
                 "{} · ok {} · failed {} · unreachable {} · timed out {} · cancelled {}",
@@ -206,7 +206,7 @@ impl RunView {
                         .as_ref()
                         .map(|x| format!("{x}: "))
                         .unwrap_or_default(),
-                    crate::cli::printer::sanitize(n.message.as_bytes())
+                    crate::terminal_text::sanitize(n.message.as_bytes())
                 ),
                 dim(),
             ));
@@ -287,7 +287,7 @@ impl RunView {
         let mut lines: Vec<Line> = Vec::new();
         if let Some(e) = &r.error {
             lines.push(Line::styled(
-                format!("error: {}", crate::cli::printer::sanitize(e.as_bytes())),
+                format!("error: {}", crate::terminal_text::sanitize(e.as_bytes())),
                 Style::new().fg(Color::Red),
             ));
         }

@@ -141,7 +141,7 @@ impl RunsView {
                 TableCell::from(r.unreachable.to_string()),
                 TableCell::from(age(self.now_ms, r.started_ms)),
                 TableCell::from(
-                    crate::cli::printer::sanitize(r.command.as_bytes()).replace('\n', " "),
+                    crate::terminal_text::sanitize(r.command.as_bytes()).replace('\n', " "),
                 ),
             ])
         });
