@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use maestro::fleet::event::{Event, EventSink, NodeResult, NodeStatus};
+use maestro::bus::{Envelope, EventSink};
+use maestro::fleet::event::{Event, NodeResult, NodeStatus, RunKind};
 use maestro::playbook::compile::{Options, compile};
 use maestro::playbook::vars::{Renderer, context, merge};
-use maestro::store::Store;
+use maestro::store::{RunStore, SqliteStore};
 
 fn sot_with(n: usize, dir: &Path) -> maestro::sot::Sot {
     let mut nodes = String::new();
@@ -77,7 +78,7 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         b.iter(|| {
             rt.block_on(async {
-                let (sink, mut rx) = EventSink::channel();
+                let (sink, mut rx) = EventSink::channel("bench");
                 let consumer = tokio::spawn(async move {
                     let mut n = 0usize;
                     while rx.recv().await.is_some() {
@@ -100,26 +101,37 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let store = Store::open(&dir.path().join("runs.db")).unwrap();
+                let store = SqliteStore::open(&dir.path().join("runs.db")).unwrap();
                 (dir, store)
             },
             |(_dir, mut store)| {
                 let names: Vec<String> = (0..1000).map(|i| format!("node-{i:05}")).collect();
+                let envelope = |seq: u64, event: Event| Envelope {
+                    run_id: "bench".into(),
+                    seq,
+                    at_ms: 0,
+                    event,
+                };
                 store
-                    .record(&Event::RunStarted {
-                        run_id: "bench".into(),
-                        kind: "exec".into(),
-                        command: "true".into(),
-                        target: "all".into(),
-                        nodes: names.clone(),
-                        forks: 100,
-                        at_ms: 0,
-                    })
+                    .record(&envelope(
+                        1,
+                        Event::RunStarted {
+                            kind: RunKind::Exec,
+                            command: "true".into(),
+                            target: "all".into(),
+                            nodes: names.clone(),
+                            forks: 100,
+                            sot: "/sot".into(),
+                            sot_commit: None,
+                        },
+                    ))
                     .unwrap();
-                for n in &names {
+                for (i, n) in names.iter().enumerate() {
                     let mut r = NodeResult::new(n, NodeStatus::Ok);
                     r.stdout.push(b"6.1.0-25-amd64\n", 1 << 20);
-                    store.record(&Event::NodeFinished { result: r }).unwrap();
+                    store
+                        .record(&envelope(i as u64 + 2, Event::NodeFinished { result: r }))
+                        .unwrap();
                 }
             },
             BatchSize::PerIteration,

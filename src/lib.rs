@@ -10,11 +10,12 @@
 
 #![deny(clippy::todo, clippy::unimplemented)]
 
+pub mod bus;
 pub mod cli;
-pub mod demo;
 pub mod exit;
 pub mod fleet;
 pub mod harden;
+pub mod ops;
 pub mod playbook;
 pub mod sim;
 pub mod sot;

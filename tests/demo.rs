@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
-use maestro::demo::Demo;
-use maestro::fleet::{Cancel, EventSink, NodeStatus};
+use maestro::bus::Bus;
+use maestro::fleet::{Cancel, NodeStatus};
+use maestro::ops::Launch;
 use maestro::tui::action::{ExecPlan, Job};
+use maestro::tui::demo::Demo;
 use maestro::tui::{ExecPolicy, run_exec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,16 +53,17 @@ async fn demo_commands_change_only_their_node_directories() {
         demo_dir = dir.display()
     );
     let ctx = demo.exec_context().expect("the demo SoT loads");
-    let (events, mut rx) = EventSink::channel();
+    let (bus, mut rx) = Bus::new();
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let plan = ExecPlan {
         nodes: nodes.iter().map(|n| n.name.clone()).collect(),
         command: script,
         job: Job::Command,
     };
-    let report = run_exec(&ctx, plan, events, Cancel::new())
+    let report = run_exec(&ctx, plan, Launch::new(bus, Cancel::new()))
         .await
-        .expect("the run starts");
+        .expect("the run starts")
+        .report;
     drain.await.unwrap();
 
     assert_eq!(report.results.len(), 2);

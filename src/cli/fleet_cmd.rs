@@ -1,21 +1,22 @@
 //! `maestro exec` and `maestro runs`: the headless face over the fleet engine.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::json;
 
+use super::drive::{conclude, drive};
 use super::out;
-use super::printer::{Printer, recap, sanitize};
+use super::printer::{Printer, recap, sanitize, task_lines};
 use super::{ExecArgs, FleetArgs, RunsCommand};
 use crate::exit::Exit;
-use crate::fleet::event::EventSink;
-use crate::fleet::resolve::{ConnectOptions, connect_specs};
+use crate::fleet::RunReport;
+use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
-use crate::fleet::{Cancel, RunOptions, RunReport, target};
+use crate::ops::{self, Gate, JobRequest, JobSpec, PlaySettings, Prepared, SotSource, Targets};
 use crate::sot;
-use crate::store::Store;
+use crate::store::{RunState, RunStore, SqliteStore};
 
 /// Any error a user caused before anything ran (bad target, bad ssh_config).
 #[derive(Debug, thiserror::Error)]
@@ -33,105 +34,73 @@ pub fn connect_options(f: &FleetArgs) -> ConnectOptions {
     }
 }
 
-pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> anyhow::Result<Exit> {
+/// The SoT at `root`, with its label and commit for the runs.
+pub fn load_source(root: &Path) -> anyhow::Result<SotSource> {
     let sot = sot::load(root)?;
-    let nodes = target::select(&sot, &args.target).map_err(|e| InvalidInput(e.to_string()))?;
-    let (specs, warnings) = connect_specs(&sot, &nodes, &connect_options(&args.fleet))
-        .map_err(|e| InvalidInput(e.to_string()))?;
-    let command = args.command.join(" ");
-    if command.trim().is_empty() {
-        return Err(
-            InvalidInput("no command given: maestro exec TARGET -- COMMAND...".into()).into(),
-        );
+    Ok(SotSource::new(Arc::new(sot), root))
+}
+
+/// A job request with the connection flags every fleet command shares.
+pub fn request(job: JobSpec, targets: Targets, fleet: &FleetArgs) -> JobRequest {
+    JobRequest {
+        job,
+        targets,
+        settings: PlaySettings::default(),
+        connect: connect_options(fleet),
+        forks: fleet.forks,
+        limits: ExecLimits {
+            max_output: fleet.max_output,
+            timeout: fleet.timeout.map(Duration::from_secs_f64),
+        },
     }
-    for w in &warnings {
+}
+
+/// The admission gate for jobs started from the command line; approvals
+/// are kept in the run store at `db`.
+pub fn gate(db: &Path) -> Gate {
+    let actor = std::env::var("MAESTRO_ACTOR")
+        .ok()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    Gate::new(Some(db.to_path_buf()), actor)
+}
+
+pub fn print_warnings(prepared: &Prepared) {
+    for w in prepared.warnings() {
         eprintln!("warning: {}", sanitize(w.as_bytes()));
     }
+}
+
+pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> anyhow::Result<Exit> {
+    let source = load_source(root)?;
+    let command = args.command.join(" ");
+    let prepared = ops::prepare(
+        source,
+        request(
+            JobSpec::Exec {
+                command: command.clone(),
+            },
+            Targets::Pattern(args.target.clone()),
+            &args.fleet,
+        ),
+    )?;
+    print_warnings(&prepared);
     if !json {
         eprintln!(
             "exec on {} node{} ({}), forks {}: {}",
-            specs.len(),
-            if specs.len() == 1 { "" } else { "s" },
+            prepared.nodes().len(),
+            if prepared.nodes().len() == 1 { "" } else { "s" },
             args.target,
             args.fleet.forks,
             sanitize(command.as_bytes())
         );
     }
-    let mut store = Store::open(&db.unwrap_or_else(Store::default_path))?;
-    store.set_sot(&root.display().to_string());
-    let opts = RunOptions {
-        kind: "exec".into(),
-        target: args.target.clone(),
-        description: command.clone(),
-        forks: args.fleet.forks,
-        limits: ExecLimits {
-            max_output: args.fleet.max_output,
-            timeout: args.fleet.timeout.map(Duration::from_secs_f64),
-        },
-    };
-    let report = drive(store, Printer::new(json, true), |events, cancel| {
-        crate::fleet::run_command(specs, command, opts, events, cancel)
+    let db = db.unwrap_or_else(crate::store::default_path);
+    let gate = gate(&db);
+    let driven = drive(&db, Printer::new(json, true), move |launch| async move {
+        prepared.apply(&gate, &launch).await
     })?;
-    Ok(if report.summary.all_ok() {
-        Exit::Ok
-    } else {
-        Exit::TargetsFailed
-    })
-}
-
-/// Run an engine future on a fresh runtime while feeding its events to the
-/// store and the printer; Ctrl-C cancels the run cleanly.
-pub fn drive<F, Fut>(mut store: Store, mut printer: Printer, start: F) -> anyhow::Result<RunReport>
-where
-    F: FnOnce(EventSink, Cancel) -> Fut,
-    Fut: std::future::Future<Output = RunReport> + Send + 'static,
-{
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(async move {
-        let (events, mut rx) = EventSink::channel();
-        let cancel = Cancel::new();
-        let run = tokio::spawn(start(events, cancel.clone()));
-        let on_ctrl_c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ncancelling: stopping remote commands (Ctrl-C again to quit at once)");
-                on_ctrl_c.cancel_all();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        let mut store_error = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                e = rx.recv() => match e {
-                    Some(e) => {
-                        if store_error.is_none()
-                            && let Err(err) = store.record(&e)
-                        {
-                            store_error = Some(err);
-                        }
-                        printer.handle(&e);
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => printer.tick(),
-            }
-        }
-        let report = run.await.context("the run task failed")?;
-        printer.finish(&report);
-        if let Some(e) = store_error {
-            eprintln!(
-                "warning: the run was not fully recorded in {}: {e}",
-                store.path().display()
-            );
-        }
-        Ok(report)
-    })
+    Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
 }
 
 pub fn runs(
@@ -140,7 +109,7 @@ pub fn runs(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let store = Store::open(&db.unwrap_or_else(Store::default_path))?;
+    let store = SqliteStore::open(&db.unwrap_or_else(crate::store::default_path))?;
     match cmd {
         None => {
             let rows = store.runs(limit)?;
@@ -197,14 +166,19 @@ pub fn runs(
                 return Ok(Exit::Ok);
             }
             out!(
-                "run {} · {} on {} ({} nodes) · {} · started {}\ncommand: {}",
+                "run {} · {} on {} ({} nodes) · {} · started {}\ncommand: {}\nsot: {}{}",
                 run.id,
                 run.kind,
                 sanitize(run.target.as_bytes()),
                 run.node_count,
                 run.state,
                 time(run.started_ms),
-                sanitize(run.command.as_bytes())
+                sanitize(run.command.as_bytes()),
+                sanitize(run.sot.as_bytes()),
+                run.sot_commit
+                    .as_deref()
+                    .map(|c| format!(" @ {}", &c[..c.len().min(12)]))
+                    .unwrap_or_default()
             );
             for n in &notes {
                 out!(
@@ -230,7 +204,7 @@ pub fn runs(
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    if run.state == "running" {
+                    if run.state == RunState::Running {
                         " (it never finished)"
                     } else {
                         ""
@@ -239,6 +213,9 @@ pub fn runs(
             }
             for r in &results {
                 out!("\n{}", super::printer::node_block_public(r));
+                if !r.tasks.is_empty() {
+                    out!("{}", task_lines(r).trim_end());
+                }
             }
             let summary = crate::fleet::Summary {
                 ok: run.ok,
@@ -251,7 +228,7 @@ pub fn runs(
                 run_id: run.id.clone(),
                 results,
                 summary,
-                cancelled: run.state == "cancelled",
+                cancelled: run.state == RunState::Cancelled,
                 elapsed: Duration::from_millis(
                     run.finished_ms
                         .unwrap_or(run.started_ms)

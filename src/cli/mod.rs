@@ -1,6 +1,7 @@
 //! The headless face: clap subcommands over the engine. Everything printed to
 //! the operator is printed here, never in the engine.
 
+mod drive;
 mod fleet_cmd;
 mod play_cmd;
 pub(crate) mod printer;
@@ -365,6 +366,7 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
             | SotError::NotASot(_),
         ) => Exit::InvalidInput,
         _ if e.downcast_ref::<fleet_cmd::InvalidInput>().is_some() => Exit::InvalidInput,
+        _ if let Some(o) = e.downcast_ref::<crate::ops::OpsError>() => o.exit(),
         _ => Exit::Internal,
     };
     if json {

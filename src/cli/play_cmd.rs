@@ -5,25 +5,17 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 
-use super::fleet_cmd::{InvalidInput, connect_options, drive};
+use super::FleetArgs;
+use super::drive::{conclude, drive, exit_for};
+use super::fleet_cmd::{InvalidInput, gate, load_source, print_warnings, request};
 use super::printer::{Printer, sanitize};
-use super::{FleetArgs, out};
 use crate::exit::Exit;
-use crate::fleet::event::{NodeStatus, TaskStatus};
-use crate::fleet::resolve::connect_specs;
-use crate::fleet::run::{RunOptions, RunReport};
-use crate::fleet::ssh::{ConnectSpec, ExecLimits};
-use crate::fleet::target;
-use crate::harden::{self, Mode};
-use crate::playbook::compile::Options;
-use crate::playbook::model::Playbook;
-use crate::playbook::run::{PlayRequest, play};
-use crate::sot::{self, Profile, Sot};
-use crate::store::Store;
+use crate::fleet::event::TaskStatus;
+use crate::harden::Compliance;
+use crate::ops::{self, Decision, Gate, JobSpec, Plan, Prepared, Secret, Targets};
 
 /// Options shared by `play` and `install`, in Ansible's spelling.
 #[derive(Args, Debug, Clone)]
@@ -51,8 +43,8 @@ pub struct PlayArgs {
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Write each node's compiled script to DIR/NODE.sh and run nothing (benchmarks, review)
-    #[arg(long, hide = true, value_name = "DIR")]
+    /// Write each node's compiled script to DIR/NODE.sh and run nothing (review, audit, benchmarks)
+    #[arg(long, value_name = "DIR")]
     pub emit_scripts: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -67,8 +59,12 @@ pub struct Privilege {
     #[arg(long)]
     pub become_user: Option<String>,
     /// Ask for the sudo password (read without echo, sent only to sudo on stdin, never stored)
-    #[arg(long, short = 'K')]
+    #[arg(long, short = 'K', conflicts_with = "become_password_file")]
     pub ask_become_pass: bool,
+    /// Read the sudo password from the first line of FILE (as Ansible's
+    /// --become-password-file; keep it 0600)
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -100,7 +96,8 @@ pub struct HardenArgs {
     pub fleet: FleetArgs,
 }
 
-/// `maestro play PLAYBOOK`: a file path, or a name in the SoT's playbooks directory.
+/// `maestro play PLAYBOOK`: a name in the SoT's playbook library, or a file
+/// given as a path (`./site.toml`).
 pub fn play_cmd(
     root: &Path,
     db: Option<PathBuf>,
@@ -108,18 +105,12 @@ pub fn play_cmd(
     args: PlayArgs,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let sot = sot::load(root)?;
-    let path = playbook_path(&sot, name)?;
-    let pb = crate::playbook::load_playbook(&path).map_err(|d| InvalidInput(d.to_string()))?;
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_playbook(
+    playbook_job(
         root,
         db,
-        sot,
-        pb,
-        base,
-        None,
-        &format!("play {name}"),
+        JobSpec::Play {
+            playbook: name.to_string(),
+        },
         args,
         json,
     )
@@ -133,248 +124,136 @@ pub fn install_cmd(
     args: PlayArgs,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let sot = sot::load(root)?;
-    let (pb, dir, p) = crate::playbook::for_profile(&sot, profile).map_err(InvalidInput)?;
-    run_playbook(
+    playbook_job(
         root,
         db,
-        sot,
-        pb,
-        dir,
-        Some(p),
-        &format!("install --profile {profile}"),
+        JobSpec::Install {
+            profile: profile.to_string(),
+        },
         args,
         json,
     )
 }
 
-fn playbook_path(sot: &Sot, name: &str) -> anyhow::Result<PathBuf> {
-    let direct = PathBuf::from(name);
-    if direct.is_file() {
-        return Ok(direct);
-    }
-    let in_sot = sot
-        .root
-        .join(&sot.settings.playbooks_dir)
-        .join(format!("{}.toml", name.trim_end_matches(".toml")));
-    if in_sot.is_file() {
-        return Ok(in_sot);
-    }
-    let hint = crate::sot::diag::suggest(name, sot.playbooks.iter().map(String::as_str))
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
-    Err(InvalidInput(format!(
-        "no playbook `{name}`{hint}: give a file or one of: {}",
-        sot.playbooks.join(", ")
-    ))
-    .into())
-}
-
-struct Target {
-    nodes: Vec<usize>,
-    specs: Vec<ConnectSpec>,
-}
-
-fn resolve_targets(sot: &Sot, limit: &str, fleet: &FleetArgs) -> anyhow::Result<Target> {
-    let nodes = target::select(sot, limit).map_err(|e| InvalidInput(e.to_string()))?;
-    let (specs, warnings) = connect_specs(sot, &nodes, &connect_options(fleet))
-        .map_err(|e| InvalidInput(e.to_string()))?;
-    for w in warnings {
-        eprintln!("warning: {}", sanitize(w.as_bytes()));
-    }
-    Ok(Target { nodes, specs })
-}
-
-/// A misconfigured profile is rejected before any node is touched.
-fn check_profile(
-    sot: &Sot,
-    pb: &Playbook,
-    profile: &Profile,
-    nodes: &[usize],
-    extra: &[(String, String)],
-) -> anyhow::Result<()> {
-    let problems = crate::playbook::profile_problems(sot, pb, profile, nodes, extra);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(InvalidInput(format!(
-        "profile `{}` rejects this install; no node was touched:\n  {}",
-        profile.name,
-        problems.join("\n  ")
-    ))
-    .into())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_playbook(
+fn playbook_job(
     root: &Path,
     db: Option<PathBuf>,
-    sot: Sot,
-    pb: Playbook,
-    base_dir: PathBuf,
-    profile: Option<Profile>,
-    description: &str,
+    job: JobSpec,
     args: PlayArgs,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let target = resolve_targets(&sot, &args.limit, &args.fleet)?;
-    if let Some(p) = &profile {
-        check_profile(&sot, &pb, p, &target.nodes, &args.extra_vars)?;
-    }
+    let source = load_source(root)?;
+    let mut req = request(job, Targets::Pattern(args.limit.clone()), &args.fleet);
+    req.settings.diff = args.diff;
+    req.settings.extra_vars = args.extra_vars.clone();
+    req.settings.tags = args.tags.clone();
+    req.settings.skip_tags = args.skip_tags.clone();
+    req.settings.r#become = args.privilege.become_root;
+    req.settings.become_user = args.privilege.become_user.clone();
+    let prepared = ops::prepare(source, req)?;
+    print_warnings(&prepared);
+    let db = db.unwrap_or_else(crate::store::default_path);
+    let gate = gate(&db);
+    // Nothing runs, not even a plan, for a job the gate refuses.
+    admit(&gate, &prepared, args.check || args.emit_scripts.is_some())?;
     if let Some(dir) = &args.emit_scripts {
-        return emit_scripts(&sot, &pb, &base_dir, profile.as_ref(), &target, &args, dir);
-    }
-    let password = become_password(&args.privilege)?;
-    let options = |check: bool| Options {
-        check,
-        diff: args.diff,
-        tags: args.tags.clone(),
-        skip_tags: args.skip_tags.clone(),
-        r#become: args.privilege.become_root,
-        become_user: args.privilege.become_user.clone(),
-    };
-    let sot = Arc::new(sot);
-    let pb = Arc::new(pb);
-    let db = db.unwrap_or_else(Store::default_path);
-    let run = |check: bool, quiet: bool| -> anyhow::Result<RunReport> {
-        let request = Arc::new(PlayRequest {
-            sot: sot.clone(),
-            playbook: pb.clone(),
-            base_dir: base_dir.clone(),
-            profile: profile.clone(),
-            extra_vars: args.extra_vars.clone(),
-            options: options(check),
-            become_password: password.clone(),
-        });
-        let opts = run_options(
-            if check { "check" } else { "play" },
-            &args.limit,
-            &format!("{description}{}", if check { " --check" } else { "" }),
-            &args.fleet,
-        );
-        if !json {
-            eprintln!(
-                "{}{} on {} node{} ({})",
-                description,
-                if check { " --check" } else { "" },
-                target.specs.len(),
-                plural(target.specs.len()),
-                args.limit
-            );
+        std::fs::create_dir_all(dir)?;
+        let scripts = prepared.scripts(args.check)?;
+        for (node, text) in &scripts {
+            std::fs::write(dir.join(format!("{node}.sh")), text)?;
         }
-        let printer = if quiet {
-            Printer::quiet()
-        } else {
-            Printer::new(json, false).with_tasks()
-        };
-        let specs = target.specs.clone();
-        drive(open_store(&db, root)?, printer, move |events, cancel| {
-            play(specs, request, opts, events, cancel)
-        })
-    };
+        eprintln!("wrote {} script(s) to {}", scripts.len(), dir.display());
+        return Ok(Exit::Ok);
+    }
+    let mut prepared = prepared;
+    prepared.set_become_password(become_password(&args.privilege)?);
+    let prepared = Arc::new(prepared);
     if args.check {
-        let report = run(true, false)?;
-        return Ok(exit_for(&report));
+        banner(&prepared, " --check", json);
+        let driven = drive(
+            &db,
+            Printer::new(json, false).with_tasks(),
+            move |launch| async move {
+                let outcome = prepared.check(&gate, &launch).await?;
+                let plan = Plan::from_check(prepared.description(), &outcome.report);
+                Ok::<_, ops::OpsError>((outcome.report, plan))
+            },
+        )?;
+        let mut plan = None;
+        let mut driven = driven.try_map(|v| {
+            v.map(|(report, p)| {
+                plan = Some(p);
+                report
+            })
+        })?;
+        if driven.printer.is_json()
+            && let Some(plan) = plan
+        {
+            driven
+                .printer
+                .print(&serde_json::json!({"event": "plan", "plan": plan}).to_string());
+        }
+        return Ok(conclude(driven));
     }
     if !args.yes {
-        confirm_with_plan(&target, || run(true, true), "apply")?;
+        confirm_with_plan(&prepared, &db, "apply")?;
     }
-    let report = run(false, false)?;
-    Ok(exit_for(&report))
+    banner(&prepared, "", json);
+    let driven = drive(
+        &db,
+        Printer::new(json, false).with_tasks(),
+        move |launch| async move { prepared.apply(&gate, &launch).await },
+    )?;
+    Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
 }
 
-/// Compile every target's script without connecting (facts are not gathered).
-fn emit_scripts(
-    sot: &Sot,
-    pb: &Playbook,
-    base_dir: &Path,
-    profile: Option<&Profile>,
-    target: &Target,
-    args: &PlayArgs,
-    dir: &Path,
-) -> anyhow::Result<Exit> {
-    std::fs::create_dir_all(dir)?;
-    let renderer = crate::playbook::vars::Renderer::new();
-    let options = Options {
-        check: args.check,
-        diff: args.diff,
-        tags: args.tags.clone(),
-        skip_tags: args.skip_tags.clone(),
-        r#become: args.privilege.become_root,
-        become_user: args.privilege.become_user.clone(),
-    };
-    for (&i, spec) in target.nodes.iter().zip(&target.specs) {
-        let node = &sot.nodes[i];
-        let vars = crate::playbook::vars::merge(&pb.vars, profile, sot, node, &args.extra_vars);
-        let ctx = crate::playbook::vars::context(&vars, node, None);
-        let script = crate::playbook::compile::compile(
-            pb,
-            base_dir,
-            &ctx,
-            &spec.endpoint.user,
-            &options,
-            &renderer,
-        )
-        .map_err(|e| InvalidInput(format!("{}: {e}", node.name)))?;
-        std::fs::write(dir.join(format!("{}.sh", node.name)), script.text)?;
+/// The gate's answer before anything runs. A check changes nothing, so only
+/// invalid input refuses it.
+fn admit(gate: &Gate, prepared: &Prepared, changes_nothing: bool) -> anyhow::Result<()> {
+    match gate.admit(prepared) {
+        Decision::Refused(r) if !changes_nothing || r.class == ops::RefusalClass::Invalid => {
+            Err(ops::OpsError::Refused(r).into())
+        }
+        _ => Ok(()),
     }
-    eprintln!(
-        "wrote {} script(s) to {}",
-        target.nodes.len(),
-        dir.display()
-    );
-    Ok(Exit::Ok)
 }
 
-/// On a terminal: run check mode, show what would change per node, ask.
+fn banner(prepared: &Prepared, suffix: &str, json: bool) {
+    if !json {
+        let n = prepared.nodes().len();
+        eprintln!(
+            "{}{suffix} on {n} node{} ({})",
+            prepared.description(),
+            plural(n),
+            sanitize(prepared.target().as_bytes())
+        );
+    }
+}
+
+/// On a terminal: plan (check mode), show what would change per node, ask.
 /// Without a terminal: refuse (the caller must pass --yes).
-fn confirm_with_plan(
-    target: &Target,
-    plan: impl FnOnce() -> anyhow::Result<RunReport>,
-    verb: &str,
-) -> anyhow::Result<()> {
+fn confirm_with_plan(prepared: &Arc<Prepared>, db: &Path, verb: &str) -> anyhow::Result<()> {
+    let n = prepared.nodes().len();
     if !std::io::stdin().is_terminal() {
         return Err(InvalidInput(format!(
-            "this changes {} node{}; without a terminal to confirm on, pass --yes (or --check to see the plan)",
-            target.specs.len(),
-            plural(target.specs.len())
+            "this changes {n} node{}; without a terminal to confirm on, pass --yes (or --check to see the plan)",
+            plural(n)
         ))
         .into());
     }
-    let report = plan()?;
-    println!("\nPLAN (check mode, nothing changed yet):");
-    let mut changing = 0;
-    for r in &report.results {
-        let changes: Vec<&str> = r
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Changed || t.status == TaskStatus::Failed)
-            .map(|t| t.name.as_str())
-            .collect();
-        let line = match r.status {
-            NodeStatus::Ok | NodeStatus::Failed if r.error.is_none() || !changes.is_empty() => {
-                if !changes.is_empty() {
-                    changing += 1;
-                }
-                format!(
-                    "{} change{}{}",
-                    changes.len(),
-                    plural(changes.len()),
-                    if changes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", changes.join(", "))
-                    }
-                )
-            }
-            s => format!("{}: {}", s, r.error.as_deref().unwrap_or("")),
-        };
-        println!("  {:20} {}", r.node, sanitize(line.as_bytes()));
+    let job = prepared.clone();
+    let driven = drive(db, Printer::quiet(), move |launch| async move {
+        job.plan(&launch).await
+    })?;
+    if let Some(e) = &driven.store_error {
+        return Err(anyhow::anyhow!("the plan was not recorded: {e}"));
     }
+    let plan = driven.value;
+    print!("{}", render_plan(&plan));
     print!(
-        "\n{verb} to {} node{} ({changing} would change)? [y/N] ",
-        target.specs.len(),
-        plural(target.specs.len())
+        "\n{verb} to {n} node{} ({} would change)? [y/N] ",
+        plural(n),
+        plan.changing()
     );
     std::io::stdout().flush()?;
     let mut answer = String::new();
@@ -385,6 +264,23 @@ fn confirm_with_plan(
     Err(InvalidInput("not confirmed; nothing was changed".into()).into())
 }
 
+/// A plan as text: per node, what would change.
+pub fn render_plan(plan: &Plan) -> String {
+    let mut out = String::from("\nPLAN (check mode, nothing changed yet):\n");
+    let w = plan
+        .nodes
+        .iter()
+        .map(|n| n.node.len())
+        .max()
+        .unwrap_or(4)
+        .max(20);
+    for n in &plan.nodes {
+        let line = n.outcome.summary();
+        out.push_str(&format!("  {:w$} {}\n", n.node, sanitize(line.as_bytes())));
+    }
+    out
+}
+
 /// `maestro harden --audit|--apply`.
 pub fn harden_cmd(
     root: &Path,
@@ -392,134 +288,70 @@ pub fn harden_cmd(
     args: HardenArgs,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let sot = sot::load(root)?;
-    let name = match (&args.baseline, &args.profile) {
-        (Some(b), _) => b.clone(),
-        (None, Some(p)) => sot
-            .profiles
-            .get(p)
-            .and_then(|p| p.hardening.clone())
-            .ok_or_else(|| {
-                InvalidInput(format!(
-                    "profile `{p}` does not exist or names no hardening baseline"
-                ))
-            })?,
-        (None, None) => harden::default_name(&sot),
+    let source = load_source(root)?;
+    let job = JobSpec::Harden {
+        apply: args.apply,
+        baseline: args.baseline.clone(),
+        profile: args.profile.clone(),
     };
-    let baseline = Arc::new(
-        harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
-            .map_err(|d| InvalidInput(d.to_string()))?,
-    );
-    let target = resolve_targets(&sot, &args.limit, &args.fleet)?;
-    let password = become_password(&args.privilege)?;
-    let db = db.unwrap_or_else(Store::default_path);
-    let run = |mode: Mode, quiet: bool| -> anyhow::Result<RunReport> {
-        let kind = if mode == Mode::Apply {
-            "harden-apply"
-        } else {
-            "harden-audit"
-        };
-        let description = format!(
-            "harden {} ({}, {} rules)",
-            if mode == Mode::Apply {
-                "--apply"
-            } else {
-                "--audit"
-            },
-            baseline.name,
-            baseline.rules.len()
-        );
-        if !json {
-            eprintln!(
-                "{description} on {} node{} ({})",
-                target.specs.len(),
-                plural(target.specs.len()),
-                args.limit
-            );
-        }
-        let opts = run_options(kind, &args.limit, &description, &args.fleet);
-        let baseline = baseline.clone();
-        let password = password.clone();
-        let specs = target.specs.clone();
-        let printer = if quiet {
-            Printer::quiet()
-        } else {
-            Printer::new(json, false)
-        };
-        drive(open_store(&db, root)?, printer, move |events, cancel| {
-            harden::run(specs, baseline, mode, password, opts, events, cancel)
-        })
-    };
-    let report = if args.apply {
-        if !args.yes {
-            confirm_with_plan(&target, || run(Mode::Audit, true), "remediate")?;
-        }
-        let applied = run(Mode::Apply, true)?;
-        let mut audited = run(Mode::Audit, true)?;
-        // A rule still failing because its remediation was refused says so, with the reason.
-        for r in &mut audited.results {
-            let Some(a) = applied.results.iter().find(|a| a.node == r.node) else {
-                continue;
-            };
-            for t in r
-                .tasks
-                .iter_mut()
-                .filter(|t| t.status == TaskStatus::Failed)
-            {
-                if let Some(refused) = a
-                    .tasks
-                    .iter()
-                    .find(|x| x.index == t.index && x.message.starts_with("refused:"))
-                {
-                    t.message = refused.message.clone();
-                }
-            }
-        }
-        audited
-    } else {
-        run(Mode::Audit, true)?
-    };
-    let pct = print_compliance(&baseline, &report, json);
-    Ok(
-        if pct + 1e-9 < args.min_compliance
-            || !report.summary.all_ok()
-                && report.summary.unreachable + report.summary.timed_out + report.summary.cancelled
-                    > 0
+    let prepared = ops::prepare(
+        source,
+        request(job, Targets::Pattern(args.limit.clone()), &args.fleet),
+    )?;
+    print_warnings(&prepared);
+    let db = db.unwrap_or_else(crate::store::default_path);
+    let gate = gate(&db);
+    admit(&gate, &prepared, !args.apply)?;
+    let mut prepared = prepared;
+    prepared.set_become_password(become_password(&args.privilege)?);
+    let prepared = Arc::new(prepared);
+    if args.apply && !args.yes {
+        confirm_with_plan(&prepared, &db, "remediate")?;
+    }
+    banner(&prepared, "", json);
+    let job = prepared.clone();
+    let driven = drive(&db, Printer::quiet(), move |launch| async move {
+        job.apply(&gate, &launch).await
+    })?;
+    let mut driven = driven.try_map(|v| v)?;
+    let outcome = driven.value;
+    let compliance = outcome
+        .compliance
+        .as_ref()
+        .expect("hardening jobs report compliance");
+    let table = compliance_table(&prepared, &outcome.report, compliance, json);
+    driven.printer.print(&table);
+    let exit = exit_for(&outcome.report, driven.store_error.as_ref());
+    Ok(match exit {
+        Exit::Internal => exit,
+        _ if compliance.percent + 1e-9 < args.min_compliance
+            || !compliance.unmeasured.is_empty() =>
         {
             Exit::TargetsFailed
-        } else {
-            Exit::Ok
-        },
-    )
+        }
+        _ if driven.broken_pipe || outcome.report.cancelled => Exit::TargetsFailed,
+        _ => Exit::Ok,
+    })
 }
 
-/// The rule × node table and the fleet's compliance; returns the percentage.
-fn print_compliance(baseline: &harden::Loaded, report: &RunReport, json: bool) -> f64 {
-    let (mut pass, mut fail) = (0usize, 0usize);
-    for r in &report.results {
-        for t in &r.tasks {
-            match t.status {
-                TaskStatus::Ok | TaskStatus::Changed => pass += 1,
-                TaskStatus::Failed => fail += 1,
-                TaskStatus::Skipped => {}
-            }
-        }
-    }
-    let pct = if pass + fail == 0 {
-        100.0
-    } else {
-        100.0 * pass as f64 / (pass + fail) as f64
-    };
+/// The rule × node table and the fleet's compliance (or its JSON).
+fn compliance_table(
+    prepared: &Prepared,
+    report: &crate::fleet::RunReport,
+    c: &Compliance,
+    json: bool,
+) -> String {
+    let baseline = prepared.baseline().expect("a hardening job has a baseline");
     if json {
-        out!(
-            "{}",
-            serde_json::json!({"event": "compliance", "baseline": baseline.name, "run_id": report.run_id,
-                "percent": pct, "passing": pass, "failing": fail,
-                "nodes": report.results.iter().map(|r| serde_json::json!({"node": r.node, "status": r.status,
-                    "rules": r.tasks.iter().map(|t| serde_json::json!({"rule": t.name, "status": t.status, "message": t.message})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
-        );
-        return pct;
+        return serde_json::json!({"event": "compliance", "baseline": c.baseline, "run_id": report.run_id,
+            "percent": c.percent, "passing": c.passing, "failing": c.failing, "not_applicable": c.not_applicable,
+            "nodes_measured": c.nodes_measured, "nodes_total": c.nodes_total,
+            "unmeasured": c.unmeasured.iter().map(|(n, why)| serde_json::json!({"node": n, "error": why})).collect::<Vec<_>>(),
+            "nodes": report.results.iter().map(|r| serde_json::json!({"node": r.node, "status": r.status,
+                "rules": r.tasks.iter().map(|t| serde_json::json!({"rule": t.name, "status": t.status, "message": t.message})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
+        .to_string();
     }
+    let mut out = String::new();
     let nodes: Vec<&str> = report.results.iter().map(|r| r.node.as_str()).collect();
     let wide = nodes.len() <= 10;
     let mut header = format!("{:8} {:8} {:44}", "RULE", "SEVERITY", "TITLE");
@@ -530,7 +362,8 @@ fn print_compliance(baseline: &harden::Loaded, report: &RunReport, json: bool) -
     } else {
         header.push_str("  PASS  FAIL   N/A  FAILING NODES");
     }
-    out!("{header}");
+    out.push_str(&header);
+    out.push('\n');
     for (i, rule) in baseline.rules.iter().enumerate() {
         let mut line = format!(
             "{:8} {:8} {:44}",
@@ -545,7 +378,7 @@ fn print_compliance(baseline: &harden::Loaded, report: &RunReport, json: bool) -
                     TaskStatus::Ok => "pass",
                     TaskStatus::Changed => "fixed",
                     TaskStatus::Skipped => "n/a",
-                    TaskStatus::Failed if t.message.starts_with("refused:") => "REFUSED",
+                    TaskStatus::Refused => "REFUSED",
                     TaskStatus::Failed => "FAIL",
                 },
             }
@@ -579,32 +412,47 @@ fn print_compliance(baseline: &harden::Loaded, report: &RunReport, json: bool) -
                     .join(",")
             ));
         }
-        out!("{line}");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for (node, why) in &c.unmeasured {
+        out.push_str(&format!(
+            "{node}: not audited: {}\n",
+            sanitize(why.lines().next().unwrap_or("").as_bytes())
+        ));
     }
     for r in &report.results {
-        if r.status != NodeStatus::Ok && r.tasks.is_empty() {
-            out!(
-                "{}: {} {}",
-                r.node,
-                r.status,
-                sanitize(r.error.as_deref().unwrap_or("").as_bytes())
-            );
-        }
-        for t in r.tasks.iter().filter(|t| t.status == TaskStatus::Failed) {
-            out!(
-                "  {} {}: {}",
+        for t in r
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Refused))
+        {
+            out.push_str(&format!(
+                "  {} {}: {}\n",
                 r.node,
                 sanitize(t.name.as_bytes()),
                 sanitize(t.message.as_bytes())
-            );
+            ));
         }
     }
-    out!(
-        "\ncompliance: {pct:.1}% ({pass} passing, {fail} failing rule checks on {} node{}; n/a rules excluded)",
-        nodes.len(),
-        plural(nodes.len())
-    );
-    pct
+    out.push_str(&format!(
+        "\ncompliance: {:.1}% ({} passing, {} failing rule checks; measured on {} of {} node{}{}; n/a rules excluded)",
+        c.percent,
+        c.passing,
+        c.failing,
+        c.nodes_measured,
+        c.nodes_total,
+        plural(c.nodes_total),
+        if c.unmeasured.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} not audited count as failing every rule",
+                c.unmeasured.len()
+            )
+        }
+    ));
+    out
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -615,39 +463,19 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn run_options(kind: &str, limit: &str, description: &str, fleet: &FleetArgs) -> RunOptions {
-    RunOptions {
-        kind: kind.into(),
-        target: limit.into(),
-        description: description.into(),
-        forks: fleet.forks,
-        limits: ExecLimits {
-            max_output: fleet.max_output,
-            timeout: fleet.timeout.map(Duration::from_secs_f64),
-        },
-    }
-}
-
-fn open_store(db: &Path, root: &Path) -> anyhow::Result<Store> {
-    let mut store = Store::open(db)?;
-    store.set_sot(&root.display().to_string());
-    Ok(store)
-}
-
-fn exit_for(report: &RunReport) -> Exit {
-    if report.summary.all_ok() {
-        Exit::Ok
-    } else {
-        Exit::TargetsFailed
-    }
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// `--ask-become-pass`: read the sudo password from the terminal without echo.
-fn become_password(p: &Privilege) -> anyhow::Result<Option<String>> {
+/// `--ask-become-pass`: read the sudo password from the terminal without
+/// echo; `--become-password-file`: its first line.
+fn become_password(p: &Privilege) -> anyhow::Result<Option<Secret>> {
+    if let Some(file) = &p.become_password_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| InvalidInput(format!("--become-password-file {}: {e}", file.display())))?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        return Ok(Some(Secret::new(line)));
+    }
     if !p.ask_become_pass {
         return Ok(None);
     }
@@ -658,5 +486,5 @@ fn become_password(p: &Privilege) -> anyhow::Result<Option<String>> {
         .map_err(|_| {
             InvalidInput("--ask-become-pass needs a terminal to read the password from".into())
         })?;
-    super::tty::read_secret(&tty, "sudo password: ").map(Some)
+    super::tty::read_secret(&tty, "sudo password: ").map(|p| Some(Secret::new(p)))
 }

@@ -5,13 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::fleet::RunReport;
-pub use crate::terminal_text::sanitize;
+use crate::bus::{Envelope, Subscriber, SubscriberError};
 use crate::fleet::event::{Event, NodeResult, NodeStatus, TaskCounts, TaskStatus};
+use crate::fleet::{Cancel, RunReport};
+pub use crate::terminal_text::sanitize;
 
 /// A node running longer than this is shown as stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -36,6 +39,10 @@ pub struct Printer {
     done: usize,
     failed: usize,
     show_output: bool,
+    /// Stdout was closed: print nothing more, and the run was cancelled.
+    closed: bool,
+    /// What to stop, and what to tell, when stdout is closed.
+    on_broken_pipe: Option<(Cancel, Arc<AtomicBool>)>,
 }
 
 impl Printer {
@@ -63,6 +70,8 @@ impl Printer {
             done: 0,
             failed: 0,
             show_output,
+            closed: false,
+            on_broken_pipe: None,
         }
     }
 
@@ -75,7 +84,15 @@ impl Printer {
             done: 0,
             failed: 0,
             show_output: false,
+            closed: false,
+            on_broken_pipe: None,
         }
+    }
+
+    /// When stdout is closed (`| head -1`), cancel the run and set `flag`.
+    pub fn on_broken_pipe(mut self, cancel: Cancel, flag: Arc<AtomicBool>) -> Printer {
+        self.on_broken_pipe = Some((cancel, flag));
+        self
     }
 
     /// Print each changed or failed task as it finishes (playbook runs).
@@ -85,23 +102,41 @@ impl Printer {
     }
 
     /// Lines printed above the progress display (or plainly).
-    fn line(&self, text: &str) {
-        match &self.mode {
+    fn line(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let written = match &self.mode {
             Mode::Progress { bar, .. } => bar.suspend(|| print_stdout(text)),
             _ => print_stdout(text),
+        };
+        if !written {
+            self.closed = true;
+            if let Mode::Progress { bar, .. } = &self.mode {
+                bar.finish_and_clear();
+            }
+            if let Some((cancel, flag)) = &self.on_broken_pipe {
+                flag.store(true, Ordering::SeqCst);
+                eprintln!("maestro: stdout was closed; cancelling the run");
+                cancel.cancel_all();
+            }
         }
     }
 
-    pub fn handle(&mut self, event: &Event) {
+    pub fn handle(&mut self, envelope: &Envelope) {
         match self.mode {
             Mode::Json => {
-                print_stdout(&serde_json::to_string(event).expect("events serialize"));
+                let text = serde_json::to_string(envelope).expect("events serialize");
+                self.line(&text);
                 return;
             }
             Mode::Quiet => return,
             _ => {}
         }
-        match event {
+        if self.closed {
+            return;
+        }
+        match &envelope.event {
             Event::RunStarted { nodes, .. } => {
                 if let Mode::Progress { bar, .. } = &self.mode {
                     bar.set_length(nodes.len() as u64);
@@ -191,7 +226,32 @@ impl Printer {
         if let Mode::Json | Mode::Quiet = self.mode {
             return;
         }
-        print_stdout(&recap(report));
+        self.line(&recap(report));
+    }
+
+    /// Print a line of a face's own (a plan, a table) with the same
+    /// broken-pipe handling as the events.
+    pub fn print(&mut self, text: &str) {
+        self.line(text);
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self.mode, Mode::Json)
+    }
+}
+
+impl Subscriber for Printer {
+    fn name(&self) -> &'static str {
+        "printer"
+    }
+
+    fn event(&mut self, envelope: &Envelope) -> Result<(), SubscriberError> {
+        self.handle(envelope);
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        Printer::tick(self);
     }
 }
 
@@ -301,23 +361,46 @@ pub fn recap(report: &RunReport) -> String {
 
 fn task_counts(r: &NodeResult) -> String {
     let c = TaskCounts::of(&r.tasks);
-    format!(
+    let mut s = format!(
         "ok={} changed={} failed={} skipped={}",
         c.ok, c.changed, c.failed, c.skipped
-    )
+    );
+    if c.refused > 0 {
+        s.push_str(&format!(" refused={}", c.refused));
+    }
+    s
+}
+
+/// Every task of a node, one line each with its status and message, and
+/// its diff or output indented below (for `maestro runs show`).
+pub fn task_lines(r: &NodeResult) -> String {
+    let mut s = String::new();
+    for t in &r.tasks {
+        s.push_str(&format!(
+            "  {:8} {}: {}\n",
+            t.status.as_str(),
+            sanitize(t.name.as_bytes()),
+            sanitize(first_line(&t.message).as_bytes())
+        ));
+        for block in [&t.diff, &t.output].into_iter().flatten() {
+            for line in sanitize(block.as_bytes()).lines() {
+                s.push_str("      ");
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+    }
+    s
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-fn print_stdout(text: &str) {
+/// Whether the line reached stdout (false: the reader went away).
+fn print_stdout(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}")
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        std::process::exit(0);
-    }
+    writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
 }
 
 fn eprintln_safe(text: &str) {

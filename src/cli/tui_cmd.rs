@@ -10,11 +10,9 @@ use clap::{Args, FromArgMatches};
 
 use super::FleetArgs;
 use super::fleet_cmd::connect_options;
-use crate::demo::{DEFAULT_NODES, Demo};
 use crate::exit::Exit;
 use crate::fleet::ssh::ExecLimits;
-use crate::sot;
-use crate::store::Store;
+use crate::tui::demo::{DEFAULT_NODES, Demo};
 use crate::tui::{self, ExecPolicy};
 
 #[derive(Args, Debug)]
@@ -55,17 +53,10 @@ pub fn tui(root: &Path, db: Option<PathBuf>, args: TuiArgs) -> anyhow::Result<Ex
     if let Some(exit) = require_terminal("maestro") {
         return Ok(exit);
     }
-    let sot = sot::load(root)?;
-    let head = sot::git::SotRepo::open(root)
-        .ok()
-        .and_then(|r| r.head())
-        .map(|h| h.chars().take(7).collect());
     tui::run(tui::Config {
-        sot,
+        source: super::fleet_cmd::load_source(root)?,
         title: "maestro".into(),
-        sot_label: root.display().to_string(),
-        head,
-        db: db.unwrap_or_else(Store::default_path),
+        db: db.unwrap_or_else(crate::store::default_path),
         connect: connect_options(&args.fleet),
         forks: args.fleet.forks,
         limits: ExecLimits {

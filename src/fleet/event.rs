@@ -92,6 +92,9 @@ pub enum TaskStatus {
     Failed,
     /// Not run: `when` false, excluded by tags, or a rule that does not apply.
     Skipped,
+    /// Not applied because it would be unsafe (a hardening remediation that
+    /// would lock maestro out); counts as failing.
+    Refused,
 }
 
 impl TaskStatus {
@@ -101,6 +104,7 @@ impl TaskStatus {
             TaskStatus::Changed => "changed",
             TaskStatus::Failed => "failed",
             TaskStatus::Skipped => "skipped",
+            TaskStatus::Refused => "refused",
         }
     }
 
@@ -110,6 +114,7 @@ impl TaskStatus {
             "changed" => TaskStatus::Changed,
             "failed" => TaskStatus::Failed,
             "skipped" => TaskStatus::Skipped,
+            "refused" => TaskStatus::Refused,
             _ => return None,
         })
     }
@@ -136,6 +141,7 @@ pub struct TaskCounts {
     pub changed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub refused: usize,
 }
 
 impl TaskCounts {
@@ -147,6 +153,7 @@ impl TaskCounts {
                 TaskStatus::Changed => c.changed += 1,
                 TaskStatus::Failed => c.failed += 1,
                 TaskStatus::Skipped => c.skipped += 1,
+                TaskStatus::Refused => c.refused += 1,
             }
         }
         c
@@ -214,18 +221,66 @@ impl Summary {
     }
 }
 
+/// What a run does; recorded with it and shown by `maestro runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RunKind {
+    #[serde(rename = "exec")]
+    Exec,
+    /// A playbook or install in check mode (a plan).
+    #[serde(rename = "check")]
+    Check,
+    #[serde(rename = "play")]
+    Play,
+    #[serde(rename = "harden-audit")]
+    HardenAudit,
+    #[serde(rename = "harden-apply")]
+    HardenApply,
+}
+
+impl RunKind {
+    pub const ALL: [RunKind; 5] = [
+        RunKind::Exec,
+        RunKind::Check,
+        RunKind::Play,
+        RunKind::HardenAudit,
+        RunKind::HardenApply,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Exec => "exec",
+            RunKind::Check => "check",
+            RunKind::Play => "play",
+            RunKind::HardenAudit => "harden-audit",
+            RunKind::HardenApply => "harden-apply",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything the engine reports while it works.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The first event of every run (its id is in the envelope).
     RunStarted {
-        run_id: String,
-        kind: String,
+        kind: RunKind,
         command: String,
         target: String,
         nodes: Vec<String>,
         forks: usize,
-        at_ms: i64,
+        /// The SoT directory the run used, and its git commit.
+        sot: String,
+        sot_commit: Option<String>,
     },
     NodeConnecting {
         node: String,
@@ -267,11 +322,13 @@ pub enum Event {
     NodeFinished {
         result: NodeResult,
     },
+    /// The last event of every run.
     RunFinished {
-        run_id: String,
         summary: Summary,
         elapsed_ms: u64,
         cancelled: bool,
+        /// Live output the bus dropped under backpressure (results keep it).
+        dropped_output: crate::bus::Dropped,
     },
 }
 
@@ -295,19 +352,4 @@ pub fn new_run_id() -> String {
     let nanos = now.timestamp_subsec_nanos();
     let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
     format!("{}-{salt:04x}", now.format("%Y%m%d-%H%M%S"))
-}
-
-/// The sending half of an event stream. Sending never blocks and never fails
-/// the engine: a face that went away simply stops receiving.
-#[derive(Clone)]
-pub struct EventSink(tokio::sync::mpsc::UnboundedSender<Event>);
-
-impl EventSink {
-    pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Event>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (EventSink(tx), rx)
-    }
-    pub fn send(&self, e: Event) {
-        let _ = self.0.send(e);
-    }
 }

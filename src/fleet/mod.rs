@@ -15,6 +15,7 @@ pub mod ssh;
 pub mod ssh_config;
 pub mod target;
 
+pub use crate::bus::EventSink;
 pub use cancel::Cancel;
-pub use event::{Event, EventSink, NodeResult, NodeStatus, Summary};
+pub use event::{Event, NodeResult, NodeStatus, RunKind, Summary};
 pub use run::{DEFAULT_FORKS, RunOptions, RunReport, run_command, run_nodes};

@@ -10,8 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::cancel::Cancel;
-use super::event::{Event, EventSink, NodeResult, NodeStatus, Summary, new_run_id, now_ms};
+use super::event::{Event, NodeResult, NodeStatus, RunKind, Summary};
 use super::ssh::{ConnectSpec, ExecLimits, ExecOutcome, Session};
+use crate::bus::EventSink;
 
 /// Default `--forks`: enough to keep hundreds of nodes busy; each connection
 /// costs one file descriptor and about 50 KB.
@@ -19,14 +20,17 @@ pub const DEFAULT_FORKS: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// What kind of run this is (`exec`, `play`, …), for the store and the faces.
-    pub kind: String,
+    /// What kind of run this is, for the store and the faces.
+    pub kind: RunKind,
     /// The target pattern as the operator wrote it.
     pub target: String,
     /// What runs, as shown to the operator.
     pub description: String,
     pub forks: usize,
     pub limits: ExecLimits,
+    /// The SoT directory the run uses, and its git commit (recorded with the run).
+    pub sot: String,
+    pub sot_commit: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +90,8 @@ pub fn outcome_to_result(node: &str, o: ExecOutcome) -> NodeResult {
 }
 
 /// Connect to every node (at most `forks` at a time) and run `job` on each
-/// session. Emits the whole event sequence and returns every node's result.
+/// session. Emits the whole event sequence on `events` (which names the run)
+/// and returns every node's result.
 pub async fn run_nodes<J, F>(
     specs: Vec<ConnectSpec>,
     opts: RunOptions,
@@ -98,16 +103,16 @@ where
     J: Fn(Arc<Session>, NodeContext) -> F + Send + Sync + 'static,
     F: Future<Output = NodeResult> + Send + 'static,
 {
-    let run_id = new_run_id();
+    let run_id = events.run_id().to_string();
     let started = Instant::now();
     events.send(Event::RunStarted {
-        run_id: run_id.clone(),
-        kind: opts.kind.clone(),
+        kind: opts.kind,
         command: opts.description.clone(),
         target: opts.target.clone(),
         nodes: specs.iter().map(|s| s.node.clone()).collect(),
         forks: opts.forks,
-        at_ms: now_ms(),
+        sot: opts.sot.clone(),
+        sot_commit: opts.sot_commit.clone(),
     });
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let job = Arc::new(job);
@@ -160,17 +165,17 @@ where
         summary.add(r.status);
     }
     let report = RunReport {
-        run_id: run_id.clone(),
+        run_id,
         results,
         summary,
         cancelled: cancel.all_cancelled(),
         elapsed: started.elapsed(),
     };
     events.send(Event::RunFinished {
-        run_id,
         summary,
         elapsed_ms: report.elapsed.as_millis() as u64,
         cancelled: report.cancelled,
+        dropped_output: events.dropped(),
     });
     report
 }

@@ -15,9 +15,10 @@ use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrC
 use russh::{ChannelMsg, Disconnect};
 
 use super::cancel::Cancel;
-use super::event::{Captured, Event, EventSink, NodeStatus, Stream};
+use super::event::{Captured, Event, NodeStatus, Stream};
 use super::known_hosts::{HostKey, KnownHosts, Verdict};
 use super::quote::sh_quote;
+use crate::bus::EventSink;
 
 /// Where to connect: the network endpoint after ssh_config resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]

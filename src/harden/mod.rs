@@ -131,7 +131,11 @@ fn problem(path: &Path, message: String) -> Diagnostics {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Check every rule; change nothing.
     Audit,
+    /// Report what `Apply` would remediate (or refuse); change nothing.
+    Check,
+    /// Remediate the failing rules.
     Apply,
 }
 
@@ -169,10 +173,10 @@ pub fn compile(baseline: &Loaded, mode: Mode, login_user: &str) -> Script {
             sh_quote(rule.applies.as_deref().unwrap_or("")),
             sh_quote(&rule.audit),
             sh_quote(&rule.remediate),
-            if mode == Mode::Apply {
-                "apply"
-            } else {
-                "audit"
+            match mode {
+                Mode::Apply => "apply",
+                Mode::Check => "check",
+                Mode::Audit => "audit",
             },
             sh_quote(&refused)
         ));
@@ -192,13 +196,16 @@ pub fn compile(baseline: &Loaded, mode: Mode, login_user: &str) -> Script {
     }
 }
 
-/// One rule: n/a (skipped), compliant (ok), remediated (changed), or failing.
+/// One rule: n/a (skipped), compliant (ok), remediated (changed; in check
+/// mode: would be), refused (its remediation would lock maestro out), or
+/// failing.
 const RULE_FN: &str = r#"_m_rule() { # applies audit remediate mode refused
     if [ -n "$1" ] && ! (eval "$1") </dev/null >/dev/null 2>&1; then _m_status=skipped; _m_msg="not applicable"; return; fi
     if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_ok "compliant"; return; fi
-    why=$(head -n 1 "$_m_tmp/audit")
-    [ "$4" = apply ] || { _m_fail "${why:-audit failed}"; return; }
-    [ -z "$5" ] || { _m_fail "refused: $5"; return; }
+    IFS= read -r why <"$_m_tmp/audit"
+    [ "$4" = audit ] && { _m_fail "${why:-audit failed}"; return; }
+    [ -z "$5" ] || { _m_status=refused; _m_msg="refused: $5"; return; }
+    [ "$4" = check ] && { _m_changed "would remediate: ${why:-not compliant}"; return; }
     if ! (eval "$3") </dev/null >"$_m_tmp/out" 2>&1; then _m_block out "$_m_tmp/out"; _m_fail "remediation failed: $(tail -n 1 "$_m_tmp/out")"; return; fi
     if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_changed "remediated: ${why:-was not compliant}"; return; fi
     _m_fail "still failing after remediation: $(head -n 1 "$_m_tmp/audit")"
@@ -226,6 +233,88 @@ pub async fn run(
         }
     })
     .await
+}
+
+/// A fleet's compliance with a baseline, from an audit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Compliance {
+    pub baseline: String,
+    /// Passing rule checks over all checks that apply, in percent. A node
+    /// that could not be audited counts every rule as failing.
+    pub percent: f64,
+    pub passing: usize,
+    pub failing: usize,
+    pub not_applicable: usize,
+    /// Nodes audited, out of the nodes targeted.
+    pub nodes_measured: usize,
+    pub nodes_total: usize,
+    /// Nodes that could not be audited (unreachable, timed out, cancelled, or
+    /// the script did not run), with why.
+    pub unmeasured: Vec<(String, String)>,
+}
+
+/// Compliance of the nodes in `report` (an audit run of `baseline`).
+pub fn compliance(baseline: &Loaded, report: &crate::fleet::RunReport) -> Compliance {
+    use crate::fleet::event::TaskStatus;
+    let mut c = Compliance {
+        baseline: baseline.name.clone(),
+        percent: 0.0,
+        passing: 0,
+        failing: 0,
+        not_applicable: 0,
+        nodes_measured: 0,
+        nodes_total: report.results.len(),
+        unmeasured: Vec::new(),
+    };
+    for r in &report.results {
+        if r.tasks.is_empty() {
+            c.failing += baseline.rules.len();
+            c.unmeasured.push((
+                r.node.clone(),
+                r.error.clone().unwrap_or_else(|| r.status.to_string()),
+            ));
+            continue;
+        }
+        c.nodes_measured += 1;
+        for t in &r.tasks {
+            match t.status {
+                TaskStatus::Ok | TaskStatus::Changed => c.passing += 1,
+                TaskStatus::Failed | TaskStatus::Refused => c.failing += 1,
+                TaskStatus::Skipped => c.not_applicable += 1,
+            }
+        }
+    }
+    c.percent = if c.passing + c.failing == 0 {
+        100.0
+    } else {
+        100.0 * c.passing as f64 / (c.passing + c.failing) as f64
+    };
+    c
+}
+
+/// After `--apply`, the audit shows a rule whose remediation was refused as
+/// refused (with the reason), not merely failing.
+pub fn carry_refusals(applied: &crate::fleet::RunReport, audited: &mut crate::fleet::RunReport) {
+    use crate::fleet::event::TaskStatus;
+    for r in &mut audited.results {
+        let Some(a) = applied.results.iter().find(|a| a.node == r.node) else {
+            continue;
+        };
+        for t in r
+            .tasks
+            .iter_mut()
+            .filter(|t| t.status == TaskStatus::Failed)
+        {
+            if let Some(refused) = a
+                .tasks
+                .iter()
+                .find(|x| x.index == t.index && x.status == TaskStatus::Refused)
+            {
+                t.status = TaskStatus::Refused;
+                t.message = refused.message.clone();
+            }
+        }
+    }
 }
 
 /// The baseline a run uses: the one named, else the default profile's, else `baseline`.

@@ -11,6 +11,7 @@
 pub mod action;
 pub mod app;
 pub mod components;
+pub mod demo;
 pub mod filter;
 pub mod keys;
 pub mod runtime;
@@ -33,22 +34,19 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 pub use app::{App, ExecPolicy, Info};
-pub use runtime::{ExecContext, Stores, run_exec};
+pub use runtime::{ExecContext, Stores, job_request, plan_exec, run_exec};
 
 use crate::fleet::event::now_ms;
 use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
-use crate::sot::Sot;
+use crate::ops::{Gate, SotSource};
 
 /// Everything the console needs.
 pub struct Config {
-    pub sot: Sot,
+    /// The SoT, its directory (as shown and recorded with runs) and commit.
+    pub source: SotSource,
     /// `maestro` or `maestro demo`.
     pub title: String,
-    /// The SoT directory, as shown and recorded with runs.
-    pub sot_label: String,
-    /// Short id of the SoT repository's HEAD, when it is in git.
-    pub head: Option<String>,
     pub db: PathBuf,
     pub connect: ConnectOptions,
     pub forks: usize,
@@ -57,6 +55,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the console's runs use.
+    pub fn exec_context(&self) -> ExecContext {
+        let actor = std::env::var("MAESTRO_ACTOR")
+            .ok()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+        ExecContext {
+            source: self.source.clone(),
+            connect: self.connect.clone(),
+            forks: self.forks,
+            limits: self.limits.clone(),
+            gate: Arc::new(Gate::new(Some(self.db.clone()), actor).with(self.policy.clone())),
+        }
+    }
+
     fn split(self) -> (App, ExecContext, Stores) {
         let mut details = vec![format!(
             "forks {} · timeout {} · output kept {} KiB per stream",
@@ -68,26 +81,21 @@ impl Config {
             self.limits.max_output / 1024
         )];
         details.push(format!("recorded in {}", self.db.display()));
+        let ctx = self.exec_context();
         let info = Info {
             title: self.title,
-            sot: self.sot_label.clone(),
-            head: self.head,
+            sot: self.source.label.clone(),
+            head: self
+                .source
+                .commit
+                .as_ref()
+                .map(|h| h.chars().take(7).collect()),
             store: self.db.display().to_string(),
             policy: self.policy,
             run_details: details,
         };
-        let sot = Arc::new(self.sot);
-        let app = App::new(info, Arc::clone(&sot), now_ms());
-        let ctx = ExecContext {
-            sot,
-            connect: self.connect,
-            forks: self.forks,
-            limits: self.limits,
-        };
-        let stores = Stores {
-            db: self.db,
-            sot_label: self.sot_label,
-        };
+        let app = App::new(info, Arc::clone(&self.source.sot), now_ms());
+        let stores = Stores { db: self.db };
         (app, ctx, stores)
     }
 }

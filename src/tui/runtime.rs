@@ -1,7 +1,9 @@
 //! The event loop: one `tokio::select!` over the terminal's events, the
-//! results of background work (store reads, engine runs) and a tick; the
-//! frame is redrawn when something changed. Store reads and the engine run
-//! in tokio tasks and report through one channel, so drawing never waits.
+//! results of background work (store reads, plans and runs through the
+//! operations layer) and a tick; the frame is redrawn when something
+//! changed. The console has one bus for all its runs: a recorder on a
+//! blocking thread writes each event to the store, then hands it to the app.
+//! Store reads and engine work run in tokio tasks, so drawing never waits.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,16 +19,19 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::action::{ExecPlan, Job};
-use super::app::{App, Effect, Msg};
+use super::app::{App, Effect, Msg, Planned};
 use super::components::run::RunDetail;
 use super::components::runs::RUNS_SHOWN;
-use crate::fleet::event::now_ms;
-use crate::fleet::resolve::{ConnectOptions, connect_specs};
+use crate::bus::{Bus, BusReceiver, Envelope, Subscriber, SubscriberError, pump_blocking};
+use crate::fleet::Cancel;
+use crate::fleet::event::{new_run_id, now_ms};
+use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
-use crate::fleet::{Cancel, Event, EventSink, RunOptions, RunReport, run_command};
-use crate::playbook::run::{PlayRequest, play};
-use crate::sot::Sot;
-use crate::store::Store;
+use crate::ops::{
+    self, Decision, Gate, JobRequest, JobSpec, Launch, Outcome, PlaySettings, Prepared, SotSource,
+    Targets,
+};
+use crate::store::{RunStore, SqliteStore};
 
 /// Recent runs shown in the node view.
 const NODE_HISTORY: usize = 50;
@@ -34,136 +39,101 @@ const NODE_HISTORY: usize = 50;
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
 /// What runs started from the console use: the same engine inputs as
-/// `maestro exec`.
+/// `maestro exec`, and the gate every job passes.
 #[derive(Clone)]
 pub struct ExecContext {
-    pub sot: Arc<Sot>,
+    pub source: SotSource,
     pub connect: ConnectOptions,
     pub forks: usize,
     pub limits: ExecLimits,
+    pub gate: Arc<Gate>,
 }
 
-/// Run a confirmed exec plan through the engine, exactly as `maestro exec`
-/// does: the pinned node names become connection specs, then
-/// [`run_command`]. Errors are what stopped the run from starting.
+/// The job a confirmed plan stands for, on exactly its pinned nodes: the
+/// same request `maestro exec`, `play`, `install` or `harden --audit` makes.
+pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
+    let job = match &plan.job {
+        Job::Command => JobSpec::Exec {
+            command: plan.command.clone(),
+        },
+        Job::Playbook(name) => JobSpec::Play {
+            playbook: name.clone(),
+        },
+        Job::Install(profile) => JobSpec::Install {
+            profile: profile.clone(),
+        },
+        Job::HardenAudit(baseline) => JobSpec::Harden {
+            apply: false,
+            baseline: Some(baseline.clone()),
+            profile: None,
+        },
+    };
+    JobRequest {
+        job,
+        targets: Targets::Nodes(plan.nodes.clone()),
+        settings: PlaySettings::default(),
+        connect: ctx.connect.clone(),
+        forks: ctx.forks,
+        limits: ctx.limits.clone(),
+    }
+}
+
+/// Prepare off the event loop (ssh_config and known_hosts are files).
+async fn prepare(ctx: &ExecContext, plan: &ExecPlan) -> Result<Prepared, String> {
+    let source = ctx.source.clone();
+    let request = job_request(ctx, plan);
+    tokio::task::spawn_blocking(move || ops::prepare(source, request))
+        .await
+        .map_err(|e| format!("preparing the job: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
+/// The plan the confirmation shows: the gate's answer and, when it admits
+/// the job, the operations layer's plan (a check-mode run for playbooks).
+pub async fn plan_exec(
+    ctx: &ExecContext,
+    plan: &ExecPlan,
+    launch: &Launch,
+) -> Result<(Planned, Vec<String>), String> {
+    let prepared = prepare(ctx, plan).await?;
+    let warnings = prepared.warnings().to_vec();
+    let planned = match ctx.gate.admit(&prepared) {
+        Decision::Refused(r) => Planned {
+            plan: None,
+            refusal: Some(r),
+        },
+        Decision::Allow => Planned {
+            plan: Some(prepared.plan(launch).await),
+            refusal: None,
+        },
+    };
+    Ok((planned, warnings))
+}
+
+/// Run a confirmed plan through the operations layer, exactly as the CLI
+/// does. Errors are what stopped the run from starting.
 pub async fn run_exec(
     ctx: &ExecContext,
     plan: ExecPlan,
-    events: EventSink,
-    cancel: Cancel,
-) -> Result<RunReport, String> {
-    let indices = plan
-        .nodes
-        .iter()
-        .map(|n| {
-            ctx.sot
-                .node_index
-                .get(n)
-                .copied()
-                .ok_or_else(|| format!("node {n} is not in the SoT"))
-        })
-        .collect::<Result<Vec<usize>, String>>()?;
-    let sot = Arc::clone(&ctx.sot);
-    let connect = ctx.connect.clone();
-    // ssh_config and known_hosts are files: read them off the event loop.
-    let (specs, warnings) =
-        tokio::task::spawn_blocking(move || connect_specs(&sot, &indices, &connect))
-            .await
-            .map_err(|e| format!("resolving the nodes: {e}"))?
-            .map_err(|e| e.to_string())?;
-    for message in warnings {
-        events.send(Event::Warning {
-            node: None,
-            message,
-        });
-    }
-    let kind = match &plan.job {
-        Job::Command => "exec",
-        Job::Playbook(_) | Job::Install(_) => "play",
-        Job::HardenAudit(_) => "harden-audit",
-    };
-    let opts = RunOptions {
-        kind: kind.into(),
-        target: plan.nodes.join(","),
-        description: plan.command.clone(),
-        forks: ctx.forks,
-        limits: ctx.limits.clone(),
-    };
-    let sot = &ctx.sot;
-    // The same engine functions as `maestro play`, `install` and `harden --audit`.
-    let playbook = |pb: crate::playbook::Playbook, base_dir: PathBuf, profile| {
-        Arc::new(PlayRequest {
-            sot: Arc::clone(sot),
-            playbook: Arc::new(pb),
-            base_dir,
-            profile,
-            extra_vars: Vec::new(),
-            options: Default::default(),
-            become_password: None,
-        })
-    };
-    Ok(match plan.job {
-        Job::Command => run_command(specs, plan.command, opts, events, cancel).await,
-        Job::Playbook(name) => {
-            let dir = sot.root.join(&sot.settings.playbooks_dir);
-            let pb = crate::playbook::load_playbook(&dir.join(format!("{name}.toml")))
-                .map_err(|d| d.to_string())?;
-            play(specs, playbook(pb, dir, None), opts, events, cancel).await
-        }
-        Job::Install(profile) => {
-            let (pb, dir, profile) = crate::playbook::for_profile(sot, &profile)?;
-            let problems = crate::playbook::profile_problems(
-                sot,
-                &pb,
-                &profile,
-                &indices_of(sot, &plan.nodes),
-                &[],
-            );
-            if !problems.is_empty() {
-                return Err(format!(
-                    "profile `{}` refuses: {}",
-                    profile.name,
-                    problems.join("; ")
-                ));
-            }
-            play(
-                specs,
-                playbook(pb, dir, Some(profile)),
-                opts,
-                events,
-                cancel,
-            )
-            .await
-        }
-        Job::HardenAudit(name) => {
-            let baseline = crate::harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
-                .map_err(|d| d.to_string())?;
-            crate::harden::run(
-                specs,
-                Arc::new(baseline),
-                crate::harden::Mode::Audit,
-                None,
-                opts,
-                events,
-                cancel,
-            )
-            .await
-        }
-    })
-}
-
-fn indices_of(sot: &Sot, names: &[String]) -> Vec<usize> {
-    names
-        .iter()
-        .filter_map(|n| sot.node_index.get(n).copied())
-        .collect()
+    launch: Launch,
+) -> Result<Outcome, String> {
+    let prepared = prepare(ctx, &plan).await?;
+    prepared
+        .apply(&ctx.gate, &launch)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Where the loop reads and records runs.
 pub struct Stores {
     pub db: PathBuf,
-    /// Recorded with each run (`maestro runs show` prints it).
-    pub sot_label: String,
+}
+
+/// Everything the background work shares.
+struct Shared {
+    stores: Stores,
+    ctx: ExecContext,
+    bus: Bus,
 }
 
 pub async fn event_loop<B: Backend>(
@@ -176,8 +146,9 @@ where
     B::Error: Send + Sync + 'static,
 {
     let (tx, mut rx) = unbounded_channel::<Msg>();
-    let stores = Arc::new(stores);
-    let ctx = Arc::new(ctx);
+    let (bus, bus_rx) = Bus::new();
+    start_recorder(bus_rx, &stores, tx.clone());
+    let shared = Arc::new(Shared { stores, ctx, bus });
     let mut terminal_events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -190,7 +161,7 @@ where
     let mut dirty = true;
     loop {
         for effect in app.take_effects() {
-            perform(effect, &tx, &stores, &ctx);
+            perform(effect, &tx, &shared);
         }
         if app.should_quit() {
             break;
@@ -235,50 +206,119 @@ where
     Ok(())
 }
 
+/// The console's subscriber: the store first (so a run the app shows as
+/// finished is recorded), then the app.
+struct Recorder {
+    store: Option<SqliteStore>,
+    tx: UnboundedSender<Msg>,
+}
+
+impl Subscriber for Recorder {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn event(&mut self, envelope: &Envelope) -> Result<(), SubscriberError> {
+        if let Some(store) = &mut self.store
+            && let Err(e) = store.record(envelope)
+        {
+            let _ = self.tx.send(Msg::Warning(format!(
+                "runs are no longer recorded in {}: {e}",
+                store.path().display()
+            )));
+            self.store = None;
+        }
+        let _ = self.tx.send(Msg::Engine(envelope.clone()));
+        Ok(())
+    }
+}
+
+fn start_recorder(rx: BusReceiver, stores: &Stores, tx: UnboundedSender<Msg>) {
+    let store = match SqliteStore::open(&stores.db) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let _ = tx.send(Msg::Warning(format!("runs are not recorded: {e}")));
+            None
+        }
+    };
+    let mut recorder = Recorder { store, tx };
+    std::thread::spawn(move || pump_blocking(rx, &mut [&mut recorder]));
+}
+
 /// Carry out one effect in the background; its result comes back as a [`Msg`].
-fn perform(
-    effect: Effect,
-    tx: &UnboundedSender<Msg>,
-    stores: &Arc<Stores>,
-    ctx: &Arc<ExecContext>,
-) {
+fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
     let tx = tx.clone();
-    let stores = Arc::clone(stores);
+    let db = shared.stores.db.clone();
     match effect {
-        Effect::LoadLastResults => read_store(tx, stores, |s| {
+        Effect::LoadLastResults => read_store(tx, db, |s| {
             Msg::LastResults(s.and_then(|s| s.last_results().map_err(|e| e.to_string())))
         }),
-        Effect::LoadRuns => read_store(tx, stores, |s| {
+        Effect::LoadRuns => read_store(tx, db, |s| {
             Msg::Runs(s.and_then(|s| s.runs(RUNS_SHOWN).map_err(|e| e.to_string())))
         }),
-        Effect::LoadRun(id) => read_store(tx, stores, move |s| Msg::Run {
+        Effect::LoadRun(id) => read_store(tx, db, move |s| Msg::Run {
             result: s.and_then(|s| load_run(&s, &id).map_err(|e| e.to_string())),
             id,
         }),
-        Effect::LoadNodeHistory(node) => read_store(tx, stores, move |s| Msg::NodeHistory {
+        Effect::LoadNodeHistory(node) => read_store(tx, db, move |s| Msg::NodeHistory {
             result: s.and_then(|s| {
                 s.node_history(&node, NODE_HISTORY)
                     .map_err(|e| e.to_string())
             }),
             node,
         }),
-        Effect::StartExec { plan, cancel } => start_exec(plan, cancel, tx, stores, Arc::clone(ctx)),
+        Effect::Plan(plan) => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let launch = Launch {
+                    bus: shared.bus.clone(),
+                    cancel: Cancel::new(),
+                    run_id: new_run_id(),
+                };
+                let result =
+                    plan_exec(&shared.ctx, &plan, &launch)
+                        .await
+                        .map(|(planned, warnings)| {
+                            for w in warnings {
+                                let _ = tx.send(Msg::Warning(w));
+                            }
+                            planned
+                        });
+                let _ = tx.send(Msg::Planned { plan, result });
+            });
+        }
+        Effect::StartExec {
+            plan,
+            cancel,
+            run_id,
+        } => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let launch = Launch {
+                    bus: shared.bus.clone(),
+                    cancel,
+                    run_id,
+                };
+                let error = run_exec(&shared.ctx, plan, launch).await.err();
+                let _ = tx.send(Msg::RunEnded { error });
+            });
+        }
     }
 }
 
 /// Open the store off the event loop, read, and send the result back.
 fn read_store(
     tx: UnboundedSender<Msg>,
-    stores: Arc<Stores>,
-    read: impl FnOnce(Result<Store, String>) -> Msg + Send + 'static,
+    db: PathBuf,
+    read: impl FnOnce(Result<SqliteStore, String>) -> Msg + Send + 'static,
 ) {
     tokio::task::spawn_blocking(move || {
-        let store = Store::open(&stores.db).map_err(|e| e.to_string());
+        let store = SqliteStore::open(&db).map_err(|e| e.to_string());
         let _ = tx.send(read(store));
     });
 }
 
-fn load_run(store: &Store, id: &str) -> crate::store::Result<Option<RunDetail>> {
+fn load_run(store: &SqliteStore, id: &str) -> crate::store::Result<Option<RunDetail>> {
     let Some(run) = store.run(id)? else {
         return Ok(None);
     };
@@ -287,46 +327,4 @@ fn load_run(store: &Store, id: &str) -> crate::store::Result<Option<RunDetail>> 
         notes: store.notes(&run)?,
         run,
     }))
-}
-
-/// The engine runs in a task; a blocking recorder feeds every event to the
-/// store first (as `maestro exec` does), then to the app.
-fn start_exec(
-    plan: ExecPlan,
-    cancel: Cancel,
-    tx: UnboundedSender<Msg>,
-    stores: Arc<Stores>,
-    ctx: Arc<ExecContext>,
-) {
-    let (events, mut rx) = EventSink::channel();
-    let recorder_tx = tx.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = match Store::open(&stores.db) {
-            Ok(mut s) => {
-                s.set_sot(&stores.sot_label);
-                Some(s)
-            }
-            Err(e) => {
-                let _ =
-                    recorder_tx.send(Msg::StoreWarning(format!("this run is not recorded: {e}")));
-                None
-            }
-        };
-        while let Some(event) = rx.blocking_recv() {
-            if let Some(s) = &mut store
-                && let Err(e) = s.record(&event)
-            {
-                let _ = recorder_tx.send(Msg::StoreWarning(format!(
-                    "this run is not fully recorded in {}: {e}",
-                    stores.db.display()
-                )));
-                store = None;
-            }
-            let _ = recorder_tx.send(Msg::Engine(event));
-        }
-    });
-    tokio::spawn(async move {
-        let error = run_exec(&ctx, plan, events, cancel).await.err();
-        let _ = tx.send(Msg::RunEnded { error });
-    });
 }

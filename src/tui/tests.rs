@@ -17,10 +17,57 @@ use ratatui::buffer::Buffer;
 use super::action::{Action, ExecPlan, Pending};
 use super::app::{App, Effect, ExecPolicy, Info, Msg};
 use super::components::run::RunDetail;
+use crate::bus::Envelope;
+use crate::fleet::event::RunKind;
 use crate::fleet::event::{Captured, Stream};
 use crate::fleet::{Event, NodeResult, NodeStatus, Summary};
+use crate::ops::Plan;
 use crate::sot::Sot;
-use crate::store::{LastResult, Note, RunRow};
+use crate::store::{LastResult, Note, RunRow, RunState};
+
+/// The id of every run the app under test starts.
+const LIVE_RUN: &str = "20251121-075945-beef";
+
+/// An event of the run the app started, at `at_ms`.
+fn at(at_ms: i64, event: Event) -> Msg {
+    Msg::Engine(Envelope {
+        run_id: LIVE_RUN.into(),
+        seq: 0,
+        at_ms,
+        event,
+    })
+}
+
+/// An event of the run the app started.
+fn ev(event: Event) -> Msg {
+    at(NOW, event)
+}
+
+/// Answer the app's request for a plan as the operations layer would for
+/// a job that needs no check run, admitted by the gate.
+fn plan_arrives(app: &mut App) {
+    let effects = app.take_effects();
+    let plan = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Plan(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the dialog asked for a plan");
+    let planned = super::app::Planned {
+        plan: Some(Plan::static_plan(
+            &plan.command,
+            true,
+            &plan.nodes,
+            &plan.command,
+        )),
+        refusal: None,
+    };
+    app.on_msg(Msg::Planned {
+        plan,
+        result: Ok(planned),
+    });
+}
 
 /// 2025-11-21 08:00:00 UTC.
 const NOW: i64 = 1_763_712_000_000;
@@ -83,6 +130,7 @@ fn app_with(nodes: &[(&str, &str, &str, &str, &str)], policy: ExecPolicy) -> App
     let tmp = tempfile::tempdir().unwrap();
     let sot = write_sot(tmp.path(), nodes);
     let mut app = App::new(info(policy), Arc::new(sot), NOW);
+    app.set_run_ids(|| LIVE_RUN.into());
     app.take_effects();
     app
 }
@@ -118,10 +166,11 @@ fn last_results() -> HashMap<String, LastResult> {
 fn run_row() -> RunRow {
     RunRow {
         id: "20251121-075500-a1b2".into(),
-        kind: "exec".into(),
+        kind: RunKind::Exec,
         command: "systemctl is-active vllm".into(),
         target: "gpu".into(),
         sot: "/srv/fleet/sot".into(),
+        sot_commit: Some("5da5d72c0ffee".into()),
         forks: 100,
         node_count: 4,
         nodes: vec![
@@ -130,7 +179,7 @@ fn run_row() -> RunRow {
             "gpu-eu-03".into(),
             "gpu-us-01".into(),
         ],
-        state: "finished".into(),
+        state: RunState::Finished,
         started_ms: NOW - 301_000,
         finished_ms: Some(NOW - 299_800),
         ok: 2,
@@ -382,39 +431,42 @@ fn live_app() -> App {
     })));
     let t0 = NOW - 15_000;
     app.set_now(t0);
-    app.on_msg(Msg::Engine(Event::RunStarted {
-        run_id: "20251121-075945-beef".into(),
-        kind: "exec".into(),
-        command: "systemctl restart vllm".into(),
-        target: nodes.join(","),
-        nodes: nodes.clone(),
-        forks: 100,
-        at_ms: t0,
-    }));
+    app.on_msg(at(
+        t0,
+        Event::RunStarted {
+            kind: RunKind::Exec,
+            command: "systemctl restart vllm".into(),
+            target: nodes.join(","),
+            nodes: nodes.clone(),
+            forks: 100,
+            sot: "/srv/fleet/sot".into(),
+            sot_commit: None,
+        },
+    ));
     // Two nodes started 15 s ago and are stuck; one is connecting.
     for n in ["gpu-eu-01", "gpu-eu-02"] {
-        app.on_msg(Msg::Engine(Event::NodeConnecting { node: n.into() }));
-        app.on_msg(Msg::Engine(Event::NodeConnected {
+        app.on_msg(ev(Event::NodeConnecting { node: n.into() }));
+        app.on_msg(ev(Event::NodeConnected {
             node: n.into(),
             elapsed_ms: 20,
         }));
-        app.on_msg(Msg::Engine(Event::NodeRunning { node: n.into() }));
+        app.on_msg(ev(Event::NodeRunning { node: n.into() }));
     }
-    app.on_msg(Msg::Engine(Event::Output {
+    app.on_msg(ev(Event::Output {
         node: "gpu-eu-01".into(),
         stream: Stream::Stdout,
         data: b"waiting for GPU memory to drain\n".to_vec(),
     }));
     app.set_now(NOW - 3_000);
     for n in ["gpu-eu-03", "gpu-us-01", "gpu-us-02"] {
-        app.on_msg(Msg::Engine(Event::NodeConnecting { node: n.into() }));
+        app.on_msg(ev(Event::NodeConnecting { node: n.into() }));
     }
-    app.on_msg(Msg::Engine(Event::NodeFinished {
+    app.on_msg(ev(Event::NodeFinished {
         result: result("gpu-eu-03", NodeStatus::Ok, Some(0), b"restarted\n", b""),
     }));
     let mut unreachable = result("gpu-us-01", NodeStatus::Unreachable, None, b"", b"");
     unreachable.error = Some("connecting to 10.30.2.21:22: connection refused".into());
-    app.on_msg(Msg::Engine(Event::NodeFinished {
+    app.on_msg(ev(Event::NodeFinished {
         result: unreachable,
     }));
     app.set_now(NOW);
@@ -436,11 +488,11 @@ fn live_view_in_flight() {
 fn live_view_finished() {
     let mut app = live_app();
     for n in ["gpu-eu-01", "gpu-eu-02", "gpu-us-02"] {
-        app.on_msg(Msg::Engine(Event::NodeFinished {
+        app.on_msg(ev(Event::NodeFinished {
             result: result(n, NodeStatus::Ok, Some(0), b"restarted\n", b""),
         }));
     }
-    app.on_msg(Msg::Engine(Event::NodeFinished {
+    app.on_msg(ev(Event::NodeFinished {
         result: result(
             "gw-eu-01",
             NodeStatus::Failed,
@@ -449,8 +501,7 @@ fn live_view_finished() {
             b"Failed to restart vllm.service: Unit vllm.service not found.\n",
         ),
     }));
-    app.on_msg(Msg::Engine(Event::RunFinished {
-        run_id: "20251121-075945-beef".into(),
+    app.on_msg(ev(Event::RunFinished {
         summary: Summary {
             ok: 4,
             failed: 1,
@@ -460,6 +511,7 @@ fn live_view_finished() {
         },
         elapsed_ms: 15_200,
         cancelled: false,
+        dropped_output: Default::default(),
     }));
     snap("live_finished", &app);
     // The fleet table shows the new results before the store is re-read.
@@ -514,6 +566,8 @@ fn confirm_dialog_shows_the_plan() {
     typed(&mut app, "uname -r");
     snap("exec_prompt", &app);
     press(&mut app, KeyCode::Enter);
+    snap("confirm_planning", &app);
+    plan_arrives(&mut app);
     snap("confirm", &app);
 }
 
@@ -548,6 +602,7 @@ fn the_plan_is_pinned_when_the_prompt_opens() {
     // plan does not change.
     app.on_msg(Msg::LastResults(Ok(HashMap::new())));
     app.on_msg(Msg::Runs(Ok(Vec::new())));
+    plan_arrives(&mut app);
     press(&mut app, KeyCode::Char('y'));
     let plan = started_plan(&mut app).expect("the run started");
     assert_eq!(
@@ -568,6 +623,7 @@ fn filtering_after_exec_opens_does_not_change_the_targets() {
     // The dialog owns the keyboard: typing a filter goes nowhere.
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "gw");
+    plan_arrives(&mut app);
     press(&mut app, KeyCode::Char('y'));
     let plan = started_plan(&mut app).expect("the run started");
     assert_eq!(
@@ -615,6 +671,12 @@ fn playbooks_installs_and_audits_run_on_the_marked_nodes_after_confirmation() {
             && screen.contains("play agent-runtime"),
         "{screen}"
     );
+    press(&mut app, KeyCode::Char('y'));
+    assert!(
+        render(&app, 160, 48).contains("the plan is still being made"),
+        "y waits for the plan"
+    );
+    plan_arrives(&mut app);
     press(&mut app, KeyCode::Char('y'));
     let plan = started_plan(&mut app).expect("confirmed: the run starts");
     assert_eq!(

@@ -25,16 +25,19 @@ use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
 use super::keys::COMMANDS;
 use super::text::count;
+use crate::bus::Envelope;
 use crate::fleet::{Cancel, Event, NodeResult};
+pub use crate::ops::ExecPolicy;
+use crate::ops::{Plan, Refusal};
 use crate::sot::Sot;
 use crate::store::{LastResult, RunRow};
 
-/// Whether the console may run commands on nodes.
+/// A job's plan as the operations layer made it, and the gate's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecPolicy {
-    Allowed,
-    /// Changing actions are refused, with the reason shown.
-    Refused(String),
+pub struct Planned {
+    /// None when the gate refused the job (nothing was planned).
+    pub plan: Option<Plan>,
+    pub refusal: Option<Refusal>,
 }
 
 /// What the header and the dialogs say about where the console works.
@@ -59,7 +62,14 @@ pub enum Effect {
     LoadRuns,
     LoadRun(String),
     LoadNodeHistory(String),
-    StartExec { plan: ExecPlan, cancel: Cancel },
+    /// Prepare the job, ask the gate, and plan it (check mode) for the dialog.
+    Plan(ExecPlan),
+    /// Apply it; its run has this id.
+    StartExec {
+        plan: ExecPlan,
+        cancel: Cancel,
+        run_id: String,
+    },
 }
 
 /// Results of background work and engine events, for the app.
@@ -75,12 +85,18 @@ pub enum Msg {
         node: String,
         result: Result<Vec<(RunRow, NodeResult)>, String>,
     },
-    Engine(Event),
+    /// The plan of the job the dialog shows (or why it could not be made).
+    Planned {
+        plan: ExecPlan,
+        result: Result<Planned, String>,
+    },
+    Engine(Envelope),
     /// The run task ended; with the reason when the run could not start.
     RunEnded {
         error: Option<String>,
     },
-    StoreWarning(String),
+    /// Something the operator should know (the store failed, ssh_config warnings).
+    Warning(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +126,8 @@ pub struct App {
     effects: Vec<Effect>,
     quit: bool,
     now_ms: i64,
+    /// Where run ids come from (fixed in tests).
+    run_ids: fn() -> String,
 }
 
 impl App {
@@ -132,12 +150,18 @@ impl App {
             effects: vec![Effect::LoadLastResults, Effect::LoadRuns],
             quit: false,
             now_ms: 0,
+            run_ids: crate::fleet::event::new_run_id,
         };
         app.set_now(now_ms);
         if let ExecPolicy::Refused(why) = &app.info.policy {
             app.message = Some((Level::Warn, format!("read-only: {why}")));
         }
         app
+    }
+
+    /// Use `ids` for the ids of runs started here (tests fix them).
+    pub fn set_run_ids(&mut self, ids: fn() -> String) {
+        self.run_ids = ids;
     }
 
     pub fn set_now(&mut self, now_ms: i64) {
@@ -458,7 +482,9 @@ impl App {
                 known.join(", ")
             ));
         }
-        if !known.contains(&name) {
+        // A playbook may also be a file, given as a path (`./site.toml`).
+        let is_path = word == "play" && name.contains('/');
+        if !is_path && !known.contains(&name) {
             return Action::Unavailable(format!(
                 "no {label} `{name}`; {label}s: {}",
                 known.join(", ")
@@ -494,6 +520,9 @@ impl App {
                 return;
             }
         }
+        if let Pending::Exec(plan) = &pending {
+            self.effects.push(Effect::Plan(plan.clone()));
+        }
         self.confirm = Some(ConfirmDialog::new(pending, self.info.run_details.clone()));
     }
 
@@ -503,14 +532,24 @@ impl App {
             return;
         }
         let cancel = Cancel::new();
-        self.live = Some(LiveView::new(&plan.nodes, &plan.command, self.now_ms));
+        let run_id = (self.run_ids)();
+        self.live = Some(LiveView::new(
+            &run_id,
+            &plan.nodes,
+            &plan.command,
+            self.now_ms,
+        ));
         self.cancel = Some(cancel.clone());
         self.stack = vec![ViewId::Fleet, ViewId::Live];
         self.say(
             Level::Info,
             format!("started on {}", count(plan.nodes.len(), "node")),
         );
-        self.effects.push(Effect::StartExec { plan, cancel });
+        self.effects.push(Effect::StartExec {
+            plan,
+            cancel,
+            run_id,
+        });
     }
 
     // ---- messages from the loop -------------------------------------------
@@ -538,6 +577,11 @@ impl App {
                     n.set_history(loadable(result));
                 }
             }
+            Msg::Planned { plan, result } => {
+                if let Some(c) = &mut self.confirm {
+                    c.set_plan(&plan, result);
+                }
+            }
             Msg::Engine(event) => self.on_event(event),
             Msg::RunEnded { error } => {
                 if let Some(e) = error {
@@ -548,23 +592,27 @@ impl App {
                     self.cancel = None;
                 }
             }
-            Msg::StoreWarning(w) => self.say(Level::Warn, w),
+            Msg::Warning(w) => self.say(Level::Warn, w),
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, envelope: Envelope) {
         if let Some(l) = &mut self.live {
-            l.apply(&event);
+            l.apply(&envelope);
         }
-        match &event {
+        // Reachability is news from any run; results, warnings and the end
+        // of a run only from the run this console started.
+        let ours = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.follows() == &*envelope.run_id);
+        if !ours && !matches!(envelope.event, Event::NodeConnected { .. }) {
+            return;
+        }
+        let run_id = envelope.run_id.to_string();
+        match &envelope.event {
             Event::NodeConnected { node, .. } => self.fleet.mark_reachable(node),
             Event::NodeFinished { result } => {
-                let run_id = self
-                    .live
-                    .as_ref()
-                    .and_then(|l| l.run_id())
-                    .unwrap_or_default()
-                    .to_string();
                 self.fleet.record_result(
                     &result.node,
                     LastResult {
@@ -590,10 +638,7 @@ impl App {
                 );
             }
             Event::RunFinished {
-                run_id,
-                summary,
-                cancelled,
-                ..
+                summary, cancelled, ..
             } => {
                 self.cancel = None;
                 let level = if summary.all_ok() {

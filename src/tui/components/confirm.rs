@@ -1,6 +1,7 @@
 //! The confirmation dialog: shows the plan of a [`Pending`] action (what
-//! runs, on exactly which nodes) and answers `Confirmed(the same plan)` or
-//! `Dismiss`. It is modal: every key is its.
+//! runs, on exactly which nodes, and what the operations layer's check mode
+//! says would change on each, with the admission gate's answer) and answers
+//! `Confirmed(the same plan)` or `Dismiss`. It is modal: every key is its.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
@@ -9,16 +10,22 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::tui::action::{Action, Pending};
+use super::Loadable;
+use crate::tui::action::{Action, ExecPlan, Pending};
+use crate::tui::app::Planned;
 use crate::tui::text::{count, dim, header_style, selected_style};
 
 /// Node names shown before "… and N more".
 const NAMES_SHOWN: usize = 40;
+/// Per-node plan lines shown before "… and N more".
+const PLAN_LINES: usize = 12;
 
 pub struct ConfirmDialog {
     pub pending: Pending,
     /// How the work will run (forks, timeouts, where it is recorded).
     details: Vec<String>,
+    /// The plan of an exec, as it arrives from the operations layer.
+    planned: Loadable<Planned>,
     yes_focused: bool,
 }
 
@@ -27,15 +34,53 @@ impl ConfirmDialog {
         ConfirmDialog {
             pending,
             details,
+            planned: Loadable::Loading,
             yes_focused: false,
+        }
+    }
+
+    /// The plan of `plan`; ignored unless it is the plan this dialog shows.
+    pub fn set_plan(&mut self, plan: &ExecPlan, result: Result<Planned, String>) {
+        if matches!(&self.pending, Pending::Exec(p) if p == plan) {
+            self.planned = match result {
+                Ok(p) => Loadable::Loaded(p),
+                Err(e) => Loadable::Failed(e),
+            };
+        }
+    }
+
+    /// Why `y` cannot be pressed yet, if it cannot.
+    fn not_ready(&self) -> Option<String> {
+        if !matches!(self.pending, Pending::Exec(_)) {
+            return None;
+        }
+        match &self.planned {
+            Loadable::Loading => {
+                Some("the plan is still being made (check mode); y works once it is shown".into())
+            }
+            Loadable::Failed(e) => Some(format!("no plan, so nothing can run: {e}")),
+            Loadable::Loaded(Planned {
+                refusal: Some(r), ..
+            }) => Some(format!(
+                "the gate refuses this: {}",
+                r.reasons.first().cloned().unwrap_or_default()
+            )),
+            Loadable::Loaded(_) => None,
+        }
+    }
+
+    fn confirm(&self) -> Action {
+        match self.not_ready() {
+            Some(why) => Action::Unavailable(why),
+            None => Action::Confirmed(self.pending.clone()),
         }
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
         Some(match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') => Action::Confirmed(self.pending.clone()),
+            KeyCode::Char('y') | KeyCode::Char('Y') => self.confirm(),
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Action::Dismiss,
-            KeyCode::Enter if self.yes_focused => Action::Confirmed(self.pending.clone()),
+            KeyCode::Enter if self.yes_focused => self.confirm(),
             KeyCode::Enter => Action::Dismiss,
             KeyCode::Tab | KeyCode::BackTab | KeyCode::Left | KeyCode::Right => {
                 self.yes_focused = !self.yes_focused;
@@ -76,6 +121,8 @@ impl ConfirmDialog {
                     Span::styled("nodes  ", dim()),
                     Span::raw(names),
                 ]));
+                lines.push(Line::from(""));
+                lines.extend(self.plan_lines());
                 for d in &self.details {
                     lines.push(Line::styled(d.clone(), dim()));
                 }
@@ -90,6 +137,73 @@ impl ConfirmDialog {
                 ],
             ),
         }
+    }
+
+    /// The plan per node and the gate's answer.
+    fn plan_lines(&self) -> Vec<Line<'_>> {
+        let planned = match &self.planned {
+            Loadable::Loading => {
+                return vec![Line::styled(
+                    "planning: running check mode on the nodes…",
+                    dim(),
+                )];
+            }
+            Loadable::Failed(e) => {
+                return vec![Line::styled(
+                    format!("no plan: {}", crate::terminal_text::sanitize(e.as_bytes())),
+                    Style::new().fg(Color::Red),
+                )];
+            }
+            Loadable::Loaded(p) => p,
+        };
+        let mut lines = Vec::new();
+        if let Some(plan) = &planned.plan {
+            let predicted = plan
+                .nodes
+                .iter()
+                .any(|n| !matches!(n.outcome, crate::ops::NodeOutcome::WouldRun { .. }));
+            lines.push(Line::styled(
+                if predicted {
+                    format!(
+                        "plan (check mode): {} of {} would change",
+                        count(plan.changing(), "node"),
+                        plan.nodes.len()
+                    )
+                } else {
+                    format!(
+                        "plan: runs on {} (what it does is not predicted)",
+                        count(plan.nodes.len(), "node")
+                    )
+                },
+                header_style(),
+            ));
+            let w = plan.nodes.iter().map(|n| n.node.len()).max().unwrap_or(0);
+            for n in plan.nodes.iter().take(PLAN_LINES) {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {:w$}  ", n.node), dim()),
+                    Span::raw(crate::terminal_text::sanitize(
+                        n.outcome.summary().as_bytes(),
+                    )),
+                ]));
+            }
+            if plan.nodes.len() > PLAN_LINES {
+                lines.push(Line::styled(
+                    format!("  … and {} more", plan.nodes.len() - PLAN_LINES),
+                    dim(),
+                ));
+            }
+        }
+        lines.push(match &planned.refusal {
+            None => Line::styled("gate: admitted", dim()),
+            Some(r) => Line::styled(
+                format!(
+                    "gate: {}",
+                    crate::terminal_text::sanitize(r.to_string().as_bytes()).replace('\n', " ·")
+                ),
+                Style::new().fg(Color::Red),
+            ),
+        });
+        lines
     }
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {

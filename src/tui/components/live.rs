@@ -15,6 +15,7 @@ use ratatui::widgets::{
 };
 
 use super::list::{Nav, navigate, scroll};
+use crate::bus::Envelope;
 use crate::fleet::event::Stream;
 use crate::fleet::{Event, NodeStatus, Summary};
 use crate::tui::action::Action;
@@ -52,6 +53,10 @@ struct LiveNode {
 }
 
 pub struct LiveView {
+    /// The run this view follows: events of other runs on the bus (a plan,
+    /// another face's run) are not its.
+    follows: String,
+    /// Set once the run has started.
     run_id: Option<String>,
     command: String,
     nodes: Vec<LiveNode>,
@@ -68,8 +73,9 @@ pub struct LiveView {
 }
 
 impl LiveView {
-    pub fn new(nodes: &[String], command: &str, now_ms: i64) -> LiveView {
+    pub fn new(run_id: &str, nodes: &[String], command: &str, now_ms: i64) -> LiveView {
         LiveView {
+            follows: run_id.to_string(),
             run_id: None,
             command: command.to_string(),
             nodes: nodes
@@ -132,14 +138,22 @@ impl LiveView {
         }
     }
 
-    /// Update from the engine's event stream.
-    pub fn apply(&mut self, event: &Event) {
+    /// The run this view follows (known before it starts).
+    pub fn follows(&self) -> &str {
+        &self.follows
+    }
+
+    /// Update from the bus: only the events of the run this view follows.
+    pub fn apply(&mut self, envelope: &Envelope) {
+        if *envelope.run_id != *self.follows {
+            return;
+        }
         let now = self.now_ms;
         let node = |this: &mut Self, name: &str| this.index.get(name).copied();
-        match event {
-            Event::RunStarted { run_id, at_ms, .. } => {
-                self.run_id = Some(run_id.clone());
-                self.started_ms = *at_ms;
+        match &envelope.event {
+            Event::RunStarted { .. } => {
+                self.run_id = Some(envelope.run_id.to_string());
+                self.started_ms = envelope.at_ms;
             }
             Event::NodeConnecting { node: n } => {
                 if let Some(i) = node(self, n) {

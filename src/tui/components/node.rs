@@ -194,7 +194,7 @@ impl NodeView {
         let rows = history[offset..end].iter().map(|(run, r)| {
             Row::new(vec![
                 TableCell::from(run.id.clone()),
-                TableCell::from(run.kind.clone()),
+                TableCell::from(run.kind.as_str()),
                 TableCell::from(r.status.to_string()).style(status_style(r.status)),
                 TableCell::from(
                     r.exit_code

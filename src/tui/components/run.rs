@@ -189,7 +189,7 @@ impl RunView {
                 format!(
                     "{} without a result: the run was interrupted{}",
                     count(missing, "node"),
-                    if r.state == "running" {
+                    if r.state == crate::store::RunState::Running {
                         " (it never finished)"
                     } else {
                         ""

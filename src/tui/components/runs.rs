@@ -133,8 +133,8 @@ impl RunsView {
             };
             Row::new(vec![
                 TableCell::from(r.id.clone()),
-                TableCell::from(r.kind.clone()),
-                TableCell::from(r.state.clone()).style(state_style),
+                TableCell::from(r.kind.as_str()),
+                TableCell::from(r.state.as_str()).style(state_style),
                 TableCell::from(r.node_count.to_string()),
                 TableCell::from(r.ok.to_string()),
                 TableCell::from(failed.to_string()),

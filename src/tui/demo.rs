@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::fleet::DEFAULT_FORKS;
 use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
+use crate::ops::SotSource;
 use crate::sim::{SimConfig, SimError, SimNode, Simulator, fleet_files, sandbox};
 use crate::sot::git::{Actor, init_repo};
 use crate::sot::{self, SotError};
@@ -143,14 +144,9 @@ impl Demo {
     /// The console's configuration for this demo.
     pub fn config(&self) -> Result<tui::Config, DemoError> {
         let sot = sot::load(&self.sot)?;
-        let head = sot::git::SotRepo::open(&self.sot)?
-            .head()
-            .map(|h| h.chars().take(7).collect());
         Ok(tui::Config {
-            sot,
+            source: SotSource::new(std::sync::Arc::new(sot), &self.sot),
             title: "maestro demo".into(),
-            sot_label: self.sot.display().to_string(),
-            head,
             db: self.db.clone(),
             connect: self.connect.clone(),
             forks: DEFAULT_FORKS,
@@ -164,13 +160,7 @@ impl Demo {
 
     /// What the console uses to run commands on this demo's nodes.
     pub fn exec_context(&self) -> Result<tui::ExecContext, DemoError> {
-        let config = self.config()?;
-        Ok(tui::ExecContext {
-            sot: std::sync::Arc::new(config.sot),
-            connect: config.connect,
-            forks: config.forks,
-            limits: config.limits,
-        })
+        Ok(self.config()?.exec_context())
     }
 
     /// Stop the simulated fleet (waiting for its commands to end) and remove

@@ -1,0 +1,243 @@
+//! The admission gate: every job passes it after it is prepared and before
+//! any node is touched. Each [`Check`] looks at the prepared job and says
+//! allow, invalid (exit 2), deny (exit 3), block (exit 4) or "needs
+//! approval". Approvals are kept in the run store, so a job held for
+//! approval is found again by the next process that admits the same job.
+//!
+//! Today the gate enforces what exists: a profile's rules and required tags,
+//! and a read-only console (the demo whose sandbox does not work). The
+//! policy, kill-switch and freeze-window checks plug in here as more
+//! [`Check`]s instead of adding checks of their own to each command.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Prepared;
+use crate::exit::Exit;
+use crate::store::{ApprovalState, RunStore, SqliteStore};
+
+/// What one check says of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// The job's input is wrong (a profile's rules): exit 2.
+    Invalid(Vec<String>),
+    /// Policy says no: exit 3.
+    Deny(Vec<String>),
+    /// A kill switch or freeze window holds it: exit 4.
+    Block(Vec<String>),
+    /// A person must approve it first (held as pending, exit 4 until then).
+    NeedsApproval(Vec<String>),
+}
+
+/// One rule of the gate.
+pub trait Check: Send + Sync {
+    /// A short name shown with its reasons (`profile`, `read-only`, `policy`).
+    fn name(&self) -> &'static str;
+    fn check(&self, job: &Prepared) -> Verdict;
+}
+
+/// Why a job was not admitted, and which exit code that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalClass {
+    Invalid,
+    Denied,
+    Blocked,
+    AwaitingApproval,
+}
+
+impl RefusalClass {
+    pub fn exit(self) -> Exit {
+        match self {
+            RefusalClass::Invalid => Exit::InvalidInput,
+            RefusalClass::Denied => Exit::PolicyDenied,
+            RefusalClass::Blocked | RefusalClass::AwaitingApproval => Exit::Blocked,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Refusal {
+    pub class: RefusalClass,
+    /// Each reason prefixed by the check that gave it.
+    pub reasons: Vec<String>,
+    /// The approval that holds the job, when it waits for one.
+    pub approval: Option<String>,
+}
+
+impl Refusal {
+    fn describe(&self) -> String {
+        let head = match self.class {
+            RefusalClass::Invalid => "refused before touching any node",
+            RefusalClass::Denied => "denied by policy; no node was touched",
+            RefusalClass::Blocked => "blocked; no node was touched",
+            RefusalClass::AwaitingApproval => "waiting for approval; no node was touched",
+        };
+        let mut s = head.to_string();
+        if let Some(id) = &self.approval {
+            s.push_str(&format!(" (approval {id})"));
+        }
+        for r in &self.reasons {
+            s.push_str("\n  ");
+            s.push_str(r);
+        }
+        s
+    }
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Refused(Refusal),
+}
+
+/// The checks every job passes, in order.
+pub struct Gate {
+    checks: Vec<Box<dyn Check>>,
+    /// Where approvals are kept (the run store).
+    approvals: Option<PathBuf>,
+    /// Who asks (recorded with an approval request).
+    actor: String,
+}
+
+impl Gate {
+    /// The checks that apply everywhere, with approvals kept in `store`.
+    pub fn new(store: Option<PathBuf>, actor: impl Into<String>) -> Gate {
+        Gate {
+            checks: vec![Box::new(ProfileRules)],
+            approvals: store,
+            actor: actor.into(),
+        }
+    }
+
+    pub fn with(mut self, check: impl Check + 'static) -> Gate {
+        self.checks.push(Box::new(check));
+        self
+    }
+
+    /// Run every check; the strictest answer wins (invalid, then deny, then
+    /// block, then approval), with the reasons of every check that gave it.
+    pub fn admit(&self, job: &Prepared) -> Decision {
+        let mut invalid = Vec::new();
+        let mut deny = Vec::new();
+        let mut block = Vec::new();
+        let mut approve = Vec::new();
+        for c in &self.checks {
+            let tag = |rs: Vec<String>| rs.into_iter().map(move |r| format!("{}: {r}", c.name()));
+            match c.check(job) {
+                Verdict::Allow => {}
+                Verdict::Invalid(r) => invalid.extend(tag(r)),
+                Verdict::Deny(r) => deny.extend(tag(r)),
+                Verdict::Block(r) => block.extend(tag(r)),
+                Verdict::NeedsApproval(r) => approve.extend(tag(r)),
+            }
+        }
+        let refuse = |class, reasons| {
+            Decision::Refused(Refusal {
+                class,
+                reasons,
+                approval: None,
+            })
+        };
+        if !invalid.is_empty() {
+            return refuse(RefusalClass::Invalid, invalid);
+        }
+        if !deny.is_empty() {
+            return refuse(RefusalClass::Denied, deny);
+        }
+        if !block.is_empty() {
+            return refuse(RefusalClass::Blocked, block);
+        }
+        if approve.is_empty() {
+            return Decision::Allow;
+        }
+        self.approval(job, approve)
+    }
+
+    /// A job that needs approval: allowed once approved, denied once
+    /// rejected, otherwise held as pending in the store.
+    fn approval(&self, job: &Prepared, reasons: Vec<String>) -> Decision {
+        let held = |class, reasons, approval| {
+            Decision::Refused(Refusal {
+                class,
+                reasons,
+                approval,
+            })
+        };
+        let Some(path) = &self.approvals else {
+            let mut reasons = reasons;
+            reasons.push("no run store to keep the approval in".into());
+            return held(RefusalClass::Denied, reasons, None);
+        };
+        let fingerprint = job.fingerprint();
+        let store =
+            SqliteStore::open(path).and_then(|mut s| match s.approval_for(&fingerprint)? {
+                Some(a) if a.state != ApprovalState::Pending => Ok(a),
+                _ => s.request_approval(&fingerprint, job.description(), &reasons, &self.actor),
+            });
+        match store {
+            Ok(a) => match a.state {
+                ApprovalState::Approved => Decision::Allow,
+                ApprovalState::Rejected => held(
+                    RefusalClass::Denied,
+                    vec![format!(
+                        "approval {} was rejected by {}",
+                        a.id,
+                        a.decided_by.unwrap_or_default()
+                    )],
+                    Some(a.id),
+                ),
+                ApprovalState::Pending => held(RefusalClass::AwaitingApproval, reasons, Some(a.id)),
+            },
+            Err(e) => {
+                let mut reasons = reasons;
+                reasons.push(format!("the approval could not be recorded: {e}"));
+                held(RefusalClass::Denied, reasons, None)
+            }
+        }
+    }
+}
+
+/// A profile's required tags and `[validate]` rules, for installs.
+struct ProfileRules;
+
+impl Check for ProfileRules {
+    fn name(&self) -> &'static str {
+        "profile"
+    }
+
+    fn check(&self, job: &Prepared) -> Verdict {
+        let problems = job.profile_problems();
+        if problems.is_empty() {
+            Verdict::Allow
+        } else {
+            Verdict::Invalid(problems)
+        }
+    }
+}
+
+/// Whether changing work may run at all here (the console's read-only mode:
+/// the demo, when its sandbox does not work on this machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecPolicy {
+    Allowed,
+    /// Every job that touches nodes is denied, with the reason shown.
+    Refused(String),
+}
+
+impl Check for ExecPolicy {
+    fn name(&self) -> &'static str {
+        "read-only"
+    }
+
+    fn check(&self, _: &Prepared) -> Verdict {
+        match self {
+            ExecPolicy::Allowed => Verdict::Allow,
+            ExecPolicy::Refused(why) => Verdict::Deny(vec![why.clone()]),
+        }
+    }
+}

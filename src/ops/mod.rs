@@ -1,0 +1,697 @@
+//! The operations layer, between the engine and its faces: a job is
+//! [`prepare`]d (the SoT, targets, playbook or baseline and connection specs
+//! resolved, everything a user can get wrong found before anything runs),
+//! [`Prepared::plan`]ned (check mode: a typed [`Plan`] per node), admitted by
+//! the [`gate`] (policy, kill switch, freeze windows, approvals) and
+//! [`Prepared::apply`]ed. The CLI and the console call these same functions
+//! and show the same plan; neither knows how a playbook is looked up or how
+//! compliance is computed.
+//!
+//! Every run a job makes reports on the [`crate::bus`] under its own run id;
+//! the faces subscribe to the bus.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::bus::Bus;
+use crate::exit::Exit;
+use crate::fleet::event::{RunKind, new_run_id};
+use crate::fleet::resolve::{ConnectOptions, connect_specs};
+use crate::fleet::ssh::{ConnectSpec, ExecLimits};
+use crate::fleet::{Cancel, RunOptions, RunReport, run_command, target};
+use crate::harden::{self, Compliance, Mode};
+use crate::playbook::compile::Options;
+use crate::playbook::run::{PlayRequest, play};
+use crate::playbook::{self, Playbook};
+use crate::sot::{Profile, Sot};
+
+pub mod gate;
+pub mod plan;
+
+pub use gate::{Decision, ExecPolicy, Gate, Refusal, RefusalClass};
+pub use plan::{NodeOutcome, NodePlan, Plan, PlannedChange};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The operator asked for something that cannot be (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// A playbook or baseline with problems (exit 2).
+    #[error("{0}")]
+    Diagnostics(crate::sot::Diagnostics),
+    /// The gate did not admit the job.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl OpsError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            OpsError::Invalid(_) | OpsError::Diagnostics(_) => Exit::InvalidInput,
+            OpsError::Refused(r) => r.class.exit(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, OpsError>;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    /// `maestro exec`: a command through the login shell.
+    Exec { command: String },
+    /// `maestro play`: a playbook from the SoT's library by name, or a file
+    /// given as a path (it must look like one: `./site.toml`).
+    Play { playbook: String },
+    /// `maestro install --profile`: the profile's playbooks as one.
+    Install { profile: String },
+    /// `maestro harden`: the baseline named, else the profile's, else the default.
+    Harden {
+        apply: bool,
+        baseline: Option<String>,
+        profile: Option<String>,
+    },
+}
+
+/// Which nodes: a target pattern as typed, or names pinned by a face.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    Pattern(String),
+    Nodes(Vec<String>),
+}
+
+/// A password that is never printed, logged or stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// How a playbook job runs (Ansible's flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlaySettings {
+    pub diff: bool,
+    pub extra_vars: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub r#become: bool,
+    pub become_user: Option<String>,
+    pub become_password: Option<Secret>,
+}
+
+/// Everything a face knows about a job before it is prepared.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub job: JobSpec,
+    pub targets: Targets,
+    pub settings: PlaySettings,
+    pub connect: ConnectOptions,
+    pub forks: usize,
+    pub limits: ExecLimits,
+}
+
+/// Where the SoT came from, recorded with every run.
+#[derive(Debug, Clone)]
+pub struct SotSource {
+    pub sot: Arc<Sot>,
+    /// The directory as the operator named it.
+    pub label: String,
+    /// Its git HEAD, when it is a repository.
+    pub commit: Option<String>,
+}
+
+impl SotSource {
+    /// Label and commit for the SoT loaded from `root`.
+    pub fn new(sot: Arc<Sot>, root: &Path) -> SotSource {
+        let commit = crate::sot::git::SotRepo::open(root)
+            .ok()
+            .and_then(|r| r.head());
+        SotSource {
+            sot,
+            label: root.display().to_string(),
+            commit,
+        }
+    }
+}
+
+/// The work itself, resolved.
+enum Work {
+    Command(Arc<String>),
+    Playbook(Box<PlayWork>),
+    Harden {
+        baseline: Arc<harden::Loaded>,
+        apply: bool,
+    },
+}
+
+/// A playbook (or a profile's playbooks) and where its files are.
+struct PlayWork {
+    playbook: Arc<Playbook>,
+    base_dir: PathBuf,
+    profile: Option<Profile>,
+}
+
+/// A job with everything resolved; nothing has touched a node yet.
+pub struct Prepared {
+    source: SotSource,
+    job: JobSpec,
+    work: Work,
+    /// Node indices into the SoT, in SoT order, and their connection specs.
+    indices: Vec<usize>,
+    nodes: Vec<String>,
+    specs: Vec<ConnectSpec>,
+    warnings: Vec<String>,
+    target_label: String,
+    description: String,
+    settings: PlaySettings,
+    forks: usize,
+    limits: ExecLimits,
+}
+
+/// Resolve a job against the SoT: targets, connection specs, the playbook
+/// or baseline, and the profile. Problems are [`OpsError::Invalid`] or
+/// [`OpsError::Diagnostics`]: exit 2, nothing touched.
+pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
+    let sot = &source.sot;
+    let (indices, target_label) = match &request.targets {
+        Targets::Pattern(p) => (
+            target::select(sot, p).map_err(|e| OpsError::Invalid(e.to_string()))?,
+            p.clone(),
+        ),
+        Targets::Nodes(names) => {
+            let indices = names
+                .iter()
+                .map(|n| {
+                    sot.node_index
+                        .get(n)
+                        .copied()
+                        .ok_or_else(|| OpsError::Invalid(format!("node {n} is not in the SoT")))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            (indices, names.join(","))
+        }
+    };
+    let (work, description) = match &request.job {
+        JobSpec::Exec { command } => {
+            if command.trim().is_empty() {
+                return Err(OpsError::Invalid(
+                    "no command given: maestro exec TARGET -- COMMAND...".into(),
+                ));
+            }
+            (Work::Command(Arc::new(command.clone())), command.clone())
+        }
+        JobSpec::Play { playbook: name } => {
+            let path = playbook_path(sot, name)?;
+            let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
+            let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir,
+                    profile: None,
+                })),
+                format!("play {name}"),
+            )
+        }
+        JobSpec::Install { profile } => {
+            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(OpsError::Invalid)?;
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir: dir,
+                    profile: Some(p),
+                })),
+                format!("install --profile {profile}"),
+            )
+        }
+        JobSpec::Harden {
+            apply,
+            baseline,
+            profile,
+        } => {
+            let name = match (baseline, profile) {
+                (Some(b), _) => b.clone(),
+                (None, Some(p)) => sot
+                    .profiles
+                    .get(p)
+                    .and_then(|p| p.hardening.clone())
+                    .ok_or_else(|| {
+                        OpsError::Invalid(format!(
+                            "profile `{p}` does not exist or names no hardening baseline"
+                        ))
+                    })?,
+                (None, None) => harden::default_name(sot),
+            };
+            let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
+                .map_err(OpsError::Diagnostics)?;
+            let description = format!(
+                "harden {} ({}, {} rules)",
+                if *apply { "--apply" } else { "--audit" },
+                loaded.name,
+                loaded.rules.len()
+            );
+            (
+                Work::Harden {
+                    baseline: Arc::new(loaded),
+                    apply: *apply,
+                },
+                description,
+            )
+        }
+    };
+    let (specs, warnings) = connect_specs(sot, &indices, &request.connect)
+        .map_err(|e| OpsError::Invalid(e.to_string()))?;
+    let nodes = specs.iter().map(|s| s.node.clone()).collect();
+    Ok(Prepared {
+        source,
+        job: request.job,
+        work,
+        indices,
+        nodes,
+        specs,
+        warnings,
+        target_label,
+        description,
+        settings: request.settings,
+        forks: request.forks,
+        limits: request.limits,
+    })
+}
+
+/// `NAME` is a playbook of the SoT's library; a path must look like one
+/// (`./site.toml`, `/srv/pb.toml`): a file of that name in the working
+/// directory never shadows the library.
+pub fn playbook_path(sot: &Sot, name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(OpsError::Invalid(format!("no playbook file {name}")))
+        };
+    }
+    let in_sot = sot
+        .root
+        .join(&sot.settings.playbooks_dir)
+        .join(format!("{}.toml", name.trim_end_matches(".toml")));
+    if in_sot.is_file() {
+        return Ok(in_sot);
+    }
+    let hint = crate::sot::diag::suggest(name, sot.playbooks.iter().map(String::as_str))
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    Err(OpsError::Invalid(format!(
+        "no playbook `{name}`{hint} in the SoT's library: give one of {}, or a file as a path (./{name}.toml)",
+        sot.playbooks.join(", ")
+    )))
+}
+
+/// Where a job's runs report, and how they are stopped.
+#[derive(Clone)]
+pub struct Launch {
+    pub bus: Bus,
+    pub cancel: Cancel,
+    /// The id of the job's (first) run, known before it starts so a face
+    /// can follow it.
+    pub run_id: String,
+}
+
+impl Launch {
+    pub fn new(bus: Bus, cancel: Cancel) -> Launch {
+        Launch {
+            bus,
+            cancel,
+            run_id: new_run_id(),
+        }
+    }
+}
+
+/// What applying a job did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The run's report; for `harden --apply`, the audit after remediation,
+    /// with the remediations that were refused marked so.
+    pub report: RunReport,
+    /// Every run the job made, in order.
+    pub runs: Vec<String>,
+    /// For hardening jobs: the fleet's compliance.
+    pub compliance: Option<Compliance>,
+}
+
+impl Prepared {
+    pub fn job(&self) -> &JobSpec {
+        &self.job
+    }
+
+    /// The job as shown to the operator (`play agent-runtime`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The target nodes, in SoT order.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target_label
+    }
+
+    /// Problems resolving connections (ssh_config) worth telling the operator.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn sot(&self) -> &Sot {
+        &self.source.sot
+    }
+
+    /// The sudo password for `become`, asked for after the job was found
+    /// valid (so a bad job never prompts).
+    pub fn set_become_password(&mut self, password: Option<Secret>) {
+        self.settings.become_password = password;
+    }
+
+    /// The hardening baseline of a hardening job.
+    pub fn baseline(&self) -> Option<&harden::Loaded> {
+        match &self.work {
+            Work::Harden { baseline, .. } => Some(baseline),
+            _ => None,
+        }
+    }
+
+    /// Whether applying it changes nodes (a check or an audit does not).
+    pub fn changes_nodes(&self) -> bool {
+        !matches!(self.work, Work::Harden { apply: false, .. })
+    }
+
+    /// A stable identity of exactly this job (kind, targets, what runs), for
+    /// approvals.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(format!("{:?}\0{:?}\0", self.job, self.nodes));
+        if let Some(c) = &self.source.commit {
+            h.update(c.as_bytes());
+        }
+        let digest = h.finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Why the profile refuses this install (required tags, `[validate]`).
+    pub fn profile_problems(&self) -> Vec<String> {
+        match &self.work {
+            Work::Playbook(work) if let Some(profile) = &work.profile => {
+                playbook::profile_problems(
+                    &self.source.sot,
+                    &work.playbook,
+                    profile,
+                    &self.indices,
+                    &self.settings.extra_vars,
+                )
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The compiled script of each node, without connecting (facts are not
+    /// gathered): for review and audit (`--emit-scripts`).
+    pub fn scripts(&self, check: bool) -> Result<Vec<(String, String)>> {
+        let Work::Playbook(work) = &self.work else {
+            return Err(OpsError::Invalid(
+                "only playbook jobs compile to scripts".into(),
+            ));
+        };
+        let PlayWork {
+            playbook,
+            base_dir,
+            profile,
+        } = &**work;
+        let renderer = playbook::vars::Renderer::new();
+        let sot = &self.source.sot;
+        let mut out = Vec::new();
+        for (&i, spec) in self.indices.iter().zip(&self.specs) {
+            let node = &sot.nodes[i];
+            let vars = playbook::vars::merge(
+                &playbook.vars,
+                profile.as_ref(),
+                sot,
+                node,
+                &self.settings.extra_vars,
+            );
+            let ctx = playbook::vars::context(&vars, node, None);
+            let script = playbook::compile::compile(
+                playbook,
+                base_dir,
+                &ctx,
+                &spec.endpoint.user,
+                &self.options(check),
+                &renderer,
+            )
+            .map_err(|e| OpsError::Invalid(format!("{}: {e}", node.name)))?;
+            out.push((node.name.clone(), script.text));
+        }
+        Ok(out)
+    }
+
+    fn options(&self, check: bool) -> Options {
+        Options {
+            check,
+            diff: self.settings.diff,
+            tags: self.settings.tags.clone(),
+            skip_tags: self.settings.skip_tags.clone(),
+            r#become: self.settings.r#become,
+            become_user: self.settings.become_user.clone(),
+        }
+    }
+
+    fn run_options(&self, kind: RunKind, description: String) -> RunOptions {
+        RunOptions {
+            kind,
+            target: self.target_label.clone(),
+            description,
+            forks: self.forks,
+            limits: self.limits.clone(),
+            sot: self.source.label.clone(),
+            sot_commit: self.source.commit.clone(),
+        }
+    }
+
+    fn password(&self) -> Option<String> {
+        self.settings
+            .become_password
+            .as_ref()
+            .map(|s| s.expose().to_string())
+    }
+
+    async fn run_playbook(
+        &self,
+        work: &PlayWork,
+        check: bool,
+        run_id: &str,
+        launch: &Launch,
+    ) -> RunReport {
+        let PlayWork {
+            playbook,
+            base_dir,
+            profile,
+        } = work;
+        let request = Arc::new(PlayRequest {
+            sot: self.source.sot.clone(),
+            playbook: playbook.clone(),
+            base_dir: base_dir.clone(),
+            profile: profile.clone(),
+            extra_vars: self.settings.extra_vars.clone(),
+            options: self.options(check),
+            become_password: self.password(),
+        });
+        let (kind, description) = if check {
+            (RunKind::Check, format!("{} --check", self.description))
+        } else {
+            (RunKind::Play, self.description.clone())
+        };
+        play(
+            self.specs.clone(),
+            request,
+            self.run_options(kind, description),
+            launch.bus.run(run_id),
+            launch.cancel.clone(),
+        )
+        .await
+    }
+
+    async fn run_harden(
+        &self,
+        baseline: &Arc<harden::Loaded>,
+        mode: Mode,
+        run_id: &str,
+        launch: &Launch,
+    ) -> RunReport {
+        let (kind, flag) = match mode {
+            Mode::Apply => (RunKind::HardenApply, "--apply"),
+            Mode::Check => (RunKind::Check, "--apply --check"),
+            Mode::Audit => (RunKind::HardenAudit, "--audit"),
+        };
+        let description = format!(
+            "harden {flag} ({}, {} rules)",
+            baseline.name,
+            baseline.rules.len()
+        );
+        harden::run(
+            self.specs.clone(),
+            baseline.clone(),
+            mode,
+            self.password(),
+            self.run_options(kind, description),
+            launch.bus.run(run_id),
+            launch.cancel.clone(),
+        )
+        .await
+    }
+
+    /// What applying would do on each node. Playbooks run in check mode and
+    /// hardening remediation in its check mode (both recorded as `check`
+    /// runs, under `launch.run_id`); a command or an audit cannot be
+    /// predicted and is planned as itself.
+    pub async fn plan(&self, launch: &Launch) -> Plan {
+        match &self.work {
+            Work::Command(command) => {
+                Plan::static_plan(&self.description, true, &self.nodes, command)
+            }
+            Work::Playbook(work) => {
+                let report = self.run_playbook(work, true, &launch.run_id, launch).await;
+                Plan::from_check(&self.description, &report)
+            }
+            Work::Harden {
+                baseline,
+                apply: true,
+            } => {
+                let report = self
+                    .run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                    .await;
+                Plan::from_check(&self.description, &report)
+            }
+            Work::Harden {
+                baseline,
+                apply: false,
+            } => Plan::static_plan(
+                &self.description,
+                false,
+                &self.nodes,
+                &format!("audit {} rules (changes nothing)", baseline.rules.len()),
+            ),
+        }
+    }
+
+    /// Admit the job through `gate`, then run it. Refused jobs touch no node.
+    pub async fn apply(&self, gate: &Gate, launch: &Launch) -> Result<Outcome> {
+        if let Decision::Refused(r) = gate.admit(self) {
+            return Err(OpsError::Refused(r));
+        }
+        Ok(self.run(launch).await)
+    }
+
+    /// The same as [`Prepared::apply`] in check mode: changes nothing, so
+    /// only the checks that refuse invalid input apply.
+    pub async fn check(&self, gate: &Gate, launch: &Launch) -> Result<Outcome> {
+        if let Decision::Refused(r) = gate.admit(self)
+            && r.class == RefusalClass::Invalid
+        {
+            return Err(OpsError::Refused(r));
+        }
+        let report = match &self.work {
+            Work::Playbook(work) => self.run_playbook(work, true, &launch.run_id, launch).await,
+            Work::Harden { baseline, .. } => {
+                self.run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                    .await
+            }
+            Work::Command(_) => {
+                return Err(OpsError::Invalid(
+                    "an ad-hoc command has no check mode".into(),
+                ));
+            }
+        };
+        Ok(Outcome {
+            runs: vec![report.run_id.clone()],
+            report,
+            compliance: None,
+        })
+    }
+
+    async fn run(&self, launch: &Launch) -> Outcome {
+        match &self.work {
+            Work::Command(command) => {
+                let report = run_command(
+                    self.specs.clone(),
+                    command.to_string(),
+                    self.run_options(RunKind::Exec, self.description.clone()),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                )
+                .await;
+                Outcome {
+                    runs: vec![report.run_id.clone()],
+                    report,
+                    compliance: None,
+                }
+            }
+            Work::Playbook(work) => {
+                let report = self.run_playbook(work, false, &launch.run_id, launch).await;
+                Outcome {
+                    runs: vec![report.run_id.clone()],
+                    report,
+                    compliance: None,
+                }
+            }
+            Work::Harden {
+                baseline,
+                apply: false,
+            } => {
+                let report = self
+                    .run_harden(baseline, Mode::Audit, &launch.run_id, launch)
+                    .await;
+                Outcome {
+                    runs: vec![report.run_id.clone()],
+                    compliance: Some(harden::compliance(baseline, &report)),
+                    report,
+                }
+            }
+            Work::Harden {
+                baseline,
+                apply: true,
+            } => {
+                let applied = self
+                    .run_harden(baseline, Mode::Apply, &launch.run_id, launch)
+                    .await;
+                if launch.cancel.all_cancelled() {
+                    return Outcome {
+                        runs: vec![applied.run_id.clone()],
+                        compliance: Some(harden::compliance(baseline, &applied)),
+                        report: applied,
+                    };
+                }
+                let mut audited = self
+                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch)
+                    .await;
+                harden::carry_refusals(&applied, &mut audited);
+                Outcome {
+                    runs: vec![applied.run_id.clone(), audited.run_id.clone()],
+                    compliance: Some(harden::compliance(baseline, &audited)),
+                    report: audited,
+                }
+            }
+        }
+    }
+}

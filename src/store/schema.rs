@@ -1,0 +1,140 @@
+//! The store's schema and its migrations, keyed on `PRAGMA user_version`.
+//!
+//! Version 0 is a store made before versioning (its tables were created with
+//! `CREATE TABLE IF NOT EXISTS` and no version): migration 1 is exactly that
+//! schema, so it creates the tables in a new file and changes nothing in an
+//! old one. Each later migration is a step from the version before it. A store
+//! with a version above [`LATEST`] was written by a newer maestro and is
+//! refused, never altered.
+
+use rusqlite::Connection;
+
+/// `MIGRATIONS[i]` takes a store from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the schema of the first release.
+    "
+    CREATE TABLE IF NOT EXISTS runs (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        sot         TEXT NOT NULL,
+        forks       INTEGER NOT NULL,
+        node_count  INTEGER NOT NULL,
+        nodes       TEXT NOT NULL,          -- JSON array of target node names
+        state       TEXT NOT NULL,          -- running | finished | cancelled
+        started_ms  INTEGER NOT NULL,
+        finished_ms INTEGER,
+        ok INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+        unreachable INTEGER NOT NULL DEFAULT 0, timed_out INTEGER NOT NULL DEFAULT 0,
+        cancelled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS node_results (
+        run_id       TEXT NOT NULL REFERENCES runs(id),
+        node         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        exit_code    INTEGER,
+        signal       TEXT,
+        duration_ms  INTEGER NOT NULL,
+        error        TEXT,
+        stdout       BLOB NOT NULL,
+        stdout_total INTEGER NOT NULL,
+        stderr       BLOB NOT NULL,
+        stderr_total INTEGER NOT NULL,
+        finished_ms  INTEGER NOT NULL,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX IF NOT EXISTS node_results_by_node ON node_results(node, finished_ms);
+    CREATE TABLE IF NOT EXISTS task_results (
+        run_id  TEXT NOT NULL REFERENCES runs(id),
+        node    TEXT NOT NULL,
+        idx     INTEGER NOT NULL,
+        name    TEXT NOT NULL,
+        status  TEXT NOT NULL,              -- ok | changed | failed | skipped | refused
+        message TEXT NOT NULL,
+        diff    TEXT,
+        output  TEXT,
+        PRIMARY KEY (run_id, node, idx)
+    );
+    CREATE TABLE IF NOT EXISTS node_facts (
+        node  TEXT PRIMARY KEY,
+        facts TEXT NOT NULL,                -- JSON object
+        at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS run_notes (
+        run_id  TEXT NOT NULL REFERENCES runs(id),
+        at_ms   INTEGER NOT NULL,
+        node    TEXT,
+        kind    TEXT NOT NULL,              -- host_key_learned | warning
+        message TEXT NOT NULL
+    );
+    ",
+    // 2: the SoT commit of each run, output dropped under backpressure, and
+    // approvals held by the admission gate.
+    "
+    ALTER TABLE runs ADD COLUMN sot_commit TEXT;
+    ALTER TABLE runs ADD COLUMN dropped_output_bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE approvals (
+        id           TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        summary      TEXT NOT NULL,
+        reasons      TEXT NOT NULL,         -- JSON array
+        requested_by TEXT NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        state        TEXT NOT NULL,         -- pending | approved | rejected
+        decided_by   TEXT,
+        decided_ms   INTEGER,
+        comment      TEXT
+    );
+    CREATE INDEX approvals_by_fingerprint ON approvals(fingerprint, requested_ms);
+    CREATE INDEX run_notes_by_run ON run_notes(run_id);
+    ",
+];
+
+/// The schema version this maestro writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// What opening found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// Already at [`LATEST`].
+    Current,
+    /// Migrated from this version.
+    From(i64),
+    /// Newer than this maestro: nothing was changed.
+    TooNew(i64),
+}
+
+/// The store's version when it is newer than [`LATEST`] (read before anything
+/// is changed, the journal mode included).
+pub fn newer_than_latest(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((version > LATEST).then_some(version))
+}
+
+/// Bring the store to [`LATEST`] in one transaction (a second process opening
+/// the same old store at the same time waits, then finds it current).
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == LATEST {
+        return Ok(Migrated::Current);
+    }
+    if version > LATEST {
+        return Ok(Migrated::TooNew(version));
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= LATEST {
+        return Ok(if version == LATEST {
+            Migrated::Current
+        } else {
+            Migrated::TooNew(version)
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(Migrated::From(version))
+}
