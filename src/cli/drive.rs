@@ -112,7 +112,11 @@ async fn stop_on_signals(cancel: Cancel) {
 /// cancelled), else 0.
 pub fn conclude(mut driven: Driven<RunReport>) -> Exit {
     driven.printer.finish(&driven.value);
-    exit_for(&driven.value, driven.store_error.as_ref())
+    match exit_for(&driven.value, driven.store_error.as_ref()) {
+        // Output nobody read is not a success, even when the nodes finished.
+        Exit::Ok if driven.broken_pipe => Exit::TargetsFailed,
+        exit => exit,
+    }
 }
 
 /// The exit code of a run (see [`conclude`]), telling the operator when the

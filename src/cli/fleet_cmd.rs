@@ -159,9 +159,16 @@ pub fn runs(
                 results.retain(|r| &r.node == n);
             }
             if json {
+                // The facts last gathered on each node of the run.
+                let mut facts = serde_json::Map::new();
+                for r in &results {
+                    if let Some((f, _)) = store.facts(&r.node)? {
+                        facts.insert(r.node.clone(), json!(f));
+                    }
+                }
                 out!(
                     "{}",
-                    json!({"event": "run", "run": run, "results": results, "notes": notes})
+                    json!({"event": "run", "run": run, "results": results, "notes": notes, "facts": facts})
                 );
                 return Ok(Exit::Ok);
             }

@@ -111,15 +111,7 @@ impl Printer {
             _ => print_stdout(text),
         };
         if !written {
-            self.closed = true;
-            if let Mode::Progress { bar, .. } = &self.mode {
-                bar.finish_and_clear();
-            }
-            if let Some((cancel, flag)) = &self.on_broken_pipe {
-                flag.store(true, Ordering::SeqCst);
-                eprintln!("maestro: stdout was closed; cancelling the run");
-                cancel.cancel_all();
-            }
+            self.stdout_closed();
         }
     }
 
@@ -195,6 +187,36 @@ impl Printer {
         self.tick();
     }
 
+    /// Notice a reader that went away even while nothing is printed (a
+    /// pipe whose reader closed reports POLLERR on our end).
+    fn check_stdout(&mut self) {
+        if self.closed || matches!(self.mode, Mode::Quiet) {
+            return;
+        }
+        let mut fd = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        if n == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            self.stdout_closed();
+        }
+    }
+
+    fn stdout_closed(&mut self) {
+        self.closed = true;
+        if let Mode::Progress { bar, .. } = &self.mode {
+            bar.finish_and_clear();
+        }
+        if let Some((cancel, flag)) = &self.on_broken_pipe {
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("maestro: stdout was closed; cancelling the run");
+            cancel.cancel_all();
+        }
+    }
+
     /// Refresh the status line (called on events and on a timer).
     pub fn tick(&self) {
         let Mode::Progress { bar, .. } = &self.mode else {
@@ -251,6 +273,7 @@ impl Subscriber for Printer {
     }
 
     fn tick(&mut self) {
+        self.check_stdout();
         Printer::tick(self);
     }
 }

@@ -365,6 +365,7 @@ impl Session {
             command,
             stdin: b"",
             output_events: true,
+            sudo: None,
         };
         self.run(request, limits, cancel, events, &mut |_| {}).await
     }
@@ -383,6 +384,7 @@ impl Session {
             command,
             stdin,
             output_events,
+            sudo,
         } = request;
         let started = Instant::now();
         let mut out = ExecOutcome::new();
@@ -407,14 +409,13 @@ impl Session {
             out.error = Some(format!("cannot start the command: {e}"));
             return out;
         }
-        // The input, then EOF: a command that reads stdin must never wait forever.
-        let sent = async {
-            if !stdin.is_empty() {
-                channel.data(stdin).await?;
-            }
-            channel.eof().await
-        };
-        if let Err(e) = sent.await {
+        // The input, then EOF: a command that reads stdin must never wait
+        // forever. Behind `sudo -S` it waits until sudo lets the command
+        // start (see [`Become`]).
+        let mut handshake = sudo.map(Handshake::new);
+        if handshake.is_none()
+            && let Err(e) = send_input(&channel, stdin).await
+        {
             out.status = NodeStatus::Failed;
             out.error = Some(format!("cannot send the command's input: {e}"));
             return out;
@@ -430,15 +431,42 @@ impl Session {
             }
         };
         tokio::pin!(timed_out);
-        let stop: Option<NodeStatus> = loop {
+        let stop: Option<Stop> = loop {
             tokio::select! {
                 msg = channel.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
+                        let data = match &mut handshake {
+                            Some(h) if !h.started => {
+                                let (started, rest) = h.stdout(&data);
+                                if started
+                                    && let Err(e) = send_input(&channel, stdin).await
+                                {
+                                    break Some(Stop::Failed(format!("cannot send the command's input: {e}")));
+                                }
+                                rest
+                            }
+                            _ => data.to_vec(),
+                        };
                         on_stdout(&data);
                         self.output(Stream::Stdout, &data, &mut out.stdout, limits, output_events.then_some(events));
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                         if pgid.is_some() {
+                            let data = match &mut handshake {
+                                Some(h) if !h.started => match h.stderr(&data) {
+                                    Asked::Nothing(rest) => rest,
+                                    Asked::Password(rest) => {
+                                        if let Err(e) = channel.data(&h.password()[..]).await {
+                                            break Some(Stop::Failed(format!("cannot answer sudo: {e}")));
+                                        }
+                                        rest
+                                    }
+                                    Asked::Again => break Some(Stop::Failed(
+                                        "sudo refused the password (-K / --become-password-file): it asked again".into(),
+                                    )),
+                                },
+                                _ => data.to_vec(),
+                            };
                             self.output(Stream::Stderr, &data, &mut out.stderr, limits, output_events.then_some(events));
                             continue;
                         }
@@ -476,8 +504,8 @@ impl Session {
                     Some(_) => {}
                     None => break None,
                 },
-                _ = cancel.cancelled(&self.node) => break Some(NodeStatus::Cancelled),
-                _ = &mut timed_out => break Some(NodeStatus::TimedOut),
+                _ = cancel.cancelled(&self.node) => break Some(Stop::Cancelled),
+                _ = &mut timed_out => break Some(Stop::TimedOut),
             }
         };
         if !marker.is_empty() {
@@ -491,16 +519,34 @@ impl Session {
             );
         }
         out.duration = started.elapsed();
-        if let Some(status) = stop {
+        if let Some(stop) = stop {
             self.stop_remote(pgid.filter(|&p| p > 1)).await;
             let _ = channel.close().await;
-            out.status = status;
-            out.error = Some(match status {
-                NodeStatus::TimedOut => format!(
-                    "command still running after {:?}; stopped it",
-                    limits.timeout.unwrap_or_default()
+            (out.status, out.error) = match stop {
+                Stop::TimedOut => (
+                    NodeStatus::TimedOut,
+                    Some(format!(
+                        "command still running after {:?}; stopped it",
+                        limits.timeout.unwrap_or_default()
+                    )),
                 ),
-                _ => "cancelled by the operator; the remote command was stopped".into(),
+                Stop::Cancelled => (
+                    NodeStatus::Cancelled,
+                    Some("cancelled by the operator; the remote command was stopped".into()),
+                ),
+                Stop::Failed(why) => (NodeStatus::Failed, Some(why)),
+            };
+            return out;
+        }
+        if let Some(h) = &handshake
+            && !h.started
+            && out.error.is_none()
+        {
+            out.status = NodeStatus::Failed;
+            out.error = Some(if h.asked {
+                "sudo did not accept the password (-K / --become-password-file)".into()
+            } else {
+                "sudo did not start the command".into()
             });
             return out;
         }
@@ -571,6 +617,120 @@ pub struct Request<'a> {
     pub command: &'a str,
     pub stdin: &'a [u8],
     pub output_events: bool,
+    /// The command is `sudo -S` (see [`Become`]).
+    pub sudo: Option<Become<'a>>,
+}
+
+/// How a command run through `sudo -S -p PROMPT -- sh -c 'echo READY; …'`
+/// gets its password, as Ansible does it: the password is written only when
+/// sudo prints the prompt (a random marker), and the command's input only
+/// after the shell printed the ready marker, so a sudo that does not ask
+/// (NOPASSWD, cached credentials) never receives the password on stdin,
+/// where the shell would read it as a command. A second prompt means a
+/// wrong password: the command is stopped. Neither marker nor password ever
+/// reaches the captured output.
+pub struct Become<'a> {
+    pub prompt: &'a str,
+    pub ready: &'a str,
+    pub password: &'a str,
+}
+
+struct Handshake<'a> {
+    sudo: Become<'a>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    asked: bool,
+    started: bool,
+}
+
+enum Asked {
+    /// Not a prompt; pass these bytes on.
+    Nothing(Vec<u8>),
+    /// sudo asked: answer, and pass the rest on.
+    Password(Vec<u8>),
+    /// sudo asked a second time: the password was wrong.
+    Again,
+}
+
+impl<'a> Handshake<'a> {
+    fn new(sudo: Become<'a>) -> Handshake<'a> {
+        Handshake {
+            sudo,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            asked: false,
+            started: false,
+        }
+    }
+
+    fn password(&self) -> Vec<u8> {
+        let mut p = self.sudo.password.as_bytes().to_vec();
+        p.push(b'\n');
+        p
+    }
+
+    /// Stdout before the command started: is the ready line there? Returns
+    /// what follows it (the command's own output).
+    fn stdout(&mut self, data: &[u8]) -> (bool, Vec<u8>) {
+        self.stdout.extend_from_slice(data);
+        let marker = format!("{}\n", self.sudo.ready);
+        match find(&self.stdout, marker.as_bytes()) {
+            Some(at) => {
+                self.started = true;
+                let rest = self.stdout.split_off(at + marker.len());
+                self.stdout.clear();
+                (true, rest)
+            }
+            None => (false, Vec::new()),
+        }
+    }
+
+    /// Stderr before the command started: sudo's prompt, or its messages.
+    fn stderr(&mut self, data: &[u8]) -> Asked {
+        self.stderr.extend_from_slice(data);
+        let prompt = self.sudo.prompt.as_bytes();
+        match find(&self.stderr, prompt) {
+            Some(at) => {
+                if self.asked {
+                    return Asked::Again;
+                }
+                self.asked = true;
+                let mut rest = self.stderr[..at].to_vec();
+                rest.extend_from_slice(&self.stderr[at + prompt.len()..]);
+                self.stderr.clear();
+                Asked::Password(rest)
+            }
+            // Keep a tail that may be the start of a prompt; pass the rest.
+            None => {
+                let keep = self.stderr.len().min(prompt.len().saturating_sub(1));
+                let pass = self.stderr.len() - keep;
+                let out = self.stderr[..pass].to_vec();
+                self.stderr.drain(..pass);
+                Asked::Nothing(out)
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn send_input(
+    channel: &russh::Channel<client::Msg>,
+    stdin: &[u8],
+) -> Result<(), russh::Error> {
+    if !stdin.is_empty() {
+        channel.data(stdin).await?;
+    }
+    channel.eof().await
+}
+
+/// Why the wait for a command ended early.
+enum Stop {
+    Cancelled,
+    TimedOut,
+    Failed(String),
 }
 
 /// Bounds on one command.

@@ -324,12 +324,20 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
 }
 
 /// The command line that runs a script sent on stdin: directly, or as root
-/// through sudo (`-n`: never prompt; `-S`: a password arrives first on stdin).
-pub fn launcher(as_root: bool, with_password: bool) -> String {
+/// through sudo (`-n`: never prompt). With `password_markers` (prompt,
+/// ready), `sudo -S` prints the prompt marker when it wants the password and
+/// the shell prints the ready marker once sudo let it start; the runner
+/// answers the one and sends the script after the other
+/// ([`crate::fleet::ssh::Become`]), so the password never reaches a shell.
+pub fn launcher(as_root: bool, password_markers: Option<(&str, &str)>) -> String {
     let inner = sh_quote("eval \"$(cat)\"");
-    match (as_root, with_password) {
+    match (as_root, password_markers) {
         (false, _) => format!("/bin/sh -c {inner}"),
-        (true, false) => format!("sudo -n -- /bin/sh -c {inner}"),
-        (true, true) => format!("sudo -S -p '' -- /bin/sh -c {inner}"),
+        (true, None) => format!("sudo -n -- /bin/sh -c {inner}"),
+        (true, Some((prompt, ready))) => format!(
+            "sudo -S -p {} -- /bin/sh -c {}",
+            sh_quote(prompt),
+            sh_quote(&format!("echo {ready}; eval \"$(cat)\""))
+        ),
     }
 }

@@ -10,7 +10,7 @@ use super::report::{Parsed, Parser};
 use super::vars::{self, Renderer};
 use crate::fleet::event::{Event, NodeResult, NodeStatus, TaskResult, TaskStatus};
 use crate::fleet::run::{NodeContext, RunOptions, RunReport, run_nodes};
-use crate::fleet::ssh::{ConnectSpec, Request, Session};
+use crate::fleet::ssh::{Become, ConnectSpec, Request, Session};
 use crate::fleet::{Cancel, EventSink};
 use crate::sot::{Profile, Sot};
 
@@ -103,14 +103,15 @@ pub async fn run_script(
         tasks.push(task);
     }
     let mut parser = Parser::new(&script.nonce, names);
-    let use_password = script.as_root && become_password.is_some();
-    let mut stdin = Vec::with_capacity(script.text.len() + 64);
-    if use_password {
-        stdin.extend_from_slice(become_password.unwrap_or_default().as_bytes());
-        stdin.push(b'\n');
-    }
-    stdin.extend_from_slice(script.text.as_bytes());
-    let command = launcher(script.as_root, use_password);
+    // The password goes only to sudo's own prompt (see `launcher`).
+    let password = become_password.filter(|_| script.as_root);
+    let prompt = format!("[maestro sudo {}] password:", script.nonce);
+    let ready = format!("MAESTRO-SUDO-OK-{}", script.nonce);
+    let stdin = script.text.as_bytes();
+    let command = launcher(
+        script.as_root,
+        password.map(|_| (prompt.as_str(), ready.as_str())),
+    );
     let events = ctx.events.clone();
     let node = ctx.node.clone();
     let mut live: Vec<TaskResult> = Vec::new();
@@ -131,8 +132,13 @@ pub async fn run_script(
         };
         let request = Request {
             command: &command,
-            stdin: &stdin,
+            stdin,
             output_events: false,
+            sudo: password.map(|password| Become {
+                prompt: &prompt,
+                ready: &ready,
+                password,
+            }),
         };
         session
             .run(
@@ -198,9 +204,10 @@ async fn gather_facts(
     let script = format!("{}\n_m_nonce={nonce}\n_m_facts\n", super::LIBRARY);
     let mut parser = Parser::new(&nonce, Vec::new());
     let request = Request {
-        command: &launcher(false, false),
+        command: &launcher(false, None),
         stdin: script.as_bytes(),
         output_events: false,
+        sudo: None,
     };
     let outcome = session
         .run(

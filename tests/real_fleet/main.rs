@@ -5,5 +5,6 @@
 mod common;
 
 mod exec;
+mod ops;
 mod playbook;
 mod tui;
