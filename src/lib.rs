@@ -3,22 +3,35 @@
 //! single source of truth.
 //!
 //! The engine lives in this library: [`sot`] loads, validates and changes the
-//! source of truth, [`fleet`] runs commands on nodes, [`store`] records runs.
-//! The faces, [`cli`] and the console [`tui`], are thin layers over it (and
-//! [`demo`] puts the console on a simulated fleet). The engine never prints
-//! and never touches the terminal.
+//! source of truth, [`fleet`] runs commands on nodes, [`playbook`] and
+//! [`harden`] compile work into scripts, [`bus`] carries every run's events,
+//! [`store`] records runs, and [`ops`] is the operations layer the faces
+//! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
+//! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
+//! of it. The engine never prints and never touches the terminal: every
+//! engine module denies `print!`/`eprint!`, so the compiler checks it.
 
 #![deny(clippy::todo, clippy::unimplemented)]
 
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod bus;
 pub mod cli;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod exit;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod fleet;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod harden;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod ops;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod playbook;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod sim;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod sot;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod store;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod terminal_text;
 pub mod tui;

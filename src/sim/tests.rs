@@ -1,6 +1,9 @@
 //! Tests of the simulator through a russh client.
 //! Run with `cargo test -- --test-threads=1 --nocapture` to see the timings.
 
+// The scale tests report what they measured; tests may print.
+#![allow(clippy::print_stdout)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
