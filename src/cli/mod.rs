@@ -29,6 +29,7 @@ pub(crate) use out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit::{EXIT_CODES_HELP, Exit};
@@ -103,6 +104,10 @@ pub enum Command {
     Tui(tui_cmd::TuiArgs),
     /// The console on a throwaway simulated fleet (nothing outside its temp directory changes)
     Demo(tui_cmd::DemoArgs),
+    /// Print a shell completion script (e.g. `maestro completions bash > /etc/bash_completion.d/maestro`)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page, maestro(1), in roff (`maestro man | man -l -`)
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -353,6 +358,30 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a closed stdout.
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "maestro", &mut text);
+            print_all(&text)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut text = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut text)
+                .context("rendering the man page")?;
+            print_all(&text)
+        }
+    }
+}
+
+/// Write generated text to stdout; a reader that went away (`| head`) is fine.
+fn print_all(text: &[u8]) -> anyhow::Result<Exit> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(Exit::Ok),
     }
 }
 

@@ -455,3 +455,32 @@ fn the_console_and_the_cli_make_the_same_plan() {
     );
     assert_eq!(console["job"], cli["job"]);
 }
+
+#[test]
+fn an_audit_of_unreachable_nodes_is_not_compliant() {
+    let op = Operator::new(&[32]);
+    // A node nothing answers for (nothing listens on 127.0.9.99:22).
+    let mut nodes = std::fs::read_to_string(op.sot.join("nodes.toml")).unwrap();
+    nodes.push_str(
+        "[node.gone]\naddress = \"127.0.9.99\"\ngroups = [\"fleet\"]\ntags = { env = \"test\", region = \"eu-west\" }\n",
+    );
+    std::fs::write(op.sot.join("nodes.toml"), nodes).unwrap();
+    let o = op.maestro(&["--json", "harden", "--audit", "--limit", "gone"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let c = json_lines(&stdout(&o))
+        .into_iter()
+        .find(|v| v["event"] == "compliance")
+        .expect("a compliance line");
+    assert_eq!(c["percent"], 0.0, "{c}");
+    assert_eq!(
+        (c["nodes_measured"].as_u64(), c["nodes_total"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let text = op.maestro(&["harden", "--audit", "--limit", "all"]);
+    let out = stdout(&text);
+    assert!(
+        out.contains("measured on 1 of 2 nodes; 1 not audited count as failing every rule")
+            && out.contains("gone: not audited:"),
+        "{out}"
+    );
+}
