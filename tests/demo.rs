@@ -93,6 +93,51 @@ async fn demo_commands_change_only_their_node_directories() {
         assert!(!Path::new(&p).exists(), "{p} was written on the host");
     }
 
+    // The demo's library: what `p`, `i` and `h` offer works in the sandbox.
+    let sot = maestro::sot::load(&demo.sot).unwrap();
+    assert_eq!(sot.playbooks, ["demo-runtime"]);
+    assert!(sot.profiles.contains_key("demo"));
+    assert!(sot.baselines.contains(&"baseline".to_string()));
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    for job in [
+        Job::Playbook("demo-runtime".into()),
+        Job::Install("demo".into()),
+        Job::HardenAudit("baseline".into()),
+    ] {
+        let plan = ExecPlan {
+            nodes: names.clone(),
+            command: format!("{job:?}"),
+            job: job.clone(),
+        };
+        let (bus, mut rx) = Bus::new();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let report = run_exec(&ctx, plan, Launch::new(bus, Cancel::new()))
+            .await
+            .unwrap_or_else(|e| panic!("{job:?} starts: {e}"))
+            .report;
+        drain.await.unwrap();
+        for r in &report.results {
+            assert!(!r.tasks.is_empty(), "{job:?} on {}: {:?}", r.node, r.error);
+            if !matches!(job, Job::HardenAudit(_)) {
+                assert_eq!(
+                    r.status,
+                    NodeStatus::Ok,
+                    "{job:?} on {}: {:?}",
+                    r.node,
+                    r.tasks
+                );
+            }
+        }
+    }
+    for node in &nodes {
+        let manifest = node.dir.join("opt/maestro/MANIFEST");
+        assert_eq!(
+            std::fs::read_to_string(&manifest).unwrap(),
+            "demo-runtime 1.0.0\n",
+            "the playbook wrote inside the node's directory"
+        );
+    }
+
     demo.shutdown().await;
     assert!(!dir.exists(), "the demo removes its directory on exit");
 }

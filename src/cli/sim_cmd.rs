@@ -38,7 +38,8 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<Exit> {
             .context("starting the simulated fleet")?;
         let sot = args.dir.join("sot");
         std::fs::create_dir_all(&sot)?;
-        for (path, text) in fleet_files::sot_files(&sim, "simulated", args.scratch_vars) {
+        for (path, text) in fleet_files::sot_files(&sim, "simulated", "maestro", args.scratch_vars)
+        {
             std::fs::write(sot.join(path), text)?;
         }
         fleet_files::write_home(&args.dir.join("home"), &key, &sim)?;

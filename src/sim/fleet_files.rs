@@ -20,10 +20,18 @@ pub fn client_key() -> PrivateKey {
 /// point into its own scratch directory and `service_user` is the simulator's
 /// user, so the agent-runtime playbook (minus its `users`, `logging` and
 /// `service` tags, which touch system paths) can run against simulated nodes.
-pub fn sot_files(sim: &Simulator, name: &str, scratch_vars: bool) -> Vec<(PathBuf, String)> {
+///
+/// `user` is the login user of every node: `root` runs commands as the
+/// sandbox's unprivileged uid, so scripts need no sudo.
+pub fn sot_files(
+    sim: &Simulator,
+    name: &str,
+    user: &str,
+    scratch_vars: bool,
+) -> Vec<(PathBuf, String)> {
     let settings = format!(
         "# A simulated fleet written by maestro: every node is an in-process SSH server.\n\
-         [maestro]\nname = \"{name}\"\n\n[connection]\nuser = \"maestro\"\n\n\
+         [maestro]\nname = \"{name}\"\n\n[connection]\nuser = \"{user}\"\n\n\
          [tags]\nrequired = [\"env\", \"region\"]\n\n[tags.values]\nenv = [\"sim\"]\n\
          region = [\"eu-west\", \"us-east\"]\nrole = [\"inference\", \"gateway\", \"batch\"]\n"
     );
@@ -63,6 +71,61 @@ pub fn sot_files(sim: &Simulator, name: &str, scratch_vars: bool) -> Vec<(PathBu
         ("groups.toml".into(), groups),
     ]
 }
+
+/// The installer library of a demo SoT: a playbook that lays out an agent
+/// runtime inside each node's own directory (the `runtime_root`, `log_dir`
+/// and `state_dir` of [`sot_files`] with scratch vars), a `demo` profile
+/// that installs it, and the hardening baselines (their audits only read).
+/// Every path is relative to the SoT.
+pub fn demo_library() -> Vec<(PathBuf, String)> {
+    let mut files: Vec<(PathBuf, String)> = crate::sot::example::EMBEDDED
+        .iter()
+        .filter(|(path, _)| path.starts_with("hardening/"))
+        .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+        .collect();
+    files.push(("playbooks/demo-runtime.toml".into(), DEMO_PLAYBOOK.into()));
+    files.push((
+        "profiles/demo.toml".into(),
+        "description = \"The demo's agent runtime, inside each simulated node's directory\"\n\
+         playbooks = [\"demo-runtime\"]\nhardening = \"baseline\"\nrequired_tags = [\"env\", \"region\"]\n"
+            .into(),
+    ));
+    files
+}
+
+const DEMO_PLAYBOOK: &str = r##"# The agent runtime's layout, configuration and manifest, inside the
+# simulated node's own directory (the demo's sandbox lets nothing else change).
+name = "demo-runtime"
+description = "Agent runtime layout and configuration on a simulated node"
+
+[vars]
+runtime_version = "1.0.0"
+log_level = "info"
+
+[[task]]
+name = "runtime root"
+dir = { path = "{{ runtime_root }}", mode = "0755" }
+
+[[task]]
+name = "configuration directory"
+dir = { path = "{{ runtime_root }}/etc", mode = "0750" }
+
+[[task]]
+name = "log and state directories"
+command = { run = "mkdir -p {{ log_dir }} {{ state_dir }}", creates = "{{ state_dir }}" }
+
+[[task]]
+name = "runtime configuration"
+template = { path = "{{ runtime_root }}/etc/runtime.toml", content = "# rendered by maestro for {{ node.name }}\nversion = \"{{ runtime_version }}\"\nregion = \"{{ node.tags.region }}\"\nlog_level = \"{{ log_level }}\"\n", mode = "0640" }
+
+[[task]]
+name = "runtime environment"
+line = { path = "{{ runtime_root }}/etc/runtime.env", regexp = "^LOG_LEVEL=", line = "LOG_LEVEL={{ log_level }}", create = true }
+
+[[task]]
+name = "manifest"
+template = { path = "{{ runtime_root }}/MANIFEST", content = "demo-runtime {{ runtime_version }}\n", mode = "0644" }
+"##;
 
 /// Write `~/.ssh/id_ed25519(.pub)` and `~/.ssh/known_hosts` under `home`.
 pub fn write_home(home: &Path, key: &PrivateKey, sim: &Simulator) -> std::io::Result<()> {

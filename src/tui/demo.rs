@@ -86,7 +86,10 @@ impl Demo {
         };
         init_repo(
             &sot,
-            &fleet_files::sot_files(&sim, "demo", false),
+            &fleet_files::sot_files(&sim, "demo", "root", true)
+                .into_iter()
+                .chain(fleet_files::demo_library())
+                .collect::<Vec<_>>(),
             &actor,
             &format!("A demo fleet of {nodes} simulated nodes"),
         )?;
