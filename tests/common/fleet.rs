@@ -166,8 +166,8 @@ impl Operator {
         Operator { tmp, sot, home, db }
     }
 
-    /// `maestro --sot SOT --db DB ARGS...` with this operator's HOME.
-    pub fn maestro(&self, args: &[&str]) -> std::process::Output {
+    /// `maestro --sot SOT --db DB ARGS...` with this operator's HOME, to run.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut c = super::maestro();
         c.env("HOME", &self.home)
             .env_remove("SSH_AUTH_SOCK")
@@ -175,8 +175,25 @@ impl Operator {
             .arg("--sot")
             .arg(&self.sot)
             .arg("--db")
-            .arg(&self.db);
-        c.args(args).output().expect("maestro runs")
+            .arg(&self.db)
+            .args(args);
+        c
+    }
+
+    /// [`Operator::command`], run to completion.
+    pub fn maestro(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("maestro runs")
+    }
+
+    /// [`Operator::command`] started in the background, stdin closed and
+    /// stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("maestro starts")
     }
 
     pub fn known_hosts_path(&self) -> PathBuf {

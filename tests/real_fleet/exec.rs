@@ -109,7 +109,7 @@ fn a_node_whose_sshd_dies_mid_command_fails_alone() {
     // Each node waits for a file in its own private /tmp: nothing finishes
     // before the test says so, however slow the machine is.
     let cmd = "while [ ! -e /tmp/release-after-kill ]; do sleep 0.1; done; echo finished";
-    let child = op_command(&op, &["exec", "all", "--", cmd]);
+    let child = op.spawn(&["exec", "all", "--", cmd]);
     let running = || {
         String::from_utf8(
             Command::new("ps")
@@ -176,20 +176,6 @@ fn wait_for_processes(args: &str, n: usize) {
         assert!(Instant::now() < deadline, "`{args}` never ran on {n} nodes");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn op_command(op: &Operator, args: &[&str]) -> std::process::Child {
-    let mut c = common::maestro();
-    c.env("HOME", &op.home)
-        .env_remove("SSH_AUTH_SOCK")
-        .arg("--sot")
-        .arg(&op.sot)
-        .arg("--db")
-        .arg(&op.db)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.spawn().unwrap()
 }
 
 #[test]
@@ -423,7 +409,7 @@ fn hostile_output_neither_breaks_the_terminal_nor_the_store() {
 #[test]
 fn ctrl_c_stops_remote_commands_and_says_which_nodes_were_cut_off() {
     let op = Operator::new(&[3, 5]);
-    let child = op_command(&op, &["exec", "all", "--", "sleep 31.7; echo never"]);
+    let child = op.spawn(&["exec", "all", "--", "sleep 31.7; echo never"]);
     let pid = child.id();
     let remote = || count_processes("sleep 31.7");
     wait_for_processes("sleep 31.7", 2);

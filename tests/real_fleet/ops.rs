@@ -37,21 +37,6 @@ fn whoami_playbook(op: &Operator) -> std::path::PathBuf {
     pb
 }
 
-fn spawn(op: &Operator, args: &[&str]) -> std::process::Child {
-    let mut c = common::maestro();
-    c.env("HOME", &op.home)
-        .env_remove("SSH_AUTH_SOCK")
-        .arg("--sot")
-        .arg(&op.sot)
-        .arg("--db")
-        .arg(&op.db)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.spawn().unwrap()
-}
-
 /// Wait until `path` exists on `node` (the remote command is running).
 fn wait_on_node(node: &str, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -153,15 +138,12 @@ fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
 fn two_runs_in_flight_at_once_are_recorded_apart_and_completely() {
     let op = Operator::new(&[27, 28]);
     on_node("n27", "rm -f /tmp/long-started");
-    let long = spawn(
-        &op,
-        &[
-            "exec",
-            "n27",
-            "--",
-            "touch /tmp/long-started; sleep 2; echo long-done",
-        ],
-    );
+    let long = op.spawn(&[
+        "exec",
+        "n27",
+        "--",
+        "touch /tmp/long-started; sleep 2; echo long-done",
+    ]);
     wait_on_node("n27", "/tmp/long-started");
     // While the exec runs, a playbook on another node, into the same store.
     let o = op.maestro(&["play", "agent-runtime", "-l", "n28", "--yes"]);
@@ -205,21 +187,13 @@ fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
     // `| head -1`: the reader goes away after the first line.
     on_node("n29", "rm -f /root/after-pipe");
     on_node("n30", "rm -f /root/after-pipe");
-    let mut c = common::maestro();
-    c.env("HOME", &op.home)
-        .env_remove("SSH_AUTH_SOCK")
-        .arg("--sot")
-        .arg(&op.sot)
-        .arg("--db")
-        .arg(&op.db)
-        .args([
-            "exec",
-            "all",
-            "--",
-            "if [ \"$(hostname)\" = n29 ]; then echo first; else sleep 4; touch /root/after-pipe; fi",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = op.command(&[
+        "exec",
+        "all",
+        "--",
+        "if [ \"$(hostname)\" = n29 ]; then echo first; else sleep 4; touch /root/after-pipe; fi",
+    ]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut first = [0u8; 1];
     child
@@ -249,15 +223,12 @@ fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
 
     // SIGTERM: the same.
     on_node("n29", "rm -f /tmp/term-started");
-    let child = spawn(
-        &op,
-        &[
-            "exec",
-            "n29",
-            "--",
-            "touch /tmp/term-started; sleep 30.3; echo never",
-        ],
-    );
+    let child = op.spawn(&[
+        "exec",
+        "n29",
+        "--",
+        "touch /tmp/term-started; sleep 30.3; echo never",
+    ]);
     wait_on_node("n29", "/tmp/term-started");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

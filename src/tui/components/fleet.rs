@@ -10,9 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
-};
+use ratatui::widgets::{Block, Cell as TableCell, Paragraph, Row, Table, Wrap};
 
 use super::list::{Nav, navigate};
 use crate::fleet::NodeStatus;
@@ -20,7 +18,7 @@ use crate::sot::Sot;
 use crate::store::LastResult;
 use crate::tui::action::{Action, PromptKind};
 use crate::tui::filter::{Filter, Subject, haystack};
-use crate::tui::text::{age, dim, header_style, selected_style, status_style};
+use crate::tui::text::{age, dim, header_style, status_style};
 
 /// Whether a node answered the last time maestro tried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -422,11 +420,14 @@ impl FleetView {
         }
         let mut block = Block::bordered().title(Line::from(title));
         let inner = block.inner(area);
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = super::list::scroll(self.offset.get(), self.cursor, page, self.view.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(self.view.len());
+        let visible = super::list::visible(
+            &self.offset,
+            &self.page,
+            self.cursor,
+            self.view.len(),
+            inner,
+        );
+        let (offset, end) = (visible.start, visible.end);
         if !self.view.is_empty() {
             block = block.title_bottom(
                 Line::from(format!(" {}-{} of {} ", offset + 1, end, self.view.len()))
@@ -486,14 +487,8 @@ impl FleetView {
             head("LAST RUN", Some(SortKey::Last)),
         ])
         .style(header_style());
-        let table = Table::new(rows, widths)
-            .header(header)
-            .column_spacing(1)
-            .highlight_symbol("> ")
-            .highlight_spacing(HighlightSpacing::Always)
-            .row_highlight_style(selected_style());
-        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
-        frame.render_stateful_widget(table, inner, &mut state);
+        let table = Table::new(rows, widths).header(header);
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 
     fn row(&self, i: usize, narrow: bool) -> Row<'_> {

@@ -7,12 +7,12 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, HighlightSpacing, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Paragraph, Row, Table};
 
-use super::list::{Nav, navigate, scroll};
+use super::list::{Nav, navigate};
 use crate::sot::Sot;
 use crate::tui::action::Action;
-use crate::tui::text::{header_style, selected_style};
+use crate::tui::text::header_style;
 
 struct GroupRow {
     name: String,
@@ -78,11 +78,14 @@ impl GroupsView {
             );
             return;
         }
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = scroll(self.offset.get(), self.cursor, page, self.groups.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(self.groups.len());
+        let visible = super::list::visible(
+            &self.offset,
+            &self.page,
+            self.cursor,
+            self.groups.len(),
+            inner,
+        );
+        let (offset, end) = (visible.start, visible.end);
         let rows = self.groups[offset..end].iter().map(|g| {
             Row::new(vec![
                 g.name.clone(),
@@ -98,12 +101,7 @@ impl GroupsView {
                 Constraint::Fill(1),
             ],
         )
-        .header(Row::new(vec!["GROUP", "NODES", "DESCRIPTION"]).style(header_style()))
-        .column_spacing(1)
-        .highlight_symbol("> ")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(selected_style());
-        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
-        frame.render_stateful_widget(table, inner, &mut state);
+        .header(Row::new(vec!["GROUP", "NODES", "DESCRIPTION"]).style(header_style()));
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 }

@@ -1,7 +1,16 @@
-//! Cursor movement and scrolling shared by every list and table: the views
-//! keep their own cursor and offset and build only the visible rows.
+//! Cursor movement, scrolling and the selectable table shared by every list
+//! view: the views keep their own cursor and offset and build only the
+//! visible rows.
+
+use std::cell::Cell;
+use std::ops::Range;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::widgets::{HighlightSpacing, Table, TableState};
+
+use crate::tui::text::selected_style;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
@@ -58,6 +67,35 @@ pub fn scroll(offset: usize, cursor: usize, page: usize, len: usize) -> usize {
         offset = cursor + 1 - page;
     }
     offset
+}
+
+/// The rows of a `len`-row table that fit in `inner` below its header, so
+/// that `cursor` is on screen; remembers the page (for PgUp/PgDn) and the
+/// offset (so the view moves as little as possible) across frames.
+pub fn visible(
+    offset: &Cell<usize>,
+    page: &Cell<usize>,
+    cursor: usize,
+    len: usize,
+    inner: Rect,
+) -> Range<usize> {
+    let rows = (inner.height as usize).saturating_sub(1).max(1);
+    page.set(rows);
+    let first = scroll(offset.get(), cursor, rows, len);
+    offset.set(first);
+    first..(first + rows).min(len)
+}
+
+/// Draw `table` (the visible rows only) with the selection look every view
+/// shares, the cursor's row highlighted.
+pub fn draw_table(frame: &mut Frame, table: Table<'_>, inner: Rect, cursor: usize, first: usize) {
+    let table = table
+        .column_spacing(1)
+        .highlight_symbol("> ")
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(selected_style());
+    let mut state = TableState::default().with_selected(Some(cursor.saturating_sub(first)));
+    frame.render_stateful_widget(table, inner, &mut state);
 }
 
 #[cfg(test)]

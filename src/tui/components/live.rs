@@ -10,18 +10,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Cell as TableCell, HighlightSpacing, LineGauge, Paragraph, Row, Table, TableState,
-};
+use ratatui::widgets::{Block, Cell as TableCell, LineGauge, Paragraph, Row, Table};
 
-use super::list::{Nav, navigate, scroll};
+use super::list::{Nav, navigate};
 use crate::bus::Envelope;
 use crate::fleet::event::Stream;
 use crate::fleet::{Event, NodeStatus, Summary};
 use crate::tui::action::Action;
-use crate::tui::text::{
-    count, dim, duration, fit, header_style, last_line, selected_style, status_style,
-};
+use crate::tui::text::{count, dim, duration, fit, header_style, last_line, status_style};
 
 /// A node busy for longer than this is shown as stuck.
 pub const STUCK_AFTER_MS: i64 = 10_000;
@@ -290,11 +286,14 @@ impl LiveView {
         let block = Block::bordered();
         let inner = block.inner(table_area);
         frame.render_widget(block, table_area);
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = scroll(self.offset.get(), self.cursor, page, self.nodes.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(self.nodes.len());
+        let visible = super::list::visible(
+            &self.offset,
+            &self.page,
+            self.cursor,
+            self.nodes.len(),
+            inner,
+        );
+        let (offset, end) = (visible.start, visible.end);
         let rows = self.nodes[offset..end].iter().map(|n| self.row(n));
         let table = Table::new(
             rows,
@@ -308,14 +307,8 @@ impl LiveView {
         )
         .header(
             Row::new(vec!["NODE", "STATE", "TIME", "RC", "OUTPUT / ERROR"]).style(header_style()),
-        )
-        .column_spacing(1)
-        .highlight_symbol("> ")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(selected_style());
-        let mut state =
-            TableState::default().with_selected(Some(self.cursor.saturating_sub(offset)));
-        frame.render_stateful_widget(table, inner, &mut state);
+        );
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 
     fn name_width(&self) -> u16 {

@@ -7,17 +7,15 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
-};
+use ratatui::widgets::{Block, Cell as TableCell, Paragraph, Row, Table, Wrap};
 
 use super::Loadable;
-use super::list::{Nav, navigate, scroll};
+use super::list::{Nav, navigate};
 use crate::fleet::NodeResult;
 use crate::sot::Node;
 use crate::store::RunRow;
 use crate::tui::action::{Action, PromptKind};
-use crate::tui::text::{age, dim, fit, header_style, selected_style, status_style};
+use crate::tui::text::{age, dim, fit, header_style, status_style};
 
 pub struct NodeView {
     node: Node,
@@ -186,11 +184,9 @@ impl NodeView {
             }
             Loadable::Loaded(h) => h,
         };
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = scroll(self.offset.get(), self.cursor, page, history.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(history.len());
+        let visible =
+            super::list::visible(&self.offset, &self.page, self.cursor, history.len(), inner);
+        let (offset, end) = (visible.start, visible.end);
         let rows = history[offset..end].iter().map(|(run, r)| {
             Row::new(vec![
                 TableCell::from(run.id.clone()),
@@ -221,12 +217,7 @@ impl NodeView {
         )
         .header(
             Row::new(vec!["RUN", "KIND", "STATUS", "RC", "AGE", "COMMAND"]).style(header_style()),
-        )
-        .column_spacing(1)
-        .highlight_symbol("> ")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(selected_style());
-        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
-        frame.render_stateful_widget(table, inner, &mut state);
+        );
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 }

@@ -8,19 +8,15 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
-};
+use ratatui::widgets::{Block, Cell as TableCell, Paragraph, Row, Table, Wrap};
 
 use unicode_width::UnicodeWidthStr;
 
-use super::list::{Nav, navigate, scroll};
+use super::list::{Nav, navigate};
 use crate::fleet::NodeResult;
 use crate::store::{Note, RunRow};
 use crate::tui::action::Action;
-use crate::tui::text::{
-    age, count, dim, duration, fit, header_style, output_lines, selected_style, status_style,
-};
+use crate::tui::text::{age, count, dim, duration, fit, header_style, output_lines, status_style};
 
 /// A run with everything the store has about it.
 #[derive(Debug, Clone)]
@@ -218,11 +214,14 @@ impl RunView {
         let block = Block::bordered().title(Line::styled(" nodes ", header_style()));
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = scroll(self.offset.get(), self.cursor, page, self.lines.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(self.lines.len());
+        let visible = super::list::visible(
+            &self.offset,
+            &self.page,
+            self.cursor,
+            self.lines.len(),
+            inner,
+        );
+        let (offset, end) = (visible.start, visible.end);
         let rows = self.lines[offset..end].iter().map(|(node, i)| match i {
             Some(i) => {
                 let r = &self.detail.results[*i];
@@ -253,13 +252,8 @@ impl RunView {
                 Constraint::Length(6),
             ],
         )
-        .header(Row::new(vec!["NODE", "STATUS", "RC", "TIME"]).style(header_style()))
-        .column_spacing(1)
-        .highlight_symbol("> ")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(selected_style());
-        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
-        frame.render_stateful_widget(table, inner, &mut state);
+        .header(Row::new(vec!["NODE", "STATUS", "RC", "TIME"]).style(header_style()));
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 
     fn draw_output(&self, frame: &mut Frame, area: Rect) {

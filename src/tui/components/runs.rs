@@ -7,15 +7,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{
-    Block, Cell as TableCell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
-};
+use ratatui::widgets::{Block, Cell as TableCell, Paragraph, Row, Table, Wrap};
 
 use super::Loadable;
-use super::list::{Nav, navigate, scroll};
+use super::list::{Nav, navigate};
 use crate::store::RunRow;
 use crate::tui::action::Action;
-use crate::tui::text::{age, header_style, selected_style};
+use crate::tui::text::{age, header_style};
 
 pub struct RunsView {
     runs: Loadable<Vec<RunRow>>,
@@ -118,11 +116,9 @@ impl RunsView {
             }
             Loadable::Loaded(r) => r,
         };
-        let page = (inner.height as usize).saturating_sub(1).max(1);
-        self.page.set(page);
-        let offset = scroll(self.offset.get(), self.cursor, page, runs.len());
-        self.offset.set(offset);
-        let end = (offset + page).min(runs.len());
+        let visible =
+            super::list::visible(&self.offset, &self.page, self.cursor, runs.len(), inner);
+        let (offset, end) = (visible.start, visible.end);
         let rows = runs[offset..end].iter().map(|r| {
             let failed = r.failed + r.timed_out + r.cancelled;
             let state_style = match r.state.as_str() {
@@ -164,12 +160,7 @@ impl RunsView {
                 "RUN", "KIND", "STATE", "NODES", "OK", "FAIL", "UNRCH", "AGE", "COMMAND",
             ])
             .style(header_style()),
-        )
-        .column_spacing(1)
-        .highlight_symbol("> ")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(selected_style());
-        let mut state = TableState::default().with_selected(Some(self.cursor - offset));
-        frame.render_stateful_widget(table, inner, &mut state);
+        );
+        super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
 }
