@@ -39,18 +39,57 @@ pub async fn play(
         let request = request.clone();
         let renderer = renderer.clone();
         async move {
-            let compile = |facts: Option<&std::collections::BTreeMap<String, String>>| -> Result<Script, String> {
-                let node = request.sot.node(&ctx.node).ok_or("the node is not in the SoT")?;
-                let vars = vars::merge(&request.playbook.vars, request.profile.as_ref(), &request.sot, node, &request.extra_vars);
+            let compile = |facts: Option<&Facts>| -> Result<Script, ScriptError> {
+                let node = request
+                    .sot
+                    .node(&ctx.node)
+                    .ok_or(ScriptError::UnknownNode)?;
+                let vars = vars::merge(
+                    &request.playbook.vars,
+                    request.profile.as_ref(),
+                    &request.sot,
+                    node,
+                    &request.extra_vars,
+                );
                 let context = vars::context(&vars, node, facts);
-                compile::compile(&request.playbook, &request.base_dir, &context, &ctx.login_user, &request.options, &renderer)
-                    .map_err(|e| e.to_string())
+                Ok(compile::compile(
+                    &request.playbook,
+                    &request.base_dir,
+                    &context,
+                    &ctx.login_user,
+                    &request.options,
+                    &renderer,
+                )?)
             };
             let needs_facts = compile::uses_facts(&request.playbook);
-            run_script(&session, &ctx, compile, needs_facts, request.become_password.as_deref()).await
+            run_script(
+                &session,
+                &ctx,
+                compile,
+                needs_facts,
+                request.become_password.as_deref(),
+            )
+            .await
         }
     })
     .await
+}
+
+/// Facts gathered on a node (`hostname`, `os`, `pkg`, `init`, …).
+pub type Facts = std::collections::BTreeMap<String, String>;
+
+/// The node reported no facts (with why).
+#[derive(Debug, thiserror::Error)]
+#[error("could not gather facts: {0}")]
+pub struct NoFacts(String);
+
+/// Why a node's script could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error("the node is not in the SoT")]
+    UnknownNode,
+    #[error(transparent)]
+    Compile(#[from] compile::CompileError),
 }
 
 /// Gather facts if asked, compile with them, run the script, and turn its
@@ -58,7 +97,7 @@ pub async fn play(
 pub async fn run_script(
     session: &Session,
     ctx: &NodeContext,
-    compile: impl FnOnce(Option<&std::collections::BTreeMap<String, String>>) -> Result<Script, String>,
+    compile: impl FnOnce(Option<&Facts>) -> Result<Script, ScriptError>,
     needs_facts: bool,
     become_password: Option<&str>,
 ) -> NodeResult {
@@ -67,7 +106,7 @@ pub async fn run_script(
         match gather_facts(session, ctx).await {
             Ok(f) => Some(f),
             Err(e) => {
-                result.error = Some(e);
+                result.error = Some(e.to_string());
                 return result;
             }
         }
@@ -196,10 +235,7 @@ pub async fn run_script(
     result
 }
 
-async fn gather_facts(
-    session: &Session,
-    ctx: &NodeContext,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+async fn gather_facts(session: &Session, ctx: &NodeContext) -> Result<Facts, NoFacts> {
     let nonce = compile::new_nonce();
     let script = format!("{}\n_m_nonce={nonce}\n_m_facts\n", super::LIBRARY);
     let mut parser = Parser::new(&nonce, Vec::new());
@@ -221,9 +257,8 @@ async fn gather_facts(
         )
         .await;
     if parser.facts.is_empty() {
-        return Err(format!(
-            "could not gather facts: {}",
-            outcome.error.unwrap_or_else(|| "no facts reported".into())
+        return Err(NoFacts(
+            outcome.error.unwrap_or_else(|| "no facts reported".into()),
         ));
     }
     ctx.events.send(Event::Facts {

@@ -456,30 +456,37 @@ unsafe fn write_file(path: &std::ffi::CStr, data: &[u8], what: &[u8]) {
     }
 }
 
+/// Why the sandbox does not work here (shown by the read-only demo).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbeFailed(pub String);
+
 /// Check that the sandbox works on this kernel: run a command in it (in a
 /// throwaway node directory under `scratch`) that writes its directory and
 /// reports the mounts it sees; every mount but the private ones must be
 /// read-only. Harmless when the sandbox does not work: the command only
 /// writes its own directory and reads.
-pub fn probe(scratch: &Path) -> Result<(), String> {
+pub fn probe(scratch: &Path) -> Result<(), ProbeFailed> {
     let dir = scratch.join(".sandbox-probe");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ProbeFailed(format!("creating {}: {e}", dir.display())))?;
     let dir = dir
         .canonicalize()
-        .map_err(|e| format!("resolving {}: {e}", dir.display()))?;
+        .map_err(|e| ProbeFailed(format!("resolving {}: {e}", dir.display())))?;
     let result = probe_in(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn probe_in(dir: &Path) -> Result<(), String> {
+fn probe_in(dir: &Path) -> Result<(), ProbeFailed> {
     let sandbox = std::sync::Arc::new(
-        Sandbox::new(dir, "sandbox-probe").map_err(|e| format!("preparing the sandbox: {e}"))?,
+        Sandbox::new(dir, "sandbox-probe")
+            .map_err(|e| ProbeFailed(format!("preparing the sandbox: {e}")))?,
     );
     sandbox
         .prepare_dir()
-        .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+        .map_err(|e| ProbeFailed(format!("preparing {}: {e}", dir.display())))?;
     let out = sandbox
         .command(
             b"echo written > ./probe && hostname && cat /proc/self/mountinfo",
@@ -487,23 +494,29 @@ fn probe_in(dir: &Path) -> Result<(), String> {
         )
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("starting a sandboxed command: {e}"))?;
+        .map_err(|e| ProbeFailed(format!("starting a sandboxed command: {e}")))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        return Err(format!(
+        return Err(ProbeFailed(format!(
             "a sandboxed command failed ({}): {}",
             out.status,
             stderr.trim()
-        ));
+        )));
     }
     match std::fs::read_to_string(dir.join("probe")) {
         Ok(s) if s == "written\n" => {}
-        _ => return Err("a sandboxed command could not write its node directory".into()),
+        _ => {
+            return Err(ProbeFailed(
+                "a sandboxed command could not write its node directory".into(),
+            ));
+        }
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
     if lines.next() != Some("sandbox-probe") {
-        return Err("a sandboxed command does not have its own hostname".into());
+        return Err(ProbeFailed(
+            "a sandboxed command does not have its own hostname".into(),
+        ));
     }
     let writable: Vec<&str> = lines
         .filter_map(|l| {
@@ -518,10 +531,10 @@ fn probe_in(dir: &Path) -> Result<(), String> {
         })
         .collect();
     if !writable.is_empty() {
-        return Err(format!(
+        return Err(ProbeFailed(format!(
             "mounts stay writable inside the sandbox: {}",
             writable.join(", ")
-        ));
+        )));
     }
     Ok(())
 }

@@ -69,9 +69,11 @@ impl Demo {
         let scratch = root.join("nodes");
         std::fs::create_dir_all(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
         let probe_dir = scratch.clone();
-        let sandbox = tokio::task::spawn_blocking(move || sandbox::probe(&probe_dir))
-            .await
-            .unwrap_or_else(|e| Err(format!("the sandbox probe failed: {e}")));
+        let sandbox = tokio::task::spawn_blocking(move || {
+            sandbox::probe(&probe_dir).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the sandbox probe failed: {e}")));
 
         let key = fleet_files::client_key();
         let mut cfg = SimConfig::new(nodes, key.public_key().clone(), &scratch);
