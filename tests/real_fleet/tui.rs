@@ -173,6 +173,9 @@ fn console_filters_marks_runs_and_records_a_command() {
     });
     assert!(screen.contains("n01, n03, n05"), "{screen}");
     assert!(screen.contains("uname -r"), "{screen}");
+    // y is taken once the operations layer's plan and the gate's answer are shown.
+    let screen = term.wait_for("the plan", |s| s.contains("gate: admitted"));
+    assert!(screen.contains("plan: runs on 3 nodes"), "{screen}");
     term.keys(&["y"]);
     let screen = term.wait_for("the run to finish", |s| s.contains("finished in"));
     assert!(
