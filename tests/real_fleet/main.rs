@@ -6,4 +6,5 @@ mod common;
 
 mod exec;
 mod playbook;
+mod ssh;
 mod tui;
