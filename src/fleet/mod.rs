@@ -8,6 +8,8 @@
 pub mod cancel;
 pub mod event;
 pub mod known_hosts;
+#[cfg(test)]
+mod parser_mutations;
 pub mod proxy;
 pub mod quote;
 pub mod resolve;

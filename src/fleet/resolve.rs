@@ -347,3 +347,43 @@ fn keepalive(hc: &HostConfig) -> Keepalive {
         max: max.max(1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keepalive_for(config: &str) -> Keepalive {
+        let config = SshConfig::parse_str(config, Path::new("config"), Path::new("/home/a"))
+            .expect("config parses");
+        keepalive(&config.resolve("node", "me"))
+    }
+
+    #[test]
+    fn keepalives_follow_ssh_config_with_maestros_defaults() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            keepalive_for(""),
+            Keepalive {
+                interval: secs(15),
+                max: 3
+            },
+            "a frozen node is still given up when ssh_config says nothing"
+        );
+        assert_eq!(
+            keepalive_for("ServerAliveInterval 5\nServerAliveCountMax 2\n"),
+            Keepalive {
+                interval: secs(5),
+                max: 2
+            }
+        );
+        assert_eq!(
+            keepalive_for("ServerAliveCountMax 7\n"),
+            Keepalive {
+                interval: secs(15),
+                max: 7
+            }
+        );
+        assert_eq!(keepalive_for("ServerAliveInterval 0\n").interval, None);
+        assert_eq!(keepalive_for("ServerAliveCountMax 0\n").max, 1);
+    }
+}
