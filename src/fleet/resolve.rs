@@ -1,5 +1,6 @@
 //! From SoT nodes to connection specs: apply ssh_config, pick identities,
-//! known_hosts files and the host-key policy, and build ProxyJump chains.
+//! known_hosts files and the host-key policy, keepalives, and build
+//! ProxyJump chains or ProxyCommand lines.
 //!
 //! Precedence for a node's endpoint: what the node itself sets in the SoT >
 //! ssh_config (looked up by the node's address, as `ssh ADDRESS` would) >
@@ -11,8 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::known_hosts::KnownHosts;
-use super::ssh::{ConnectSpec, Endpoint, HostKeyPolicy, HostKeys};
-use super::ssh_config::{HostConfig, SshConfig, StrictHostKeyChecking};
+use super::ssh::{ConnectSpec, Endpoint, HostKeyPolicy, HostKeys, Keepalive};
+use super::ssh_config::{
+    HostConfig, Preset, ProxyCommandError, ProxyTarget, SshConfig, StrictHostKeyChecking,
+    expand_proxy_command,
+};
 use crate::sot::Sot;
 
 /// Connection options from the command line.
@@ -43,12 +47,30 @@ pub enum ResolveError {
         value: String,
         why: String,
     },
+    #[error("node {node}: bad ProxyCommand `{command}`: {source}")]
+    ProxyCommand {
+        node: String,
+        command: String,
+        source: ProxyCommandError,
+    },
+    /// An identity file named on the command line (`-i`) is missing or
+    /// unreadable: nothing is tried without the key the operator asked for.
+    #[error("identity file {} not accessible: {source}", path.display())]
+    IdentityFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What resolution noticed and the operator should hear about.
 pub type Warnings = Vec<String>;
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// ServerAliveInterval when ssh_config sets none (OpenSSH's default, 0,
+/// would wait on a frozen node forever).
+pub const DEFAULT_SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// ServerAliveCountMax when ssh_config sets none (OpenSSH's default).
+pub const DEFAULT_SERVER_ALIVE_COUNT_MAX: usize = 3;
 
 struct Resolver<'a> {
     sot: &'a Sot,
@@ -66,6 +88,16 @@ pub fn connect_specs(
     nodes: &[usize],
     opts: &ConnectOptions,
 ) -> Result<(Vec<ConnectSpec>, Warnings), ResolveError> {
+    // As ssh warns before connecting, but an error: the operator asked for
+    // this key, and falling back to others would hide the typo.
+    for path in &opts.identities {
+        if let Err(source) = std::fs::File::open(path) {
+            return Err(ResolveError::IdentityFile {
+                path: path.clone(),
+                source,
+            });
+        }
+    }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/root"));
@@ -112,7 +144,20 @@ pub fn connect_specs(
 impl Resolver<'_> {
     fn node_spec(&mut self, index: usize) -> Result<ConnectSpec, ResolveError> {
         let node = &self.sot.nodes[index];
-        let hc = self.config.resolve(&node.address, &self.local_user);
+        // What the command line and the node fix is fixed before ssh_config
+        // is read, like `ssh -l USER -p PORT`: `Match user` and `%r` see it.
+        let preset_user = self
+            .opts
+            .user
+            .as_deref()
+            .or_else(|| node.user_set.then_some(node.user.as_str()));
+        let preset = Preset {
+            user: preset_user,
+            port: node.port_set.then_some(node.port),
+        };
+        let hc = self
+            .config
+            .resolve_with(&node.address, &self.local_user, preset);
         let host = hc.hostname.clone().unwrap_or_else(|| node.address.clone());
         let port = if node.port_set {
             node.port
@@ -127,18 +172,22 @@ impl Resolver<'_> {
             .or_else(|| hc.user.clone())
             .unwrap_or_else(|| node.user.clone());
         let endpoint = Endpoint { host, port, user };
-        let mut spec = self.spec_for(&node.name, endpoint, &hc)?;
+        let address = node.address.clone();
+        let mut spec = self.spec_for(&node.name, endpoint, &hc, &address)?;
+        // ssh_config resolution already let only the first of the two count.
         if let Some(jump) = hc.proxy_jump.clone() {
             spec.jump = self.jump_chain(&node.name, &jump)?;
         }
         Ok(spec)
     }
 
+    /// `original_host` is the name ssh_config was looked up with (`%n`).
     fn spec_for(
         &mut self,
         name: &str,
         endpoint: Endpoint,
         hc: &HostConfig,
+        original_host: &str,
     ) -> Result<ConnectSpec, ResolveError> {
         let mut identity_files = self.opts.identities.clone();
         identity_files.extend(hc.identity_files.iter().cloned());
@@ -153,6 +202,24 @@ impl Resolver<'_> {
             .connect_timeout
             .or(hc.connect_timeout.map(Duration::from_secs))
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let proxy_command = match &hc.proxy_command {
+            Some(command) => {
+                let target = ProxyTarget {
+                    host: &endpoint.host,
+                    port: endpoint.port,
+                    user: &endpoint.user,
+                    original_host,
+                };
+                Some(expand_proxy_command(command, &target).map_err(|source| {
+                    ResolveError::ProxyCommand {
+                        node: name.to_string(),
+                        command: command.clone(),
+                        source,
+                    }
+                })?)
+            }
+            None => None,
+        };
         Ok(ConnectSpec {
             node: name.to_string(),
             endpoint,
@@ -160,7 +227,9 @@ impl Resolver<'_> {
             identities_only: hc.identities_only.unwrap_or(false),
             host_keys,
             jump: None,
+            proxy_command,
             connect_timeout,
+            keepalive: keepalive(hc),
         })
     }
 
@@ -233,24 +302,88 @@ impl Resolver<'_> {
                 return Err(bad("empty host"));
             }
             let sot_node = self.sot.node(name);
-            let alias = sot_node.map_or(name, |n| n.address.as_str());
-            let hc = self.config.resolve(alias, &self.local_user);
+            let alias = sot_node.map_or(name, |n| n.address.as_str()).to_owned();
+            let user = user.or_else(|| sot_node.filter(|n| n.user_set).map(|n| n.user.clone()));
+            let port = port.or(sot_node.filter(|n| n.port_set).map(|n| n.port));
+            let preset = Preset {
+                user: user.as_deref(),
+                port,
+            };
+            let hc = self.config.resolve_with(&alias, &self.local_user, preset);
             let endpoint = Endpoint {
-                host: hc.hostname.clone().unwrap_or_else(|| alias.to_string()),
-                port: port
-                    .or(sot_node.filter(|n| n.port_set).map(|n| n.port))
-                    .or(hc.port)
-                    .unwrap_or(22),
+                host: hc.hostname.clone().unwrap_or_else(|| alias.clone()),
+                port: port.or(hc.port).unwrap_or(22),
                 user: user
-                    .or_else(|| sot_node.filter(|n| n.user_set).map(|n| n.user.clone()))
                     .or_else(|| hc.user.clone())
                     .or_else(|| sot_node.map(|n| n.user.clone()))
                     .unwrap_or_else(|| self.local_user.clone()),
             };
-            let mut spec = self.spec_for(&format!("{node} via {name}"), endpoint, &hc)?;
-            spec.jump = previous.take();
+            let mut spec = self.spec_for(&format!("{node} via {name}"), endpoint, &hc, &alias)?;
+            // The first hop may need its own ProxyCommand (a bastion behind
+            // a session manager); later hops are reached through the chain.
+            if previous.is_some() {
+                spec.proxy_command = None;
+                spec.jump = previous.take();
+            }
             previous = Some(Box::new(spec));
         }
         Ok(previous)
+    }
+}
+
+/// ServerAliveInterval and ServerAliveCountMax, with maestro's defaults.
+fn keepalive(hc: &HostConfig) -> Keepalive {
+    let interval = hc
+        .server_alive_interval
+        .map_or(DEFAULT_SERVER_ALIVE_INTERVAL, Duration::from_secs);
+    let max = hc
+        .server_alive_count_max
+        .map_or(DEFAULT_SERVER_ALIVE_COUNT_MAX, |m| m as usize);
+    Keepalive {
+        interval: (!interval.is_zero()).then_some(interval),
+        // ssh's 0 means "give up at the first silence, without probing",
+        // which russh cannot do (its 0 means never): one probe is the
+        // closest.
+        max: max.max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keepalive_for(config: &str) -> Keepalive {
+        let config = SshConfig::parse_str(config, Path::new("config"), Path::new("/home/a"))
+            .expect("config parses");
+        keepalive(&config.resolve("node", "me"))
+    }
+
+    #[test]
+    fn keepalives_follow_ssh_config_with_maestros_defaults() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            keepalive_for(""),
+            Keepalive {
+                interval: secs(15),
+                max: 3
+            },
+            "a frozen node is still given up when ssh_config says nothing"
+        );
+        assert_eq!(
+            keepalive_for("ServerAliveInterval 5\nServerAliveCountMax 2\n"),
+            Keepalive {
+                interval: secs(5),
+                max: 2
+            }
+        );
+        assert_eq!(
+            keepalive_for("ServerAliveCountMax 7\n"),
+            Keepalive {
+                interval: secs(15),
+                max: 7
+            }
+        );
+        assert_eq!(keepalive_for("ServerAliveInterval 0\n").interval, None);
+        assert_eq!(keepalive_for("ServerAliveCountMax 0\n").max, 1);
     }
 }

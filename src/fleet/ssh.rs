@@ -1,6 +1,7 @@
 //! One SSH connection to one node, on russh: host-key verification against
-//! known_hosts, authentication by ssh-agent and key files, ProxyJump, and
-//! command execution with bounded output, timeouts and cancellation.
+//! known_hosts, authentication by ssh-agent and key files, ProxyJump and
+//! ProxyCommand, keepalives, and command execution with bounded output,
+//! timeouts and cancellation.
 //!
 //! Never prompts: an unknown host key, a changed key or an encrypted key
 //! without an agent is an error that says what to do.
@@ -17,6 +18,7 @@ use russh::{ChannelMsg, Disconnect};
 use super::cancel::Cancel;
 use super::event::{Captured, Event, NodeStatus, Stream};
 use super::known_hosts::{HostKey, KnownHosts, Verdict};
+use super::proxy::Proxy;
 use super::quote::sh_quote;
 use crate::bus::EventSink;
 
@@ -74,7 +76,33 @@ pub struct ConnectSpec {
     pub host_keys: Arc<HostKeys>,
     /// The hop to tunnel through (ProxyJump); it may have its own hop.
     pub jump: Option<Box<ConnectSpec>>,
+    /// A local command to carry the connection (ProxyCommand, tokens
+    /// expanded); it excludes `jump`.
+    pub proxy_command: Option<String>,
     pub connect_timeout: Duration,
+    pub keepalive: Keepalive,
+}
+
+/// Detecting a peer that stopped answering without closing the connection
+/// (ssh_config's ServerAliveInterval and ServerAliveCountMax): after
+/// `interval` of silence a probe is sent, and after `max` unanswered probes
+/// the connection is dropped, so a frozen node is given up within about
+/// `interval * (max + 1)`, as with OpenSSH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Keepalive {
+    /// None: no probes, a frozen peer is waited for forever (interval 0).
+    pub interval: Option<Duration>,
+    pub max: usize,
+}
+
+impl Default for Keepalive {
+    /// What maestro uses when ssh_config says nothing: 15 s, 3 probes.
+    fn default() -> Self {
+        Keepalive {
+            interval: Some(Duration::from_secs(15)),
+            max: 3,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +115,17 @@ pub enum ConnectError {
     #[error("no answer from {0} within {1:?} (connect timeout)")]
     Timeout(String, Duration),
     #[error(
-        "unknown host key for {node} ({host}): {fingerprint}\n  maestro never trusts a key silently. Verify the fingerprint out of band, then either run again with --accept-new, or add it yourself: ssh-keyscan -p {port} {host} >> {file}"
+        "unknown host key for {node} ({host}): {algorithm} {fingerprint}\n  maestro never trusts a key it has not been told to trust. Check this fingerprint against the node itself, out of band (on its console: ssh-keygen -lf /etc/ssh/{key_file}). Only if it matches, run again with --accept-new to record it, or add the key you checked to {file}:\n    {entry}"
     )]
     HostKeyUnknown {
         node: String,
         host: String,
-        port: u16,
+        algorithm: String,
         fingerprint: String,
+        /// The node's public key file that holds this key, by convention.
+        key_file: String,
+        /// The known_hosts line for exactly the key that was presented.
+        entry: String,
         file: String,
     },
     #[error(
@@ -129,6 +161,19 @@ pub enum ConnectError {
         endpoint: String,
         source: russh::Error,
     },
+    #[error("cannot start the ProxyCommand for {endpoint} (`{command}`): {source}")]
+    ProxySpawn {
+        endpoint: String,
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {endpoint} through ProxyCommand `{command}`: {detail}")]
+    ProxyCommand {
+        endpoint: String,
+        command: String,
+        /// How the command ended and the end of its stderr.
+        detail: String,
+    },
 }
 
 /// A connected, authenticated session. Keep it for all of a node's work in a run.
@@ -137,6 +182,8 @@ pub struct Session {
     node: String,
     /// Keeps the tunnel alive while this session uses it.
     _jump: Option<Box<Session>>,
+    /// The ProxyCommand carrying this session; killed when it is dropped.
+    proxy: Option<Proxy>,
 }
 
 struct Verifier {
@@ -205,8 +252,10 @@ impl client::Handler for Verifier {
                 HostKeyPolicy::Strict => ConnectError::HostKeyUnknown {
                     node: self.node.clone(),
                     host: self.host.clone(),
-                    port: self.port,
+                    algorithm: presented.algorithm.clone(),
                     fingerprint,
+                    key_file: host_key_file(&presented.algorithm),
+                    entry: KnownHosts::entry_line(&self.host, self.port, &presented),
                     file: self.keys.record_to.display().to_string(),
                 },
                 HostKeyPolicy::AcceptNew => {
@@ -254,14 +303,32 @@ fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
-fn client_config() -> Arc<client::Config> {
-    static CONFIG: OnceLock<Arc<client::Config>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
+/// Where sshd keeps a host key of this type, by the usual convention.
+fn host_key_file(algorithm: &str) -> String {
+    let kind = match algorithm {
+        "ssh-ed25519" => "ed25519",
+        a if a.starts_with("ecdsa-") => "ecdsa",
+        "ssh-rsa" | "rsa-sha2-256" | "rsa-sha2-512" => "rsa",
+        _ => "*",
+    };
+    format!("ssh_host_{kind}_key.pub")
+}
+
+/// One client config per keepalive setting, shared by every connection
+/// that uses it.
+fn client_config(keepalive: Keepalive) -> Arc<client::Config> {
+    static CONFIGS: OnceLock<Mutex<HashMap<Keepalive, Arc<client::Config>>>> = OnceLock::new();
+    let mut configs = CONFIGS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    configs
+        .entry(keepalive)
+        .or_insert_with(|| {
             Arc::new(client::Config {
                 // Detect a dead peer mid-command even when it never closes the socket.
-                keepalive_interval: Some(Duration::from_secs(15)),
-                keepalive_max: 3,
+                keepalive_interval: keepalive.interval,
+                keepalive_max: keepalive.max,
                 nodelay: true,
                 ..Default::default()
             })
@@ -293,8 +360,31 @@ impl Session {
             events: events.clone(),
             problem: problem.clone(),
         };
-        let (result, jump) = match &spec.jump {
-            None => {
+        let config = client_config(spec.keepalive);
+        let mut proxy = None;
+        let (result, jump) = match (&spec.proxy_command, &spec.jump) {
+            (Some(command), _) => {
+                let (started, stream) =
+                    Proxy::spawn(command).map_err(|source| ConnectError::ProxySpawn {
+                        endpoint: ep.to_string(),
+                        command: command.clone(),
+                        source,
+                    })?;
+                // Owned here until the session has it: an abandoned attempt
+                // (timeout, cancel, error) drops it, which kills the command.
+                let started = proxy.insert(started);
+                let result = client::connect_stream(config, stream, verifier).await;
+                if result.is_err() && problem.lock().unwrap().is_none() {
+                    let failure = started.failure().await;
+                    return Err(ConnectError::ProxyCommand {
+                        endpoint: ep.to_string(),
+                        command: command.clone(),
+                        detail: failure.to_string(),
+                    });
+                }
+                (result, None)
+            }
+            (None, None) => {
                 let addr = (ep.host.as_str(), ep.port);
                 let stream = tokio::net::TcpStream::connect(addr)
                     .await
@@ -303,12 +393,9 @@ impl Session {
                         source,
                     })?;
                 let _ = stream.set_nodelay(true);
-                (
-                    client::connect_stream(client_config(), stream, verifier).await,
-                    None,
-                )
+                (client::connect_stream(config, stream, verifier).await, None)
             }
-            Some(hop) => {
+            (None, Some(hop)) => {
                 let via = Box::pin(Session::connect_inner(hop, events))
                     .await
                     .map_err(|e| ConnectError::Jump {
@@ -327,7 +414,7 @@ impl Session {
                         }),
                     })?;
                 (
-                    client::connect_stream(client_config(), channel.into_stream(), verifier).await,
+                    client::connect_stream(config, channel.into_stream(), verifier).await,
                     Some(Box::new(via)),
                 )
             }
@@ -349,6 +436,7 @@ impl Session {
             handle,
             node: spec.node.clone(),
             _jump: jump,
+            proxy,
         })
     }
 
@@ -608,6 +696,9 @@ impl Session {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        if let Some(proxy) = self.proxy {
+            proxy.shutdown().await;
+        }
     }
 }
 

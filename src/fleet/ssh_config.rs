@@ -7,9 +7,11 @@
 //! (OpenSSH's `argv_split()` rules); `#` comments on their own line or
 //! starting a word after a value; `Host` blocks with several patterns, `*`
 //! and `?` wildcards and `!negation` (a negated match disables the whole
-//! block); options before the first `Host` line apply to every host;
-//! `Include` with `~`, globs, paths relative to `~/.ssh` (or to the system
-//! config's directory) and OpenSSH's nesting limit of 16.
+//! block); `Match` blocks (see [`criteria`] for the criteria and how
+//! `canonical` and `final` are treated); options before the first `Host`
+//! or `Match` line apply to every host; `Include` with `~`, globs, paths
+//! relative to `~/.ssh` (or to the system config's directory) and OpenSSH's
+//! nesting limit of 16.
 //!
 //! Resolution follows OpenSSH: for a single-valued option the first value
 //! obtained wins; `IdentityFile` accumulates (duplicates dropped);
@@ -19,22 +21,24 @@
 //!
 //! Resolved options: HostName, User, Port, IdentityFile, IdentitiesOnly,
 //! ProxyJump, ProxyCommand, StrictHostKeyChecking, UserKnownHostsFile,
-//! ConnectTimeout, ServerAliveInterval, BatchMode. Every other keyword is
-//! accepted and ignored (OpenSSH has hundreds).
+//! ConnectTimeout, ServerAliveInterval, ServerAliveCountMax, BatchMode.
+//! Every other keyword is accepted and ignored (OpenSSH has hundreds).
 //!
 //! Not supported:
 //!
-//! * `Match` blocks: their options are skipped up to the next `Host` or
-//!   `Match` line, with a warning, so they never leak into another block
-//!   (even `Match all` is skipped);
-//! * `CanonicalizeHostname` and the second pass it triggers;
-//! * `%` tokens other than `%%`, `%d`, `%h`, `%n`, `%p`, `%r`, `%u` (`%C`,
-//!   `%i`, `%j`, `%k`, `%l`, `%L` are left as typed, with a warning), and
-//!   `${ENV}` references;
+//! * `CanonicalizeHostname` and the pass it triggers;
+//! * the `Match` criteria `localnetwork` and `tagged` (they never match,
+//!   with a warning);
+//! * `%` tokens other than `%%`, `%d`, `%h`, `%n`, `%p`, `%r`, `%u` in file
+//!   names (`%C`, `%i`, `%j`, `%k`, `%l`, `%L` are left as typed, with a
+//!   warning), and `${ENV}` references;
 //! * `~user/` paths (only `~` and `~/` are expanded);
 //! * service names for `Port` (numbers only);
 //! * ssh's refusal of config files with unsafe owner or permissions.
 
+mod criteria;
+
+use self::criteria::{ExecResults, Facts, MatchLine};
 use super::known_hosts::wildcard_match;
 use std::fmt;
 use std::fs;
@@ -92,6 +96,14 @@ pub enum SyntaxError {
     BadIncludePattern { pattern: String, reason: String },
     #[error("Include nested more than {MAX_INCLUDE_DEPTH} levels deep")]
     IncludeTooDeep,
+    #[error("'all' cannot be combined with other Match attributes")]
+    MatchAllNotAlone,
+    #[error("missing Match criteria for {0}")]
+    MissingMatchArgument(String),
+    #[error("unsupported Match attribute {0}")]
+    UnknownMatchCriterion(String),
+    #[error("one or more attributes required for Match")]
+    MatchWithoutCriteria,
 }
 
 /// The options that apply to one host.
@@ -121,9 +133,19 @@ pub struct HostConfig {
     pub user_known_hosts_files: Vec<PathBuf>,
     /// Seconds.
     pub connect_timeout: Option<u64>,
-    /// Seconds.
+    /// Seconds; 0 disables keepalives.
     pub server_alive_interval: Option<u64>,
+    pub server_alive_count_max: Option<u32>,
     pub batch_mode: Option<bool>,
+}
+
+/// What is fixed before the config is read, as `ssh -l USER -p PORT` fixes
+/// it: these win over the config and are what `Match user`, `%r` and `%p`
+/// see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preset<'a> {
+    pub user: Option<&'a str>,
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +163,9 @@ pub struct SshConfig {
     home: PathBuf,
     files: Vec<Vec<Item>>,
     warnings: Vec<String>,
+    /// Some `Match` line has a non-negated `final`: read the config twice.
+    final_pass: bool,
+    exec_results: ExecResults,
 }
 
 /// One meaningful config line. Included files are kept as nested lists
@@ -149,7 +174,7 @@ pub struct SshConfig {
 #[derive(Debug, Clone)]
 enum Item {
     Host(Vec<HostPattern>),
-    Match,
+    Match(MatchLine),
     Set(Setting),
     /// One entry per file the Include line's patterns matched, in order.
     Include(Vec<Vec<Item>>),
@@ -175,6 +200,7 @@ enum Setting {
     UserKnownHostsFile(Vec<String>),
     ConnectTimeout(Option<u64>),
     ServerAliveInterval(Option<u64>),
+    ServerAliveCountMax(u32),
     BatchMode(bool),
 }
 
@@ -211,6 +237,7 @@ impl SshConfig {
     pub fn extend(&mut self, later: SshConfig) {
         self.files.extend(later.files);
         self.warnings.extend(later.warnings);
+        self.final_pass |= later.final_pass;
     }
 
     /// Warnings produced while parsing, as "file:line: message".
@@ -221,36 +248,112 @@ impl SshConfig {
     /// Resolve options for `host` (the name as typed) with OpenSSH
     /// semantics. `local_user` is the `%u` token and the default for `%r`.
     pub fn resolve(&self, host: &str, local_user: &str) -> HostConfig {
-        let mut acc = Accumulator::default();
+        self.resolve_with(host, local_user, Preset::default())
+    }
+
+    /// [`SshConfig::resolve`] with the user and port already fixed, as on
+    /// ssh's command line.
+    pub fn resolve_with(&self, host: &str, local_user: &str, preset: Preset<'_>) -> HostConfig {
+        let mut acc = Accumulator {
+            user: preset.user.map(str::to_owned),
+            port: preset.port,
+            ..Accumulator::default()
+        };
+        let home = self.home.to_string_lossy();
+        let mut walker = Walker {
+            host: host.to_owned(),
+            original_host: host,
+            local_user,
+            home: &home,
+            final_pass: false,
+            exec: &self.exec_results,
+            acc: &mut acc,
+        };
         for items in &self.files {
             // ssh starts every top-level file with options active.
             let mut active = true;
-            walk(items, host, &mut active, false, &mut acc);
+            walker.walk(items, &mut active, false);
+        }
+        if self.final_pass {
+            // ssh's second reading: Host lines now see the resolved name.
+            walker.host = walker.acc.resolved_host(host);
+            walker.final_pass = true;
+            for items in &self.files {
+                let mut active = true;
+                walker.walk(items, &mut active, false);
+            }
         }
         acc.finish(host, local_user, &self.home)
     }
 }
 
-/// Apply the items that are active for `host`, mirroring the `activep`
-/// handling in OpenSSH's readconf.c.
-fn walk(items: &[Item], host: &str, active: &mut bool, never_match: bool, acc: &mut Accumulator) {
-    for item in items {
-        match item {
-            Item::Host(patterns) => *active = !never_match && host_matches(patterns, host),
-            Item::Match => *active = false,
-            Item::Set(setting) if *active => acc.apply(setting),
-            Item::Set(_) => {}
-            Item::Include(files) => {
-                // An included file continues the includer's block, but Host
-                // lines inside an Include that sits in an inactive block may
-                // never activate anything; and whatever the file does, the
-                // includer's state is restored afterwards.
-                let saved = *active;
-                for file in files {
-                    walk(file, host, active, never_match || !saved, acc);
-                    *active = saved;
+/// One resolution's walk over the items, mirroring the `activep` handling in
+/// OpenSSH's readconf.c.
+struct Walker<'a> {
+    /// What `Host` lines match against.
+    host: String,
+    original_host: &'a str,
+    local_user: &'a str,
+    home: &'a str,
+    final_pass: bool,
+    exec: &'a ExecResults,
+    acc: &'a mut Accumulator,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, items: &[Item], active: &mut bool, never_match: bool) {
+        for item in items {
+            match item {
+                Item::Host(patterns) => {
+                    *active = !never_match && host_matches(patterns, &self.host);
+                }
+                Item::Match(line) => {
+                    // Evaluated even where it cannot activate anything, as
+                    // ssh does (an `exec` may have side effects).
+                    let matched = line.matches(&self.facts(), self.exec);
+                    *active = !never_match && matched;
+                }
+                Item::Set(Setting::HostName(_)) if self.final_pass => {
+                    // ssh fixes HostName after the first pass.
+                }
+                Item::Set(setting) if *active => self.acc.apply(setting),
+                Item::Set(_) => {}
+                Item::Include(files) => {
+                    // An included file continues the includer's block, but
+                    // Host lines inside an Include that sits in an inactive
+                    // block may never activate anything; and whatever the
+                    // file does, the includer's state is restored afterwards.
+                    let saved = *active;
+                    for file in files {
+                        self.walk(file, active, never_match || !saved);
+                        *active = saved;
+                    }
                 }
             }
+        }
+    }
+
+    fn facts(&self) -> Facts<'_> {
+        let host = if self.final_pass {
+            self.host.clone()
+        } else {
+            self.acc.hostname_so_far(self.original_host)
+        };
+        let jump = self.acc.jump_host.as_deref().unwrap_or("");
+        let jump_host = if jump.eq_ignore_ascii_case("none") {
+            ""
+        } else {
+            last_hop_host(jump)
+        };
+        Facts {
+            host,
+            original_host: self.original_host,
+            remote_user: self.acc.user.as_deref().unwrap_or(self.local_user),
+            local_user: self.local_user,
+            port: self.acc.port.unwrap_or(22),
+            jump_host,
+            home: self.home,
+            final_pass: self.final_pass,
         }
     }
 }
@@ -283,6 +386,7 @@ struct Accumulator {
     user_known_hosts_files: Option<Vec<String>>,
     connect_timeout: Option<u64>,
     server_alive_interval: Option<u64>,
+    server_alive_count_max: Option<u32>,
     batch_mode: Option<bool>,
 }
 
@@ -293,6 +397,20 @@ fn set_first<T: Clone>(slot: &mut Option<T>, value: &T) {
 }
 
 impl Accumulator {
+    /// What `Match host` sees: HostName so far with `%h` expanded, else the
+    /// host as typed.
+    fn hostname_so_far(&self, host: &str) -> String {
+        match &self.hostname {
+            Some(h) => expand_tokens(h, |t| (t == 'h').then(|| host.to_owned())),
+            None => host.to_owned(),
+        }
+    }
+
+    /// The destination after the first pass, as ssh's main() computes it.
+    fn resolved_host(&self, host: &str) -> String {
+        normalize_hostname(&self.hostname_so_far(host))
+    }
+
     fn apply(&mut self, setting: &Setting) {
         match setting {
             Setting::HostName(v) => set_first(&mut self.hostname, v),
@@ -338,6 +456,7 @@ impl Accumulator {
                     set_first(&mut self.server_alive_interval, v);
                 }
             }
+            Setting::ServerAliveCountMax(v) => set_first(&mut self.server_alive_count_max, v),
             Setting::BatchMode(v) => set_first(&mut self.batch_mode, v),
         }
     }
@@ -385,8 +504,21 @@ impl Accumulator {
             user_known_hosts_files,
             connect_timeout: self.connect_timeout,
             server_alive_interval: self.server_alive_interval,
+            server_alive_count_max: self.server_alive_count_max,
             batch_mode: self.batch_mode,
         }
+    }
+}
+
+/// The host of the last ProxyJump hop (`[user@]host[:port]`, maybe an
+/// `ssh://` URI), which is what ssh keeps as its jump host.
+fn last_hop_host(jump: &str) -> &str {
+    let hop = jump.rsplit(',').next().unwrap_or(jump);
+    let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let hop = hop.rsplit_once('@').map_or(hop, |(_, host)| host);
+    match hop.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => hop,
     }
 }
 
@@ -439,6 +571,57 @@ fn expand_tokens(s: &str, lookup: impl Fn(char) -> Option<String>) -> String {
     out
 }
 
+/// What is wrong with the `%` tokens of a ProxyCommand; ssh refuses to run
+/// such a command too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyCommandError {
+    #[error("unknown token %{0} (ProxyCommand accepts %%, %h, %k, %n, %p and %r)")]
+    UnknownToken(char),
+    #[error("it ends with a lone % (write %% for a literal %)")]
+    TrailingPercent,
+}
+
+/// What ProxyCommand's tokens stand for: the endpoint maestro would
+/// otherwise connect to.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyTarget<'a> {
+    /// `%h` (and `%k`, as there is no HostKeyAlias): the HostName.
+    pub host: &'a str,
+    /// `%p`
+    pub port: u16,
+    /// `%r`
+    pub user: &'a str,
+    /// `%n`: the name the config was looked up with.
+    pub original_host: &'a str,
+}
+
+/// Expand a ProxyCommand's `%%`, `%h`, `%k`, `%n`, `%p` and `%r` as ssh
+/// does. Values go in as they are, unquoted, as with ssh: the command is
+/// the config author's shell code.
+pub fn expand_proxy_command(
+    command: &str,
+    target: &ProxyTarget<'_>,
+) -> Result<String, ProxyCommandError> {
+    let mut out = String::with_capacity(command.len());
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('h' | 'k') => out.push_str(target.host),
+            Some('n') => out.push_str(target.original_host),
+            Some('p') => out.push_str(&target.port.to_string()),
+            Some('r') => out.push_str(target.user),
+            Some(t) => return Err(ProxyCommandError::UnknownToken(t)),
+            None => return Err(ProxyCommandError::TrailingPercent),
+        }
+    }
+    Ok(out)
+}
+
 /// The `%x` tokens in `s` that are not in `known` (nor `%%`).
 fn unknown_tokens(s: &str, known: &str) -> Vec<char> {
     let mut unknown = Vec::new();
@@ -461,6 +644,7 @@ struct Parser<'a> {
     /// Where relative Include paths are anchored.
     include_dir: PathBuf,
     warnings: Vec<String>,
+    final_pass: bool,
 }
 
 /// A syntax error about to be tagged with its file and line.
@@ -472,6 +656,7 @@ impl<'a> Parser<'a> {
             home,
             include_dir,
             warnings: Vec::new(),
+            final_pass: false,
         }
     }
 
@@ -480,6 +665,8 @@ impl<'a> Parser<'a> {
             home: self.home.to_owned(),
             files: vec![items],
             warnings: self.warnings,
+            final_pass: self.final_pass,
+            exec_results: ExecResults::default(),
         }
     }
 
@@ -520,12 +707,21 @@ impl<'a> Parser<'a> {
             let item = match keyword.as_str() {
                 "host" => Some(Item::Host(parse_host_patterns(&args).map_err(syntax)?)),
                 "match" => {
-                    self.warn(
-                        origin,
-                        line_no,
-                        "Match is not supported; options up to the next Host or Match line are ignored",
-                    );
-                    Some(Item::Match)
+                    let (line, unsupported) = criteria::parse_match(&args).map_err(syntax)?;
+                    for name in unsupported {
+                        self.warn(
+                            origin,
+                            line_no,
+                            format_args!(
+                                "Match {name} is not supported; this Match line never matches"
+                            ),
+                        );
+                    }
+                    for command in line.exec_commands() {
+                        self.warn_tokens(command, criteria::EXEC_TOKENS, origin, line_no);
+                    }
+                    self.final_pass |= line.wants_final_pass();
+                    Some(Item::Match(line))
                 }
                 "include" => Some(self.parse_include(&args, origin, line_no, depth)?),
                 _ => {
@@ -617,13 +813,7 @@ impl<'a> Parser<'a> {
             _ => return,
         };
         for value in values {
-            for token in unknown_tokens(value, known) {
-                self.warn(
-                    origin,
-                    line,
-                    format_args!("token %{token} in {value:?} is not supported and is left as is"),
-                );
-            }
+            self.warn_tokens(value, known, origin, line);
             if value.starts_with('~') && value != "~" && !value.starts_with("~/") {
                 self.warn(
                     origin,
@@ -631,6 +821,18 @@ impl<'a> Parser<'a> {
                     format_args!("~user in {value:?} is not supported and is left as is"),
                 );
             }
+        }
+    }
+}
+
+impl Parser<'_> {
+    fn warn_tokens(&mut self, value: &str, known: &str, origin: &Path, line: usize) {
+        for token in unknown_tokens(value, known) {
+            self.warn(
+                origin,
+                line,
+                format_args!("token %{token} in {value:?} is not supported and is left as is"),
+            );
         }
     }
 }
@@ -816,6 +1018,10 @@ fn parse_setting(keyword: &str, raw: &str, args: Vec<String>) -> LineResult<Opti
         "serveraliveinterval" => {
             Setting::ServerAliveInterval(parse_time(keyword, &single(keyword, args)?)?)
         }
+        "serveralivecountmax" => {
+            let value = single(keyword, args)?;
+            Setting::ServerAliveCountMax(value.parse().map_err(|_| invalid(keyword, &value))?)
+        }
         _ => return Ok(None),
     };
     Ok(Some(setting))
@@ -950,6 +1156,7 @@ Host *
                 ]),
                 connect_timeout: Some(10),
                 server_alive_interval: Some(30),
+                server_alive_count_max: None,
                 batch_mode: Some(true),
             }
         );
@@ -1309,25 +1516,234 @@ Host *
     }
 
     #[test]
-    fn match_blocks_are_skipped_with_a_warning() {
+    fn match_host_sees_the_hostname_so_far_and_originalhost_the_name_as_typed() {
         let config = parse(
-            "Host a\n  User a-user\nMatch host a exec \"true\"\n  Port 2222\n  User match-user\n  IdentityFile ~/.ssh/match\nHost *\n  Port 22\n",
+            "Host web\n  HostName Web.Internal\nMatch host web.internal\n  Port 2201\nMatch originalhost WEB\n  User typed\nMatch host web\n  Port 9\nMatch host db,!db-legacy\n  User db-user\n",
         );
+        let web = config.resolve("web", "me");
+        // HostName so far, %h expanded, compared without case.
+        assert_eq!(web.port, Some(2201));
+        // originalhost patterns are case-insensitive too.
+        assert_eq!(web.user.as_deref(), Some("typed"));
+        assert_eq!(config.resolve("db", "me").user.as_deref(), Some("db-user"));
+        // A negated pattern in the list vetoes the match.
+        assert_eq!(config.resolve("db-legacy", "me").user, None);
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    #[test]
+    fn match_user_and_localuser_with_negation_and_several_criteria() {
+        let config = parse(
+            "Host *\n  User from-host\nMatch user from-host localuser alice\n  Port 1001\nMatch !localuser alice\n  IdentityFile ~/.ssh/not-alice\nMatch user Preset\n  Port 1002\nMatch all\n  ConnectTimeout 3\n",
+        );
+        let alice = config.resolve("x", "alice");
+        assert_eq!(alice.port, Some(1001), "both criteria hold");
+        assert!(alice.identity_files.is_empty());
+        assert_eq!(alice.connect_timeout, Some(3));
+        let bob = config.resolve("x", "bob");
+        assert_eq!(bob.port, None, "one criterion fails: the block is off");
+        assert_eq!(
+            bob.identity_files,
+            paths(&["/home/alice/.ssh/not-alice"]),
+            "!localuser"
+        );
+        // A user fixed beforehand (ssh -l, the SoT) is what `Match user`
+        // sees, and user patterns are case-sensitive.
+        let preset = config.resolve_with(
+            "x",
+            "alice",
+            Preset {
+                user: Some("Preset"),
+                port: None,
+            },
+        );
+        assert_eq!(preset.user.as_deref(), Some("Preset"));
+        assert_eq!(preset.port, Some(1002));
+        let lower = config.resolve_with(
+            "x",
+            "alice",
+            Preset {
+                user: Some("preset"),
+                port: None,
+            },
+        );
+        assert_eq!(lower.port, None);
+    }
+
+    #[test]
+    fn match_exec_runs_the_command_with_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("vpn-up");
+        let log = dir.path().join("log");
+        let text = format!(
+            "Host *\n  Port 2022\nMatch exec \"test -e {flag}\"\n  User vpn\nMatch exec \"echo %h %n %p %r %u %% >> {log}; test %n = web1\"\n  IdentityFile ~/.ssh/web1\nMatch host nomatch exec \"touch {log}.skipped\"\n  User never\nMatch !exec false\n  ConnectTimeout 4\n",
+            flag = flag.display(),
+            log = log.display()
+        );
+        let config = parse(&text);
+        let web1 = config.resolve("web1", "me");
+        assert_eq!(web1.user, None, "no flag file: exec did not match");
+        assert_eq!(web1.identity_files, paths(&["/home/alice/.ssh/web1"]));
+        assert_eq!(web1.connect_timeout, Some(4), "!exec");
+        assert!(config.resolve("web2", "me").identity_files.is_empty());
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            "web1 web1 2022 me me %\nweb2 web2 2022 me me %\n"
+        );
+        assert!(
+            !Path::new(&format!("{}.skipped", log.display())).exists(),
+            "exec is not run once an earlier criterion failed"
+        );
+        // Each expanded command runs once per config, however many nodes.
+        let again = config.resolve("web1", "me");
+        assert_eq!(again, web1);
+        assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 2);
+        // A new config runs it again and sees the flag file.
+        fs::write(&flag, "").unwrap();
+        assert_eq!(
+            parse(&text).resolve("web1", "me").user.as_deref(),
+            Some("vpn")
+        );
+    }
+
+    #[test]
+    fn match_final_reads_the_config_a_second_time() {
+        let config = parse(
+            "Match final host *.internal\n  User final-user\nMatch canonical\n  Port 2200\nMatch !final\n  IdentityFile ~/.ssh/first-pass\nHost app\n  HostName APP.internal\nHost app.internal\n  ConnectTimeout 9\nMatch final\n  HostName changed\n",
+        );
+        let app = config.resolve("app", "me");
+        assert_eq!(app.user.as_deref(), Some("final-user"));
+        assert_eq!(app.port, Some(2200), "canonical is true in the final pass");
+        assert_eq!(app.identity_files, paths(&["/home/alice/.ssh/first-pass"]));
+        assert_eq!(
+            app.connect_timeout,
+            Some(9),
+            "Host lines see the resolved name in the final pass"
+        );
+        assert_eq!(app.hostname.as_deref(), Some("app.internal"));
+        let other = config.resolve("other", "me");
+        assert_eq!(other.user, None);
+        assert_eq!(
+            other.hostname, None,
+            "HostName is fixed after the first pass"
+        );
+        // Without `final` anywhere there is one pass, and canonical is false.
+        let one_pass = parse("Match canonical\n  Port 2200\n");
+        assert_eq!(one_pass.resolve("x", "me").port, None);
+    }
+
+    #[test]
+    fn match_blocks_end_at_the_next_host_or_match_line() {
+        let config = parse(
+            "Host a\n  User a-user\nMatch host nomatch\n  Port 2222\n  User match-user\nHost *\n  Port 22\n",
+        );
+        let a = config.resolve("a", "me");
+        assert_eq!(a.port, Some(22));
+        assert_eq!(a.user.as_deref(), Some("a-user"));
+        // Match in an Include from an inactive block cannot activate.
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        write(&ssh.join("config"), "Host other\n  Include inc\n");
+        write(&ssh.join("inc"), "Match all\n  User sneaky\n");
+        let config = SshConfig::load(&ssh.join("config"), home.path()).unwrap();
+        assert_eq!(config.resolve("x", "me").user, None);
+        assert_eq!(
+            config.resolve("other", "me").user.as_deref(),
+            Some("sneaky")
+        );
+    }
+
+    #[test]
+    fn unsupported_match_criteria_never_match_and_say_so() {
+        let config =
+            parse("Match localnetwork 10.0.0.0/8\n  User lan\nMatch !tagged x\n  Port 1\n");
         assert_eq!(
             config.warnings(),
             [
-                "config:3: Match is not supported; options up to the next Host or Match line are ignored"
+                "config:1: Match localnetwork is not supported; this Match line never matches",
+                "config:3: Match tagged is not supported; this Match line never matches",
             ]
         );
+        let x = config.resolve("x", "me");
+        assert_eq!((x.user, x.port), (None, None));
+    }
+
+    #[test]
+    fn bad_match_lines_are_errors_like_in_ssh() {
+        assert_eq!(
+            syntax_kind("Match host a all\nMatch user b host c all\n"),
+            (2, SyntaxError::MatchAllNotAlone)
+        );
+        assert_eq!(
+            syntax_kind("Match all host a\n").1,
+            SyntaxError::MatchAllNotAlone
+        );
+        assert_eq!(
+            syntax_kind("Match host\n").1,
+            SyntaxError::MissingMatchArgument("host".into())
+        );
+        assert_eq!(
+            syntax_kind("Match exec \"\"\n").1,
+            SyntaxError::MissingMatchArgument("exec".into())
+        );
+        assert_eq!(
+            syntax_kind("Match Address 10.0.0.1\n").1,
+            SyntaxError::UnknownMatchCriterion("Address".into())
+        );
+        assert_eq!(
+            syntax_kind("Match # nothing\n").1,
+            SyntaxError::MatchWithoutCriteria
+        );
+        // A comment ends the criteria; `all` may follow canonical/final.
+        let config = parse("Match host a # comment\n  Port 1\nMatch canonical all\n  User u\n");
+        assert_eq!(config.resolve("a", "me").port, Some(1));
+        assert_eq!(config.resolve("a", "me").user, None);
+    }
+
+    #[test]
+    fn server_alive_options() {
+        let config = parse(
+            "Host a\n  ServerAliveInterval 0\n  ServerAliveCountMax 0\nHost *\n  ServerAliveInterval 5\n  ServerAliveCountMax 2\n",
+        );
         let a = config.resolve("a", "me");
-        // The Match block's Port must not be attributed to `Host a`.
-        assert_eq!(a.port, Some(22));
-        assert_eq!(a.user.as_deref(), Some("a-user"));
-        assert!(a.identity_files.is_empty());
-        // Match in the global section does not leak into later hosts either.
-        let config = parse("Match all\n  User m\nHost b\n  Port 1\n");
-        assert_eq!(config.resolve("b", "me").user, None);
-        assert_eq!(config.resolve("c", "me").user, None);
+        assert_eq!(
+            (a.server_alive_interval, a.server_alive_count_max),
+            (Some(0), Some(0))
+        );
+        let b = config.resolve("b", "me");
+        assert_eq!(
+            (b.server_alive_interval, b.server_alive_count_max),
+            (Some(5), Some(2))
+        );
+        assert_eq!(parse("").resolve("b", "me").server_alive_count_max, None);
+        for bad in ["-1", "x", "1.5"] {
+            assert_eq!(
+                syntax_kind(&format!("ServerAliveCountMax {bad}\n")).1,
+                invalid("serveralivecountmax", bad)
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_command_tokens() {
+        let target = ProxyTarget {
+            host: "10.1.2.3",
+            port: 2222,
+            user: "deploy",
+            original_host: "web1",
+        };
+        assert_eq!(
+            expand_proxy_command("ssh -W %h:%p -l %r bastion # %n %k 100%%", &target),
+            Ok("ssh -W 10.1.2.3:2222 -l deploy bastion # web1 10.1.2.3 100%".into())
+        );
+        assert_eq!(
+            expand_proxy_command("nc %h %p %C", &target),
+            Err(ProxyCommandError::UnknownToken('C'))
+        );
+        assert_eq!(
+            expand_proxy_command("nc %h 5%", &target),
+            Err(ProxyCommandError::TrailingPercent)
+        );
     }
 
     fn write(path: &Path, text: &str) {
@@ -1525,14 +1941,154 @@ Host *
         assert_eq!(split_keyword(" \t "), None);
     }
 
-    /// Compare resolve() with `ssh -G` for the options both print.
-    #[test]
-    fn matches_ssh_dash_g() {
-        let whoami = std::process::Command::new("id")
+    fn whoami() -> String {
+        let out = std::process::Command::new("id")
             .arg("-un")
             .output()
             .expect("id runs");
-        let local_user = String::from_utf8(whoami.stdout).unwrap().trim().to_owned();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// What `ssh -G -F file host` prints.
+    struct DashG(String);
+
+    impl DashG {
+        fn field(&self, name: &str) -> Option<String> {
+            self.0
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .map(str::to_owned)
+        }
+    }
+
+    fn ssh_dash_g(file: &Path, host: &str) -> DashG {
+        let output = match std::process::Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(file)
+            .arg(host)
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => panic!(
+                "ssh -G {host} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!("ssh (openssh-client) must be installed for this cross-check: {e}"),
+        };
+        DashG(String::from_utf8(output.stdout).unwrap())
+    }
+
+    /// Match blocks, `final` and the `exec` tokens, compared with `ssh -G`.
+    #[test]
+    fn match_blocks_match_ssh_dash_g() {
+        let local_user = whoami();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        let log = dir.path().join("exec.log");
+        let text = r#"
+Host web*
+    HostName %h.example.internal
+Match host web1.example.internal localuser LOCAL
+    Port 2201
+Match originalhost WEB2 !localuser nobody-here
+    Port 2202
+    ProxyCommand nc %h %p
+Match exec "test %n = web3"
+    User deploy
+Match user deploy
+    Port 2203
+    ServerAliveInterval 7
+Match final host db.internal
+    Port 2204
+Host db
+    HostName db.internal
+Match canonical originalhost db
+    User canon
+Match !final originalhost db
+    ServerAliveCountMax 5
+Match host *.example.internal exec "echo C=%C L=%L d=%d h=%h k=%k l=%l n=%n p=%p r=%r u=%u >> LOG"
+    ConnectTimeout 8
+Match !host *.example.internal,db* !user nobody
+    ProxyJump jump
+Match all
+    ServerAliveCountMax 2
+"#
+        .replace("LOCAL", &local_user)
+        .replace("LOG", &log.to_string_lossy());
+        fs::write(&file, text).unwrap();
+        let home = std::env::var("HOME").unwrap();
+        let config = SshConfig::load(&file, Path::new(&home)).unwrap();
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+        let exec_lines = || -> std::collections::BTreeSet<String> {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let _ = fs::remove_file(&log);
+            text.lines().map(str::to_owned).collect()
+        };
+        // Each host takes a different path through the Match blocks.
+        let expected = [
+            ("web1", "2201", "8"),
+            ("web2", "2202", "8"),
+            ("web3", "2203", "8"),
+            ("db", "2204", "none"),
+            ("other", "22", "none"),
+        ];
+        for (host, port, timeout) in expected {
+            let g = ssh_dash_g(&file, host);
+            assert_eq!(g.field("port").unwrap(), port, "ssh's port for {host}");
+            assert_eq!(g.field("connecttimeout").unwrap(), timeout);
+            let ssh_exec = exec_lines();
+            assert_eq!(ssh_exec.is_empty(), timeout == "none", "{ssh_exec:?}");
+            let ours = config.resolve(host, &local_user);
+            assert_eq!(exec_lines(), ssh_exec, "Match exec tokens for {host}");
+            let field = |name: &str| g.field(name).unwrap();
+            assert_eq!(
+                ours.hostname
+                    .clone()
+                    .unwrap_or_else(|| normalize_hostname(host)),
+                field("hostname"),
+                "hostname of {host}"
+            );
+            assert_eq!(
+                ours.user.clone().unwrap_or_else(|| local_user.clone()),
+                field("user"),
+                "user of {host}"
+            );
+            assert_eq!(
+                ours.port.unwrap_or(22).to_string(),
+                field("port"),
+                "port of {host}"
+            );
+            assert_eq!(
+                ours.proxy_command,
+                g.field("proxycommand"),
+                "proxycommand of {host}"
+            );
+            assert_eq!(ours.proxy_jump, g.field("proxyjump"), "proxyjump of {host}");
+            assert_eq!(
+                ours.connect_timeout
+                    .map_or("none".to_owned(), |t| t.to_string()),
+                field("connecttimeout"),
+                "connecttimeout of {host}"
+            );
+            assert_eq!(
+                ours.server_alive_interval.unwrap_or(0).to_string(),
+                field("serveraliveinterval"),
+                "serveraliveinterval of {host}"
+            );
+            assert_eq!(
+                ours.server_alive_count_max.unwrap_or(3).to_string(),
+                field("serveralivecountmax"),
+                "serveralivecountmax of {host}"
+            );
+        }
+    }
+
+    /// Compare resolve() with `ssh -G` for the options both print.
+    #[test]
+    fn matches_ssh_dash_g() {
+        let local_user = whoami();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config");
         write(
@@ -1583,30 +2139,8 @@ Host *
             "inc-b",
             "gl",
         ] {
-            let output = match std::process::Command::new("ssh")
-                .arg("-G")
-                .arg("-F")
-                .arg(&file)
-                .arg(host)
-                .stdin(std::process::Stdio::null())
-                .output()
-            {
-                Ok(out) if out.status.success() => out,
-                Ok(out) => panic!(
-                    "ssh -G {host} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => {
-                    panic!("ssh (openssh-client) must be installed for this cross-check: {e}")
-                }
-            };
-            let stdout = String::from_utf8(output.stdout).unwrap();
-            let field = |name: &str| {
-                stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                    .map(str::to_owned)
-            };
+            let g = ssh_dash_g(&file, host);
+            let field = |name: &str| g.field(name);
             let ours = config.resolve(host, &local_user);
             let ssh_port: u16 = field("port").unwrap().parse().unwrap();
             assert_eq!(

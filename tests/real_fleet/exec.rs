@@ -229,8 +229,21 @@ fn host_keys_changed_unknown_and_accept_new() {
         out.contains(&format!("unknown host key for n14 ({})", f.address(14))) && out.contains(&fp),
         "fingerprint {fp} shown:\n{out}"
     );
+    // How to trust it: check the fingerprint out of band first, then either
+    // --accept-new or the exact line for the key that was shown; never
+    // `ssh-keyscan >> known_hosts`, which trusts whatever answers.
+    let key = std::fs::read_to_string(f.dir.join("nodes/n14/ssh_host_ed25519_key.pub")).unwrap();
+    let blob = key.split_whitespace().nth(1).unwrap();
+    let name = match f.port {
+        22 => f.address(14),
+        port => format!("[{}]:{port}", f.address(14)),
+    };
     assert!(
-        out.contains("--accept-new") && out.contains("ssh-keyscan"),
+        out.contains("out of band")
+            && out.contains("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
+            && out.contains("--accept-new")
+            && out.contains(&format!("{name} ssh-ed25519 {blob}"))
+            && !out.contains("ssh-keyscan"),
         "says how to trust it: {out}"
     );
     assert_eq!(

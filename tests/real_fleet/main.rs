@@ -7,4 +7,5 @@ mod common;
 mod exec;
 mod ops;
 mod playbook;
+mod ssh;
 mod tui;

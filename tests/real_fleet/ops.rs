@@ -3,7 +3,7 @@
 //! store's failures and exit codes, task results and facts read back, and
 //! the console producing the same plan as the CLI.
 //!
-//! Nodes n25..n32 are this file's: the sudo tests change `op`'s sudo rules.
+//! Nodes n33..n40 are this file's: the sudo tests change `op`'s sudo rules.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -50,15 +50,15 @@ fn wait_on_node(node: &str, path: &str) {
 fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
     // A hostile password: run by a shell, it would create files as root.
     let password = "pw $(touch /root/pwned-a); touch /root/pwned-b";
-    let op = Operator::new(&[25, 26]);
+    let op = Operator::new(&[33, 34]);
     let pb = whoami_playbook(&op);
     let pass_file = op.tmp.path().join("become-pass");
     std::fs::write(&pass_file, format!("{password}\n")).unwrap();
-    // n25: op has NOPASSWD sudo (sudo never asks). n26: sudo asks for
+    // n33: op has NOPASSWD sudo (sudo never asks). n34: sudo asks for
     // op's password, which is the hostile string.
     let f = fleet();
     let set = f.node_exec(
-        "n26",
+        "n34",
         &[
             "sh",
             "-c",
@@ -83,7 +83,7 @@ fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
         "--yes",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    for node in ["n25", "n26"] {
+    for node in ["n33", "n34"] {
         assert_eq!(
             on_node(node, "cat /root/whoami"),
             "0\n",
@@ -109,12 +109,12 @@ fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
     );
     // A wrong password: sudo asks again, maestro stops and says so.
     std::fs::write(&pass_file, "not the password\n").unwrap();
-    on_node("n26", "rm -f /root/whoami");
+    on_node("n34", "rm -f /root/whoami");
     let o = op.maestro(&[
         "play",
         pb.to_str().unwrap(),
         "-l",
-        "n26",
+        "n34",
         "-u",
         "op",
         "--become-password-file",
@@ -128,7 +128,7 @@ fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
         stdout(&o)
     );
     assert_eq!(
-        on_node("n26", "test -e /root/whoami || echo absent"),
+        on_node("n34", "test -e /root/whoami || echo absent"),
         "absent\n"
     );
     assert!(!String::from_utf8_lossy(&std::fs::read(&op.db).unwrap()).contains("not the password"));
@@ -136,17 +136,17 @@ fn a_sudo_password_reaches_sudo_only_and_is_never_run_or_stored() {
 
 #[test]
 fn two_runs_in_flight_at_once_are_recorded_apart_and_completely() {
-    let op = Operator::new(&[27, 28]);
-    on_node("n27", "rm -f /tmp/long-started");
+    let op = Operator::new(&[35, 36]);
+    on_node("n35", "rm -f /tmp/long-started");
     let long = op.spawn(&[
         "exec",
-        "n27",
+        "n35",
         "--",
         "touch /tmp/long-started; sleep 2; echo long-done",
     ]);
-    wait_on_node("n27", "/tmp/long-started");
+    wait_on_node("n35", "/tmp/long-started");
     // While the exec runs, a playbook on another node, into the same store.
-    let o = op.maestro(&["play", "agent-runtime", "-l", "n28", "--yes"]);
+    let o = op.maestro(&["play", "agent-runtime", "-l", "n36", "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let long = long.wait_with_output().unwrap();
     assert_eq!(long.status.code(), Some(0), "{}", stderr(&long));
@@ -161,11 +161,11 @@ fn two_runs_in_flight_at_once_are_recorded_apart_and_completely() {
         assert_eq!(results.len(), 1, "{show}");
         match run["kind"].as_str().unwrap() {
             "exec" => {
-                assert_eq!(results[0]["node"], "n27");
+                assert_eq!(results[0]["node"], "n35");
                 assert_eq!(results[0]["stdout"]["bytes"], "long-done\n");
             }
             "play" => {
-                assert_eq!(results[0]["node"], "n28");
+                assert_eq!(results[0]["node"], "n36");
                 assert_eq!(
                     results[0]["tasks"].as_array().unwrap().len(),
                     21,
@@ -183,15 +183,15 @@ fn two_runs_in_flight_at_once_are_recorded_apart_and_completely() {
 
 #[test]
 fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
-    let op = Operator::new(&[29, 30]);
+    let op = Operator::new(&[37, 38]);
     // `| head -1`: the reader goes away after the first line.
-    on_node("n29", "rm -f /root/after-pipe");
-    on_node("n30", "rm -f /root/after-pipe");
+    on_node("n37", "rm -f /root/after-pipe");
+    on_node("n38", "rm -f /root/after-pipe");
     let mut c = op.command(&[
         "exec",
         "all",
         "--",
-        "if [ \"$(hostname)\" = n29 ]; then echo first; else sleep 4; touch /root/after-pipe; fi",
+        "if [ \"$(hostname)\" = n37 ]; then echo first; else sleep 4; touch /root/after-pipe; fi",
     ]);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -207,9 +207,9 @@ fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
     assert_eq!(status.code(), Some(1), "a broken pipe is not success");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
-        on_node("n30", "test -e /root/after-pipe || echo absent"),
+        on_node("n38", "test -e /root/after-pipe || echo absent"),
         "absent\n",
-        "n30: the remote command was stopped, not left running"
+        "n38: the remote command was stopped, not left running"
     );
     let runs = json_lines(&stdout(&op.maestro(&["--json", "runs"])));
     assert_eq!(runs[0]["run"]["state"], "cancelled", "{runs:?}");
@@ -222,14 +222,14 @@ fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
     );
 
     // SIGTERM: the same.
-    on_node("n29", "rm -f /tmp/term-started");
+    on_node("n37", "rm -f /tmp/term-started");
     let child = op.spawn(&[
         "exec",
-        "n29",
+        "n37",
         "--",
         "touch /tmp/term-started; sleep 30.3; echo never",
     ]);
-    wait_on_node("n29", "/tmp/term-started");
+    wait_on_node("n37", "/tmp/term-started");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -250,7 +250,7 @@ fn a_closed_stdout_or_sigterm_cancels_the_run_records_it_and_exits_non_zero() {
 
 #[test]
 fn a_full_disk_under_the_store_is_exit_5_and_says_the_run_was_not_recorded() {
-    let op = Operator::new(&[31]);
+    let op = Operator::new(&[39]);
     let mnt = op.tmp.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
     let mounted = Command::new("mount")
@@ -278,7 +278,7 @@ fn a_full_disk_under_the_store_is_exit_5_and_says_the_run_was_not_recorded() {
         .arg("--db")
         .arg(&db)
         // 400 KiB of output does not fit in what is left.
-        .args(["exec", "n31", "--", "head -c 409600 /dev/zero | tr '\\0' x"])
+        .args(["exec", "n39", "--", "head -c 409600 /dev/zero | tr '\\0' x"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
@@ -287,10 +287,10 @@ fn a_full_disk_under_the_store_is_exit_5_and_says_the_run_was_not_recorded() {
 
 #[test]
 fn exit_codes_follow_the_readme_table() {
-    let op = Operator::new(&[32]);
+    let op = Operator::new(&[40]);
     let code = |args: &[&str]| op.maestro(args).status.code();
-    assert_eq!(code(&["exec", "n32", "--", "true"]), Some(0));
-    assert_eq!(code(&["exec", "n32", "--", "exit 7"]), Some(1));
+    assert_eq!(code(&["exec", "n40", "--", "true"]), Some(0));
+    assert_eq!(code(&["exec", "n40", "--", "exit 7"]), Some(1));
     assert_eq!(code(&["exec", "nosuchnode", "--", "true"]), Some(2));
     assert_eq!(code(&["play", "no-such-playbook", "--yes"]), Some(2));
     // A store written by a newer maestro: exit 5, both versions named.
@@ -319,7 +319,7 @@ fn exit_codes_follow_the_readme_table() {
 
 #[test]
 fn runs_show_has_every_task_and_the_gathered_facts() {
-    let op = Operator::new(&[32]);
+    let op = Operator::new(&[40]);
     let pb = op.tmp.path().join("two.toml");
     std::fs::write(
         &pb,
@@ -351,7 +351,7 @@ fn runs_show_has_every_task_and_the_gathered_facts() {
         ]
     );
     assert_eq!(r["tasks"][1]["message"], "exit code 3");
-    assert_eq!(show["facts"]["n32"]["hostname"], "n32", "{show}");
+    assert_eq!(show["facts"]["n40"]["hostname"], "n40", "{show}");
     let text = stdout(&op.maestro(&["runs", "show", "last"]));
     assert!(
         text.contains("changed  first") && text.contains("failed   second fails: exit code 3"),
@@ -361,7 +361,7 @@ fn runs_show_has_every_task_and_the_gathered_facts() {
 
 #[test]
 fn the_console_and_the_cli_make_the_same_plan() {
-    let op = Operator::new(&[24]);
+    let op = Operator::new(&[40]);
     let f = fleet();
     let empty = op.tmp.path().join("ssh_config");
     std::fs::write(&empty, "").unwrap();
@@ -370,7 +370,7 @@ fn the_console_and_the_cli_make_the_same_plan() {
         "play",
         "agent-runtime",
         "-l",
-        "n24",
+        "n40",
         "--check",
         "-F",
         empty.to_str().unwrap(),
@@ -401,7 +401,7 @@ fn the_console_and_the_cli_make_the_same_plan() {
     };
     let ctx = config.exec_context();
     let plan = maestro::tui::action::ExecPlan {
-        nodes: vec!["n24".into()],
+        nodes: vec!["n40".into()],
         command: "play agent-runtime".into(),
         job: maestro::tui::action::Job::Playbook("agent-runtime".into()),
     };
@@ -429,7 +429,7 @@ fn the_console_and_the_cli_make_the_same_plan() {
 
 #[test]
 fn an_audit_of_unreachable_nodes_is_not_compliant() {
-    let op = Operator::new(&[32]);
+    let op = Operator::new(&[40]);
     // A node nothing answers for (nothing listens on 127.0.9.99:22).
     let mut nodes = std::fs::read_to_string(op.sot.join("nodes.toml")).unwrap();
     nodes.push_str(
