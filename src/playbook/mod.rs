@@ -7,6 +7,7 @@
 //! ([`crate::harden`]) reuse the same script runner.
 
 pub mod compile;
+pub mod cond;
 pub mod model;
 pub mod report;
 pub mod run;

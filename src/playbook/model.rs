@@ -44,6 +44,10 @@ pub struct Playbook {
     pub tasks: Vec<Spanned<Task>>,
     #[serde(default, rename = "handler")]
     pub handlers: Vec<Spanned<Task>>,
+    /// Directories `src` files may come from besides the playbook's own
+    /// (set by the caller: a profile's library, a directory the SoT allows).
+    #[serde(skip)]
+    pub src_roots: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +70,7 @@ pub struct Task {
     pub package: Option<PackageArgs>,
     pub service: Option<ServiceArgs>,
     pub user: Option<UserArgs>,
+    pub group: Option<GroupArgs>,
     pub sysctl: Option<SysctlArgs>,
     pub checksum: Option<ChecksumArgs>,
 }
@@ -82,6 +87,7 @@ pub enum Module<'a> {
     Package(&'a PackageArgs),
     Service(&'a ServiceArgs),
     User(&'a UserArgs),
+    Group(&'a GroupArgs),
     Sysctl(&'a SysctlArgs),
     Checksum(&'a ChecksumArgs),
 }
@@ -117,6 +123,9 @@ impl Task {
         if let Some(a) = &self.user {
             m.push(Module::User(a));
         }
+        if let Some(a) = &self.group {
+            m.push(Module::Group(a));
+        }
         if let Some(a) = &self.sysctl {
             m.push(Module::Sysctl(a));
         }
@@ -132,7 +141,7 @@ impl Task {
 }
 
 pub const MODULES: &str =
-    "dir, file, template, line, absent, command, package, service, user, sysctl, checksum";
+    "dir, file, template, line, absent, command, package, service, user, group, sysctl, checksum";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +188,12 @@ pub struct LineArgs {
     pub state: Presence,
     #[serde(default)]
     pub create: bool,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Never show the file's content in `--diff` output.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 fn present() -> Presence {
@@ -203,6 +218,28 @@ pub struct CommandArgs {
     /// Skip when this command succeeds.
     pub unless: Option<String>,
     pub chdir: Option<String>,
+    /// When the task counts as changed (default: whenever it ran); an
+    /// expression over `rc`, `stdout`, `stderr`, or `false`.
+    pub changed_when: Option<Condition>,
+    /// When the task fails (default: `rc != 0`).
+    pub failed_when: Option<Condition>,
+}
+
+/// `changed_when`/`failed_when`: a boolean or an expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Condition {
+    Bool(bool),
+    Expr(String),
+}
+
+impl Condition {
+    pub fn source(&self) -> String {
+        match self {
+            Condition::Bool(b) => b.to_string(),
+            Condition::Expr(e) => e.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,8 +282,11 @@ pub struct ServiceArgs {
     pub enabled: Option<bool>,
     /// Without systemd: the command that runs the service in the foreground.
     pub command: Option<String>,
-    /// Without systemd: where its PID is kept.
+    /// Without systemd: where its PID is kept (default
+    /// `/run/maestro/NAME.pid`); a directory only root can write.
     pub pidfile: Option<String>,
+    /// Without systemd: the user the process runs as (a systemd unit has `User=`).
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +299,25 @@ pub struct UserArgs {
     pub system: bool,
     pub home: Option<String>,
     pub shell: Option<String>,
+    pub uid: Option<u32>,
+    /// Primary group (default: a group named like the user if there is one).
+    pub group: Option<String>,
+    /// Supplementary groups, added to (never removed from).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub create_home: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupArgs {
+    pub name: String,
+    #[serde(default = "present")]
+    pub state: Presence,
+    #[serde(default)]
+    pub system: bool,
+    pub gid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -384,18 +443,34 @@ fn module_problem(m: Module<'_>) -> Option<String> {
             "mode `{}` is not octal like \"0755\"",
             a.mode.as_deref().unwrap_or("")
         )),
+        Module::Template(a) if a.content.is_none() && a.src.is_none() => {
+            Some("give `content` or `src`".into())
+        }
+        Module::File(a)
+            if a.content.is_none()
+                && a.src.is_none()
+                && a.mode.is_none()
+                && a.owner.is_none()
+                && a.group.is_none() =>
+        {
+            Some("give `content` or `src`, or only `mode`, `owner`, `group` to set on an existing file".into())
+        }
         Module::File(a) | Module::Template(a) => {
             if !mode_ok(&a.mode) {
                 Some(format!(
                     "mode `{}` is not octal like \"0644\"",
                     a.mode.as_deref().unwrap_or("")
                 ))
-            } else if a.content.is_some() == a.src.is_some() {
-                Some("give exactly one of `content` or `src`".into())
+            } else if a.content.is_some() && a.src.is_some() {
+                Some("give one of `content` or `src`, not both".into())
             } else {
                 None
             }
         }
+        Module::Line(a) if !mode_ok(&a.mode) => Some(format!(
+            "mode `{}` is not octal like \"0644\"",
+            a.mode.as_deref().unwrap_or("")
+        )),
         Module::Line(a) if a.state == Presence::Present && a.line.is_none() => {
             Some("state present needs `line`".into())
         }

@@ -113,6 +113,12 @@ impl Renderer {
         self.shell.render_str(source, ctx).map_err(describe)
     }
 
+    /// Evaluate an expression to a value (the constant parts of `changed_when`).
+    pub fn value(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+        let e = self.text.compile_expression(expr).map_err(describe)?;
+        e.eval(ctx).map_err(describe)
+    }
+
     /// Evaluate a `when` condition.
     pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
         let e = self.text.compile_expression(expr).map_err(describe)?;

@@ -5,5 +5,6 @@
 mod common;
 
 mod exec;
+mod modules;
 mod playbook;
 mod tui;

@@ -1,0 +1,332 @@
+//! The module library on real nodes: safe root writes, pidfile services,
+//! `src` containment, and the modules the installer needs (group, user
+//! options, file and line attributes, command conditions).
+//!
+//! Attacks are made by the unprivileged node user `op`, who owns /home/op.
+//! Nodes: n25 symlinks, n26 services, n27 src and sensitive lines,
+//! n28 accounts and attributes, n29 command conditions, n30 the installer.
+
+use crate::common::fleet::Operator;
+use crate::common::{stderr, stdout};
+use crate::playbook::{changed_tasks, json_lines, on_node};
+
+/// Run a shell command on a node as the unprivileged user `op`.
+fn as_op(node: &str, script: &str) -> String {
+    on_node(
+        node,
+        &format!(
+            "setpriv --reuid op --regid op --init-groups sh -c {} 2>&1",
+            maestro::fleet::quote::sh_quote(script)
+        ),
+    )
+}
+
+/// Write a playbook into the operator's scratch directory and play it.
+fn play(op: &Operator, name: &str, body: &str, args: &[&str]) -> std::process::Output {
+    let pb = op.tmp.path().join(format!("{name}.toml"));
+    std::fs::write(&pb, format!("name = \"{name}\"\n{body}")).unwrap();
+    let mut all = vec!["--json", "play", pb.to_str().unwrap(), "--yes"];
+    all.extend_from_slice(args);
+    op.maestro(&all)
+}
+
+/// Each task's (status, message), in order, from a `--json` run on one node.
+fn results(out: &str) -> Vec<(String, String)> {
+    json_lines(out)
+        .into_iter()
+        .filter(|v| v["event"] == "task_finished")
+        .map(|v| {
+            (
+                v["task"]["status"].as_str().unwrap_or("").to_string(),
+                v["task"]["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_symlink_planted_by_the_directory_owner_never_redirects_a_root_write() {
+    let n = "n25";
+    let op = Operator::new(&[25]);
+    on_node(
+        n,
+        "for v in victim victim-link victim-line victim-sysctl; do printf 'root secret\\n' >/etc/$v; chmod 600 /etc/$v; done; \
+         mkdir -m 700 /etc/victim-dir",
+    );
+    // What op plants in the directory op owns: the temporary name the old
+    // module wrote through, and links where the tasks' paths are.
+    let planted = as_op(
+        n,
+        "cd /home/op && ln -s /etc/victim app.conf.maestro-new && ln -s /etc/victim-link linked.conf && \
+         ln -s /etc/victim-line env && ln -s /etc/victim-dir data && ln -s /etc/victim-sysctl sysctl.conf && echo planted",
+    );
+    assert!(planted.contains("planted"), "{planted}");
+    let sysctl_now = on_node(n, "cat /proc/sys/kernel/pid_max")
+        .trim()
+        .to_string();
+    let task = |name: &str, module: &str| format!("[[task]]\nname = \"{name}\"\n{module}\n");
+    let cases = [
+        (
+            "template",
+            "template = { path = \"/home/op/app.conf\", content = \"level = {{ 1 + 1 }}\\n\", owner = \"op\", mode = \"0644\" }",
+            true,
+        ),
+        (
+            "template through a link",
+            "template = { path = \"/home/op/linked.conf\", content = \"x\\n\", owner = \"op\" }",
+            false,
+        ),
+        (
+            "file attributes through a link",
+            "file = { path = \"/home/op/linked.conf\", owner = \"op\", mode = \"0644\" }",
+            false,
+        ),
+        (
+            "line through a link",
+            "line = { path = \"/home/op/env\", line = \"A=1\", create = true }",
+            false,
+        ),
+        (
+            "dir through a link",
+            "dir = { path = \"/home/op/data\", mode = \"0777\", owner = \"op\" }",
+            false,
+        ),
+    ];
+    for (name, module, ok) in cases {
+        let o = play(&op, "links", &task(name, module), &[]);
+        let r = results(&stdout(&o));
+        if ok {
+            assert_eq!(r[0].0, "changed", "{name}: {r:?} {}", stderr(&o));
+        } else {
+            assert_eq!(r[0].0, "failed", "{name}: {r:?}");
+            assert!(r[0].1.contains("symbolic link"), "{name}: {r:?}");
+        }
+    }
+    let sysctl = play(
+        &op,
+        "sysctl",
+        &task(
+            "persist through a link",
+            &format!(
+                "sysctl = {{ key = \"kernel.pid_max\", value = \"{sysctl_now}\", file = \"/home/op/sysctl.conf\" }}"
+            ),
+        ),
+        &[],
+    );
+    let r = results(&stdout(&sysctl));
+    assert_eq!(r[0].0, "failed", "{r:?}");
+    assert!(r[0].1.contains("symbolic link"), "{r:?}");
+    // The victims are untouched: content, owner, mode.
+    assert_eq!(
+        on_node(
+            n,
+            "for v in victim victim-link victim-line victim-sysctl; do stat -c '%U %a' /etc/$v; cat /etc/$v; done; stat -c '%U %a' /etc/victim-dir"
+        ),
+        "root 600\nroot secret\n".repeat(4) + "root 700\n"
+    );
+    // The template landed where it was meant to, as a file op owns.
+    assert_eq!(
+        on_node(
+            n,
+            "stat -c '%F %U %a' /home/op/app.conf; cat /home/op/app.conf"
+        ),
+        "regular file op 644\nlevel = 2\n"
+    );
+    // The links are still links (never replaced, never followed), and no
+    // temporary file or directory is left behind.
+    assert_eq!(
+        on_node(
+            n,
+            "cd /home/op && for f in linked.conf env data sysctl.conf app.conf.maestro-new; do [ -L $f ] && echo link; done; ls -A | grep -c maestro- || true"
+        ),
+        "link\nlink\nlink\nlink\nlink\n1\n",
+        "only op's own planted app.conf.maestro-new"
+    );
+}
+
+#[test]
+fn absent_removes_a_link_itself_never_its_target() {
+    let n = "n25";
+    let op = Operator::new(&[25]);
+    on_node(n, "printf keep >/etc/keep-me");
+    as_op(n, "ln -sf /etc/keep-me /home/op/gone");
+    let o = play(
+        &op,
+        "absent",
+        "[[task]]\nname = \"gone\"\nabsent = { path = \"/home/op/gone\" }\n",
+        &[],
+    );
+    assert_eq!(results(&stdout(&o))[0].0, "changed");
+    assert_eq!(
+        on_node(
+            n,
+            "cat /etc/keep-me; [ -e /home/op/gone ] || [ -L /home/op/gone ] || echo removed"
+        ),
+        "keepremoved\n"
+    );
+}
+
+/// Processes of the agent runtime in the node's mount namespace: one line
+/// "USER ARGS" per process whose arguments name the launcher.
+fn runtimes(node: &str) -> String {
+    on_node(
+        node,
+        "ns=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do \
+           [ \"$(readlink $p/ns/mnt 2>/dev/null)\" = \"$ns\" ] || continue; \
+           a=$(tr '\\0' ' ' <$p/cmdline 2>/dev/null); \
+           case $a in 'sh -c /opt/maestro/bin/maestro-runtime '|'/bin/sh /opt/maestro/bin/maestro-runtime ') echo \"$(stat -c %U $p) $a\" ;; esac; done | sort",
+    )
+}
+
+#[test]
+fn the_runtime_runs_as_its_user_from_a_root_only_pidfile_and_a_restart_leaves_exactly_one() {
+    let n = "n26";
+    let op = Operator::new(&[26]);
+    let install = |extra: &[&str]| {
+        let mut args = vec!["--json", "install", "--profile", "user", "--yes"];
+        args.extend_from_slice(extra);
+        let o = op.maestro(&args);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        o
+    };
+    install(&[]);
+    let one = "maestro /bin/sh /opt/maestro/bin/maestro-runtime \n\
+               maestro sh -c /opt/maestro/bin/maestro-runtime \n";
+    assert_eq!(runtimes(n), one, "one runtime, as the service user");
+    assert_eq!(
+        on_node(
+            n,
+            "stat -c '%U %a' /run/maestro /run/maestro/maestro-runtime.pid"
+        ),
+        "root 755\nroot 644\n",
+        "the pidfile is where only root can write"
+    );
+    // The service user cannot touch it.
+    assert!(
+        on_node(
+            n,
+            "setpriv --reuid maestro --regid maestro --init-groups sh -c 'echo 1 >/run/maestro/maestro-runtime.pid; ln -sf /etc/passwd /run/maestro/x' 2>&1"
+        )
+        .contains("Permission denied")
+    );
+    // Restarts (a configuration change notifies the handler), twice.
+    for beat in ["5", "7"] {
+        let o = install(&["-e", &format!("heartbeat_seconds={beat}")]);
+        let restarted = json_lines(&stdout(&o)).into_iter().any(|v| {
+            v["event"] == "task_finished"
+                && v["task"]["name"] == "restart runtime"
+                && v["task"]["status"] == "changed"
+        });
+        assert!(restarted, "{}", stdout(&o));
+        assert_eq!(runtimes(n), one, "exactly one runtime after a restart");
+    }
+
+    // A pidfile that names a process maestro did not start (here root's own
+    // sleep, as a stale or forged file would) is not trusted: nothing is killed.
+    let victim = on_node(
+        n,
+        "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; \
+         read -r p s </run/maestro/maestro-runtime.pid; true",
+    );
+    let victim = victim.trim();
+    on_node(
+        n,
+        &format!("printf '%s\\n0\\n' {victim} >/run/maestro/maestro-runtime.pid"),
+    );
+    install(&["-e", "heartbeat_seconds=9"]);
+    assert!(
+        on_node(n, &format!("kill -0 {victim} && echo alive")).contains("alive"),
+        "the foreign process was not signalled"
+    );
+    on_node(n, &format!("kill {victim}"));
+}
+
+#[test]
+fn a_pidfile_in_a_directory_others_can_write_is_refused() {
+    let n = "n26";
+    let op = Operator::new(&[26]);
+    on_node(n, "mkdir -p /srv/op-run && chown op /srv/op-run");
+    for (dir, why) in [
+        ("/srv/op-run", "owned by op"),
+        ("/tmp", "which others can write"),
+    ] {
+        let o = play(
+            &op,
+            "svc",
+            &format!(
+                "[[task]]\nname = \"svc\"\nservice = {{ name = \"svc\", state = \"started\", command = \"sleep 60\", pidfile = \"{dir}/svc.pid\" }}\n"
+            ),
+            &[],
+        );
+        let r = results(&stdout(&o));
+        assert_eq!(r[0].0, "failed", "{r:?}");
+        assert!(r[0].1.contains(why), "{r:?}");
+    }
+    assert_eq!(
+        on_node(n, "ls /srv/op-run /tmp | grep -c svc.pid || true"),
+        "0\n"
+    );
+}
+
+#[test]
+fn src_outside_the_playbook_library_is_refused() {
+    let op = Operator::new(&[27]);
+    let lib = op.tmp.path().join("lib");
+    std::fs::create_dir_all(lib.join("files")).unwrap();
+    std::fs::write(lib.join("files/ok.txt"), "fine\n").unwrap();
+    std::fs::write(op.tmp.path().join("outside.txt"), "not for nodes\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", lib.join("files/shadow")).unwrap();
+    for (src, shown) in [
+        ("/etc/shadow", "/etc/shadow"),
+        ("../outside.txt", "outside.txt"),
+        ("files/shadow", "/etc/shadow"),
+    ] {
+        let pb = lib.join("pb.toml");
+        std::fs::write(
+            &pb,
+            format!("name = \"src\"\n[[task]]\nname = \"copy\"\ntemplate = {{ path = \"/tmp/copied\", src = \"{src}\" }}\n"),
+        )
+        .unwrap();
+        let o = op.maestro(&["play", pb.to_str().unwrap(), "--check", "--diff"]);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(1), "{src}: {all}");
+        assert!(
+            all.contains("outside the playbook library") && all.contains(shown),
+            "{src}: {all}"
+        );
+        assert!(
+            !all.contains("root:"),
+            "nothing of the file is shown: {all}"
+        );
+    }
+    let pb = lib.join("pb.toml");
+    std::fs::write(
+        &pb,
+        "name = \"src\"\n[[task]]\nname = \"copy\"\nfile = { path = \"/tmp/copied\", src = \"files/ok.txt\" }\n",
+    )
+    .unwrap();
+    let o = op.maestro(&["play", pb.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(on_node("n27", "cat /tmp/copied"), "fine\n");
+}
+
+#[test]
+fn a_sensitive_line_is_never_shown_in_a_diff() {
+    let op = Operator::new(&[27]);
+    let body = |token: &str, sensitive: bool| {
+        format!(
+            "[[task]]\nname = \"token\"\nline = {{ path = \"/etc/app.env\", regexp = \"^TOKEN=\", line = \"TOKEN={token}\", create = true, sensitive = {sensitive} }}\n"
+        )
+    };
+    let o = play(&op, "token", &body("first-secret", true), &["--diff"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = play(&op, "token", &body("second-secret", true), &["--diff"]);
+    let out = stdout(&o);
+    assert!(out.contains("content hidden: sensitive"), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+    assert_eq!(on_node("n27", "cat /etc/app.env"), "TOKEN=second-secret\n");
+    // Not sensitive: the diff shows the change.
+    let o = play(&op, "token", &body("third", false), &["--diff"]);
+    assert!(stdout(&o).contains("+TOKEN=third"), "{}", stdout(&o));
+    let _ = changed_tasks;
+}
