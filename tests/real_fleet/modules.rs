@@ -330,3 +330,192 @@ fn a_sensitive_line_is_never_shown_in_a_diff() {
     assert!(stdout(&o).contains("+TOKEN=third"), "{}", stdout(&o));
     let _ = changed_tasks;
 }
+
+#[test]
+fn group_first_then_user_with_uid_groups_and_a_home() {
+    let n = "n28";
+    let op = Operator::new(&[28]);
+    let body = "[[task]]\nname = \"group\"\ngroup = { name = \"agent\", gid = 4321, system = true }\n\
+        [[task]]\nname = \"user\"\nuser = { name = \"agent\", uid = 4321, groups = [\"audio\"], home = \"/home/agent\", create_home = true, shell = \"/bin/sh\" }\n\
+        [[task]]\nname = \"second user in the group\"\nuser = { name = \"helper\", group = \"agent\", system = true }\n";
+    let o = play(&op, "accounts", body, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        results(&stdout(&o))
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>(),
+        ["changed"; 3]
+    );
+    assert_eq!(
+        on_node(
+            n,
+            "id agent; id -gn helper; stat -c '%U %G' /home/agent; getent group agent | cut -d: -f3"
+        ),
+        "uid=4321(agent) gid=4321(agent) groups=4321(agent),29(audio)\nagent\nagent agent\n4321\n"
+    );
+    let again = play(&op, "accounts", body, &[]);
+    assert_eq!(
+        changed_tasks(&stdout(&again)).len(),
+        0,
+        "{}",
+        stdout(&again)
+    );
+    // A changed request changes the account.
+    let o = play(
+        &op,
+        "accounts",
+        "[[task]]\nname = \"user\"\nuser = { name = \"agent\", shell = \"/bin/false\", groups = [\"audio\", \"video\"] }\n",
+        &[],
+    );
+    assert_eq!(results(&stdout(&o))[0].0, "changed", "{}", stdout(&o));
+    assert_eq!(
+        on_node(n, "getent passwd agent | cut -d: -f7; id -Gn agent"),
+        "/bin/false\nagent audio video\n"
+    );
+}
+
+#[test]
+fn file_sets_only_attributes_and_line_sets_its_own() {
+    let n = "n28";
+    let op = Operator::new(&[28]);
+    on_node(
+        n,
+        "printf 'binary data\\n' >/srv/data.bin; chmod 600 /srv/data.bin; printf 'A=1\\n' >/srv/app.env; chmod 666 /srv/app.env",
+    );
+    let body = "[[task]]\nname = \"attributes\"\nfile = { path = \"/srv/data.bin\", owner = \"op\", group = \"op\", mode = \"0640\" }\n\
+        [[task]]\nname = \"new env\"\nline = { path = \"/srv/new.env\", line = \"B=2\", create = true, mode = \"0600\", owner = \"op\", group = \"op\" }\n\
+        [[task]]\nname = \"existing env\"\nline = { path = \"/srv/app.env\", regexp = \"^A=\", line = \"A=1\", mode = \"0644\" }\n";
+    let o = play(&op, "attrs", body, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let r = results(&stdout(&o));
+    assert_eq!(
+        r[0],
+        (
+            "changed".into(),
+            "/srv/data.bin: mode=0640 owner=op group=op".into()
+        )
+    );
+    assert_eq!(r[2], ("changed".into(), "/srv/app.env: mode=0644".into()));
+    assert_eq!(
+        on_node(
+            n,
+            "stat -c '%n %a %U %G' /srv/data.bin /srv/new.env /srv/app.env; cat /srv/data.bin /srv/new.env /srv/app.env"
+        ),
+        "/srv/data.bin 640 op op\n/srv/new.env 600 op op\n/srv/app.env 644 root root\nbinary data\nB=2\nA=1\n"
+    );
+    let again = play(&op, "attrs", body, &[]);
+    assert_eq!(
+        changed_tasks(&stdout(&again)).len(),
+        0,
+        "{}",
+        stdout(&again)
+    );
+    // Attributes only, on a file that is not there: a clear failure.
+    let o = play(
+        &op,
+        "missing",
+        "[[task]]\nname = \"attributes\"\nfile = { path = \"/srv/none\", mode = \"0600\" }\n",
+        &[],
+    );
+    let r = results(&stdout(&o));
+    assert_eq!(r[0].0, "failed");
+    assert!(r[0].1.contains("does not exist"), "{r:?}");
+}
+
+#[test]
+fn command_changed_when_and_failed_when_decide_on_the_node() {
+    let op = Operator::new(&[29]);
+    let body = "[vars]\nmarker = \"already exists\"\n\
+        [[task]]\nname = \"read-only check\"\ncommand = { run = \"test -d /etc\", changed_when = false }\n\
+        [[task]]\nname = \"tolerated failure\"\ncommand = { run = \"echo 'group already exists' >&2; exit 9\", failed_when = \"rc != 0 and marker not in stderr\", changed_when = \"rc == 0\" }\n\
+        [[task]]\nname = \"changed when it says so\"\ncommand = { run = \"echo nothing to do\", changed_when = \"'changed' in stdout\" }\n";
+    for _ in 0..2 {
+        let o = play(&op, "conds", body, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        let r = results(&stdout(&o));
+        assert!(r.iter().all(|t| t.0 == "ok"), "{r:?}");
+    }
+    let check = play(&op, "conds", body, &["--check"]);
+    assert_eq!(results(&stdout(&check))[0].0, "ok", "{}", stdout(&check));
+    let o = play(
+        &op,
+        "fails",
+        "[[task]]\nname = \"real failure\"\ncommand = { run = \"echo boom >&2; exit 3\", failed_when = \"rc != 0 and 'exists' not in stderr\" }\n",
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let r = results(&stdout(&o));
+    assert_eq!(r[0].0, "failed");
+    assert!(r[0].1.contains("exit code 3"), "{r:?}");
+    // An unsupported condition is refused before anything runs.
+    let o = play(
+        &op,
+        "bad",
+        "[[task]]\nname = \"bad\"\ncommand = { run = \"true\", changed_when = \"stdout | length > 3\" }\n",
+        &[],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        format!("{}{}", stdout(&o), stderr(&o)).contains("not supported"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+/// The installer from the module-library issue, written with the new modules:
+/// it changes nothing on its second run.
+#[test]
+fn an_installer_with_group_user_attributes_and_checks_reports_zero_changed_the_second_time() {
+    let n = "n30";
+    let op = Operator::new(&[30]);
+    on_node(n, "printf 'seed\\n' >/srv/seed.dat");
+    let body = "[vars]\nuser = \"agent\"\nroot = \"/opt/agent\"\n\
+        [[task]]\nname = \"group\"\ngroup = { name = \"{{ user }}\", system = true }\n\
+        [[task]]\nname = \"user\"\nuser = { name = \"{{ user }}\", system = true, home = \"{{ root }}\", shell = \"/bin/false\" }\n\
+        [[task]]\nname = \"root\"\ndir = { path = \"{{ root }}\", mode = \"0750\", owner = \"root\", group = \"{{ user }}\" }\n\
+        [[task]]\nname = \"config\"\ntemplate = { path = \"{{ root }}/agent.conf\", content = \"node = {{ node.name }}\\n\", mode = \"0640\", group = \"{{ user }}\" }\n\
+        [[task]]\nname = \"env\"\nline = { path = \"{{ root }}/agent.env\", regexp = \"^ROOT=\", line = \"ROOT={{ root }}\", create = true, mode = \"0640\", group = \"{{ user }}\" }\n\
+        [[task]]\nname = \"seed attributes\"\nfile = { path = \"/srv/seed.dat\", owner = \"{{ user }}\", mode = \"0600\" }\n\
+        [[task]]\nname = \"config is readable by the group\"\ncommand = { run = \"grep -q '^node = ' {{ root }}/agent.conf\", changed_when = false }\n";
+    let first = play(&op, "installer", body, &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&first),
+        stderr(&first)
+    );
+    assert_eq!(
+        changed_tasks(&stdout(&first)).len(),
+        6,
+        "{}",
+        stdout(&first)
+    );
+    let second = play(&op, "installer", body, &[]);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(
+        changed_tasks(&stdout(&second)).len(),
+        0,
+        "{}",
+        stdout(&second)
+    );
+    let text = op.maestro(&[
+        "play",
+        op.tmp.path().join("installer.toml").to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(
+        stdout(&text).contains("changed=0 failed=0"),
+        "{}",
+        stdout(&text)
+    );
+    assert_eq!(
+        on_node(
+            n,
+            "stat -c '%a %U %G' /opt/agent /opt/agent/agent.conf /opt/agent/agent.env /srv/seed.dat"
+        ),
+        "750 root agent\n640 root agent\n640 root agent\n600 agent root\n"
+    );
+}
