@@ -51,8 +51,8 @@ pub struct PlayArgs {
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Write each node's compiled script to DIR/NODE.sh and run nothing (benchmarks, review)
-    #[arg(long, hide = true, value_name = "DIR")]
+    /// Write each node's compiled script to DIR/NODE.sh and run nothing (review, audit, benchmarks)
+    #[arg(long, value_name = "DIR")]
     pub emit_scripts: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -110,7 +110,7 @@ pub fn play_cmd(
 ) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
     let path = playbook_path(&sot, name)?;
-    let pb = crate::playbook::load_playbook(&path).map_err(|d| InvalidInput(d.to_string()))?;
+    let pb = crate::playbook::load_playbook(&path).map_err(sot::SotError::Invalid)?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     run_playbook(
         root,

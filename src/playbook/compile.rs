@@ -48,10 +48,12 @@ pub struct Script {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("task `{task}`: {message}")]
-pub struct CompileError {
-    pub task: String,
-    pub message: String,
+pub enum CompileError {
+    #[error("task `{task}`: {message}")]
+    Task { task: String, message: String },
+    /// A variable that is a template could not be rendered (or is a cycle).
+    #[error("{0}")]
+    Vars(String),
 }
 
 /// Does anything in the playbook read `facts`? Then they are gathered first.
@@ -78,6 +80,8 @@ pub fn compile(
     opts: &Options,
     renderer: &Renderer,
 ) -> Result<Script, CompileError> {
+    let resolved = super::vars::resolve(ctx, renderer).map_err(CompileError::Vars)?;
+    let ctx = &resolved;
     let nonce = new_nonce();
     let playbook_become = pb.r#become || opts.r#become;
     let task_become = |t: &Task| t.r#become.unwrap_or(playbook_become);
@@ -122,7 +126,7 @@ pub fn compile(
         .chain(pb.handlers.iter().map(|h| (h, true)));
     for (index, (spanned, handler)) in all.enumerate() {
         let task = spanned.get_ref();
-        let err = |message: String| CompileError {
+        let err = |message: String| CompileError::Task {
             task: task.name.clone(),
             message,
         };

@@ -11,6 +11,7 @@ pub mod cond;
 pub mod model;
 pub mod report;
 pub mod run;
+mod schema;
 pub mod vars;
 
 pub use model::{Playbook, load as load_playbook};

@@ -519,3 +519,42 @@ fn an_installer_with_group_user_attributes_and_checks_reports_zero_changed_the_s
         "750 root agent\n640 root agent\n640 root agent\n600 agent root\n"
     );
 }
+
+#[test]
+fn templated_vars_reach_the_node_rendered_and_cycles_are_refused() {
+    let op = Operator::new(&[27]);
+    let body = "[vars]\nhost = \"{{ node.name }}\"\nlabel = \"{{ host }}-{{ region }}\"\nregion = \"{{ node.tags.region }}\"\n\
+        [[task]]\nname = \"label\"\ntemplate = { path = \"/tmp/label\", content = \"{{ label }}\\n\" }\n\
+        [[task]]\nname = \"label in a command\"\ncommand = { run = \"printf '%s' {{ label }} >/tmp/label-cmd\" }\n";
+    let o = play(&op, "vars", body, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        on_node("n27", "cat /tmp/label /tmp/label-cmd"),
+        "n27-eu-west\nn27-eu-west"
+    );
+    // -e overrides by the documented precedence, and what uses it follows.
+    play(&op, "vars", body, &["-e", "host=override"]);
+    assert_eq!(on_node("n27", "cat /tmp/label"), "override-eu-west\n");
+    // A cycle made with -e (the playbook alone has none) fails the node,
+    // naming the variables, and ships nothing.
+    let o = play(&op, "vars", body, &["-e", "region={{ label }}"]);
+    assert_eq!(o.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("refers to itself"), "{all}");
+    assert_eq!(on_node("n27", "cat /tmp/label"), "override-eu-west\n");
+    // A cycle in the playbook is refused at load, with file:line:col.
+    let pb = op.tmp.path().join("cycle.toml");
+    std::fs::write(
+        &pb,
+        "name = \"cycle\"\n[vars]\na = \"{{ b }}\"\nb = \"{{ a }}\"\n[[task]]\nname = \"t\"\ncommand = { run = \"true\" }\n",
+    )
+    .unwrap();
+    let o = op.maestro(&["play", pb.to_str().unwrap(), "--check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error[bad-value]: variable `a` refers to itself: a -> b -> a\n"),
+        "diagnostics are printed as the SoT's are, without `error: ` in front: {err}"
+    );
+    assert!(err.contains("cycle.toml:3:5"), "{err}");
+}
