@@ -398,10 +398,17 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
         _ if let Some(o) = e.downcast_ref::<crate::ops::OpsError>() => o.exit(),
         _ => Exit::Internal,
     };
+    // Problems with file:line:col, from the SoT or a playbook or baseline.
+    let diagnostics = match (
+        e.downcast_ref::<SotError>(),
+        e.downcast_ref::<crate::ops::OpsError>(),
+    ) {
+        (Some(SotError::Invalid(d) | SotError::InvalidChange(d)), _) => Some(d),
+        (_, Some(crate::ops::OpsError::Diagnostics(d))) => Some(d),
+        _ => None,
+    };
     if json {
-        if let Some(SotError::Invalid(d) | SotError::InvalidChange(d)) =
-            e.downcast_ref::<SotError>()
-        {
+        if let Some(d) = diagnostics {
             for diag in d.iter() {
                 out!(
                     "{}",
@@ -414,9 +421,9 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
             serde_json::json!({"event": "error", "exit": exit.code(), "message": format!("{e:#}")})
         );
     } else {
-        match e.downcast_ref::<SotError>() {
-            Some(SotError::Invalid(d)) => eprintln!("{d}"),
-            _ => eprintln!("error: {e:#}"),
+        match (e.downcast_ref::<SotError>(), diagnostics) {
+            (Some(SotError::InvalidChange(_)), _) | (_, None) => eprintln!("error: {e:#}"),
+            (_, Some(d)) => eprintln!("{d}"),
         }
     }
     exit

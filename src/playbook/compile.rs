@@ -5,10 +5,12 @@
 //! command strings get their variables quoted by the shell renderer. The
 //! script reports each task through nonce-tagged markers (see `lib.sh`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::Value;
+use sha2::{Digest, Sha256};
 
+use super::cond;
 use super::model::{Module, Playbook, Presence, ServiceState, Task};
 use super::vars::Renderer;
 use crate::fleet::quote::sh_quote;
@@ -46,10 +48,12 @@ pub struct Script {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("task `{task}`: {message}")]
-pub struct CompileError {
-    pub task: String,
-    pub message: String,
+pub enum CompileError {
+    #[error("task `{task}`: {message}")]
+    Task { task: String, message: String },
+    /// A variable that is a template could not be rendered (or is a cycle).
+    #[error("{0}")]
+    Vars(String),
 }
 
 /// Does anything in the playbook read `facts`? Then they are gathered first.
@@ -76,6 +80,8 @@ pub fn compile(
     opts: &Options,
     renderer: &Renderer,
 ) -> Result<Script, CompileError> {
+    let resolved = super::vars::resolve(ctx, renderer).map_err(CompileError::Vars)?;
+    let ctx = &resolved;
     let nonce = new_nonce();
     let playbook_become = pb.r#become || opts.r#become;
     let task_become = |t: &Task| t.r#become.unwrap_or(playbook_become);
@@ -98,7 +104,7 @@ pub fn compile(
     text.push_str(&format!(
         "_m_nonce={nonce}; _m_check={}; _m_diff={}\numask 022\n\
          _m_tmp=$(mktemp -d \"${{TMPDIR:-/tmp}}/maestro.XXXXXX\") || {{ echo 'maestro: cannot create a temporary directory' >&2; exit 90; }}\n\
-         trap 'rm -rf \"$_m_tmp\"' EXIT\n_m_facts\n",
+         trap _m_cleanup EXIT\n_m_facts\n",
         u8::from(opts.check),
         u8::from(opts.diff)
     ));
@@ -111,6 +117,8 @@ pub fn compile(
                 .unwrap_or(0)
     };
     let mut planned = Vec::new();
+    let mut body_text = String::new();
+    let mut prefetch: Vec<String> = Vec::new();
     let all = pb
         .tasks
         .iter()
@@ -118,7 +126,7 @@ pub fn compile(
         .chain(pb.handlers.iter().map(|h| (h, true)));
     for (index, (spanned, handler)) in all.enumerate() {
         let task = spanned.get_ref();
-        let err = |message: String| CompileError {
+        let err = |message: String| CompileError::Task {
             task: task.name.clone(),
             message,
         };
@@ -146,7 +154,7 @@ pub fn compile(
         if skipped.is_some() {
             continue;
         }
-        let call = module_call(task, base_dir, ctx, renderer).map_err(err)?;
+        let call = module_call(task, base_dir, &pb.src_roots, ctx, renderer).map_err(err)?;
         let user = if task_become(task) {
             task.become_user
                 .clone()
@@ -157,14 +165,18 @@ pub fn compile(
             login_user.to_string()
         };
         let call = if user == script_user {
+            prefetch.extend(touched_paths(task, ctx, renderer));
             call
         } else {
             format!("_m_as {} {}", sh_quote(&user), sh_quote(&call))
         };
         let body = format!("_m_begin {index}\n{call}\n_m_end {index}\n");
+        let text = &mut body_text;
         if handler {
+            // _m_notified_at: the last task that asked for this handler (a
+            // service started after it needs no restart).
             text.push_str(&format!(
-                "if [ \"${{_m_notify_{index}:-0}}\" = 1 ]; then\n{body}fi\n"
+                "if [ -n \"${{_m_notify_{index}:-}}\" ]; then\n_m_notified_at=$_m_notify_{index}\n{body}fi\n"
             ));
         } else {
             text.push_str(&body);
@@ -172,11 +184,24 @@ pub fn compile(
         text.push_str("if [ \"$_m_status\" = failed ]; then _m_emit done failed; exit 0; fi\n");
         for h in &task.notify {
             text.push_str(&format!(
-                "[ \"$_m_status\" = changed ] && _m_notify_{}=1\n",
+                "[ \"$_m_status\" = changed ] && _m_notify_{}={index}\n",
                 handler_index(h)
             ));
         }
     }
+    // One stat (and one sha256sum) for every path the tasks look at.
+    prefetch.retain(|p| !p.is_empty() && !p.contains(['\n', '\t']));
+    let mut seen = std::collections::HashSet::new();
+    prefetch.retain(|p| seen.insert(p.clone()));
+    if !prefetch.is_empty() {
+        text.push_str("_m_prefetch");
+        for p in &prefetch {
+            text.push(' ');
+            text.push_str(&sh_quote(p));
+        }
+        text.push('\n');
+    }
+    text.push_str(&body_text);
     text.push_str("_m_emit done ok\n");
     Ok(Script {
         text,
@@ -186,8 +211,107 @@ pub fn compile(
     })
 }
 
+/// The paths a task reads attributes of (prefetched in one `stat`).
+fn touched_paths(task: &Task, ctx: &Value, r: &Renderer) -> Vec<String> {
+    let t = |s: &str| r.text(s, ctx).unwrap_or_default();
+    match task.module() {
+        Module::Dir(a) => vec![t(&a.path)],
+        Module::File(a) | Module::Template(a) => vec![t(&a.path)],
+        Module::Line(a) => vec![t(&a.path)],
+        Module::Absent(a) => vec![t(&a.path)],
+        Module::Checksum(a) => vec![t(&a.path)],
+        Module::Sysctl(a) => vec![t(&a.file)],
+        Module::Service(a) => {
+            let pidfile = pidfile(a, &t(&a.name), ctx, r).unwrap_or_default();
+            let dir = pidfile
+                .rsplit_once('/')
+                .map(|(d, _)| if d.is_empty() { "/" } else { d })
+                .unwrap_or(".")
+                .to_string();
+            vec![dir, pidfile]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Where a service's pidfile is: the playbook's, or `/run/maestro/NAME.pid`.
+fn pidfile(
+    a: &super::model::ServiceArgs,
+    name: &str,
+    ctx: &Value,
+    r: &Renderer,
+) -> Result<String, String> {
+    match &a.pidfile {
+        Some(p) => r.text(p, ctx),
+        None if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+            && !name.starts_with('.') =>
+        {
+            Ok(format!("/run/maestro/{name}.pid"))
+        }
+        None => Err(format!(
+            "service `{name}`: set `pidfile` (the name cannot be a file name)"
+        )),
+    }
+}
+
+/// Read a `src` file, refusing anything outside the playbook's library
+/// directories once symlinks are resolved: an absolute path, `../`, or a
+/// link out of the library would ship a controller file to the nodes.
+fn read_src(src: &str, base_dir: &Path, extra_roots: &[PathBuf]) -> Result<String, String> {
+    let path = base_dir.join(src);
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let roots: Vec<PathBuf> = std::iter::once(base_dir)
+        .chain(extra_roots.iter().map(PathBuf::as_path))
+        .filter_map(|d| d.canonicalize().ok())
+        .collect();
+    if !roots.iter().any(|root| real.starts_with(root)) {
+        return Err(format!(
+            "src `{src}` is {}, outside the playbook library {}; only files under it are sent to nodes",
+            real.display(),
+            base_dir.display()
+        ));
+    }
+    std::fs::read_to_string(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// How the `line` module matches lines, decided here so that the common
+/// regexps (`^KEY=`) are matched with `case` on the node instead of grep.
+pub(crate) fn line_matcher<'a>(regexp: Option<&'a str>, line: &'a str) -> (&'static str, &'a str) {
+    let Some(re) = regexp else {
+        return ("exact", line);
+    };
+    let (anchored, rest) = match re.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, re),
+    };
+    let (ended, body) = match rest.strip_suffix('$') {
+        Some(b) if !b.ends_with('\\') => (true, b),
+        _ => (false, rest),
+    };
+    let literal = !body.is_empty()
+        && !body.contains([
+            '\\', '.', '[', ']', '(', ')', '*', '+', '?', '{', '}', '|', '^', '$',
+        ]);
+    match (literal, anchored, ended) {
+        (true, true, true) => ("exact", body),
+        (true, true, false) => ("prefix", body),
+        (true, false, false) => ("contains", body),
+        _ => ("ere", re),
+    }
+}
+
 /// The library call that performs one task's module.
-fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Result<String, String> {
+fn module_call(
+    task: &Task,
+    base_dir: &Path,
+    src_roots: &[PathBuf],
+    ctx: &Value,
+    r: &Renderer,
+) -> Result<String, String> {
     let t = |s: &str| r.text(s, ctx);
     let opt = |s: &Option<String>| -> Result<String, String> {
         s.as_deref()
@@ -196,6 +320,13 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
             .map(Option::unwrap_or_default)
     };
     let q = |s: &str| sh_quote(s);
+    let presence = |p: Presence| {
+        if p == Presence::Present {
+            "present"
+        } else {
+            "absent"
+        }
+    };
     Ok(match task.module() {
         Module::Dir(a) => format!(
             "_m_dir {} {} {} {}",
@@ -206,44 +337,55 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
         ),
         Module::File(a) | Module::Template(a) => {
             let raw = match (&a.content, &a.src) {
-                (Some(c), _) => c.clone(),
-                (None, Some(src)) => {
-                    let path = base_dir.join(src);
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                }
-                (None, None) => String::new(),
+                (Some(c), _) => Some(c.clone()),
+                (None, Some(src)) => Some(read_src(&t(src)?, base_dir, src_roots)?),
+                (None, None) => None,
             };
-            let content = if matches!(task.module(), Module::Template(_)) {
-                t(&raw)?
-            } else {
-                raw
+            let content = match raw {
+                Some(raw) if matches!(task.module(), Module::Template(_)) => Some(t(&raw)?),
+                other => other,
             };
-            if content.contains('\0') {
+            if content.as_deref().is_some_and(|c| c.contains('\0')) {
                 return Err("file content has a NUL byte; only text files are supported".into());
             }
+            let sha = content
+                .as_deref()
+                .map(|c| {
+                    Sha256::digest(c.as_bytes())
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
             format!(
-                "_m_file {} {} {} {} {} {}",
+                "_m_file {} {} {} {} {} {} {} {}",
                 q(&t(&a.path)?),
-                q(&content),
+                u8::from(content.is_some()),
+                q(content.as_deref().unwrap_or("")),
+                q(&opt(&a.mode)?),
+                q(&opt(&a.owner)?),
+                q(&opt(&a.group)?),
+                u8::from(a.sensitive),
+                sha
+            )
+        }
+        Module::Line(a) => {
+            let line = opt(&a.line)?;
+            let regexp = a.regexp.as_deref().map(t).transpose()?;
+            let (kind, pattern) = line_matcher(regexp.as_deref(), &line);
+            format!(
+                "_m_line {} {} {kind} {} {} {} {} {} {} {}",
+                q(&t(&a.path)?),
+                q(&line),
+                q(pattern),
+                presence(a.state),
+                u8::from(a.create),
                 q(&opt(&a.mode)?),
                 q(&opt(&a.owner)?),
                 q(&opt(&a.group)?),
                 u8::from(a.sensitive)
             )
         }
-        Module::Line(a) => format!(
-            "_m_line {} {} {} {} {}",
-            q(&t(&a.path)?),
-            q(&opt(&a.line)?),
-            q(&opt(&a.regexp)?),
-            if a.state == Presence::Present {
-                "present"
-            } else {
-                "absent"
-            },
-            u8::from(a.create)
-        ),
         Module::Absent(a) => format!("_m_absent {}", q(&t(&a.path)?)),
         Module::Command(a) => {
             let run = r.shell(&a.run, ctx)?;
@@ -253,24 +395,31 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
                 .map(|u| r.shell(u, ctx))
                 .transpose()?
                 .unwrap_or_default();
+            let condition = |c: &Option<super::model::Condition>, what: &str| {
+                c.as_ref()
+                    .map(|c| cond::compile(&c.source(), ctx, r).map_err(|e| format!("{what}: {e}")))
+                    .transpose()
+            };
+            let failed = condition(&a.failed_when, "failed_when")?;
+            let changed = condition(&a.changed_when, "changed_when")?;
+            let capture = failed
+                .iter()
+                .chain(&changed)
+                .any(cond::Compiled::reads_text);
             format!(
-                "_m_command {} {} {} {} {}",
+                "_m_command {} {} {} {} {} {} {} {}",
                 q(&run),
                 q(&opt(&a.creates)?),
                 q(&opt(&a.removes)?),
                 q(&unless),
-                q(&opt(&a.chdir)?)
+                q(&opt(&a.chdir)?),
+                q(failed.as_ref().map_or("", |c| c.test())),
+                q(changed.as_ref().map_or("", |c| c.test())),
+                u8::from(capture)
             )
         }
         Module::Package(a) => {
-            let mut s = format!(
-                "_m_package {}",
-                if a.state == Presence::Present {
-                    "present"
-                } else {
-                    "absent"
-                }
-            );
+            let mut s = format!("_m_package {}", presence(a.state));
             for n in a.name.list() {
                 let name = t(n)?;
                 if !super::model::is_package_name(&name) {
@@ -281,43 +430,68 @@ fn module_call(task: &Task, base_dir: &Path, ctx: &Value, r: &Renderer) -> Resul
             }
             s
         }
-        Module::Service(a) => format!(
-            "_m_service {} {} {} {} {}",
+        Module::Service(a) => {
+            let name = t(&a.name)?;
+            format!(
+                "_m_service {} {} {} {} {} {}",
+                q(&name),
+                match a.state {
+                    ServiceState::Started => "started",
+                    ServiceState::Stopped => "stopped",
+                    ServiceState::Restarted => "restarted",
+                },
+                match a.enabled {
+                    Some(true) => "1",
+                    Some(false) => "0",
+                    None => "''",
+                },
+                q(&a.command
+                    .as_deref()
+                    .map(|c| r.shell(c, ctx))
+                    .transpose()?
+                    .unwrap_or_default()),
+                q(&pidfile(a, &name, ctx, r)?),
+                q(&opt(&a.user)?)
+            )
+        }
+        Module::User(a) => {
+            let groups = a
+                .groups
+                .iter()
+                .map(|g| t(g))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(g) = groups
+                .iter()
+                .find(|g| g.is_empty() || g.contains([',', ':', '\n']))
+            {
+                return Err(format!("`{g}` is not a group name"));
+            }
+            format!(
+                "_m_user {} {} {} {} {} {} {} {} {}",
+                q(&t(&a.name)?),
+                presence(a.state),
+                u8::from(a.system),
+                q(&opt(&a.home)?),
+                q(&opt(&a.shell)?),
+                q(&a.uid.map(|u| u.to_string()).unwrap_or_default()),
+                q(&opt(&a.group)?),
+                q(&groups.join(",")),
+                u8::from(a.create_home)
+            )
+        }
+        Module::Group(a) => format!(
+            "_m_group {} {} {} {}",
             q(&t(&a.name)?),
-            match a.state {
-                ServiceState::Started => "started",
-                ServiceState::Stopped => "stopped",
-                ServiceState::Restarted => "restarted",
-            },
-            match a.enabled {
-                Some(true) => "1",
-                Some(false) => "0",
-                None => "''",
-            },
-            q(&a.command
-                .as_deref()
-                .map(|c| r.shell(c, ctx))
-                .transpose()?
-                .unwrap_or_default()),
-            q(&opt(&a.pidfile)?)
-        ),
-        Module::User(a) => format!(
-            "_m_user {} {} {} {} {}",
-            q(&t(&a.name)?),
-            if a.state == Presence::Present {
-                "present"
-            } else {
-                "absent"
-            },
+            presence(a.state),
             u8::from(a.system),
-            q(&opt(&a.home)?),
-            q(&opt(&a.shell)?)
+            q(&a.gid.map(|g| g.to_string()).unwrap_or_default())
         ),
         Module::Sysctl(a) => format!(
-            "_m_sysctl {} {} {}",
+            "_m_sysctl {} {} {} {}",
             q(&a.key),
             q(&t(&a.value)?),
-            q(&t(&a.file)?)
+            q(&t(&a.file)?),
+            q(&format!("/proc/sys/{}", a.key.replace('.', "/")))
         ),
         Module::Checksum(a) => format!("_m_checksum {} {}", q(&t(&a.path)?), q(&t(&a.sha256)?)),
     })

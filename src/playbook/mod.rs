@@ -7,9 +7,11 @@
 //! ([`crate::harden`]) reuse the same script runner.
 
 pub mod compile;
+pub mod cond;
 pub mod model;
 pub mod report;
 pub mod run;
+mod schema;
 pub mod vars;
 
 pub use model::{Playbook, load as load_playbook};

@@ -44,6 +44,10 @@ pub struct Playbook {
     pub tasks: Vec<Spanned<Task>>,
     #[serde(default, rename = "handler")]
     pub handlers: Vec<Spanned<Task>>,
+    /// Directories `src` files may come from besides the playbook's own
+    /// (set by the caller: a profile's library, a directory the SoT allows).
+    #[serde(skip)]
+    pub src_roots: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +70,7 @@ pub struct Task {
     pub package: Option<PackageArgs>,
     pub service: Option<ServiceArgs>,
     pub user: Option<UserArgs>,
+    pub group: Option<GroupArgs>,
     pub sysctl: Option<SysctlArgs>,
     pub checksum: Option<ChecksumArgs>,
 }
@@ -82,6 +87,7 @@ pub enum Module<'a> {
     Package(&'a PackageArgs),
     Service(&'a ServiceArgs),
     User(&'a UserArgs),
+    Group(&'a GroupArgs),
     Sysctl(&'a SysctlArgs),
     Checksum(&'a ChecksumArgs),
 }
@@ -117,6 +123,9 @@ impl Task {
         if let Some(a) = &self.user {
             m.push(Module::User(a));
         }
+        if let Some(a) = &self.group {
+            m.push(Module::Group(a));
+        }
         if let Some(a) = &self.sysctl {
             m.push(Module::Sysctl(a));
         }
@@ -132,7 +141,7 @@ impl Task {
 }
 
 pub const MODULES: &str =
-    "dir, file, template, line, absent, command, package, service, user, sysctl, checksum";
+    "dir, file, template, line, absent, command, package, service, user, group, sysctl, checksum";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +188,12 @@ pub struct LineArgs {
     pub state: Presence,
     #[serde(default)]
     pub create: bool,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Never show the file's content in `--diff` output.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 fn present() -> Presence {
@@ -203,6 +218,28 @@ pub struct CommandArgs {
     /// Skip when this command succeeds.
     pub unless: Option<String>,
     pub chdir: Option<String>,
+    /// When the task counts as changed (default: whenever it ran); an
+    /// expression over `rc`, `stdout`, `stderr`, or `false`.
+    pub changed_when: Option<Condition>,
+    /// When the task fails (default: `rc != 0`).
+    pub failed_when: Option<Condition>,
+}
+
+/// `changed_when`/`failed_when`: a boolean or an expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Condition {
+    Bool(bool),
+    Expr(String),
+}
+
+impl Condition {
+    pub fn source(&self) -> String {
+        match self {
+            Condition::Bool(b) => b.to_string(),
+            Condition::Expr(e) => e.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,8 +282,11 @@ pub struct ServiceArgs {
     pub enabled: Option<bool>,
     /// Without systemd: the command that runs the service in the foreground.
     pub command: Option<String>,
-    /// Without systemd: where its PID is kept.
+    /// Without systemd: where its PID is kept (default
+    /// `/run/maestro/NAME.pid`); a directory only root can write.
     pub pidfile: Option<String>,
+    /// Without systemd: the user the process runs as (a systemd unit has `User=`).
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +299,25 @@ pub struct UserArgs {
     pub system: bool,
     pub home: Option<String>,
     pub shell: Option<String>,
+    pub uid: Option<u32>,
+    /// Primary group (default: a group named like the user if there is one).
+    pub group: Option<String>,
+    /// Supplementary groups, added to (never removed from).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub create_home: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupArgs {
+    pub name: String,
+    #[serde(default = "present")]
+    pub state: Presence,
+    #[serde(default)]
+    pub system: bool,
+    pub gid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,7 +356,13 @@ pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
 
 pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
     let file = SourceFile::new(path.to_path_buf(), text.to_string());
-    let playbook: Playbook = toml::from_str(text).map_err(|e| {
+    // Every key and type first, all at once; only a file that passes is built.
+    let mut problems = super::schema::check(&file);
+    if !problems.is_empty() {
+        sort(&mut problems);
+        return Err(Diagnostics(problems));
+    }
+    toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e
             .message()
@@ -305,63 +370,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
             .next()
             .unwrap_or("invalid playbook")
             .to_string();
-        let code = if message.starts_with("unknown field") {
-            Code::UnknownKey
-        } else {
-            Code::Syntax
-        };
-        Diagnostics(vec![file.diagnostic(code, span, message)])
-    })?;
-    let mut problems: Vec<Diagnostic> = Vec::new();
-    let handler_names: Vec<&str> = playbook
-        .handlers
-        .iter()
-        .map(|h| h.get_ref().name.as_str())
-        .collect();
-    for t in playbook.tasks.iter().chain(&playbook.handlers) {
-        let task = t.get_ref();
-        let n = task.modules().len();
-        if n != 1 {
-            let mut d = file.diagnostic(
-                Code::BadValue,
-                t.span(),
-                format!(
-                    "task `{}` must use exactly one module, it uses {n}",
-                    task.name
-                ),
-            );
-            d.hint = Some(format!("modules: {MODULES}"));
-            problems.push(d);
-            continue;
-        }
-        for h in &task.notify {
-            if !handler_names.contains(&h.as_str()) {
-                let mut d = file.diagnostic(
-                    Code::DanglingRef,
-                    t.span(),
-                    format!(
-                        "task `{}` notifies `{h}`, which is not a handler",
-                        task.name
-                    ),
-                );
-                d.hint = crate::sot::diag::suggest(h, handler_names.iter().copied())
-                    .map(|s| format!("did you mean `{s}`?"));
-                problems.push(d);
-            }
-        }
-        if let Some(why) = module_problem(task.module()) {
-            problems.push(file.diagnostic(
-                Code::BadValue,
-                t.span(),
-                format!("task `{}`: {why}", task.name),
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(playbook)
-    } else {
-        Err(Diagnostics(problems))
-    }
+        Diagnostics(vec![file.diagnostic(Code::BadValue, span, message)])
+    })
+}
+
+fn sort(d: &mut [Diagnostic]) {
+    d.sort_by_key(|d| (d.line, d.col));
 }
 
 /// Package names as apt, dnf and apk accept them (checked again after rendering).
@@ -373,7 +387,7 @@ pub fn is_package_name(n: &str) -> bool {
 }
 
 /// Rules the type system cannot express.
-fn module_problem(m: Module<'_>) -> Option<String> {
+pub(super) fn module_problem(m: Module<'_>) -> Option<String> {
     let mode_ok = |m: &Option<String>| {
         m.as_ref().is_none_or(|m| {
             (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b))
@@ -384,24 +398,50 @@ fn module_problem(m: Module<'_>) -> Option<String> {
             "mode `{}` is not octal like \"0755\"",
             a.mode.as_deref().unwrap_or("")
         )),
+        Module::Template(a) if a.content.is_none() && a.src.is_none() => {
+            Some("give `content` or `src`".into())
+        }
+        Module::File(a)
+            if a.content.is_none()
+                && a.src.is_none()
+                && a.mode.is_none()
+                && a.owner.is_none()
+                && a.group.is_none() =>
+        {
+            Some("give `content` or `src`, or only `mode`, `owner`, `group` to set on an existing file".into())
+        }
         Module::File(a) | Module::Template(a) => {
             if !mode_ok(&a.mode) {
                 Some(format!(
                     "mode `{}` is not octal like \"0644\"",
                     a.mode.as_deref().unwrap_or("")
                 ))
-            } else if a.content.is_some() == a.src.is_some() {
-                Some("give exactly one of `content` or `src`".into())
+            } else if a.content.is_some() && a.src.is_some() {
+                Some("give one of `content` or `src`, not both".into())
             } else {
                 None
             }
         }
+        Module::Line(a) if !mode_ok(&a.mode) => Some(format!(
+            "mode `{}` is not octal like \"0644\"",
+            a.mode.as_deref().unwrap_or("")
+        )),
         Module::Line(a) if a.state == Presence::Present && a.line.is_none() => {
             Some("state present needs `line`".into())
         }
         Module::Line(a) if a.line.is_none() && a.regexp.is_none() => {
             Some("give `line` or `regexp`".into())
         }
+        Module::Command(a) => a
+            .changed_when
+            .iter()
+            .map(|c| ("changed_when", c))
+            .chain(a.failed_when.iter().map(|c| ("failed_when", c)))
+            .find_map(|(what, c)| {
+                super::cond::check(&c.source())
+                    .err()
+                    .map(|e| format!("{what} `{}`: {e}", c.source()))
+            }),
         Module::Package(a) => a
             .name
             .list()
@@ -428,5 +468,57 @@ fn module_problem(m: Module<'_>) -> Option<String> {
             Some(format!("`{}` is not a sha256 digest", a.sha256))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_problems_give_five_diagnostics_in_source_order() {
+        let text = "name = \"five\"\nbecme = true\n\n[vars]\na = \"{{ a }}\"\n\n\
+            [[task]]\nname = \"one\"\ndir = { path = \"/x\", mood = \"0755\" }\n\n\
+            [[task]]\nname = \"two\"\nfile = { path = \"/y\", mode = \"999\" }\n\n\
+            [[task]]\nname = \"three\"\npackage = { name = \"curl\" }\nnotify = [\"restart\"]\n";
+        let d = parse(Path::new("five.toml"), text).unwrap_err();
+        let at: Vec<(Code, usize, usize)> = d.iter().map(|d| (d.code, d.line, d.col)).collect();
+        assert_eq!(
+            at,
+            [
+                (Code::UnknownKey, 2, 1),
+                (Code::BadValue, 5, 5),
+                (Code::UnknownKey, 9, 22),
+                (Code::BadValue, 13, 8),
+                (Code::DanglingRef, 18, 11),
+            ],
+            "{d}"
+        );
+        let shown = d.to_string();
+        assert!(
+            shown.starts_with(
+                "error[unknown-key]: unknown key `becme` in the playbook\n --> five.toml:2:1"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("mode `999` is not octal"), "{shown}");
+        assert!(
+            shown.ends_with("5 problems found; nothing was changed"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_valid_playbook_with_every_new_option_parses() {
+        let text = "name = \"ok\"\n[[task]]\nname = \"g\"\ngroup = { name = \"agent\", gid = 10, system = true }\n\
+            [[task]]\nname = \"u\"\nuser = { name = \"agent\", group = \"agent\", groups = [\"audio\"], uid = 10, create_home = true }\n\
+            [[task]]\nname = \"c\"\ncommand = { run = \"true\", changed_when = false, failed_when = \"rc > 1\" }\n\
+            [[task]]\nname = \"l\"\nline = { path = \"/e\", line = \"A=1\", mode = \"0600\", owner = \"root\", sensitive = true }\n\
+            [[task]]\nname = \"f\"\nfile = { path = \"/e\", mode = \"0600\" }\n";
+        let pb = parse(Path::new("ok.toml"), text).unwrap();
+        assert_eq!(pb.tasks.len(), 5);
+        let bad = text.replace("rc > 1", "rc >");
+        let d = parse(Path::new("ok.toml"), &bad).unwrap_err();
+        assert!(d.to_string().contains("failed_when `rc >`"), "{d}");
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod exec;
+mod modules;
 mod ops;
 mod playbook;
 mod ssh;

@@ -10,14 +10,14 @@ use std::path::Path;
 use crate::common::fleet::{Operator, fleet};
 use crate::common::{stderr, stdout};
 
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
+pub(crate) fn json_lines(out: &str) -> Vec<serde_json::Value> {
     out.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
 /// (node, task index) of every task that reported `changed`.
-fn changed_tasks(out: &str) -> BTreeSet<(String, u64)> {
+pub(crate) fn changed_tasks(out: &str) -> BTreeSet<(String, u64)> {
     json_lines(out)
         .into_iter()
         .filter(|v| v["event"] == "task_finished" && v["task"]["status"] == "changed")
@@ -30,7 +30,7 @@ fn changed_tasks(out: &str) -> BTreeSet<(String, u64)> {
         .collect()
 }
 
-fn on_node(node: &str, script: &str) -> String {
+pub(crate) fn on_node(node: &str, script: &str) -> String {
     let o = fleet().node_exec(node, &["sh", "-c", script]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -107,9 +107,10 @@ fn install_user_profile_on_ten_nodes_check_predicts_and_second_run_changes_nothi
         assert!(
             on_node(
                 &n,
-                "kill -0 $(cat /opt/maestro/run/runtime.pid) && echo running"
+                "read pid </run/maestro/maestro-runtime.pid && kill -0 $pid && ps -o user= -p $pid"
             )
-            .contains("running")
+            .contains("maestro"),
+            "the runtime runs as the service user"
         );
     }
     assert!(
@@ -276,7 +277,7 @@ const HOSTILE: &str = "x'y\"z $(touch /tmp/pwned-dollar) `touch /tmp/pwned-tick`
 /// in the working directory (the login user's home) instead.
 const HOSTILE_NAME: &str = "n'a\"m $(touch pwned-name) `touch pwned-name2`; * ? $HOME";
 
-fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap() // a JSON string is a valid TOML basic string
 }
 
