@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fleet::RunReport;
-pub use crate::terminal_text::sanitize;
 use crate::fleet::event::{Event, NodeResult, NodeStatus, TaskCounts, TaskStatus};
+pub use crate::terminal_text::sanitize;
 
 /// A node running longer than this is shown as stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(10);

@@ -35,6 +35,7 @@ pub fn load_with(root: &Path, overrides: &HashMap<PathBuf, String>) -> Result<So
         root: root.to_path_buf(),
         files: &files.files,
         roles: &files.roles,
+        undecodable: &files.undecodable,
         diags: files.early.clone(),
         refs: Vec::new(),
         node_origins: Vec::new(),
@@ -103,7 +104,9 @@ enum Role {
 struct Files {
     files: Vec<SourceFile>,
     roles: Vec<(Role, PathBuf)>,
-    /// Files that could not even be decoded (not UTF-8).
+    /// Files that could not even be decoded (not UTF-8): listed in `files`
+    /// (lossily decoded, for the excerpt) but never parsed.
+    undecodable: Vec<usize>,
     early: Vec<Diagnostic>,
 }
 
@@ -112,12 +115,19 @@ impl Files {
         let mut f = Files {
             files: Vec::new(),
             roles: Vec::new(),
+            undecodable: Vec::new(),
             early: Vec::new(),
         };
         if !f.read(root, overrides, Path::new(SETTINGS_FILE), Role::Settings)? {
             return Err(SotError::NotASot(root.to_path_buf()));
         }
-        let dirs = library_dirs(&f.files[0].text);
+        // An undecodable maestro.toml names no directories: use the defaults
+        // (its diagnostic says what to fix).
+        let dirs = if f.undecodable.contains(&0) {
+            library_dirs("")
+        } else {
+            library_dirs(&f.files[0].text)
+        };
         let mut plan = vec![(PathBuf::from(NODES_FILE), Role::Nodes)];
         plan.extend(
             list_toml(&root.join(NODES_DIR), overrides, Path::new(NODES_DIR))?
@@ -162,6 +172,8 @@ impl Files {
                     Err(e) => {
                         let valid = e.utf8_error().valid_up_to();
                         let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                        // The lossy text is as long up to `valid`, so the span
+                        // points at the replacement character.
                         let file = SourceFile::new(display_path(root, rel), lossy);
                         let mut d = file.diagnostic(
                             Code::Syntax,
@@ -170,6 +182,9 @@ impl Files {
                         );
                         d.hint = Some("save the file as UTF-8".into());
                         self.early.push(d);
+                        self.undecodable.push(self.files.len());
+                        self.files.push(file);
+                        self.roles.push((role, rel.to_path_buf()));
                         return Ok(true);
                     }
                 },
@@ -224,6 +239,7 @@ struct Loader<'a> {
     root: PathBuf,
     files: &'a [SourceFile],
     roles: &'a [(Role, PathBuf)],
+    undecodable: &'a [usize],
     diags: Vec<Diagnostic>,
     refs: Vec<Reference>,
     /// Where each node (same order as the nodes vector) was defined.
@@ -236,6 +252,9 @@ struct Loader<'a> {
 impl<'a> Loader<'a> {
     /// Parse file `idx`, recording syntax errors. The table borrows the file's text.
     fn parse(&mut self, idx: usize) -> Option<DeTable<'a>> {
+        if self.undecodable.contains(&idx) {
+            return None;
+        }
         let file: &'a SourceFile = &self.files[idx];
         let (table, errors) = DeTable::parse_recoverable(&file.text);
         if errors.is_empty() {
