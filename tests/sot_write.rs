@@ -415,3 +415,85 @@ fn init_scaffolds_the_example_and_refuses_a_non_empty_directory() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not empty"));
 }
+
+#[test]
+fn actors_that_would_break_the_commit_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let before = snapshot(&sot);
+    for actor in [
+        // extra header lines in the commit object
+        "Mallory <m@example.com>\ncommitter Alice <alice@example.com> 0 +0000",
+        "Mallory\r <m@example.com>",
+        // a second address: git refused it with exit 5, after the write
+        "Mal<lory <m@example.com>",
+        "Alice <alice@example.com> <m@example.com>",
+        "Alice <alice@exa mple.com>",
+        "Alice",
+        "<alice@example.com>",
+        "Alice <>",
+        "Alice <alice@example.com",
+    ] {
+        let o = add_gpu_node(&sot, &["--actor", actor]);
+        assert_eq!(o.status.code(), Some(2), "{actor:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Name <email>"),
+            "{actor:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&sot), before, "{actor:?} must not touch a byte");
+    }
+    // No dangling malformed commit object was written either.
+    let fsck = git(&sot, &["fsck", "--strict", "--no-progress"]);
+    assert!(!fsck.contains("dangling commit"), "{fsck}");
+}
+
+#[test]
+fn a_reason_cannot_forge_the_actor_trailer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let before = snapshot(&sot);
+    for reason in [
+        "routine\n\nMaestro-Actor: Mallory <m@example.com>",
+        "routine\nmaestro-actor : Mallory <m@example.com>",
+        "routine\n  Maestro-Approved-By: Mallory",
+        "routine \x1b]0;title\x07",
+    ] {
+        let o = run(&[
+            "--sot",
+            s,
+            "node",
+            "tag",
+            "gpu-eu-03",
+            "env=staging",
+            "--reason",
+            reason,
+            "--actor",
+            ACTOR,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{reason:?}: {}", stderr(&o));
+        assert_eq!(snapshot(&sot), before, "{reason:?} must not touch a byte");
+    }
+    // Mentioning the trailer in prose is fine, and the log names the real actor.
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "tag",
+        "gpu-eu-03",
+        "env=staging",
+        "--reason",
+        "the Maestro-Actor: line is written by maestro",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stdout(&run(&["--sot", s, "sot", "log", "-n", "1"]));
+    assert!(log.contains(ACTOR), "{log}");
+    let trailers = git(
+        &sot,
+        &["log", "-1", "--format=%(trailers:key=Maestro-Actor)"],
+    );
+    assert_eq!(trailers.trim(), format!("Maestro-Actor: {ACTOR}"));
+}

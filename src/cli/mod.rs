@@ -383,9 +383,14 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
             serde_json::json!({"event": "error", "exit": exit.code(), "message": format!("{e:#}")})
         );
     } else {
+        // Errors quote what the operator typed and what the SoT holds (node
+        // names, actors): never send their control characters to the terminal.
         match e.downcast_ref::<SotError>() {
             Some(SotError::Invalid(d)) => eprintln!("{d}"),
-            _ => eprintln!("error: {e:#}"),
+            _ => eprintln!(
+                "error: {}",
+                crate::terminal_text::sanitize_str(&format!("{e:#}"))
+            ),
         }
     }
     exit

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::Value;
 
 use super::edit::{self, Kind};
-use super::git::{Actor, SotRepo};
+use super::git::{ACTOR_TRAILER, Actor, SotRepo, is_maestro_trailer};
 use super::{AGENTS_FILE, NODES_FILE, Result, Sot, SotError, load, load_with};
 
 /// Why and by whom: every change needs both.
@@ -236,6 +236,27 @@ fn read_or_empty(root: &Path, rel: &Path) -> Result<String> {
     }
 }
 
+/// The reason becomes the commit message's body: it may not carry control
+/// characters (other than newlines and tabs) nor a line that reads as one of
+/// maestro's own trailers, which would let a reason forge who made a change.
+fn check_reason(reason: &str) -> Result<()> {
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(SotError::Refused(
+            "the reason contains a control character; write it as plain text".into(),
+        ));
+    }
+    if let Some(line) = reason.lines().find(|l| is_maestro_trailer(l)) {
+        return Err(SotError::Refused(format!(
+            "the reason has a line that reads as a maestro trailer (`{}`); maestro writes those itself, so reword it",
+            line.trim()
+        )));
+    }
+    Ok(())
+}
+
 /// Check cleanliness, validate the result, then write and commit.
 fn apply(
     root: &Path,
@@ -250,6 +271,7 @@ fn apply(
                 .into(),
         ));
     }
+    check_reason(reason)?;
     let repo = SotRepo::open(root)?;
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     repo.ensure_clean(&paths)?;
@@ -261,7 +283,7 @@ fn apply(
         Err(e) => return Err(e),
     }
     let first_line = reason.lines().next().unwrap_or(reason);
-    let message = format!("{what}: {first_line}\n\n{reason}\n\nMaestro-Actor: {actor}\n");
+    let message = format!("{what}: {first_line}\n\n{reason}\n\n{ACTOR_TRAILER}: {actor}\n");
     let changes: Vec<(PathBuf, Option<String>)> =
         files.into_iter().map(|(p, t)| (p, Some(t))).collect();
     let oid = repo.commit(&changes, &message, &actor)?;

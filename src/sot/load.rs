@@ -881,7 +881,7 @@ impl<'a> Loader<'a> {
                     name,
                     description,
                     model: model.map(|m| m.value).unwrap_or_default(),
-                    provider: provider.map(|p| p.value).unwrap_or_default(),
+                    provider: provider.map(|p| p.value),
                     autonomy,
                     owner,
                     profile: profile.map(|p| p.value),
