@@ -190,6 +190,9 @@ pub struct Change {
     pub reason: String,
     #[command(flatten)]
     pub who: Who,
+    /// How long to wait for another change to this SoT to finish
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::sot::lock::DEFAULT_WAIT.as_secs())]
+    pub wait: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -358,12 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// Print an error and choose the exit code from what went wrong.
 fn report(e: &anyhow::Error, json: bool) -> Exit {
     let exit = match e.downcast_ref::<SotError>() {
-        Some(
-            SotError::Invalid(_)
-            | SotError::InvalidChange(_)
-            | SotError::Refused(_)
-            | SotError::NotASot(_),
-        ) => Exit::InvalidInput,
+        Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if e.downcast_ref::<fleet_cmd::InvalidInput>().is_some() => Exit::InvalidInput,
         _ => Exit::Internal,
     };

@@ -120,6 +120,7 @@ fn intent(c: &Change) -> Intent {
     Intent {
         reason: c.reason.clone(),
         actor: c.who.actor.clone(),
+        wait: std::time::Duration::from_secs(c.wait),
     }
 }
 
