@@ -40,6 +40,8 @@ pub enum Code {
     BadValue,
     /// A file the SoT refers to cannot be found or read.
     MissingFile,
+    /// A file is a symlink that leads outside the SoT (or its library directory).
+    OutsideSot,
 }
 
 impl Code {
@@ -57,6 +59,7 @@ impl Code {
             Code::MissingTag => "missing-tag",
             Code::BadValue => "bad-value",
             Code::MissingFile => "missing-file",
+            Code::OutsideSot => "outside-sot",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod git;
 mod load;
 pub mod lock;
 pub mod model;
+pub mod paths;
 mod schema;
 
 use std::path::PathBuf;
