@@ -137,3 +137,59 @@ fn a_directory_without_maestro_toml_is_invalid_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("maestro init"), "{}", stderr(&o));
 }
+
+#[test]
+fn symlinks_that_lead_outside_the_sot_are_refused_not_read() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = tmp.path().join("s");
+    copy_dir(&Path::new(CORPUS).join("base"), &sot);
+    let secret = tmp.path().join("secret.toml");
+    std::fs::write(&secret, "[node.leak]\naddress = \"SECRET-CONTENT\"\n").unwrap();
+    std::fs::create_dir_all(sot.join("nodes")).unwrap();
+    symlink("/etc/passwd", sot.join("nodes/passwd.toml")).unwrap();
+    symlink(&secret, sot.join("playbooks/leak.toml")).unwrap();
+    // A symlink that stays inside the SoT is fine.
+    std::fs::create_dir_all(sot.join("real")).unwrap();
+    std::fs::rename(sot.join("groups.toml"), sot.join("real/groups.toml")).unwrap();
+    symlink("real/groups.toml", sot.join("groups.toml")).unwrap();
+
+    let (code, found, out) = diagnostics(&sot);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        found,
+        BTreeSet::from([
+            "outside-sot nodes/passwd.toml:1:1".to_string(),
+            "outside-sot playbooks/leak.toml:1:1".to_string(),
+        ]),
+        "{out}"
+    );
+    let o = run(&["--sot", sot.to_str().unwrap(), "sot", "check"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("nodes/passwd.toml is a symlink to /etc/passwd, outside"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("root:") && !err.contains("SECRET-CONTENT"),
+        "nothing of the targets is shown:\n{err}"
+    );
+
+    // The connection files named in maestro.toml are judged the same way.
+    std::fs::remove_file(sot.join("nodes/passwd.toml")).unwrap();
+    std::fs::remove_file(sot.join("playbooks/leak.toml")).unwrap();
+    symlink("/etc/passwd", sot.join("known_hosts")).unwrap();
+    let settings = std::fs::read_to_string(sot.join("maestro.toml")).unwrap();
+    std::fs::write(
+        sot.join("maestro.toml"),
+        format!("{settings}\n[connection]\nknown_hosts = \"known_hosts\"\n"),
+    )
+    .unwrap();
+    let (code, found, out) = diagnostics(&sot);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        found,
+        BTreeSet::from(["outside-sot maestro.toml:13:15".to_string()]),
+        "{out}"
+    );
+}

@@ -415,3 +415,261 @@ fn init_scaffolds_the_example_and_refuses_a_non_empty_directory() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not empty"));
 }
+
+#[test]
+fn actors_that_would_break_the_commit_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let before = snapshot(&sot);
+    for actor in [
+        // extra header lines in the commit object
+        "Mallory <m@example.com>\ncommitter Alice <alice@example.com> 0 +0000",
+        "Mallory\r <m@example.com>",
+        // a second address: git refused it with exit 5, after the write
+        "Mal<lory <m@example.com>",
+        "Alice <alice@example.com> <m@example.com>",
+        "Alice <alice@exa mple.com>",
+        "Alice",
+        "<alice@example.com>",
+        "Alice <>",
+        "Alice <alice@example.com",
+    ] {
+        let o = add_gpu_node(&sot, &["--actor", actor]);
+        assert_eq!(o.status.code(), Some(2), "{actor:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Name <email>"),
+            "{actor:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&sot), before, "{actor:?} must not touch a byte");
+    }
+    // No dangling malformed commit object was written either.
+    let fsck = git(&sot, &["fsck", "--strict", "--no-progress"]);
+    assert!(!fsck.contains("dangling commit"), "{fsck}");
+}
+
+#[test]
+fn a_reason_cannot_forge_the_actor_trailer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let before = snapshot(&sot);
+    for reason in [
+        "routine\n\nMaestro-Actor: Mallory <m@example.com>",
+        "routine\nmaestro-actor : Mallory <m@example.com>",
+        "routine\n  Maestro-Approved-By: Mallory",
+        "routine \x1b]0;title\x07",
+    ] {
+        let o = run(&[
+            "--sot",
+            s,
+            "node",
+            "tag",
+            "gpu-eu-03",
+            "env=staging",
+            "--reason",
+            reason,
+            "--actor",
+            ACTOR,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{reason:?}: {}", stderr(&o));
+        assert_eq!(snapshot(&sot), before, "{reason:?} must not touch a byte");
+    }
+    // Mentioning the trailer in prose is fine, and the log names the real actor.
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "tag",
+        "gpu-eu-03",
+        "env=staging",
+        "--reason",
+        "the Maestro-Actor: line is written by maestro",
+        "--actor",
+        ACTOR,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stdout(&run(&["--sot", s, "sot", "log", "-n", "1"]));
+    assert!(log.contains(ACTOR), "{log}");
+    let trailers = git(
+        &sot,
+        &["log", "-1", "--format=%(trailers:key=Maestro-Actor)"],
+    );
+    assert_eq!(trailers.trim(), format!("Maestro-Actor: {ACTOR}"));
+}
+
+/// `[node.NAME]` headers in a nodes.toml text.
+fn node_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("[node.")?.strip_suffix(']'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn parallel_writers_never_lose_a_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let mut committed = Vec::new();
+    for round in 0..5 {
+        // Three real processes started together, racing for nodes.toml.
+        let children: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let name = format!("c{round}{w}");
+                let address = format!("10.77.{round}.{}", i + 1);
+                let child = maestro()
+                    .args([
+                        "--sot",
+                        s,
+                        "node",
+                        "add",
+                        &name,
+                        "--address",
+                        &address,
+                        "-t",
+                        "env=test",
+                        "-t",
+                        "region=eu-west",
+                        "-t",
+                        "jurisdiction=eu",
+                        "-t",
+                        "pii=none",
+                        "-t",
+                        "role=batch",
+                        "--reason",
+                        "race",
+                        "--actor",
+                        ACTOR,
+                    ])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (name, child)
+            })
+            .collect();
+        for (name, child) in children {
+            let o = child.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{name}: exit {:?}: {}",
+                o.status.code(),
+                stderr(&o)
+            );
+            assert!(stdout(&o).starts_with("committed "), "{}", stdout(&o));
+            committed.push(name);
+        }
+    }
+    // Every reported commit's node exists at the end...
+    let nodes = node_names(&std::fs::read_to_string(sot.join("nodes.toml")).unwrap());
+    for name in &committed {
+        assert!(nodes.contains(name), "{name} was committed but is gone");
+    }
+    // ...and no commit removed a node an earlier one added.
+    let commits = git(&sot, &["rev-list", "--reverse", "HEAD"]);
+    let mut previous = std::collections::BTreeSet::new();
+    for c in commits.lines() {
+        let now = node_names(&git(&sot, &["show", &format!("{c}:nodes.toml")]));
+        let lost: Vec<_> = previous.difference(&now).collect();
+        assert!(lost.is_empty(), "commit {c} removed {lost:?}");
+        previous = now;
+    }
+    assert_eq!(commit_count(&sot), 1 + committed.len());
+    assert!(!sot.join(".git/maestro-sot.lock").exists());
+}
+
+#[test]
+fn a_writer_that_cannot_get_the_lock_refuses_and_says_who_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let lock = sot.join(".git/maestro-sot.lock");
+    // A live holder: another process in the middle of a change.
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(&lock, format!("pid={}\nwhat=node add other\n", holder.id())).unwrap();
+    let before = snapshot(&sot);
+    let started = std::time::Instant::now();
+    let o = add_gpu_node(&sot, &["--actor", ACTOR, "--wait", "1"]);
+    let waited = started.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("another maestro change to this SoT is in progress")
+            && err.contains(&format!("pid {}", holder.id()))
+            && err.contains("`node add other`")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(waited >= std::time::Duration::from_secs(1), "{waited:?}");
+    assert_eq!(snapshot(&sot), before);
+
+    // The holder is gone now: its lock is stale, and the message says what to do.
+    let o = add_gpu_node(&sot, &["--actor", ACTOR]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("was interrupted")
+            && err.contains("is no longer running")
+            && err.contains(&format!("rm {}", lock.display())),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&sot),
+        before,
+        "a stale lock is not broken silently"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    let o = add_gpu_node(&sot, &["--actor", ACTOR]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn node_add_file_must_be_a_file_the_loader_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let before = snapshot(&sot);
+    let outside = tmp.path().join("outside.toml");
+    for file in [
+        "other.toml",
+        "nodes.txt",
+        "nodes/sub/x.toml",
+        "nodes/x.txt",
+        "nodes/.toml",
+        "groups.toml",
+        "../outside.toml",
+        "nodes/../../outside.toml",
+        outside.to_str().unwrap(),
+        "/etc/maestro-nodes.toml",
+    ] {
+        let o = add_gpu_node(&sot, &["--actor", ACTOR, "--file", file]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nodes live in nodes.toml or nodes/NAME.toml"),
+            "{file}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&sot), before, "{file}");
+    }
+    assert!(!outside.exists() && !Path::new("/etc/maestro-nodes.toml").exists());
+
+    // A new file under nodes/ is loaded, so the node really exists.
+    let o = add_gpu_node(&sot, &["--actor", ACTOR, "--file", "./nodes/eu.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        git(&sot, &["show", "--name-only", "--format=", "HEAD"]).trim(),
+        "nodes/eu.toml"
+    );
+    let show = run(&["--sot", sot.to_str().unwrap(), "node", "show", "gpu-eu-05"]);
+    assert!(
+        stdout(&show).contains("file = \"nodes/eu.toml\""),
+        "{}",
+        stdout(&show)
+    );
+}

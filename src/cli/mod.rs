@@ -196,6 +196,9 @@ pub struct Change {
     pub reason: String,
     #[command(flatten)]
     pub who: Who,
+    /// How long to wait for another change to this SoT to finish
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::sot::lock::DEFAULT_WAIT.as_secs())]
+    pub wait: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -388,12 +391,7 @@ fn print_all(text: &[u8]) -> anyhow::Result<Exit> {
 /// Print an error and choose the exit code from what went wrong.
 fn report(e: &anyhow::Error, json: bool) -> Exit {
     let exit = match e.downcast_ref::<SotError>() {
-        Some(
-            SotError::Invalid(_)
-            | SotError::InvalidChange(_)
-            | SotError::Refused(_)
-            | SotError::NotASot(_),
-        ) => Exit::InvalidInput,
+        Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if e.downcast_ref::<fleet_cmd::InvalidInput>().is_some() => Exit::InvalidInput,
         _ if let Some(o) = e.downcast_ref::<crate::ops::OpsError>() => o.exit(),
         _ => Exit::Internal,
@@ -421,8 +419,13 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
             serde_json::json!({"event": "error", "exit": exit.code(), "message": format!("{e:#}")})
         );
     } else {
+        // Errors quote what the operator typed and what the SoT holds (node
+        // names, actors): never send their control characters to the terminal.
         match (e.downcast_ref::<SotError>(), diagnostics) {
-            (Some(SotError::InvalidChange(_)), _) | (_, None) => eprintln!("error: {e:#}"),
+            (Some(SotError::InvalidChange(_)), _) | (_, None) => eprintln!(
+                "error: {}",
+                crate::terminal_text::sanitize_str(&format!("{e:#}"))
+            ),
             (_, Some(d)) => eprintln!("{d}"),
         }
     }

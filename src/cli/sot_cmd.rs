@@ -30,20 +30,17 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "fleet".into())
     });
-    let actor = match &args.who.actor {
-        Some(a) => Actor::parse(a)?,
-        None => git2::Config::open_default()
-            .ok()
-            .and_then(|c| {
-                Some(Actor {
-                    name: c.get_string("user.name").ok()?,
-                    email: c.get_string("user.email").ok()?,
-                })
-            })
-            .unwrap_or(Actor {
-                name: "maestro".into(),
-                email: "maestro@maestro.local".into(),
-            }),
+    let configured = || {
+        let c = git2::Config::open_default().ok()?;
+        Some((
+            c.get_string("user.name").ok()?,
+            c.get_string("user.email").ok()?,
+        ))
+    };
+    let actor = match (&args.who.actor, configured()) {
+        (Some(a), _) => Actor::parse(a)?,
+        (None, Some((name, email))) => Actor::new(&name, &email)?,
+        (None, None) => Actor::new("maestro", "maestro@maestro.local")?,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = example::scaffold(&name);
@@ -101,20 +98,29 @@ pub fn log(root: &Path, limit: usize, json: bool) -> anyhow::Result<Exit> {
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
         let actor = e
-            .message
-            .lines()
-            .find_map(|l| l.strip_prefix("Maestro-Actor: "))
-            .map(str::to_string)
+            .actor
+            .clone()
             .unwrap_or_else(|| format!("{} <{}>", e.author, e.email));
-        out!("{}  {when}  {actor}\n    {}", &e.id[..10], e.summary);
+        out!(
+            "{}  {when}  {}\n    {}",
+            &e.id[..10],
+            safe(&actor),
+            safe(&e.summary)
+        );
     }
     Ok(Exit::Ok)
+}
+
+/// SoT values and commit messages as they may be shown on a terminal.
+fn safe(s: &str) -> String {
+    crate::terminal_text::sanitize_str(s)
 }
 
 fn intent(c: &Change) -> Intent {
     Intent {
         reason: c.reason.clone(),
         actor: c.who.actor.clone(),
+        wait: std::time::Duration::from_secs(c.wait),
     }
 }
 
@@ -125,7 +131,7 @@ fn committed(c: Committed, json: bool) -> Exit {
             json!({"event": "sot_committed", "commit": c.commit, "files": c.files, "summary": c.summary})
         );
     } else {
-        out!("committed {} {}", &c.commit[..12], c.summary);
+        out!("committed {} {}", &c.commit[..12], safe(&c.summary));
     }
     Exit::Ok
 }
@@ -159,10 +165,11 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
                 let addr = format!("{}:{}", n.address, n.port);
                 let tags: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out!(
-                    "{:w$}  {addr:wa$}  {:10}  {}",
-                    n.name,
-                    n.user,
-                    tags.join(" ")
+                    "{:w$}  {:wa$}  {:10}  {}",
+                    safe(&n.name),
+                    safe(&addr),
+                    safe(&n.user),
+                    safe(&tags.join(" "))
                 );
             }
             Ok(Exit::Ok)
@@ -177,7 +184,7 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
             } else {
                 out!(
                     "{}",
-                    toml::to_string_pretty(n).context("formatting the node")?
+                    safe(&toml::to_string_pretty(n).context("formatting the node")?)
                 );
             }
             Ok(Exit::Ok)
@@ -239,11 +246,11 @@ pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit>
                 let versions: Vec<&str> = a.versions.iter().map(|v| v.version.as_str()).collect();
                 out!(
                     "{:20}  {:8}  {:24}  {:9}  {}",
-                    a.name,
+                    safe(&a.name),
                     a.autonomy.to_string(),
-                    a.model,
-                    a.current.as_deref().unwrap_or("-"),
-                    versions.join(", ")
+                    safe(&a.model),
+                    safe(a.current.as_deref().unwrap_or("-")),
+                    safe(&versions.join(", "))
                 );
             }
             Ok(Exit::Ok)
@@ -259,7 +266,7 @@ pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit>
             } else {
                 out!(
                     "{}",
-                    toml::to_string_pretty(a).context("formatting the agent")?
+                    safe(&toml::to_string_pretty(a).context("formatting the agent")?)
                 );
             }
             Ok(Exit::Ok)

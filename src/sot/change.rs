@@ -2,13 +2,15 @@
 //! be after the change, then write and commit it as one git commit.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use toml_edit::Value;
 
 use super::edit::{self, Kind};
-use super::git::{Actor, SotRepo};
-use super::{AGENTS_FILE, NODES_FILE, Result, Sot, SotError, load, load_with};
+use super::git::{ACTOR_TRAILER, Actor, SotRepo, is_maestro_trailer};
+use super::lock::SotLock;
+use super::{AGENTS_FILE, NODES_DIR, NODES_FILE, Result, Sot, SotError, load, load_with};
 
 /// Why and by whom: every change needs both.
 #[derive(Debug, Clone)]
@@ -16,6 +18,8 @@ pub struct Intent {
     pub reason: String,
     /// `Name <email>`; `None` takes the repository's git identity.
     pub actor: Option<String>,
+    /// How long to wait for another writer's change to finish.
+    pub wait: Duration,
 }
 
 /// The result of a committed change.
@@ -52,7 +56,13 @@ pub struct NewAgent {
 }
 
 pub fn add_node(root: &Path, node: &NewNode, intent: &Intent) -> Result<Committed> {
-    let sot = load(root)?;
+    let file = match &node.file {
+        Some(f) => nodes_file(f)?,
+        None => PathBuf::from(NODES_FILE),
+    };
+    let what = format!("node add {}", node.name);
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    let sot = tx.load()?;
     if let Some(existing) = sot.node(&node.name) {
         return Err(SotError::Refused(format!(
             "node `{}` already exists (in {})",
@@ -60,10 +70,6 @@ pub fn add_node(root: &Path, node: &NewNode, intent: &Intent) -> Result<Committe
             existing.file.display()
         )));
     }
-    let file = node
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(NODES_FILE));
     let mut fields = vec![("address", Value::from(node.address.as_str()))];
     if let Some(p) = node.port {
         fields.push(("port", Value::from(i64::from(p))));
@@ -83,26 +89,16 @@ pub fn add_node(root: &Path, node: &NewNode, intent: &Intent) -> Result<Committe
     if let Some(p) = &node.profile {
         fields.push(("profile", Value::from(p.as_str())));
     }
-    let text = read_or_empty(root, &file)?;
-    let new = edit::add(&text, Kind::Node, &node.name, fields)?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("node add {}", node.name),
-        intent,
-    )
+    let new = edit::add(&tx.read(&file)?, Kind::Node, &node.name, fields)?;
+    tx.commit(vec![(file, new)], &what)
 }
 
 pub fn remove_node(root: &Path, name: &str, intent: &Intent) -> Result<Committed> {
-    let sot = load(root)?;
-    let file = node_file(&sot, name)?;
-    let new = edit::remove(&read_or_empty(root, &file)?, Kind::Node, name)?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("node remove {name}"),
-        intent,
-    )
+    let what = format!("node remove {name}");
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    let file = node_file(&tx.load()?, name)?;
+    let new = edit::remove(&tx.read(&file)?, Kind::Node, name)?;
+    tx.commit(vec![(file, new)], &what)
 }
 
 pub fn tag_node(
@@ -112,20 +108,17 @@ pub fn tag_node(
     unset: &[String],
     intent: &Intent,
 ) -> Result<Committed> {
-    let sot = load(root)?;
-    let file = node_file(&sot, name)?;
-    let new = edit::retag(&read_or_empty(root, &file)?, Kind::Node, name, set, unset)?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("node tag {name} {}", tag_summary(set, unset)),
-        intent,
-    )
+    let what = format!("node tag {name} {}", tag_summary(set, unset));
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    let file = node_file(&tx.load()?, name)?;
+    let new = edit::retag(&tx.read(&file)?, Kind::Node, name, set, unset)?;
+    tx.commit(vec![(file, new)], &what)
 }
 
 pub fn add_agent(root: &Path, agent: &NewAgent, intent: &Intent) -> Result<Committed> {
-    let sot = load(root)?;
-    if sot.agents.contains_key(&agent.name) {
+    let what = format!("agent add {}", agent.name);
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    if tx.load()?.agents.contains_key(&agent.name) {
         return Err(SotError::Refused(format!(
             "agent `{}` already exists",
             agent.name
@@ -147,31 +140,17 @@ pub fn add_agent(root: &Path, agent: &NewAgent, intent: &Intent) -> Result<Commi
         fields.push(("tags", edit::string_table(&agent.tags)));
     }
     let file = PathBuf::from(AGENTS_FILE);
-    let new = edit::add(
-        &read_or_empty(root, &file)?,
-        Kind::Agent,
-        &agent.name,
-        fields,
-    )?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("agent add {}", agent.name),
-        intent,
-    )
+    let new = edit::add(&tx.read(&file)?, Kind::Agent, &agent.name, fields)?;
+    tx.commit(vec![(file, new)], &what)
 }
 
 pub fn remove_agent(root: &Path, name: &str, intent: &Intent) -> Result<Committed> {
-    let sot = load(root)?;
-    agent_exists(&sot, name)?;
+    let what = format!("agent remove {name}");
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    agent_exists(&tx.load()?, name)?;
     let file = PathBuf::from(AGENTS_FILE);
-    let new = edit::remove(&read_or_empty(root, &file)?, Kind::Agent, name)?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("agent remove {name}"),
-        intent,
-    )
+    let new = edit::remove(&tx.read(&file)?, Kind::Agent, name)?;
+    tx.commit(vec![(file, new)], &what)
 }
 
 pub fn tag_agent(
@@ -181,16 +160,36 @@ pub fn tag_agent(
     unset: &[String],
     intent: &Intent,
 ) -> Result<Committed> {
-    let sot = load(root)?;
-    agent_exists(&sot, name)?;
+    let what = format!("agent tag {name} {}", tag_summary(set, unset));
+    let mut tx = Transaction::begin(root, intent, &what)?;
+    agent_exists(&tx.load()?, name)?;
     let file = PathBuf::from(AGENTS_FILE);
-    let new = edit::retag(&read_or_empty(root, &file)?, Kind::Agent, name, set, unset)?;
-    apply(
-        root,
-        vec![(file, new)],
-        &format!("agent tag {name} {}", tag_summary(set, unset)),
-        intent,
-    )
+    let new = edit::retag(&tx.read(&file)?, Kind::Agent, name, set, unset)?;
+    tx.commit(vec![(file, new)], &what)
+}
+
+/// `--file` of `node add`: only a file the loader reads (`nodes.toml` or
+/// `nodes/NAME.toml`), named relative to the SoT. Anything else would be
+/// written and committed but never loaded, or written outside the SoT.
+fn nodes_file(file: &Path) -> Result<PathBuf> {
+    let parts: Vec<Component<'_>> = file
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let ok = match parts.as_slice() {
+        [Component::Normal(f)] => *f == NODES_FILE,
+        [Component::Normal(d), Component::Normal(f)] => {
+            *d == NODES_DIR
+                && Path::new(f).extension().is_some_and(|x| x == "toml")
+                && Path::new(f).file_stem().is_some_and(|s| !s.is_empty())
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(parts.iter().collect())
+    } else {
+        Err(SotError::NotANodesFile(file.to_path_buf()))
+    }
 }
 
 fn node_file(sot: &Sot, name: &str) -> Result<PathBuf> {
@@ -227,47 +226,123 @@ fn tag_summary(set: &[(String, String)], unset: &[String]) -> String {
         .join(" ")
 }
 
-fn read_or_empty(root: &Path, rel: &Path) -> Result<String> {
-    let path = root.join(rel);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Ok(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(SotError::Io { path, source }),
-    }
-}
-
-/// Check cleanliness, validate the result, then write and commit.
-fn apply(
-    root: &Path,
-    files: Vec<(PathBuf, String)>,
-    what: &str,
-    intent: &Intent,
-) -> Result<Committed> {
-    let reason = intent.reason.trim();
-    if reason.is_empty() {
+/// The reason becomes the commit message's body: it may not carry control
+/// characters (other than newlines and tabs) nor a line that reads as one of
+/// maestro's own trailers, which would let a reason forge who made a change.
+fn check_reason(reason: &str) -> Result<()> {
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(SotError::Refused(
-            "say why: every SoT change needs --reason \"...\" (it becomes the commit message)"
-                .into(),
+            "the reason contains a control character; write it as plain text".into(),
         ));
     }
-    let repo = SotRepo::open(root)?;
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    repo.ensure_clean(&paths)?;
-    let actor = Actor::resolve(&repo.repo, intent.actor.as_deref())?;
-    let overrides: HashMap<PathBuf, String> = files.iter().cloned().collect();
-    match load_with(root, &overrides) {
-        Ok(_) => {}
-        Err(SotError::Invalid(d)) => return Err(SotError::InvalidChange(d)),
-        Err(e) => return Err(e),
+    if let Some(line) = reason.lines().find(|l| is_maestro_trailer(l)) {
+        return Err(SotError::Refused(format!(
+            "the reason has a line that reads as a maestro trailer (`{}`); maestro writes those itself, so reword it",
+            line.trim()
+        )));
     }
-    let first_line = reason.lines().next().unwrap_or(reason);
-    let message = format!("{what}: {first_line}\n\n{reason}\n\nMaestro-Actor: {actor}\n");
-    let changes: Vec<(PathBuf, Option<String>)> =
-        files.into_iter().map(|(p, t)| (p, Some(t))).collect();
-    let oid = repo.commit(&changes, &message, &actor)?;
-    Ok(Committed {
-        commit: oid.to_string(),
-        files: paths,
-        summary: format!("{what}: {first_line}"),
-    })
+    Ok(())
+}
+
+/// A change in progress: its reason and actor checked, the SoT's write lock
+/// held (so the SoT it reads cannot change under it), and what it read.
+struct Transaction {
+    root: PathBuf,
+    repo: SotRepo,
+    actor: Actor,
+    reason: String,
+    /// Files read for the change and their bytes then (`None`: absent).
+    read: Vec<(PathBuf, Option<Vec<u8>>)>,
+    _lock: SotLock,
+}
+
+impl Transaction {
+    /// Check who and why, then take the lock: everything read after this is
+    /// what the commit will be based on.
+    fn begin(root: &Path, intent: &Intent, what: &str) -> Result<Transaction> {
+        let reason = intent.reason.trim();
+        if reason.is_empty() {
+            return Err(SotError::Refused(
+                "say why: every SoT change needs --reason \"...\" (it becomes the commit message)"
+                    .into(),
+            ));
+        }
+        check_reason(reason)?;
+        let repo = SotRepo::open(root)?;
+        let actor = Actor::resolve(&repo.repo, intent.actor.as_deref())?;
+        let lock = SotLock::acquire(repo.repo.path(), what, intent.wait)?;
+        Ok(Transaction {
+            root: root.to_path_buf(),
+            repo,
+            actor,
+            reason: reason.to_string(),
+            read: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    fn load(&self) -> Result<Sot> {
+        load(&self.root)
+    }
+
+    /// A SoT file's text (empty when it does not exist yet), remembered so
+    /// the commit can refuse if it changes before the write.
+    fn read(&mut self, rel: &Path) -> Result<String> {
+        let path = self.root.join(rel);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(SotError::Io { path, source }),
+        };
+        let text = match &bytes {
+            Some(b) => String::from_utf8(b.clone()).map_err(|_| {
+                SotError::Refused(format!(
+                    "{} is not valid UTF-8; fix it first (`maestro sot check` shows where)",
+                    path.display()
+                ))
+            })?,
+            None => String::new(),
+        };
+        self.read.push((rel.to_path_buf(), bytes));
+        Ok(text)
+    }
+
+    /// Check cleanliness, validate the result, then write and commit.
+    fn commit(self, files: Vec<(PathBuf, String)>, what: &str) -> Result<Committed> {
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+        self.repo.ensure_clean(&paths)?;
+        let overrides: HashMap<PathBuf, String> = files.iter().cloned().collect();
+        match load_with(&self.root, &overrides) {
+            Ok(_) => {}
+            Err(SotError::Invalid(d)) => return Err(SotError::InvalidChange(d)),
+            Err(e) => return Err(e),
+        }
+        // Writers that go through maestro wait for the lock; one that does not
+        // (an editor, a script) must not have its edit overwritten either.
+        for (rel, then) in &self.read {
+            if std::fs::read(self.root.join(rel)).ok() != *then {
+                return Err(SotError::Refused(format!(
+                    "{} changed while this change was being prepared; nothing was written: run the command again",
+                    self.root.join(rel).display()
+                )));
+            }
+        }
+        let reason = &self.reason;
+        let first_line = reason.lines().next().unwrap_or(reason);
+        let message = format!(
+            "{what}: {first_line}\n\n{reason}\n\n{ACTOR_TRAILER}: {}\n",
+            self.actor
+        );
+        let changes: Vec<(PathBuf, Option<String>)> =
+            files.into_iter().map(|(p, t)| (p, Some(t))).collect();
+        let oid = self.repo.commit(&changes, &message, &self.actor)?;
+        Ok(Committed {
+            commit: oid.to_string(),
+            files: paths,
+            summary: format!("{what}: {first_line}"),
+        })
+    }
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::terminal_text::sanitize_str;
+
 /// What kind of problem a diagnostic reports. The kebab-case name is printed
 /// (`error[unknown-key]`) and is stable: scripts and tests match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +40,8 @@ pub enum Code {
     BadValue,
     /// A file the SoT refers to cannot be found or read.
     MissingFile,
+    /// A file is a symlink that leads outside the SoT (or its library directory).
+    OutsideSot,
 }
 
 impl Code {
@@ -55,6 +59,7 @@ impl Code {
             Code::MissingTag => "missing-tag",
             Code::BadValue => "bad-value",
             Code::MissingFile => "missing-file",
+            Code::OutsideSot => "outside-sot",
         }
     }
 }
@@ -85,44 +90,51 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every part can hold text from the SoT or the command line (a node
+        // name with an escape sequence): none of it reaches the terminal raw.
         let gutter = self.line.to_string().len();
         let pad = " ".repeat(gutter);
-        writeln!(f, "error[{}]: {}", self.code, self.message)?;
+        writeln!(f, "error[{}]: {}", self.code, one_line(&self.message))?;
         writeln!(
             f,
             "{pad}--> {}:{}:{}",
-            self.file.display(),
+            one_line(&self.file.display().to_string()),
             self.line,
             self.col
         )?;
         writeln!(f, "{pad} |")?;
-        writeln!(f, "{} | {}", self.line, printable(&self.source_line))?;
-        let lead: String = self
+        writeln!(f, "{} | {}", self.line, one_line(&self.source_line))?;
+        // The caret lines up with the excerpt as printed, where a control
+        // character takes two columns (`^[`).
+        let before: String = self
             .source_line
             .chars()
             .take(self.col.saturating_sub(1))
+            .collect();
+        let under: String = self
+            .source_line
+            .chars()
+            .skip(self.col.saturating_sub(1))
+            .take(self.width)
+            .collect();
+        let lead: String = one_line(&before)
+            .chars()
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        write!(f, "{pad} | {lead}{}", "^".repeat(self.width.max(1)))?;
+        let width = one_line(&under).chars().count().max(self.width).max(1);
+        write!(f, "{pad} | {lead}{}", "^".repeat(width))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n{pad} = hint: {hint}")?;
+            write!(f, "\n{pad} = hint: {}", one_line(hint))?;
         }
         Ok(())
     }
 }
 
-/// Source lines can hold control characters (a pasted escape sequence); never
-/// send them to the operator's terminal raw.
-fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Terminal-safe text on one line: control characters (newlines included)
+/// in caret notation, so a value can neither drive the terminal nor forge
+/// another diagnostic line.
+fn one_line(s: &str) -> String {
+    sanitize_str(&s.replace('\n', "^J"))
 }
 
 /// A loaded file's text with a line index, so byte offsets turn into line:col.

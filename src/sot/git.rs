@@ -10,7 +10,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Status, Tree};
 
 use super::{Result, SotError};
 
-/// Who makes a change: `Name <email>` or a bare name.
+/// Who makes a change: `Name <email>`.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
@@ -18,31 +18,61 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// Parse `Name <email>`; a bare name gets a local address.
+    /// Parse `Name <email>`. Both parts go into the commit's author header and
+    /// its `Maestro-Actor:` trailer, so anything that could end a header line
+    /// or open another address (control characters, a second `<`) is refused.
     pub fn parse(s: &str) -> Result<Actor> {
+        let refuse = |why: &str| {
+            SotError::Refused(format!(
+                "cannot use actor `{s}`: {why}; write it as --actor \"Name <email>\""
+            ))
+        };
+        if s.chars().any(char::is_control) {
+            return Err(refuse("it contains a control character (a newline?)"));
+        }
         let s = s.trim();
-        if let Some((name, rest)) = s.split_once('<') {
-            let email = rest.strip_suffix('>').unwrap_or(rest).trim();
-            let name = name.trim();
-            if name.is_empty() || email.is_empty() {
-                return Err(SotError::Refused(format!(
-                    "cannot read actor `{s}`: use `Name <email>`"
-                )));
-            }
-            return Ok(Actor {
-                name: name.into(),
-                email: email.into(),
-            });
+        let Some((name, rest)) = s.split_once('<') else {
+            return Err(refuse("it has no `<email>`"));
+        };
+        let Some(email) = rest.strip_suffix('>') else {
+            return Err(refuse("it must end with `>`"));
+        };
+        let actor = Actor {
+            name: name.trim().into(),
+            email: email.trim().into(),
+        };
+        actor.validate().map_err(refuse)?;
+        Ok(actor)
+    }
+
+    /// An identity from its parts (git config, say), refused like [`Actor::parse`].
+    pub fn new(name: &str, email: &str) -> Result<Actor> {
+        let actor = Actor {
+            name: name.into(),
+            email: email.into(),
+        };
+        match actor.validate() {
+            Ok(()) => Ok(actor),
+            Err(why) => Err(SotError::Refused(format!(
+                "cannot use `{actor}` as the author: {why}; pass --actor \"Name <email>\" or fix `git config user.name`/`user.email`"
+            ))),
         }
-        if s.is_empty() {
-            return Err(SotError::Refused(
-                "the actor is empty: pass --actor \"Name <email>\"".into(),
-            ));
+    }
+
+    /// Why this identity cannot author a commit, if it cannot.
+    fn validate(&self) -> Result<(), &'static str> {
+        let bad = |c: char| c.is_control() || c == '<' || c == '>';
+        if self.name.is_empty() {
+            Err("the name is empty")
+        } else if self.email.is_empty() {
+            Err("the email is empty")
+        } else if self.name.chars().any(bad) {
+            Err("the name contains `<`, `>` or a control character")
+        } else if self.email.chars().any(|c| bad(c) || c.is_whitespace()) {
+            Err("the email contains `<`, `>`, a space or a control character")
+        } else {
+            Ok(())
         }
-        Ok(Actor {
-            name: s.into(),
-            email: format!("{s}@maestro.local"),
-        })
     }
 
     /// `--actor` if given, else the repository's git identity.
@@ -51,10 +81,10 @@ impl Actor {
             return Actor::parse(a);
         }
         match repo.signature() {
-            Ok(sig) => Ok(Actor {
-                name: sig.name().unwrap_or_default().to_string(),
-                email: sig.email().unwrap_or_default().to_string(),
-            }),
+            Ok(sig) => Actor::new(
+                sig.name().unwrap_or_default(),
+                sig.email().unwrap_or_default(),
+            ),
             Err(_) => Err(SotError::Refused(
                 "who is making this change? pass --actor \"Name <email>\" or set `git config user.name` and `user.email`".into(),
             )),
@@ -251,13 +281,15 @@ impl SotRepo {
                 continue;
             }
             let author = commit.author();
+            let message = commit.message().unwrap_or("").to_string();
             out.push(LogEntry {
+                actor: trailer(&message, ACTOR_TRAILER),
                 id: commit.id().to_string(),
                 author: author.name().unwrap_or("?").to_string(),
                 email: author.email().unwrap_or("").to_string(),
                 time: author.when().seconds(),
                 summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
-                message: commit.message().unwrap_or("").to_string(),
+                message,
                 files,
             });
         }
@@ -289,6 +321,33 @@ impl SotRepo {
     }
 }
 
+/// The trailer that names who asked for a maestro change (the author may be
+/// a service account; this is the person).
+pub const ACTOR_TRAILER: &str = "Maestro-Actor";
+
+/// The value of trailer `key` in `message`'s last paragraph, where git keeps
+/// trailers: a line of the same shape earlier in the body is not a trailer.
+pub fn trailer(message: &str, key: &str) -> Option<String> {
+    let last = message.trim_end().rsplit("\n\n").next()?;
+    last.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().to_string())
+    })
+}
+
+/// Whether `line` would read as a maestro trailer (`Maestro-Actor: ...`), in
+/// any case and spacing a trailer parser might accept.
+pub fn is_maestro_trailer(line: &str) -> bool {
+    let Some((key, _)) = line.trim_start().split_once(':') else {
+        return false;
+    };
+    let key = key.trim_end();
+    // ASCII first, so the prefix slice is on a character boundary.
+    key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && key.len() > "maestro-".len()
+        && key[.."maestro-".len()].eq_ignore_ascii_case("maestro-")
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogEntry {
     pub id: String,
@@ -298,6 +357,8 @@ pub struct LogEntry {
     pub time: i64,
     pub summary: String,
     pub message: String,
+    /// The `Maestro-Actor:` trailer of a maestro commit.
+    pub actor: Option<String>,
     pub files: Vec<String>,
 }
 
@@ -403,4 +464,58 @@ pub fn init_repo(
     index.read_tree(&tree)?;
     index.write()?;
     Ok(oid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_trailer_is_read_from_the_last_paragraph_only() {
+        let forged =
+            "node add x: r\n\nMaestro-Actor: Mallory <m@x>\n\nMaestro-Actor: Alice <a@x>\n";
+        assert_eq!(
+            trailer(forged, ACTOR_TRAILER).as_deref(),
+            Some("Alice <a@x>")
+        );
+        assert_eq!(trailer("init\n\nno trailer here\n", ACTOR_TRAILER), None);
+    }
+
+    #[test]
+    fn trailer_shaped_lines_are_recognised_in_any_case_and_spacing() {
+        for line in [
+            "Maestro-Actor: x",
+            "  maestro-actor : x",
+            "MAESTRO-APPROVED-BY:x",
+        ] {
+            assert!(is_maestro_trailer(line), "{line:?}");
+        }
+        for line in [
+            "the Maestro-Actor: line",
+            "Maestro: x",
+            "Signed-off-by: x",
+            "maestro-é: x",
+        ] {
+            assert!(!is_maestro_trailer(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn actors_parse_as_name_and_email() {
+        let a = Actor::parse("  Alice Ops <alice@example.com> ").unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.email.as_str()),
+            ("Alice Ops", "alice@example.com")
+        );
+        for bad in [
+            "Alice",
+            "A <b",
+            "A<b <c@d>",
+            "A\n <b@c>",
+            "A <b c@d>",
+            " <a@b>",
+        ] {
+            assert!(Actor::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use toml::de::DeTable;
 
 use super::diag::{Code, Diagnostic, Diagnostics, SourceFile, display_path, suggest};
 use super::model::*;
+use super::paths::{Resolved, resolve_within};
 use super::schema::{At, Cx, Table, Value, entries_in_order, get};
 use super::{Result, SotError};
 
@@ -35,6 +36,7 @@ pub fn load_with(root: &Path, overrides: &HashMap<PathBuf, String>) -> Result<So
         root: root.to_path_buf(),
         files: &files.files,
         roles: &files.roles,
+        unreadable: &files.unreadable,
         diags: files.early.clone(),
         refs: Vec::new(),
         node_origins: Vec::new(),
@@ -103,7 +105,9 @@ enum Role {
 struct Files {
     files: Vec<SourceFile>,
     roles: Vec<(Role, PathBuf)>,
-    /// Files that could not even be decoded (not UTF-8).
+    /// Files that cannot be parsed (not UTF-8, a symlink out of the SoT):
+    /// listed in `files` (for the diagnostic's excerpt) but never parsed.
+    unreadable: Vec<usize>,
     early: Vec<Diagnostic>,
 }
 
@@ -112,21 +116,35 @@ impl Files {
         let mut f = Files {
             files: Vec::new(),
             roles: Vec::new(),
+            unreadable: Vec::new(),
             early: Vec::new(),
         };
-        if !f.read(root, overrides, Path::new(SETTINGS_FILE), Role::Settings)? {
+        let top = Path::new("");
+        if !f.read(
+            root,
+            overrides,
+            Path::new(SETTINGS_FILE),
+            Role::Settings,
+            top,
+        )? {
             return Err(SotError::NotASot(root.to_path_buf()));
         }
-        let dirs = library_dirs(&f.files[0].text);
-        let mut plan = vec![(PathBuf::from(NODES_FILE), Role::Nodes)];
+        // An unreadable maestro.toml names no directories: use the defaults
+        // (its diagnostic says what to fix).
+        let dirs = if f.unreadable.contains(&0) {
+            library_dirs("")
+        } else {
+            library_dirs(&f.files[0].text)
+        };
+        let mut plan = vec![(PathBuf::from(NODES_FILE), Role::Nodes, top)];
         plan.extend(
             list_toml(&root.join(NODES_DIR), overrides, Path::new(NODES_DIR))?
                 .into_iter()
-                .map(|p| (p, Role::Nodes)),
+                .map(|p| (p, Role::Nodes, top)),
         );
-        plan.push((GROUPS_FILE.into(), Role::Groups));
-        plan.push((MODELS_FILE.into(), Role::Models));
-        plan.push((AGENTS_FILE.into(), Role::Agents));
+        plan.push((GROUPS_FILE.into(), Role::Groups, top));
+        plan.push((MODELS_FILE.into(), Role::Models, top));
+        plan.push((AGENTS_FILE.into(), Role::Agents, top));
         for (dir, role) in [
             (&dirs[0], Role::Profile),
             (&dirs[1], Role::Playbook),
@@ -135,52 +153,95 @@ impl Files {
             plan.extend(
                 list_toml(&root.join(dir), overrides, dir)?
                     .into_iter()
-                    .map(|p| (p, role)),
+                    .map(|p| (p, role, dir.as_path())),
             );
         }
-        for (rel, role) in plan {
-            f.read(root, overrides, &rel, role)?;
+        for (rel, role, anchor) in plan {
+            f.read(root, overrides, &rel, role, anchor)?;
         }
         Ok(f)
     }
 
     /// Read one file (or its override); false when it does not exist.
+    /// `anchor` (relative to `root`) is the directory the file must resolve
+    /// into: the SoT for its own files, the configured library directory for
+    /// profiles, playbooks and baselines.
     fn read(
         &mut self,
         root: &Path,
         overrides: &HashMap<PathBuf, String>,
         rel: &Path,
         role: Role,
+        anchor: &Path,
     ) -> Result<bool> {
+        let display = display_path(root, rel);
         let text = if let Some(t) = overrides.get(rel) {
             t.clone()
         } else {
             let path = root.join(rel);
-            match std::fs::read(&path) {
+            let io = |source| SotError::Io {
+                path: path.clone(),
+                source,
+            };
+            let target = match resolve_within(&root.join(anchor), &path).map_err(io)? {
+                Resolved::Missing => return Ok(false),
+                Resolved::Outside(target) => {
+                    let dir = display_path(root, anchor);
+                    let file = SourceFile::new(display.clone(), String::new());
+                    let mut d = file.diagnostic(
+                        Code::OutsideSot,
+                        0..0,
+                        format!(
+                            "{} is a symlink to {}, outside {}: maestro does not read it",
+                            display.display(),
+                            target.display(),
+                            dir.display()
+                        ),
+                    );
+                    d.hint = Some(format!(
+                        "replace the symlink with the file itself, or point it inside {}",
+                        dir.display()
+                    ));
+                    self.unreadable(file, d, role, rel);
+                    return Ok(true);
+                }
+                Resolved::Inside(target) => target,
+            };
+            match std::fs::read(&target) {
                 Ok(bytes) => match String::from_utf8(bytes) {
                     Ok(s) => s,
                     Err(e) => {
                         let valid = e.utf8_error().valid_up_to();
                         let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                        let file = SourceFile::new(display_path(root, rel), lossy);
+                        // The lossy text is as long up to `valid`, so the span
+                        // points at the replacement character.
+                        let file = SourceFile::new(display, lossy);
                         let mut d = file.diagnostic(
                             Code::Syntax,
                             valid..valid + 1,
                             "file is not valid UTF-8".into(),
                         );
                         d.hint = Some("save the file as UTF-8".into());
-                        self.early.push(d);
+                        self.unreadable(file, d, role, rel);
                         return Ok(true);
                     }
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(source) => return Err(SotError::Io { path, source }),
+                Err(source) => return Err(io(source)),
             }
         };
-        self.files
-            .push(SourceFile::new(display_path(root, rel), text));
+        self.files.push(SourceFile::new(display, text));
         self.roles.push((role, rel.to_path_buf()));
         Ok(true)
+    }
+
+    /// Keep a file that cannot be parsed in the list (so file indices and
+    /// roles stay aligned) with the diagnostic that says why.
+    fn unreadable(&mut self, file: SourceFile, d: Diagnostic, role: Role, rel: &Path) {
+        self.early.push(d);
+        self.unreadable.push(self.files.len());
+        self.files.push(file);
+        self.roles.push((role, rel.to_path_buf()));
     }
 }
 
@@ -224,6 +285,7 @@ struct Loader<'a> {
     root: PathBuf,
     files: &'a [SourceFile],
     roles: &'a [(Role, PathBuf)],
+    unreadable: &'a [usize],
     diags: Vec<Diagnostic>,
     refs: Vec<Reference>,
     /// Where each node (same order as the nodes vector) was defined.
@@ -236,6 +298,9 @@ struct Loader<'a> {
 impl<'a> Loader<'a> {
     /// Parse file `idx`, recording syntax errors. The table borrows the file's text.
     fn parse(&mut self, idx: usize) -> Option<DeTable<'a>> {
+        if self.unreadable.contains(&idx) {
+            return None;
+        }
         let file: &'a SourceFile = &self.files[idx];
         let (table, errors) = DeTable::parse_recoverable(&file.text);
         if errors.is_empty() {
@@ -423,12 +488,32 @@ impl<'a> Loader<'a> {
             ] {
                 if let Some(f) = cx.string(c.value, key, what) {
                     let path = PathBuf::from(&f.value);
+                    // A path written inside the SoT must stay inside once its
+                    // symlinks are resolved; one written as leaving it
+                    // (absolute, `..`) says so in plain sight.
+                    let written_inside = path
+                        .components()
+                        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+                    let resolved = resolve_within(&self.root, &self.root.join(&path));
                     if !self.root.join(&path).is_file() {
                         cx.error_hint(
                             Code::MissingFile,
                             f.span,
                             format!("{key} file `{}` does not exist", f.value),
                             "paths are relative to the SoT directory",
+                        );
+                    } else if let Ok(Resolved::Outside(target)) = resolved
+                        && written_inside
+                    {
+                        cx.error_hint(
+                            Code::OutsideSot,
+                            f.span,
+                            format!(
+                                "{key} file `{}` is a symlink to {}, outside the SoT",
+                                f.value,
+                                target.display()
+                            ),
+                            "replace the symlink with the file itself",
                         );
                     }
                     *slot = Some(path);
@@ -862,7 +947,7 @@ impl<'a> Loader<'a> {
                     name,
                     description,
                     model: model.map(|m| m.value).unwrap_or_default(),
-                    provider: provider.map(|p| p.value).unwrap_or_default(),
+                    provider: provider.map(|p| p.value),
                     autonomy,
                     owner,
                     profile: profile.map(|p| p.value),

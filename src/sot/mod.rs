@@ -11,7 +11,9 @@ pub mod edit;
 pub mod example;
 pub mod git;
 mod load;
+pub mod lock;
 pub mod model;
+pub mod paths;
 mod schema;
 
 use std::path::PathBuf;
@@ -41,8 +43,34 @@ pub enum SotError {
     /// A write that maestro refuses to make (dirty files, unknown names, …).
     #[error("{0}")]
     Refused(String),
+    /// `node add --file` names a file the loader does not read.
+    #[error(
+        "cannot add a node to `{}`: nodes live in nodes.toml or nodes/NAME.toml (relative to the SoT), the files `sot check` reads; nothing was written",
+        .0.display()
+    )]
+    NotANodesFile(PathBuf),
+    /// Another change holds the SoT's write lock, or a crashed one left it.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+}
+
+impl SotError {
+    /// Whether the operator can fix this (exit 2: bad SoT, bad input, refused
+    /// or contended change; nothing was changed), as opposed to maestro or
+    /// the system failing.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            SotError::NotASot(_)
+            | SotError::Invalid(_)
+            | SotError::InvalidChange(_)
+            | SotError::Refused(_)
+            | SotError::NotANodesFile(_) => true,
+            SotError::Lock(e) => !matches!(e, lock::LockError::Io { .. }),
+            SotError::Io { .. } | SotError::Git(_) => false,
+        }
+    }
 }
 
 pub type Result<T, E = SotError> = std::result::Result<T, E>;

@@ -65,8 +65,15 @@ pub struct Group {
 }
 
 /// Autonomy level of an agent, L0 (suggests only) to L5 (fully autonomous).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Autonomy(pub u8);
+
+/// Written as the SoT spells it (`"L5"`), in `agent show` and in `--json`.
+impl Serialize for Autonomy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 impl fmt::Display for Autonomy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,7 +119,8 @@ pub struct Agent {
     pub name: String,
     pub description: Option<String>,
     pub model: String,
-    pub provider: String,
+    /// Set only when agents.toml names one.
+    pub provider: Option<String>,
     pub autonomy: Autonomy,
     pub owner: Option<String>,
     pub profile: Option<String>,
