@@ -4,6 +4,9 @@
 #   maestro          maestro install --profile user --yes --forks N
 #   ssh              bare parallel OpenSSH shipping maestro's own compiled
 #                    script to every node (the floor: same node-side work)
+#   sh               bare parallel OpenSSH running a hand-written POSIX sh
+#                    script doing the same steps unconditionally
+#                    (handwritten.sh, `ssh node 'sh -s'`)
 #   ansible          ansible-core, default configuration, forks = N
 #   ansible-tuned    ansible-core with pipelining, ControlPersist, no facts
 #   pyinfra          pyinfra --parallel N
@@ -25,7 +28,7 @@ REPO=$PWD
 HERE=$REPO/bench/compare
 SIZES=${SIZES-10 50}
 REPS=${REPS:-3}
-TOOLS=${TOOLS:-maestro ssh ansible ansible-tuned pyinfra}
+TOOLS=${TOOLS:-maestro ssh sh ansible ansible-tuned pyinfra}
 EQUIV=${EQUIV:-1}
 VENV=${BENCH_VENV:-/tmp/maestro-bench-venv}
 export FLEET_NET_PREFIX=${FLEET_NET_PREFIX:-127.0.40}
@@ -53,20 +56,23 @@ ms() { echo $(( ($2 - $1) / 1000000 )); }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # --- the tools -------------------------------------------------------------
-if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; then
+need_venv=0
+case " $TOOLS " in *" ansible"* | *" pyinfra "*) need_venv=1 ;; esac
+if [ "$need_venv" = 1 ] && { [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; }; then
     echo "creating $VENV (pip install -r bench/compare/requirements.txt)"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r "$HERE/requirements.txt"
 fi
 PY=$VENV/bin/python
+[ -x "$PY" ] || PY=python3
 v_maestro=$("$M" --version 2>/dev/null || echo "maestro (unknown version)")
-v_ansible=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | head -1)
-v_pyinfra=$("$VENV/bin/pyinfra" --version 2>/dev/null | head -1 | sed 's/^pyinfra: //')
-v_python=$("$PY" --version 2>&1)
+v_ansible=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | head -1 || true)
+v_pyinfra=$("$VENV/bin/pyinfra" --version 2>/dev/null | head -1 | sed 's/^pyinfra: //' || true)
+v_python=$("$PY" --version 2>&1 || python3 --version)
 v_ssh=$(ssh -V 2>&1)
 echo "maestro:  $v_maestro"
 echo "ansible:  $v_ansible (ansible-core; $v_python)"
-echo "pyinfra:  $v_pyinfra ($("$PY" -c 'import paramiko; print("paramiko", paramiko.__version__)'))"
+echo "pyinfra:  $v_pyinfra ($("$PY" -c 'import paramiko; print("paramiko", paramiko.__version__)' 2>/dev/null || echo "not installed"))"
 echo "openssh:  $v_ssh"
 echo "machine:  $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load at start $(load)"
 echo "logs:     $logs"
@@ -97,6 +103,17 @@ fresh_fleet() { # N
     rm -rf "$work/chome"; mkdir -p "$work/chome"
 }
 
+# Both bare-ssh baselines use the key exchange maestro negotiates.
+KEX=curve25519-sha256
+# The hand-written script, with the launcher file pasted in.
+awk -v f="$REPO/playbooks/files/maestro-runtime.sh" '$0 == "@LAUNCHER@" { while ((getline l < f) > 0) print l; next } { print }' \
+    "$HERE/handwritten.sh" >"$work/handwritten.sh"
+# The tags handwritten.sh renders, as tests/fleet/fleet.sh gives them: odd nodes eu-west/eu, even us-east/us.
+hand_env() { # NODE
+    local i=${1#n}; i=$((10#$i))
+    if [ $((i % 2)) = 1 ]; then echo "NODE=$1 REGION=eu-west JURISDICTION=eu"; else echo "NODE=$1 REGION=us-east JURISDICTION=us"; fi
+}
+
 # run_TOOL N LOG: one run, output to LOG; the exit status is the tool's.
 run_maestro() {
     HOME=$home "$M" --sot "$work/sot" --db "$work/runs.db" install --profile user --yes --forks "$1" >"$2" 2>&1
@@ -105,7 +122,18 @@ run_ssh() {
     local n rc=0 pids=()
     mkdir -p "$2.d"
     for n in $(awk '{print $1}' "$fleet/nodes.tsv"); do
-        ssh -F "$fleet/ssh_config" "$n" "sh -c 'eval \"\$(cat)\"'" < "$work/scripts/$n.sh" >"$2.d/$n.out" 2>&1 &
+        ssh -F "$fleet/ssh_config" -o KexAlgorithms=$KEX "$n" "sh -c 'eval \"\$(cat)\"'" < "$work/scripts/$n.sh" >"$2.d/$n.out" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    echo "exit statuses: $rc" >"$2"
+    return "$rc"
+}
+run_sh() {
+    local n rc=0 pids=()
+    mkdir -p "$2.d"
+    for n in $(awk '{print $1}' "$fleet/nodes.tsv"); do
+        ssh -F "$fleet/ssh_config" -o KexAlgorithms=$KEX "$n" "$(hand_env "$n") sh -s" < "$work/handwritten.sh" >"$2.d/$n.out" 2>&1 &
         pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
@@ -138,6 +166,11 @@ check_ssh() {
     [ "$ok" = "$1" ] || { echo "$ok of $1 scripts ended with done ok"; return 1; }
     [ "$3" = 1 ] || [ "$changed" = 0 ] || { echo "$changed changed tasks"; return 1; }
 }
+check_sh() {
+    local f ok=0
+    for f in "$2".d/*.out; do grep -q '^handwritten: done$' "$f" && ok=$((ok + 1)); done
+    [ "$ok" = "$1" ] || { echo "$ok of $1 scripts finished"; return 1; }
+}
 check_ansible() {
     local hosts
     hosts=$(grep -cE '^n[0-9]+ +: ok=[0-9]+ +changed=[0-9]+ +unreachable=0 +failed=0 ' "$2" || true)
@@ -160,27 +193,27 @@ check_pyinfra() {
 node_state() { # NODE: files, modes, owners, content, user, the running service
     bash "$FLEET" node-exec "$fleet" "$1" -- sh -c '
         find /opt/maestro /var/log/maestro /var/lib/maestro /etc/logrotate.d/maestro-runtime \
-            /etc/systemd/system/maestro-runtime.service -printf "%p %y %m %u:%g\n" | sort
+            /etc/systemd/system/maestro-runtime.service /run/maestro -printf "%p %y %m %u:%g\n" | sort
         stat -c "%n %F %a %U:%G" /etc/systemd/system
         find /opt/maestro /etc/logrotate.d/maestro-runtime /etc/systemd/system/maestro-runtime.service \
-            -type f ! -name runtime.pid -exec sha256sum {} + | sort -k2
+            -type f -exec sha256sum {} + | sort -k2
         getent passwd maestro | cut -d: -f1,5-; getent group maestro | cut -d: -f1,4
         grep -qE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" /var/lib/maestro/installed-at && echo "installed-at: a date"
         sed -n "1s/^[^ ]* /<time> /p" /var/log/maestro/runtime.log
-        pid=$(cat /opt/maestro/run/runtime.pid)
-        kill -0 "$pid" && echo "pidfile: a live process: $(tr "\0" " " </proc/$pid/cmdline)"
-        # The runtime: one sh -c wrapper (the pidfile names it) and a launcher
-        # script under it. Orphaned launcher scripts from the restart race are
-        # not compared: their number depends on timing (README, Caveats).
+        { read -r pid; read -r start; } </run/maestro/maestro-runtime.pid
+        kill -0 "$pid" && echo "pidfile: a live process of $(stat -c %U /proc/$pid): $(tr "\0" " " </proc/$pid/cmdline)"
+        set -- $(sed "s/.*) //" /proc/$pid/stat); [ "${20}" = "$start" ] && echo "pidfile: its start time"
+        # The runtime: one sh -c wrapper (the pidfile names it) and one
+        # launcher script under it, both as the service user.
         ns=$(readlink /proc/self/ns/mnt); w=0; u=0
         for p in /proc/[0-9]*; do
             [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$ns" ] || continue
             case "$(tr "\0" " " <$p/cmdline 2>/dev/null)" in
-                "sh -c /opt/maestro/bin/maestro-runtime "*) w=$((w + 1)) ;;
-                *"/bin/sh /opt/maestro/bin/maestro-runtime "*) [ "$(cut -d" " -f4 $p/stat 2>/dev/null)" = "$pid" ] && u=$((u + 1)) ;;
+                "sh -c /opt/maestro/bin/maestro-runtime ") w=$((w + 1)) ;;
+                "/bin/sh /opt/maestro/bin/maestro-runtime ") u=$((u + 1)) ;;
             esac
         done
-        echo "runtime: $w sh -c wrapper(s), $u launcher script(s) under the pidfile process"'
+        echo "runtime: $w sh -c wrapper(s), $u launcher script(s)"'
 }
 equivalence() {
     local tool ref="" rc=0
@@ -209,6 +242,24 @@ equivalence() {
 }
 [ "$EQUIV" = 0 ] || equivalence
 
+# --- forks per node ---------------------------------------------------------
+# Processes each node script creates (forks.sh: strace -f on a test node).
+forks() {
+    command -v strace >/dev/null || { echo "forks per node: not measured (no strace; apt-get install strace)"; echo; return 0; }
+    fresh_fleet 2
+    local m1 m2 h1 h2 he
+    m1=$(bash "$HERE/forks.sh" "$fleet" n01 "$work/scripts/n01.sh")
+    m2=$(bash "$HERE/forks.sh" "$fleet" n01 "$work/scripts/n01.sh")
+    he=$(hand_env n02)
+    h1=$(bash "$HERE/forks.sh" "$fleet" n02 "$work/handwritten.sh" "env $he sh -s")
+    h2=$(bash "$HERE/forks.sh" "$fleet" n02 "$work/handwritten.sh" "env $he sh -s")
+    echo "forks per node (agent-runtime install; strace -f on a test node; the service it starts not counted):"
+    printf '  %-36s first %4s   no-change %4s   (target <= 60 / <= 30)\n' "maestro's compiled script" "$m1" "$m2"
+    printf '  %-36s first %4s   no-change %4s\n' "hand-written sh script" "$h1" "$h2"
+    echo
+}
+[ "${FORKS:-1}" = 0 ] || forks
+
 # --- the benchmark ------------------------------------------------------------
 stats() { # FILE -> "median min max" or "FAILED"
     [ -s "$1" ] || { echo "- - -"; return; }
@@ -218,6 +269,7 @@ label() {
     case $1 in
         maestro) echo "maestro install --forks $2" ;;
         ssh) echo "bare parallel OpenSSH, same script" ;;
+        sh) echo "bare parallel OpenSSH, hand-written sh" ;;
         ansible) echo "ansible-core default (forks $2)" ;;
         ansible-tuned) echo "ansible-core tuned (forks $2)" ;;
         pyinfra) echo "pyinfra --parallel $2" ;;
@@ -282,6 +334,7 @@ for N in $SIZES; do
     }
     echo
     [[ " $TOOLS " != *" ssh "* ]] || target ssh "1.0x bare OpenSSH" 1
+    [[ " $TOOLS " != *" sh "* ]] || target sh "1.0x hand-written sh" 1
     [[ " $TOOLS " != *" ansible-tuned "* ]] || target ansible-tuned "1/40 ansible tuned" 0.025
     [[ " $TOOLS " != *" pyinfra "* ]] || target pyinfra "1/5 pyinfra" 0.2
     echo

@@ -721,6 +721,7 @@ _m_service() { # name state enabled(''|0|1) command pidfile user
 
 # --- accounts --------------------------------------------------------------------
 _m_group() { # name state system gid
+    _m_keep=1 # no path changes
     if _m_group_entry "$1"; then
         if [ "$2" = absent ]; then
             if [ "$_m_check" = 1 ]; then _m_changed "would remove group $1"; return; fi
@@ -753,6 +754,8 @@ _m_group() { # name state system gid
 
 _m_user() { # name state system home shell uid group groups(comma-separated) create_home
     name=$1
+    # No path changes, unless a home directory is made (or removed).
+    [ "$9" = 1 ] || _m_keep=1
     if _m_passwd "$name"; then
         if [ "$2" = absent ]; then
             if [ "$_m_check" = 1 ]; then _m_changed "would remove user $name"; return; fi

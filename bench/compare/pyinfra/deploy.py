@@ -29,7 +29,7 @@ runtime_version = "1.0.0"
 runtime_sha256 = "9e4661d0ac5d8ca28d3b1759e35f4d97517c1b23aa48c5ea430f2411a01b8d09"
 heartbeat_seconds = "30"
 runtime_command = f"{runtime_root}/bin/maestro-runtime"
-pidfile = f"{runtime_root}/run/runtime.pid"
+pidfile = "/run/maestro/maestro-runtime.pid"
 launcher_src = os.path.join(REPO, "playbooks/files/maestro-runtime.sh")
 
 node = {
@@ -51,7 +51,7 @@ class RuntimeRunning(FactBase):
 
     def command(self, pidfile):
         q = shlex.quote(pidfile)
-        return f'if [ -s {q} ] && kill -0 "$(cat {q})" 2>/dev/null; then echo yes; else echo no; fi'
+        return f'if [ -s {q} ] && kill -0 "$(head -n 1 {q})" 2>/dev/null; then echo yes; else echo no; fi'
 
     def process(self, output):
         return bool(output) and output[0].strip() == "yes"
@@ -73,9 +73,12 @@ def sha256_matches(path, sha256, local_src):
     yield f"echo {shlex.quote(sha256 + '  ' + path)} | sha256sum -c --status -"
 
 
+server.group(name="service group", group=service_user, system=True)
+
 user = server.user(
     name="service user",
     user=service_user,
+    group=service_user,
     system=True,
     home=runtime_root,
     shell="/bin/false",
@@ -176,9 +179,14 @@ if host.get_fact(File, path=installed_at) is None:
 
 # No systemd on the nodes: the same pidfile-managed process maestro's
 # `service` module starts (nohup sh -c COMMAND &, its pid in the pidfile).
+# maestro's module: its own session, as the service user, PID and start time
+# in a root-only pidfile.
 START = (
-    f"nohup sh -c {shlex.quote(runtime_command)} </dev/null >/dev/null 2>&1 &\n"
-    f"echo $! >{shlex.quote(pidfile)}"
+    "mkdir -p -m 0755 /run/maestro\n"
+    f"setsid setpriv --reuid {service_user} --regid {service_user} --init-groups -- "
+    f"sh -c {shlex.quote(runtime_command)} </dev/null >/dev/null 2>&1 &\n"
+    "pid=$!\nread -r st </proc/$pid/stat\nset -- ${st##*) }\nshift 19\n"
+    f"printf '%s\\n%s\\n' \"$pid\" \"$1\" >{shlex.quote(pidfile)}"
 )
 if not host.get_fact(RuntimeRunning, pidfile=pidfile):
     server.shell(name="runtime running", commands=[START])
@@ -188,9 +196,9 @@ q = shlex.quote(pidfile)
 server.shell(
     name="restart runtime",
     commands=[
-        f'if [ -s {q} ] && kill -0 "$(cat {q})" 2>/dev/null; then\n'
-        f'    kill "$(cat {q})" 2>/dev/null\n'
-        f'    i=0; while kill -0 "$(cat {q})" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done\n'
+        f'if [ -s {q} ] && pid=$(head -n 1 {q}) && kill -0 "$pid" 2>/dev/null; then\n'
+        f'    kill -TERM "-$pid" 2>/dev/null\n'
+        f'    i=0; while kill -0 "-$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done\n'
         f"    rm -f {q}\n"
         f"fi\n" + START
     ],
