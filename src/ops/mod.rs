@@ -226,7 +226,10 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
             )
         }
         JobSpec::Install { profile } => {
-            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(OpsError::Invalid)?;
+            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
+                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                other => OpsError::Invalid(other.to_string()),
+            })?;
             (
                 Work::Playbook(Box::new(PlayWork {
                     playbook: Arc::new(pb),

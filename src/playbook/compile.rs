@@ -15,6 +15,18 @@ use super::model::{Module, Playbook, Presence, ServiceState, Task};
 use super::vars::Renderer;
 use crate::fleet::quote::sh_quote;
 
+/// Why one task cannot be compiled for a node (rendering, a file it reads,
+/// a value the module refuses).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskError(pub String);
+
+impl From<super::vars::RenderError> for TaskError {
+    fn from(e: super::vars::RenderError) -> TaskError {
+        TaskError(e.0)
+    }
+}
+
 /// Options of one run, the same for every node.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -53,7 +65,7 @@ pub enum CompileError {
     Task { task: String, message: String },
     /// A variable that is a template could not be rendered (or is a cycle).
     #[error("{0}")]
-    Vars(String),
+    Vars(super::vars::RenderError),
 }
 
 /// Does anything in the playbook read `facts`? Then they are gathered first.
@@ -154,7 +166,8 @@ pub fn compile(
         if skipped.is_some() {
             continue;
         }
-        let call = module_call(task, base_dir, &pb.src_roots, ctx, renderer).map_err(err)?;
+        let call = module_call(task, base_dir, &pb.src_roots, ctx, renderer)
+            .map_err(|e| err(e.to_string()))?;
         let user = if task_become(task) {
             task.become_user
                 .clone()
@@ -240,9 +253,9 @@ fn pidfile(
     name: &str,
     ctx: &Value,
     r: &Renderer,
-) -> Result<String, String> {
+) -> Result<String, TaskError> {
     match &a.pidfile {
-        Some(p) => r.text(p, ctx),
+        Some(p) => Ok(r.text(p, ctx)?),
         None if name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
@@ -250,32 +263,33 @@ fn pidfile(
         {
             Ok(format!("/run/maestro/{name}.pid"))
         }
-        None => Err(format!(
+        None => Err(TaskError(format!(
             "service `{name}`: set `pidfile` (the name cannot be a file name)"
-        )),
+        ))),
     }
 }
 
 /// Read a `src` file, refusing anything outside the playbook's library
 /// directories once symlinks are resolved: an absolute path, `../`, or a
 /// link out of the library would ship a controller file to the nodes.
-fn read_src(src: &str, base_dir: &Path, extra_roots: &[PathBuf]) -> Result<String, String> {
+fn read_src(src: &str, base_dir: &Path, extra_roots: &[PathBuf]) -> Result<String, TaskError> {
     let path = base_dir.join(src);
     let real = path
         .canonicalize()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| TaskError(format!("cannot read {}: {e}", path.display())))?;
     let roots: Vec<PathBuf> = std::iter::once(base_dir)
         .chain(extra_roots.iter().map(PathBuf::as_path))
         .filter_map(|d| d.canonicalize().ok())
         .collect();
     if !roots.iter().any(|root| real.starts_with(root)) {
-        return Err(format!(
+        return Err(TaskError(format!(
             "src `{src}` is {}, outside the playbook library {}; only files under it are sent to nodes",
             real.display(),
             base_dir.display()
-        ));
+        )));
     }
-    std::fs::read_to_string(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(&real)
+        .map_err(|e| TaskError(format!("cannot read {}: {e}", path.display())))
 }
 
 /// How the `line` module matches lines, decided here so that the common
@@ -311,13 +325,14 @@ fn module_call(
     src_roots: &[PathBuf],
     ctx: &Value,
     r: &Renderer,
-) -> Result<String, String> {
+) -> Result<String, TaskError> {
     let t = |s: &str| r.text(s, ctx);
-    let opt = |s: &Option<String>| -> Result<String, String> {
+    let opt = |s: &Option<String>| -> Result<String, TaskError> {
         s.as_deref()
             .map(t)
             .transpose()
             .map(Option::unwrap_or_default)
+            .map_err(TaskError::from)
     };
     let q = |s: &str| sh_quote(s);
     let presence = |p: Presence| {
@@ -346,7 +361,9 @@ fn module_call(
                 other => other,
             };
             if content.as_deref().is_some_and(|c| c.contains('\0')) {
-                return Err("file content has a NUL byte; only text files are supported".into());
+                return Err(TaskError(
+                    "file content has a NUL byte; only text files are supported".into(),
+                ));
             }
             let sha = content
                 .as_deref()
@@ -397,7 +414,10 @@ fn module_call(
                 .unwrap_or_default();
             let condition = |c: &Option<super::model::Condition>, what: &str| {
                 c.as_ref()
-                    .map(|c| cond::compile(&c.source(), ctx, r).map_err(|e| format!("{what}: {e}")))
+                    .map(|c| {
+                        cond::compile(&c.source(), ctx, r)
+                            .map_err(|e| TaskError(format!("{what}: {e}")))
+                    })
                     .transpose()
             };
             let failed = condition(&a.failed_when, "failed_when")?;
@@ -423,7 +443,7 @@ fn module_call(
             for n in a.name.list() {
                 let name = t(n)?;
                 if !super::model::is_package_name(&name) {
-                    return Err(format!("`{name}` is not a package name"));
+                    return Err(TaskError(format!("`{name}` is not a package name")));
                 }
                 s.push(' ');
                 s.push_str(&q(&name));
@@ -464,7 +484,7 @@ fn module_call(
                 .iter()
                 .find(|g| g.is_empty() || g.contains([',', ':', '\n']))
             {
-                return Err(format!("`{g}` is not a group name"));
+                return Err(TaskError(format!("`{g}` is not a group name")));
             }
             format!(
                 "_m_user {} {} {} {} {} {} {} {} {}",

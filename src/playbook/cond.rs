@@ -389,7 +389,7 @@ pub fn compile(src: &str, ctx: &Value, r: &Renderer) -> Result<Compiled> {
         let text = &src[range.clone()];
         r.value(text, ctx).map_err(|message| CondError::Eval {
             expr: text.to_string(),
-            message,
+            message: message.to_string(),
         })
     };
     if !e.reads_output() {
@@ -398,7 +398,7 @@ pub fn compile(src: &str, ctx: &Value, r: &Renderer) -> Result<Compiled> {
             .map(Compiled::Const)
             .map_err(|message| CondError::Eval {
                 expr: src.to_string(),
-                message,
+                message: message.to_string(),
             });
     }
     let reads_text = e.reads_text();

@@ -23,23 +23,40 @@ use std::path::PathBuf;
 
 use crate::sot::{Profile, Sot};
 
+/// Why a profile's playbooks cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("there is no profile `{name}`{hint}; profiles: {known}")]
+    Unknown {
+        name: String,
+        hint: String,
+        known: String,
+    },
+    #[error("profile `{0}` lists no playbooks")]
+    Empty(String),
+    /// One of its playbooks has problems (file:line:col).
+    #[error("{0}")]
+    Playbook(crate::sot::Diagnostics),
+}
+
 /// A profile's playbooks as one playbook (one script per node, one round
 /// trip), the directory its `src` files are read from, and the profile.
-pub fn for_profile(sot: &Sot, name: &str) -> Result<(Playbook, PathBuf, Profile), String> {
+pub fn for_profile(sot: &Sot, name: &str) -> Result<(Playbook, PathBuf, Profile), ProfileError> {
     let profile = sot.profiles.get(name).cloned().ok_or_else(|| {
         let hint = crate::sot::diag::suggest(name, sot.profiles.keys().map(String::as_str))
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         let all: Vec<&str> = sot.profiles.keys().map(String::as_str).collect();
-        format!(
-            "there is no profile `{name}`{hint}; profiles: {}",
-            all.join(", ")
-        )
+        ProfileError::Unknown {
+            name: name.to_string(),
+            hint,
+            known: all.join(", "),
+        }
     })?;
     let dir = sot.root.join(&sot.settings.playbooks_dir);
     let mut combined: Option<Playbook> = None;
     for p in &profile.playbooks {
-        let pb = load_playbook(&dir.join(format!("{p}.toml"))).map_err(|d| d.to_string())?;
+        let pb = load_playbook(&dir.join(format!("{p}.toml"))).map_err(ProfileError::Playbook)?;
         combined = Some(match combined {
             None => pb,
             Some(mut all) => {
@@ -54,7 +71,7 @@ pub fn for_profile(sot: &Sot, name: &str) -> Result<(Playbook, PathBuf, Profile)
             }
         });
     }
-    let mut pb = combined.ok_or_else(|| format!("profile `{name}` lists no playbooks"))?;
+    let mut pb = combined.ok_or_else(|| ProfileError::Empty(name.to_string()))?;
     pb.name = Some(format!("install {name}"));
     Ok((pb, dir, profile))
 }

@@ -103,7 +103,7 @@ pub fn find_cycle(
 /// in the context of all the others, by the same precedence: a variable is
 /// rendered once the variables it uses are. A cycle is an error, never a
 /// value shipped with its braces.
-pub fn resolve(ctx: &Value, r: &Renderer) -> Result<Value, String> {
+pub fn resolve(ctx: &Value, r: &Renderer) -> Result<Value, RenderError> {
     let Ok(keys) = ctx.try_iter() else {
         return Ok(ctx.clone());
     };
@@ -118,7 +118,7 @@ pub fn resolve(ctx: &Value, r: &Renderer) -> Result<Value, String> {
             Some(s) if is_template(s) && name != "node" && name != "facts" => {
                 let refs = r
                     .references(s)
-                    .map_err(|e| format!("variable `{name}`: {e}"))?;
+                    .map_err(|e| RenderError(format!("variable `{name}`: {e}")))?;
                 pending.insert(name, (s.to_string(), refs));
             }
             _ => {
@@ -136,17 +136,17 @@ pub fn resolve(ctx: &Value, r: &Renderer) -> Result<Value, String> {
             let name = pending.keys().next().cloned().unwrap_or_default();
             let cycle = find_cycle(&name, &|n| pending.get(n).map(|p| p.1.clone()))
                 .unwrap_or_else(|| vec![name.clone()]);
-            return Err(format!(
+            return Err(RenderError(format!(
                 "variable `{name}` refers to itself: {}",
                 cycle.join(" -> ")
-            ));
+            )));
         }
         for name in ready {
             let (src, _) = pending.remove(&name).unwrap_or_default();
             let now = Value::from(values.clone());
             let out = r
                 .text(&src, &now)
-                .map_err(|e| format!("variable `{name}`: {e}"))?;
+                .map_err(|e| RenderError(format!("variable `{name}`: {e}")))?;
             values.insert(name, Value::from(out));
         }
     }
@@ -193,14 +193,14 @@ impl Renderer {
         Renderer { text, shell }
     }
 
-    pub fn text(&self, source: &str, ctx: &Value) -> Result<String, String> {
+    pub fn text(&self, source: &str, ctx: &Value) -> Result<String, RenderError> {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(source.to_string());
         }
         self.text.render_str(source, ctx).map_err(describe)
     }
 
-    pub fn shell(&self, source: &str, ctx: &Value) -> Result<String, String> {
+    pub fn shell(&self, source: &str, ctx: &Value) -> Result<String, RenderError> {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(source.to_string());
         }
@@ -208,25 +208,25 @@ impl Renderer {
     }
 
     /// The top-level variables a template uses.
-    pub fn references(&self, source: &str) -> Result<BTreeSet<String>, String> {
+    pub fn references(&self, source: &str) -> Result<BTreeSet<String>, RenderError> {
         let t = self.text.template_from_str(source).map_err(describe)?;
         Ok(t.undeclared_variables(false).into_iter().collect())
     }
 
     /// Evaluate an expression to a value (the constant parts of `changed_when`).
-    pub fn value(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn value(&self, expr: &str, ctx: &Value) -> Result<Value, RenderError> {
         let e = self.text.compile_expression(expr).map_err(describe)?;
         e.eval(ctx).map_err(describe)
     }
 
     /// Evaluate a `when` condition.
-    pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
+    pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, RenderError> {
         let e = self.text.compile_expression(expr).map_err(describe)?;
         e.eval(ctx).map(|v| v.is_true()).map_err(describe)
     }
 }
 
-fn describe(e: minijinja::Error) -> String {
+fn describe(e: minijinja::Error) -> RenderError {
     let mut s = e.to_string();
     if let Some(d) = e.detail()
         && !s.contains(d)
@@ -234,5 +234,10 @@ fn describe(e: minijinja::Error) -> String {
         s.push_str(": ");
         s.push_str(d);
     }
-    s
+    RenderError(s)
 }
+
+/// A template or expression that could not be rendered, with minijinja's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
