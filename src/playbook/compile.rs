@@ -68,12 +68,27 @@ pub enum CompileError {
     Vars(super::vars::RenderError),
 }
 
-/// Does anything in the playbook read `facts`? Then they are gathered first.
-pub fn uses_facts(pb: &Playbook) -> bool {
+/// Does anything in the playbook read `facts` while it is compiled? Then
+/// they are gathered first, in an exec of its own (a round trip per node),
+/// so only when needed: a `when`, a template's text, or a template file
+/// (read from the library) that mentions them. A template whose `src` is
+/// itself templated, or cannot be read, counts as using them.
+pub fn uses_facts(pb: &Playbook, base_dir: &Path) -> bool {
+    let mentions = |s: &str| s.contains("facts");
     pb.tasks.iter().chain(&pb.handlers).any(|t| {
         let t = t.get_ref();
-        t.when.as_deref().is_some_and(|w| w.contains("facts"))
-            || matches!(t.module(), Module::Template(a) if a.content.as_deref().is_some_and(|c| c.contains("facts")) || a.src.is_some())
+        t.when.as_deref().is_some_and(mentions)
+            || match t.module() {
+                Module::Template(a) => {
+                    a.content.as_deref().is_some_and(mentions)
+                        || a.src.as_deref().is_some_and(|src| {
+                            src.contains("{{")
+                                || read_src(src, base_dir, &pb.src_roots)
+                                    .map_or(true, |text| mentions(&text))
+                        })
+                }
+                _ => false,
+            }
     })
 }
 
@@ -533,5 +548,39 @@ pub fn launcher(as_root: bool, password_markers: Option<(&str, &str)>) -> String
             sh_quote(prompt),
             sh_quote(&format!("echo {ready}; eval \"$(cat)\""))
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playbook(dir: &Path, tasks: &str) -> Playbook {
+        let path = dir.join("pb.toml");
+        crate::playbook::model::parse(&path, &format!("name = \"t\"\n{tasks}")).unwrap()
+    }
+
+    #[test]
+    fn facts_are_gathered_first_only_when_compiling_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plain.j2"), "port = {{ port }}\n").unwrap();
+        std::fs::write(dir.path().join("facts.j2"), "os = {{ facts.os }}\n").unwrap();
+        let template = |src: &str| {
+            format!("[[task]]\nname = \"t\"\ntemplate = {{ path = \"/tmp/x\", src = \"{src}\" }}\n")
+        };
+        let d = dir.path();
+        assert!(!uses_facts(&playbook(d, &template("plain.j2")), d));
+        assert!(uses_facts(&playbook(d, &template("facts.j2")), d));
+        assert!(
+            uses_facts(&playbook(d, &template("{{ which }}.j2")), d),
+            "a templated src cannot be known in advance"
+        );
+        assert!(uses_facts(
+            &playbook(
+                d,
+                "[[task]]\nname = \"t\"\nwhen = \"facts.init == 'systemd'\"\ncommand = { run = \"true\" }\n"
+            ),
+            d
+        ));
     }
 }

@@ -35,6 +35,7 @@ pub async fn play(
     cancel: Cancel,
 ) -> RunReport {
     let renderer = Arc::new(Renderer::new());
+    let needs_facts = compile::uses_facts(&request.playbook, &request.base_dir);
     run_nodes(specs, opts, events, cancel, move |session, ctx| {
         let request = request.clone();
         let renderer = renderer.clone();
@@ -61,7 +62,6 @@ pub async fn play(
                     &renderer,
                 )?)
             };
-            let needs_facts = compile::uses_facts(&request.playbook);
             run_script(
                 &session,
                 &ctx,
