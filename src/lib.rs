@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod diag;
 pub mod exit;
 pub mod fleet;
 pub mod harden;

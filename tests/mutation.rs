@@ -207,6 +207,8 @@ fn the_playbook_parser_never_panics() {
         let (path, original) = &files[which];
         let text = String::from_utf8_lossy(&apply(original, &m)).into_owned();
         let _ = maestro::playbook::model::parse(path, &text);
+        let file = maestro::diag::SourceFile::new(path.clone(), text);
+        let _ = maestro::playbook::check(&file);
         Ok(())
     });
 }
@@ -227,6 +229,7 @@ fn the_baseline_loader_never_panics() {
             let name = q.file_stem().unwrap().to_str().unwrap();
             let _ = maestro::harden::load(tmp.path(), name);
         }
+        let _ = maestro::harden::check_library(tmp.path());
         std::fs::write(&path, original).unwrap();
         Ok(())
     });

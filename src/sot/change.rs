@@ -196,7 +196,7 @@ fn node_file(sot: &Sot, name: &str) -> Result<PathBuf> {
     match sot.node(name) {
         Some(n) => Ok(n.file.clone()),
         None => {
-            let hint = super::diag::suggest(name, sot.nodes.iter().map(|n| n.name.as_str()))
+            let hint = crate::diag::suggest(name, sot.nodes.iter().map(|n| n.name.as_str()))
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             Err(SotError::Refused(format!(
@@ -210,7 +210,7 @@ fn agent_exists(sot: &Sot, name: &str) -> Result<()> {
     if sot.agents.contains_key(name) {
         return Ok(());
     }
-    let hint = super::diag::suggest(name, sot.agents.keys().map(String::as_str))
+    let hint = crate::diag::suggest(name, sot.agents.keys().map(String::as_str))
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();
     Err(SotError::Refused(format!(

@@ -8,11 +8,11 @@ use std::path::{Component, Path, PathBuf};
 
 use toml::de::DeTable;
 
-use super::diag::{Code, Diagnostic, Diagnostics, SourceFile, display_path, suggest};
 use super::model::*;
-use super::paths::{Resolved, resolve_within};
+use super::paths::{Resolved, Source, read_source, resolve_within};
 use super::schema::{At, Cx, Table, Value, entries_in_order, get};
 use super::{Result, SotError};
+use crate::diag::{Code, Diagnostic, Diagnostics, SourceFile, display_path, suggest};
 
 /// The settings file every SoT has.
 pub const SETTINGS_FILE: &str = "maestro.toml";
@@ -175,62 +175,21 @@ impl Files {
         anchor: &Path,
     ) -> Result<bool> {
         let display = display_path(root, rel);
-        let text = if let Some(t) = overrides.get(rel) {
-            t.clone()
+        let file = if let Some(t) = overrides.get(rel) {
+            SourceFile::new(display, t.clone())
         } else {
             let path = root.join(rel);
-            let io = |source| SotError::Io {
-                path: path.clone(),
-                source,
-            };
-            let target = match resolve_within(&root.join(anchor), &path).map_err(io)? {
-                Resolved::Missing => return Ok(false),
-                Resolved::Outside(target) => {
-                    let dir = display_path(root, anchor);
-                    let file = SourceFile::new(display.clone(), String::new());
-                    let mut d = file.diagnostic(
-                        Code::OutsideSot,
-                        0..0,
-                        format!(
-                            "{} is a symlink to {}, outside {}: maestro does not read it",
-                            display.display(),
-                            target.display(),
-                            dir.display()
-                        ),
-                    );
-                    d.hint = Some(format!(
-                        "replace the symlink with the file itself, or point it inside {}",
-                        dir.display()
-                    ));
+            match read_source(&root.join(anchor), &path, display) {
+                Ok(Source::Text(file)) => file,
+                Ok(Source::Unreadable(file, d)) => {
                     self.unreadable(file, d, role, rel);
                     return Ok(true);
                 }
-                Resolved::Inside(target) => target,
-            };
-            match std::fs::read(&target) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let valid = e.utf8_error().valid_up_to();
-                        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                        // The lossy text is as long up to `valid`, so the span
-                        // points at the replacement character.
-                        let file = SourceFile::new(display, lossy);
-                        let mut d = file.diagnostic(
-                            Code::Syntax,
-                            valid..valid + 1,
-                            "file is not valid UTF-8".into(),
-                        );
-                        d.hint = Some("save the file as UTF-8".into());
-                        self.unreadable(file, d, role, rel);
-                        return Ok(true);
-                    }
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(source) => return Err(io(source)),
+                Ok(Source::Missing) => return Ok(false),
+                Err(source) => return Err(SotError::Io { path, source }),
             }
         };
-        self.files.push(SourceFile::new(display, text));
+        self.files.push(file);
         self.roles.push((role, rel.to_path_buf()));
         Ok(true)
     }
@@ -307,20 +266,8 @@ impl<'a> Loader<'a> {
             return Some(table.into_inner());
         }
         self.syntax_failed = true;
-        for e in errors {
-            let span = e.span().unwrap_or(0..0);
-            let mut message = first_line(e.message());
-            let mut hint = None;
-            if message == "duplicate key" {
-                if let Some(key) = file.text.get(span.clone()) {
-                    message = format!("duplicate key `{key}`");
-                }
-                hint = Some("a key or table may be defined only once per file".to_string());
-            }
-            let mut d = file.diagnostic(Code::Syntax, span, message);
-            d.hint = hint;
-            self.diags.push(d);
-        }
+        self.diags
+            .extend(errors.iter().map(|e| Diagnostic::from_toml_error(file, e)));
         None
     }
 
@@ -1032,9 +979,7 @@ impl<'a> Loader<'a> {
             }
             profiles.insert(name, profile);
         }
-        // Playbook contents are validated by the playbook compiler; here they
-        // must at least be TOML, so a broken file is caught before any run.
-        // Playbooks and baselines are checked by their own parsers, so a broken
+        // Playbooks and baselines are checked by their own modules, so a broken
         // task or rule is caught by `sot check`, before any run.
         let mut names = |role| {
             let mut out = Vec::new();
@@ -1042,28 +987,10 @@ impl<'a> Loader<'a> {
                 if self.parse(idx).is_some() {
                     let file = &self.files[idx];
                     let problems = match role {
-                        Role::Playbook => {
-                            crate::playbook::model::parse(&file.display_path, &file.text).err()
-                        }
-                        _ => toml::from_str::<crate::harden::Baseline>(&file.text)
-                            .err()
-                            .map(|e| {
-                                let msg = e
-                                    .message()
-                                    .lines()
-                                    .next()
-                                    .unwrap_or("invalid baseline")
-                                    .to_string();
-                                Diagnostics(vec![file.diagnostic(
-                                    Code::Syntax,
-                                    e.span().unwrap_or(0..0),
-                                    msg,
-                                )])
-                            }),
+                        Role::Playbook => crate::playbook::check(file),
+                        _ => crate::harden::check(file),
                     };
-                    if let Some(d) = problems {
-                        self.diags.extend(d.0);
-                    }
+                    self.diags.extend(problems.0);
                 }
                 out.push(stem(&rel));
             }
@@ -1260,10 +1187,6 @@ impl<'a> Loader<'a> {
             );
         }
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
 }
 
 fn stem(rel: &Path) -> String {

@@ -6,7 +6,6 @@
 //! ([`git`]). It never prints.
 
 pub mod change;
-pub mod diag;
 pub mod edit;
 pub mod example;
 pub mod git;
@@ -18,7 +17,10 @@ mod schema;
 
 use std::path::PathBuf;
 
-pub use diag::{Code, Diagnostic, Diagnostics};
+/// Diagnostics moved to [`crate::diag`] (the SoT and the library checks share
+/// them); this path keeps older code compiling.
+pub use crate::diag;
+pub use crate::diag::{Code, Diagnostic, Diagnostics};
 pub use load::{
     AGENTS_FILE, GROUPS_FILE, MODELS_FILE, NODES_DIR, NODES_FILE, SETTINGS_FILE, load, load_with,
 };
