@@ -3,7 +3,8 @@
 //!
 //! This module loads and validates a SoT ([`load`]), rewrites it keeping the
 //! operator's comments ([`edit`]) and records every change as a git commit
-//! ([`git`]). It never prints.
+//! ([`git`]) made under the SoT's write lock ([`lock`]) by one transaction
+//! ([`change`]). [`paths`] keeps every read inside the SoT. It never prints.
 
 pub mod change;
 pub mod edit;
