@@ -17,6 +17,8 @@
 pub mod bus;
 pub mod cli;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod diag;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod exit;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod fleet;

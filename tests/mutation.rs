@@ -187,7 +187,10 @@ fn the_sot_loader_never_panics() {
         let path = s.root.join(rel);
         std::fs::write(&path, apply(original, &m)).unwrap();
         let outcome = std::panic::catch_unwind(|| {
-            let _ = maestro::sot::load(&s.root);
+            // Rendering is part of answering: diagnostics must print too.
+            if let Err(e) = maestro::sot::load(&s.root) {
+                let _ = e.to_string();
+            }
         });
         std::fs::write(&path, original).unwrap();
         prop_assert!(
@@ -207,6 +210,8 @@ fn the_playbook_parser_never_panics() {
         let (path, original) = &files[which];
         let text = String::from_utf8_lossy(&apply(original, &m)).into_owned();
         let _ = maestro::playbook::model::parse(path, &text);
+        let file = maestro::diag::SourceFile::new(path.clone(), text);
+        let _ = maestro::playbook::check(&file).to_string();
         Ok(())
     });
 }
@@ -225,8 +230,11 @@ fn the_baseline_loader_never_panics() {
         std::fs::write(&path, apply(original, &m)).unwrap();
         for (q, _) in &files {
             let name = q.file_stem().unwrap().to_str().unwrap();
-            let _ = maestro::harden::load(tmp.path(), name);
+            if let Err(e) = maestro::harden::load(tmp.path(), name) {
+                let _ = e.to_string();
+            }
         }
+        let _ = maestro::harden::check_library(tmp.path()).to_string();
         std::fs::write(&path, original).unwrap();
         Ok(())
     });

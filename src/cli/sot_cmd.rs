@@ -176,9 +176,12 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
         }
         NodeCommand::Show { name } => {
             let sot = sot::load(root)?;
-            let n = sot
-                .node(&name)
-                .ok_or_else(|| SotError::Refused(format!("there is no node `{name}`")))?;
+            let n = sot.node(&name).ok_or_else(|| SotError::Unknown {
+                kind: "node",
+                suggestion: crate::diag::suggest(&name, sot.nodes.iter().map(|n| n.name.as_str()))
+                    .map(str::to_string),
+                name: name.clone(),
+            })?;
             if json {
                 out!("{}", json!({"event": "node", "node": n}));
             } else {
@@ -257,10 +260,12 @@ pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit>
         }
         AgentCommand::Show { name } => {
             let sot = sot::load(root)?;
-            let a = sot
-                .agents
-                .get(&name)
-                .ok_or_else(|| SotError::Refused(format!("there is no agent `{name}`")))?;
+            let a = sot.agents.get(&name).ok_or_else(|| SotError::Unknown {
+                kind: "agent",
+                suggestion: crate::diag::suggest(&name, sot.agents.keys().map(String::as_str))
+                    .map(str::to_string),
+                name: name.clone(),
+            })?;
             if json {
                 out!("{}", json!({"event": "agent", "agent": a}));
             } else {

@@ -5,13 +5,14 @@
 //! them again. A remediation that would lock maestro out (its `guard` matches
 //! how maestro connects) is refused with the reason, never applied.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::diag::{Diagnostic, Diagnostics, SourceFile};
 use crate::fleet::quote::sh_quote;
 use crate::playbook::compile::{Planned, Script, new_nonce};
-use crate::sot::diag::{Code, Diagnostics, SourceFile};
+use crate::sot::paths::{Source, read_source};
 
 /// The helper functions rules call (`_h_sshd_set`, `_h_sysctl_set`, …).
 pub const FILE_LIBRARY: &str = "lib.sh";
@@ -72,34 +73,78 @@ pub struct Loaded {
     pub library: String,
 }
 
+/// Why a baseline cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("there is no hardening baseline `{name}` ({} does not exist)", path.display())]
+    NotFound { name: String, path: PathBuf },
+    #[error("cannot read hardening baseline `{name}` ({}): {source}", path.display())]
+    Read {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid baseline (or leads outside the directory).
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("hardening baseline `{name}` extends itself: {}", chain.join(" -> "))]
+    Cycle { name: String, chain: Vec<String> },
+    #[error("rule id `{id}` is used twice (again in baseline `{baseline}`, {})", path.display())]
+    DuplicateRule {
+        id: String,
+        baseline: String,
+        path: PathBuf,
+    },
+}
+
+pub type Result<T, E = LoadError> = std::result::Result<T, E>;
+
+/// How many `extends` a chain may follow before it is taken for a loop.
+const MAX_EXTENDS: usize = 8;
+
+/// Check one baseline file's text: the problems that keep it from loading.
+pub fn check(file: &SourceFile) -> Diagnostics {
+    match parse(file) {
+        Ok(_) => Diagnostics::default(),
+        Err(d) => d,
+    }
+}
+
+/// Check every baseline in `dir` (what `sot check` reports about them).
+pub fn check_library(dir: &Path) -> Diagnostics {
+    crate::sot::paths::check_dir(dir, check)
+}
+
+fn parse(file: &SourceFile) -> Result<Baseline, Diagnostics> {
+    toml::from_str(&file.text).map_err(|e| Diagnostics::one(Diagnostic::from_toml_error(file, &e)))
+}
+
 /// Load baseline `name` from `dir` (following `extends`).
-pub fn load(dir: &Path, name: &str) -> Result<Loaded, Diagnostics> {
+pub fn load(dir: &Path, name: &str) -> Result<Loaded> {
     let mut chain: Vec<Baseline> = Vec::new();
     let mut next = Some(name.to_string());
     while let Some(n) = next {
-        if chain.iter().any(|b| b.name == n) || chain.len() > 8 {
-            return Err(problem(
-                &dir.join(format!("{n}.toml")),
-                format!("baseline `{n}` extends itself"),
-            ));
+        if chain.iter().any(|b| b.name == n) || chain.len() > MAX_EXTENDS {
+            let mut names: Vec<String> = chain.iter().map(|b| b.name.clone()).collect();
+            names.push(n);
+            return Err(LoadError::Cycle {
+                name: name.to_string(),
+                chain: names,
+            });
         }
         let path = dir.join(format!("{n}.toml"));
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| problem(&path, format!("cannot read hardening baseline `{n}`: {e}")))?;
-        let b: Baseline = toml::from_str(&text).map_err(|e| {
-            let f = SourceFile::new(path.clone(), text.clone());
-            let msg = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid baseline")
-                .to_string();
-            Diagnostics(vec![f.diagnostic(
-                Code::Syntax,
-                e.span().unwrap_or(0..0),
-                msg,
-            )])
-        })?;
+        let read_error = |source| LoadError::Read {
+            name: n.clone(),
+            path: path.clone(),
+            source,
+        };
+        let file = match read_source(dir, &path, path.clone()).map_err(read_error)? {
+            Source::Text(file) => file,
+            Source::Unreadable(_, d) => return Err(LoadError::Invalid(Diagnostics::one(d))),
+            Source::Missing => return Err(LoadError::NotFound { name: n, path }),
+        };
+        let b = parse(&file).map_err(LoadError::Invalid)?;
         next = b.extends.clone();
         chain.push(b);
     }
@@ -107,26 +152,35 @@ pub fn load(dir: &Path, name: &str) -> Result<Loaded, Diagnostics> {
     for b in chain.into_iter().rev() {
         for r in b.rules {
             if rules.iter().any(|x| x.id == r.id) {
-                return Err(problem(
-                    &dir.join(format!("{}.toml", b.name)),
-                    format!("rule id `{}` is used twice", r.id),
-                ));
+                return Err(LoadError::DuplicateRule {
+                    id: r.id,
+                    path: dir.join(format!("{}.toml", b.name)),
+                    baseline: b.name,
+                });
             }
             rules.push(r);
         }
     }
+    // The library is shipped to every node: a symlink out of the directory
+    // must not put another file of this machine into the script.
     let lib_path = dir.join(FILE_LIBRARY);
-    let library = std::fs::read_to_string(&lib_path).unwrap_or_default();
+    let library = match read_source(dir, &lib_path, lib_path.clone()) {
+        Ok(Source::Text(file)) => file.text,
+        Ok(Source::Missing) => String::new(),
+        Ok(Source::Unreadable(_, d)) => return Err(LoadError::Invalid(Diagnostics::one(d))),
+        Err(source) => {
+            return Err(LoadError::Read {
+                name: name.to_string(),
+                path: lib_path,
+                source,
+            });
+        }
+    };
     Ok(Loaded {
         name: name.to_string(),
         rules,
         library,
     })
-}
-
-fn problem(path: &Path, message: String) -> Diagnostics {
-    let f = SourceFile::new(path.to_path_buf(), String::new());
-    Diagnostics(vec![f.diagnostic(Code::BadValue, 0..0, message)])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,4 +379,59 @@ pub fn default_name(sot: &crate::sot::Sot) -> String {
         .and_then(|p| sot.profiles.get(p))
         .and_then(|p| p.hardening.clone())
         .unwrap_or_else(|| "baseline".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "[[rule]]\nid = \"r1\"\ntitle = \"t\"\nseverity = \"high\"\ncategory = \"c\"\naudit = \"true\"\nremediate = \"true\"\n";
+
+    #[test]
+    fn load_errors_say_which_baseline_and_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("a.toml"), "name = \"a\"\nextends = \"b\"\n").unwrap();
+        std::fs::write(dir.join("b.toml"), "name = \"b\"\nextends = \"a\"\n").unwrap();
+        let e = load(dir, "a").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "hardening baseline `a` extends itself: a -> b -> a"
+        );
+        assert!(matches!(load(dir, "zz"), Err(LoadError::NotFound { .. })));
+        std::fs::write(dir.join("c.toml"), format!("name = \"c\"\n{RULE}{RULE}")).unwrap();
+        assert!(matches!(
+            load(dir, "c"),
+            Err(LoadError::DuplicateRule { id, .. }) if id == "r1"
+        ));
+        std::fs::write(
+            dir.join("d.toml"),
+            format!("name = \"d\"\n{RULE}remedy = 1\n"),
+        )
+        .unwrap();
+        let Err(LoadError::Invalid(d)) = load(dir, "d") else {
+            panic!("an unknown field is a diagnostic")
+        };
+        assert_eq!(
+            (d.0[0].code, d.0[0].line),
+            (crate::diag::Code::UnknownKey, 9)
+        );
+        // check_library reports every broken file at once.
+        let all = check_library(dir);
+        assert_eq!(all.len(), 1, "{all}");
+    }
+
+    #[test]
+    fn a_library_symlinked_out_of_the_directory_is_not_shipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hardening");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("b.toml"), format!("name = \"b\"\n{RULE}")).unwrap();
+        std::fs::write(tmp.path().join("secret"), "SECRET\n").unwrap();
+        std::os::unix::fs::symlink("../secret", dir.join(FILE_LIBRARY)).unwrap();
+        let Err(LoadError::Invalid(d)) = load(&dir, "b") else {
+            panic!("lib.sh outside the directory must be refused")
+        };
+        assert_eq!(d.0[0].code, crate::diag::Code::OutsideSot);
+    }
 }

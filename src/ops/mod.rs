@@ -203,77 +203,81 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
             (indices, names.join(","))
         }
     };
-    let (work, description) = match &request.job {
-        JobSpec::Exec { command } => {
-            if command.trim().is_empty() {
-                return Err(OpsError::Invalid(
-                    "no command given: maestro exec TARGET -- COMMAND...".into(),
-                ));
+    let (work, description) =
+        match &request.job {
+            JobSpec::Exec { command } => {
+                if command.trim().is_empty() {
+                    return Err(OpsError::Invalid(
+                        "no command given: maestro exec TARGET -- COMMAND...".into(),
+                    ));
+                }
+                (Work::Command(Arc::new(command.clone())), command.clone())
             }
-            (Work::Command(Arc::new(command.clone())), command.clone())
-        }
-        JobSpec::Play { playbook: name } => {
-            let path = playbook_path(sot, name)?;
-            let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
-            let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (
-                Work::Playbook(Box::new(PlayWork {
-                    playbook: Arc::new(pb),
-                    base_dir,
-                    profile: None,
-                })),
-                format!("play {name}"),
-            )
-        }
-        JobSpec::Install { profile } => {
-            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
-                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
-                other => OpsError::Invalid(other.to_string()),
-            })?;
-            (
-                Work::Playbook(Box::new(PlayWork {
-                    playbook: Arc::new(pb),
-                    base_dir: dir,
-                    profile: Some(p),
-                })),
-                format!("install --profile {profile}"),
-            )
-        }
-        JobSpec::Harden {
-            apply,
-            baseline,
-            profile,
-        } => {
-            let name = match (baseline, profile) {
-                (Some(b), _) => b.clone(),
-                (None, Some(p)) => sot
-                    .profiles
-                    .get(p)
-                    .and_then(|p| p.hardening.clone())
-                    .ok_or_else(|| {
-                        OpsError::Invalid(format!(
-                            "profile `{p}` does not exist or names no hardening baseline"
-                        ))
-                    })?,
-                (None, None) => harden::default_name(sot),
-            };
-            let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
-                .map_err(OpsError::Diagnostics)?;
-            let description = format!(
-                "harden {} ({}, {} rules)",
-                if *apply { "--apply" } else { "--audit" },
-                loaded.name,
-                loaded.rules.len()
-            );
-            (
-                Work::Harden {
-                    baseline: Arc::new(loaded),
-                    apply: *apply,
-                },
-                description,
-            )
-        }
-    };
+            JobSpec::Play { playbook: name } => {
+                let path = playbook_path(sot, name)?;
+                let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
+                let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                (
+                    Work::Playbook(Box::new(PlayWork {
+                        playbook: Arc::new(pb),
+                        base_dir,
+                        profile: None,
+                    })),
+                    format!("play {name}"),
+                )
+            }
+            JobSpec::Install { profile } => {
+                let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
+                    playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                    other => OpsError::Invalid(other.to_string()),
+                })?;
+                (
+                    Work::Playbook(Box::new(PlayWork {
+                        playbook: Arc::new(pb),
+                        base_dir: dir,
+                        profile: Some(p),
+                    })),
+                    format!("install --profile {profile}"),
+                )
+            }
+            JobSpec::Harden {
+                apply,
+                baseline,
+                profile,
+            } => {
+                let name = match (baseline, profile) {
+                    (Some(b), _) => b.clone(),
+                    (None, Some(p)) => sot
+                        .profiles
+                        .get(p)
+                        .and_then(|p| p.hardening.clone())
+                        .ok_or_else(|| {
+                            OpsError::Invalid(format!(
+                                "profile `{p}` does not exist or names no hardening baseline"
+                            ))
+                        })?,
+                    (None, None) => harden::default_name(sot),
+                };
+                let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
+                    .map_err(|e| match e {
+                        harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
+                        other => OpsError::Invalid(other.to_string()),
+                    })?;
+                let description = format!(
+                    "harden {} ({}, {} rules)",
+                    if *apply { "--apply" } else { "--audit" },
+                    loaded.name,
+                    loaded.rules.len()
+                );
+                (
+                    Work::Harden {
+                        baseline: Arc::new(loaded),
+                        apply: *apply,
+                    },
+                    description,
+                )
+            }
+        };
     let (specs, warnings) = connect_specs(sot, &indices, &request.connect)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
     let nodes = specs.iter().map(|s| s.node.clone()).collect();

@@ -16,11 +16,25 @@ pub mod vars;
 
 pub use model::{Playbook, load as load_playbook};
 
+/// Check one playbook file's text: every problem that keeps it from loading.
+pub fn check(file: &SourceFile) -> Diagnostics {
+    match model::parse(&file.display_path, &file.text) {
+        Ok(_) => Diagnostics::default(),
+        Err(d) => d,
+    }
+}
+
+/// Check every playbook in `dir` (what `sot check` reports about them).
+pub fn check_library(dir: &Path) -> Diagnostics {
+    crate::sot::paths::check_dir(dir, check)
+}
+
 /// The module library every script starts with.
 pub const LIBRARY: &str = include_str!("lib.sh");
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::diag::{Diagnostics, SourceFile};
 use crate::sot::{Profile, Sot};
 
 /// Why a profile's playbooks cannot be loaded.

@@ -10,7 +10,9 @@ use toml_edit::Value;
 use super::edit::{self, Kind};
 use super::git::{ACTOR_TRAILER, Actor, SotRepo, is_maestro_trailer};
 use super::lock::SotLock;
-use super::{AGENTS_FILE, NODES_DIR, NODES_FILE, Result, Sot, SotError, load, load_with};
+use super::{
+    AGENTS_FILE, NODES_DIR, NODES_FILE, ReasonProblem, Result, Sot, SotError, load, load_with,
+};
 
 /// Why and by whom: every change needs both.
 #[derive(Debug, Clone)]
@@ -64,11 +66,11 @@ pub fn add_node(root: &Path, node: &NewNode, intent: &Intent) -> Result<Committe
     let mut tx = Transaction::begin(root, intent, &what)?;
     let sot = tx.load()?;
     if let Some(existing) = sot.node(&node.name) {
-        return Err(SotError::Refused(format!(
-            "node `{}` already exists (in {})",
-            node.name,
-            existing.file.display()
-        )));
+        return Err(SotError::Exists {
+            kind: "node",
+            name: node.name.clone(),
+            file: Some(existing.file.clone()),
+        });
     }
     let mut fields = vec![("address", Value::from(node.address.as_str()))];
     if let Some(p) = node.port {
@@ -119,10 +121,11 @@ pub fn add_agent(root: &Path, agent: &NewAgent, intent: &Intent) -> Result<Commi
     let what = format!("agent add {}", agent.name);
     let mut tx = Transaction::begin(root, intent, &what)?;
     if tx.load()?.agents.contains_key(&agent.name) {
-        return Err(SotError::Refused(format!(
-            "agent `{}` already exists",
-            agent.name
-        )));
+        return Err(SotError::Exists {
+            kind: "agent",
+            name: agent.name.clone(),
+            file: None,
+        });
     }
     let mut fields = Vec::new();
     if let Some(d) = &agent.description {
@@ -195,14 +198,12 @@ fn nodes_file(file: &Path) -> Result<PathBuf> {
 fn node_file(sot: &Sot, name: &str) -> Result<PathBuf> {
     match sot.node(name) {
         Some(n) => Ok(n.file.clone()),
-        None => {
-            let hint = super::diag::suggest(name, sot.nodes.iter().map(|n| n.name.as_str()))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            Err(SotError::Refused(format!(
-                "there is no node `{name}`{hint}"
-            )))
-        }
+        None => Err(SotError::Unknown {
+            kind: "node",
+            name: name.to_string(),
+            suggestion: crate::diag::suggest(name, sot.nodes.iter().map(|n| n.name.as_str()))
+                .map(str::to_string),
+        }),
     }
 }
 
@@ -210,12 +211,12 @@ fn agent_exists(sot: &Sot, name: &str) -> Result<()> {
     if sot.agents.contains_key(name) {
         return Ok(());
     }
-    let hint = super::diag::suggest(name, sot.agents.keys().map(String::as_str))
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
-    Err(SotError::Refused(format!(
-        "there is no agent `{name}`{hint}"
-    )))
+    Err(SotError::Unknown {
+        kind: "agent",
+        name: name.to_string(),
+        suggestion: crate::diag::suggest(name, sot.agents.keys().map(String::as_str))
+            .map(str::to_string),
+    })
 }
 
 fn tag_summary(set: &[(String, String)], unset: &[String]) -> String {
@@ -234,14 +235,11 @@ fn check_reason(reason: &str) -> Result<()> {
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
-        return Err(SotError::Refused(
-            "the reason contains a control character; write it as plain text".into(),
-        ));
+        return Err(SotError::BadReason(ReasonProblem::ControlCharacter));
     }
     if let Some(line) = reason.lines().find(|l| is_maestro_trailer(l)) {
-        return Err(SotError::Refused(format!(
-            "the reason has a line that reads as a maestro trailer (`{}`); maestro writes those itself, so reword it",
-            line.trim()
+        return Err(SotError::BadReason(ReasonProblem::TrailerLine(
+            line.trim().to_string(),
         )));
     }
     Ok(())
@@ -265,10 +263,7 @@ impl Transaction {
     fn begin(root: &Path, intent: &Intent, what: &str) -> Result<Transaction> {
         let reason = intent.reason.trim();
         if reason.is_empty() {
-            return Err(SotError::Refused(
-                "say why: every SoT change needs --reason \"...\" (it becomes the commit message)"
-                    .into(),
-            ));
+            return Err(SotError::BadReason(ReasonProblem::Missing));
         }
         check_reason(reason)?;
         let repo = SotRepo::open(root)?;
@@ -324,10 +319,7 @@ impl Transaction {
         // (an editor, a script) must not have its edit overwritten either.
         for (rel, then) in &self.read {
             if std::fs::read(self.root.join(rel)).ok() != *then {
-                return Err(SotError::Refused(format!(
-                    "{} changed while this change was being prepared; nothing was written: run the command again",
-                    self.root.join(rel).display()
-                )));
+                return Err(SotError::ChangedUnderneath(self.root.join(rel)));
             }
         }
         let reason = &self.reason;

@@ -22,10 +22,9 @@ impl Actor {
     /// its `Maestro-Actor:` trailer, so anything that could end a header line
     /// or open another address (control characters, a second `<`) is refused.
     pub fn parse(s: &str) -> Result<Actor> {
-        let refuse = |why: &str| {
-            SotError::Refused(format!(
-                "cannot use actor `{s}`: {why}; write it as --actor \"Name <email>\""
-            ))
+        let refuse = |why: &'static str| SotError::BadActor {
+            actor: s.to_string(),
+            why,
         };
         if s.chars().any(char::is_control) {
             return Err(refuse("it contains a control character (a newline?)"));
@@ -53,9 +52,10 @@ impl Actor {
         };
         match actor.validate() {
             Ok(()) => Ok(actor),
-            Err(why) => Err(SotError::Refused(format!(
-                "cannot use `{actor}` as the author: {why}; pass --actor \"Name <email>\" or fix `git config user.name`/`user.email`"
-            ))),
+            Err(why) => Err(SotError::BadActor {
+                actor: actor.to_string(),
+                why,
+            }),
         }
     }
 
@@ -85,9 +85,7 @@ impl Actor {
                 sig.name().unwrap_or_default(),
                 sig.email().unwrap_or_default(),
             ),
-            Err(_) => Err(SotError::Refused(
-                "who is making this change? pass --actor \"Name <email>\" or set `git config user.name` and `user.email`".into(),
-            )),
+            Err(_) => Err(SotError::NoActor),
         }
     }
 
@@ -113,15 +111,12 @@ pub struct SotRepo {
 impl SotRepo {
     pub fn open(root: &Path) -> Result<SotRepo> {
         let repo = Repository::discover(root).map_err(|e| match e.code() {
-            ErrorCode::NotFound => SotError::Refused(format!(
-                "{} is not inside a git repository; maestro records every SoT change as a commit (start one with `maestro init DIR` or `git init`)",
-                root.display()
-            )),
+            ErrorCode::NotFound => SotError::NotARepository(root.to_path_buf()),
             _ => SotError::Git(e),
         })?;
         let workdir = repo
             .workdir()
-            .ok_or_else(|| SotError::Refused("the SoT repository is bare; use a checkout".into()))?
+            .ok_or(SotError::BareRepository)?
             .canonicalize()
             .map_err(|source| SotError::Io {
                 path: root.into(),
@@ -167,11 +162,10 @@ impl SotRepo {
         if dirty.is_empty() {
             return Ok(());
         }
-        Err(SotError::Refused(format!(
-            "refusing to change files with uncommitted edits: {}\ncommit or stash them first (`git -C {} status`); nothing was changed",
-            dirty.join(", "),
-            self.root.display()
-        )))
+        Err(SotError::Dirty {
+            files: dirty,
+            root: self.root.clone(),
+        })
     }
 
     /// Write `changes` (path relative to the SoT, new content or `None` to delete)

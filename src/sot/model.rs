@@ -81,14 +81,17 @@ impl fmt::Display for Autonomy {
     }
 }
 
+/// A string that is not an autonomy level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("autonomy level must be one of L0, L1, L2, L3, L4, L5, not `{0}`")]
+pub struct BadAutonomy(pub String);
+
 impl std::str::FromStr for Autonomy {
-    type Err = String;
+    type Err = BadAutonomy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.as_bytes() {
             [b'L', d @ b'0'..=b'5'] => Ok(Autonomy(d - b'0')),
-            _ => Err(format!(
-                "autonomy level must be one of L0, L1, L2, L3, L4, L5, not `{s}`"
-            )),
+            _ => Err(BadAutonomy(s.to_string())),
         }
     }
 }

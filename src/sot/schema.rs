@@ -9,7 +9,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diag::{Code, Diagnostic, SourceFile, suggest};
+use crate::diag::{Code, Diagnostic, SourceFile, suggest};
 
 pub(crate) type Table<'i> = DeTable<'i>;
 pub(crate) type Value<'i> = DeValue<'i>;

@@ -1,5 +1,10 @@
-//! Diagnostics for SoT problems: every problem carries a code, the file, the
-//! line and column, the offending source line and, where we can guess one, a hint.
+//! Diagnostics for problems in the files maestro reads (the SoT, playbooks,
+//! hardening baselines): every problem carries a code, the file, the line and
+//! column, the offending source line and, where we can guess one, a hint.
+//!
+//! This is the ground floor: the SoT loader and each library's checks
+//! (`crate::playbook`, `crate::harden`) build their diagnostics here, and it
+//! depends on none of them.
 //!
 //! Rendering follows rustc's layout because operators already read it fluently.
 
@@ -86,6 +91,42 @@ pub struct Diagnostic {
     /// How many characters to underline from `col`.
     pub width: usize,
     pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A TOML parse or deserialisation error in `file`, at its span: an
+    /// unknown field is `unknown-key` (with the allowed keys the parser
+    /// lists), anything else `syntax`.
+    pub fn from_toml_error(file: &SourceFile, err: &toml::de::Error) -> Diagnostic {
+        let span = err.span().unwrap_or(0..0);
+        let mut message = err
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        let mut hint = None;
+        let code = if message.starts_with("unknown field") {
+            Code::UnknownKey
+        } else {
+            Code::Syntax
+        };
+        if message == "duplicate key" {
+            if let Some(key) = file.text.get(span.clone()) {
+                message = format!("duplicate key `{key}`");
+            }
+            hint = Some("a key or table may be defined only once per file".to_string());
+        }
+        let mut d = file.diagnostic(code, span, message);
+        d.hint = hint;
+        d
+    }
+
+    /// A problem with a whole file (it cannot be read, it extends itself),
+    /// pointed at its start.
+    pub fn file_level(code: Code, path: &Path, message: String) -> Diagnostic {
+        SourceFile::new(path.to_path_buf(), String::new()).diagnostic(code, 0..0, message)
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -208,6 +249,9 @@ impl SourceFile {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    pub fn one(d: Diagnostic) -> Diagnostics {
+        Diagnostics(vec![d])
+    }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -223,6 +267,12 @@ impl Diagnostics {
         self.0.dedup_by(|a, b| {
             a.file == b.file && a.line == b.line && a.col == b.col && a.message == b.message
         });
+    }
+}
+
+impl Extend<Diagnostic> for Diagnostics {
+    fn extend<I: IntoIterator<Item = Diagnostic>>(&mut self, iter: I) {
+        self.0.extend(iter);
     }
 }
 
