@@ -357,6 +357,17 @@ pub struct Outcome {
     pub compliance: Option<Compliance>,
 }
 
+impl Outcome {
+    /// The outcome of a job that made one run.
+    fn of(report: RunReport, compliance: Option<Compliance>) -> Outcome {
+        Outcome {
+            runs: vec![report.run_id.clone()],
+            report,
+            compliance,
+        }
+    }
+}
+
 impl Prepared {
     pub fn job(&self) -> &JobSpec {
         &self.job
@@ -630,11 +641,7 @@ impl Prepared {
                 ));
             }
         };
-        Ok(Outcome {
-            runs: vec![report.run_id.clone()],
-            report,
-            compliance: None,
-        })
+        Ok(Outcome::of(report, None))
     }
 
     async fn run(&self, launch: &Launch) -> Outcome {
@@ -648,19 +655,11 @@ impl Prepared {
                     launch.cancel.clone(),
                 )
                 .await;
-                Outcome {
-                    runs: vec![report.run_id.clone()],
-                    report,
-                    compliance: None,
-                }
+                Outcome::of(report, None)
             }
             Work::Playbook(work) => {
                 let report = self.run_playbook(work, false, &launch.run_id, launch).await;
-                Outcome {
-                    runs: vec![report.run_id.clone()],
-                    report,
-                    compliance: None,
-                }
+                Outcome::of(report, None)
             }
             Work::Harden {
                 baseline,
@@ -669,10 +668,9 @@ impl Prepared {
                 let report = self
                     .run_harden(baseline, Mode::Audit, &launch.run_id, launch)
                     .await;
-                Outcome {
-                    runs: vec![report.run_id.clone()],
-                    compliance: Some(harden::compliance(baseline, &report)),
-                    report,
+                {
+                    let compliance = harden::compliance(baseline, &report);
+                    Outcome::of(report, Some(compliance))
                 }
             }
             Work::Harden {
@@ -683,11 +681,8 @@ impl Prepared {
                     .run_harden(baseline, Mode::Apply, &launch.run_id, launch)
                     .await;
                 if launch.cancel.all_cancelled() {
-                    return Outcome {
-                        runs: vec![applied.run_id.clone()],
-                        compliance: Some(harden::compliance(baseline, &applied)),
-                        report: applied,
-                    };
+                    let compliance = harden::compliance(baseline, &applied);
+                    return Outcome::of(applied, Some(compliance));
                 }
                 let mut audited = self
                     .run_harden(baseline, Mode::Audit, &new_run_id(), launch)
