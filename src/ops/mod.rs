@@ -71,6 +71,28 @@ pub enum JobSpec {
         baseline: Option<String>,
         profile: Option<String>,
     },
+    /// `maestro deploy AGENT[@VERSION]`: a registry version, verified,
+    /// switched to, health-checked (default version: the agent's `current`).
+    Deploy {
+        agent: String,
+        version: Option<String>,
+    },
+    /// `maestro enable AGENT`: the runtime where missing, then the agent's
+    /// current version, healthy.
+    Enable { agent: String },
+    /// `maestro disable AGENT`: the service stopped and removed, files kept.
+    Disable { agent: String },
+}
+
+impl JobSpec {
+    /// The agent this job would start on its nodes, if any: what a kill
+    /// switch or a freeze window holds back.
+    pub fn agent_started(&self) -> Option<&str> {
+        match self {
+            JobSpec::Deploy { agent, .. } | JobSpec::Enable { agent } => Some(agent),
+            _ => None,
+        }
+    }
 }
 
 /// Which nodes: a target pattern as typed, or names pinned by a face.
@@ -239,6 +261,11 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     })),
                     format!("install --profile {profile}"),
                 )
+            }
+            JobSpec::Deploy { .. } | JobSpec::Enable { .. } | JobSpec::Disable { .. } => {
+                return Err(OpsError::Invalid(
+                    "agent jobs are being built (issue 11)".into(),
+                ));
             }
             JobSpec::Harden {
                 apply,
