@@ -186,7 +186,11 @@ _switch() { # version: point `current` at it, atomically
         || _fail "cannot switch $a_base/current to $1"
 }
 
+# The new environment; the running one is kept beside it until the new
+# version is healthy, so a rollback restarts the old version as it ran.
 _write_env() {
+    rm -f "$a_var/env.previous"
+    [ ! -f "$a_var/env" ] || cp -p "$a_var/env" "$a_var/env.previous" || _fail "cannot keep $a_var/env"
     t=$a_var/.env.$$
     printf '%s' "$a_env" >"$t" && chmod 0600 "$t" && mv -f "$t" "$a_var/env" || _fail "cannot write $a_var/env"
 }
@@ -272,6 +276,7 @@ deploy)
     if _healthy; then
         since=$(date +%s)
         _write_state "$a_version" "$a_digest" "$since" "$previous" 1
+        rm -f "$a_var/env.previous"
         _prune "$previous"
         _say "result=deployed" "from=$s_version" "detail=healthy"
         _unlock; exit 0
@@ -280,6 +285,7 @@ deploy)
     _stop
     if [ -n "$previous" ] && [ -f "$a_base/$previous/.maestro-sha256" ]; then
         read -r pd <"$a_base/$previous/.maestro-sha256"
+        [ ! -f "$a_var/env.previous" ] || mv -f "$a_var/env.previous" "$a_var/env"
         _switch "$previous"
         _start
         back=healthy; _healthy || back="unhealthy: $a_probe_error"
