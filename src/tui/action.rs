@@ -16,6 +16,7 @@ pub enum ViewId {
     Runs,
     Run,
     Live,
+    Agents,
 }
 
 /// The kinds of input line at the bottom of the screen.
@@ -63,6 +64,17 @@ pub enum Action {
     Unavailable(String),
     /// Open `:` command mode with this text already typed (`p` → `:play `).
     OpenCommand(String),
+    /// Ask the nodes again what agents they run (`r` in :agents).
+    LoadAgents,
+    /// `d` / `e` in :agents: deploy or enable the agent on the marked nodes.
+    AgentJob(AgentJob, String),
+}
+
+/// What `d` and `e` do to an agent in the agents view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentJob {
+    Deploy,
+    Enable,
 }
 
 /// Work that needs the operator's confirmation, with everything it will use.
@@ -95,4 +107,8 @@ pub enum Job {
     Install(String),
     /// `maestro harden --audit --baseline NAME` (changes nothing).
     HardenAudit(String),
+    /// `maestro deploy AGENT --yes` (its current version).
+    Deploy(String),
+    /// `maestro enable AGENT --yes`.
+    Enable(String),
 }

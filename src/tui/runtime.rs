@@ -67,6 +67,13 @@ pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
             baseline: Some(baseline.clone()),
             profile: None,
         },
+        Job::Deploy(agent) => JobSpec::Deploy {
+            agent: agent.clone(),
+            version: None,
+        },
+        Job::Enable(agent) => JobSpec::Enable {
+            agent: agent.clone(),
+        },
     };
     JobRequest {
         job,
@@ -267,6 +274,13 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
             }),
             node,
         }),
+        Effect::LoadAgents => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let result = agent_status(&shared).await;
+                let _ = tx.send(Msg::Agents(result));
+            });
+        }
         Effect::Plan(plan) => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {
@@ -327,4 +341,33 @@ fn load_run(store: &SqliteStore, id: &str) -> crate::store::Result<Option<RunDet
         notes: store.notes(&run)?,
         run,
     }))
+}
+
+/// `agent status` on the whole fleet, through the operations layer (its run
+/// is recorded like any other).
+async fn agent_status(shared: &Shared) -> Result<Vec<crate::agent::AgentOnNode>, String> {
+    let ctx = &shared.ctx;
+    let request = JobRequest {
+        job: JobSpec::AgentStatus { agent: None },
+        targets: Targets::Pattern("all".into()),
+        settings: PlaySettings::default(),
+        connect: ctx.connect.clone(),
+        forks: ctx.forks,
+        limits: ctx.limits.clone(),
+    };
+    let source = ctx.source.clone();
+    let prepared = tokio::task::spawn_blocking(move || ops::prepare(source, request))
+        .await
+        .map_err(|e| format!("preparing the job: {e}"))?
+        .map_err(|e| e.to_string())?;
+    let launch = Launch {
+        bus: shared.bus.clone(),
+        cancel: Cancel::new(),
+        run_id: new_run_id(),
+    };
+    let outcome = prepared
+        .apply(&ctx.gate, &launch)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(outcome.agents)
 }

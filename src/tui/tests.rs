@@ -97,6 +97,24 @@ fn write_sot(dir: &Path, nodes: &[(&str, &str, &str, &str, &str)]) -> Sot {
         "[group.gpu]\ndescription = \"inference nodes\"\n\n[group.gateways]\ndescription = \"API gateways\"\n\n[group.batch]\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.join("models.toml"),
+        "[model.llama-3-1-8b-instruct]\nprovider = \"vllm\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agents.toml"),
+        format!(
+            "[agent.fleet-doctor]\nmodel = \"llama-3-1-8b-instruct\"\nautonomy = \"L3\"\ncurrent = \"2.1.0\"\ncommand = \"./run\"\nport = 8083\n\n\
+             [agent.fleet-doctor.versions.\"2.0.3\"]\nartifact = \"artifacts/fd-2.0.3.tar.gz\"\nsha256 = \"{a}\"\n\n\
+             [agent.fleet-doctor.versions.\"2.1.0\"]\nartifact = \"artifacts/fd-2.1.0.tar.gz\"\nsha256 = \"{b}\"\n\n\
+             [agent.support-triage]\nmodel = \"llama-3-1-8b-instruct\"\nautonomy = \"L2\"\ncurrent = \"1.4.0\"\n\n\
+             [agent.support-triage.versions.\"1.4.0\"]\nartifact = \"artifacts/st-1.4.0.tar.gz\"\nsha256 = \"{a}\"\n",
+            a = "a".repeat(64),
+            b = "b".repeat(64)
+        ),
+    )
+    .unwrap();
     crate::sot::load(dir).unwrap()
 }
 
@@ -774,4 +792,110 @@ fn a_lost_terminal_quits_and_cancels_the_run() {
     app.quit_now();
     assert!(app.should_quit());
     assert!(cancel.all_cancelled(), "the run in flight is cancelled");
+}
+
+/// What `agent status` found: fleet-doctor on four nodes (one behind, one
+/// unhealthy), and one node that could not say.
+fn agent_status(killed: bool) -> Vec<crate::agent::AgentOnNode> {
+    let node =
+        |name: &str, version: &str, healthy: bool, running: bool| crate::agent::AgentOnNode {
+            node: name.into(),
+            agent: "fleet-doctor".into(),
+            state: crate::agent::NodeAgentState {
+                version: version.into(),
+                digest: if version == "2.1.0" {
+                    "b".repeat(64)
+                } else {
+                    "a".repeat(64)
+                },
+                since: Some((NOW / 1000 - 3600) as u64),
+                previous: String::new(),
+                enabled: true,
+                running: running && !killed,
+                pid: Some(4242),
+                killed,
+                current: version.into(),
+                healthy: (running && !killed).then_some(healthy),
+            },
+            expected: Some("2.1.0".into()),
+            differs: version != "2.1.0" || !running || killed,
+            error: None,
+        };
+    let mut v = vec![
+        node("gpu-eu-01", "2.1.0", true, true),
+        node("gpu-eu-02", "2.1.0", true, true),
+        node("gpu-eu-03", "2.0.3", true, true),
+        node("gpu-us-01", "2.1.0", false, true),
+    ];
+    v.push(crate::agent::AgentOnNode {
+        node: "gw-eu-01".into(),
+        agent: "fleet-doctor".into(),
+        state: Default::default(),
+        expected: Some("2.1.0".into()),
+        differs: false,
+        error: Some("connection refused (127.0.0.1:22)".into()),
+    });
+    v
+}
+
+#[test]
+fn agents_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "agents");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadAgents)),
+        "entering :agents asks the nodes"
+    );
+    snap("agents_loading", &app);
+    app.on_msg(Msg::Agents(Ok(agent_status(false))));
+    snap("agents", &app);
+    press(&mut app, KeyCode::Enter);
+    snap("agents_nodes", &app);
+    press(&mut app, KeyCode::Esc);
+    app.on_msg(Msg::Agents(Ok(agent_status(true))));
+    snap("agents_killed", &app);
+    app.on_msg(Msg::Agents(Err("no node answered".into())));
+    snap("agents_error", &app);
+}
+
+#[test]
+fn agents_view_deploys_and_enables_on_the_marked_nodes_only_after_confirmation() {
+    let mut app = app();
+    // Nothing marked and a filter that shows nothing: says why.
+    app.dispatch(Action::Filter("nothing-matches".into()));
+    app.dispatch(Action::Show(super::action::ViewId::Agents));
+    app.take_effects();
+    press(&mut app, KeyCode::Char('d'));
+    assert!(render(&app, 160, 48).contains("no node to work on"));
+    app.dispatch(Action::Filter(String::new()));
+    app.dispatch(Action::Show(super::action::ViewId::Fleet));
+    press(&mut app, KeyCode::Char(' '));
+    app.dispatch(Action::Show(super::action::ViewId::Agents));
+    app.take_effects();
+    press(&mut app, KeyCode::Char('d'));
+    let effects = app.take_effects();
+    let plan = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Plan(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("d asks for a plan first");
+    assert_eq!(plan.job, super::action::Job::Deploy("fleet-doctor".into()));
+    assert_eq!(
+        plan.nodes.len(),
+        1,
+        "only the marked node: {:?}",
+        plan.nodes
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::StartExec { .. })),
+        "nothing runs before y"
+    );
 }

@@ -40,6 +40,7 @@ impl App {
             ViewId::Fleet => self.fleet.draw(frame, body),
             ViewId::Groups => self.groups.draw(frame, body),
             ViewId::Runs => self.runs.draw(frame, body),
+            ViewId::Agents => self.agents.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -149,6 +150,7 @@ impl App {
             ViewId::Groups => Scope::Groups,
             ViewId::Node => Scope::Node,
             ViewId::Runs => Scope::Runs,
+            ViewId::Agents => Scope::Agents,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

@@ -12,8 +12,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod frame;
 
-use super::action::{Action, ExecPlan, Job, Pending, PromptKind, ViewId};
+use super::action::{Action, AgentJob, ExecPlan, Job, Pending, PromptKind, ViewId};
 use super::components::Loadable;
+use super::components::agents::AgentsView;
 use super::components::confirm::ConfirmDialog;
 use super::components::fleet::FleetView;
 use super::components::groups::GroupsView;
@@ -62,6 +63,8 @@ pub enum Effect {
     LoadRuns,
     LoadRun(String),
     LoadNodeHistory(String),
+    /// What agents the nodes run (`agent status` on the fleet).
+    LoadAgents,
     /// Prepare the job, ask the gate, and plan it (check mode) for the dialog.
     Plan(ExecPlan),
     /// Apply it; its run has this id.
@@ -97,6 +100,7 @@ pub enum Msg {
     },
     /// Something the operator should know (the store failed, ssh_config warnings).
     Warning(String),
+    Agents(Result<Vec<crate::agent::AgentOnNode>, String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +118,7 @@ pub struct App {
     fleet: FleetView,
     groups: GroupsView,
     runs: RunsView,
+    agents: AgentsView,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
     live: Option<LiveView>,
@@ -136,6 +141,7 @@ impl App {
             fleet: FleetView::new(&sot),
             groups: GroupsView::new(&sot),
             runs: RunsView::new(info.store.clone()),
+            agents: AgentsView::new(&sot),
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -238,6 +244,7 @@ impl App {
                 ViewId::Fleet => self.fleet.handle_key(key),
                 ViewId::Groups => self.groups.handle_key(key),
                 ViewId::Runs => self.runs.handle_key(key),
+                ViewId::Agents => self.agents.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -280,13 +287,38 @@ impl App {
                 }
             }
             Action::Back => {
-                if self.stack.len() > 1 {
+                if self.view() == ViewId::Agents && self.agents.back() {
+                    // closed the per-node detail
+                } else if self.stack.len() > 1 {
                     self.stack.pop();
                 } else {
                     self.say(Level::Info, "this is the first view: q quits");
                 }
             }
             Action::Show(view) => self.show(view),
+            Action::LoadAgents => {
+                self.agents.set_status(Loadable::Loading);
+                self.effects.push(Effect::LoadAgents);
+            }
+            Action::AgentJob(kind, agent) => {
+                let nodes = self.fleet.selection();
+                let action = if nodes.is_empty() {
+                    Action::Unavailable(
+                        "no node to work on: mark nodes in :nodes (Space), then come back".into(),
+                    )
+                } else {
+                    let (command, job) = match kind {
+                        AgentJob::Deploy => (format!("deploy {agent}"), Job::Deploy(agent)),
+                        AgentJob::Enable => (format!("enable {agent}"), Job::Enable(agent)),
+                    };
+                    Action::Confirm(Pending::Exec(ExecPlan {
+                        nodes,
+                        command,
+                        job,
+                    }))
+                };
+                self.dispatch(action);
+            }
             Action::OpenNode(name) => match self.sot.node(&name) {
                 Some(node) => {
                     self.node = Some(NodeView::new(node.clone(), self.now_ms));
@@ -379,6 +411,10 @@ impl App {
                 return;
             }
             ViewId::Runs => self.effects.push(Effect::LoadRuns),
+            ViewId::Agents => {
+                self.agents.set_status(Loadable::Loading);
+                self.effects.push(Effect::LoadAgents);
+            }
             ViewId::Node | ViewId::Run => return,
             _ => {}
         }
@@ -425,6 +461,7 @@ impl App {
             "nodes" => Action::Show(ViewId::Fleet),
             "groups" => Action::Show(ViewId::Groups),
             "runs" => Action::Show(ViewId::Runs),
+            "agents" => Action::Show(ViewId::Agents),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -559,6 +596,7 @@ impl App {
             Msg::LastResults(Ok(last)) => self.fleet.set_last_results(&last),
             Msg::LastResults(Err(e)) => self.say(Level::Warn, format!("run store: {e}")),
             Msg::Runs(r) => self.runs.set_runs(loadable(r)),
+            Msg::Agents(r) => self.agents.set_status(loadable(r)),
             Msg::Run { id, result } => {
                 if let Some((shown, state)) = &mut self.run
                     && *shown == id
@@ -681,6 +719,7 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Runs => "runs",
         ViewId::Run => "run",
         ViewId::Live => "live run",
+        ViewId::Agents => "agents",
     }
 }
 

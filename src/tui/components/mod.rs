@@ -3,6 +3,7 @@
 //! Option<Action>`: `None` means the key means nothing here (the app then
 //! says so), `Some(Action::Redraw)` that the component used it itself.
 
+pub mod agents;
 pub mod confirm;
 pub mod fleet;
 pub mod groups;
