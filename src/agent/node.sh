@@ -133,6 +133,15 @@ _start() {
     r=${st##*) }; set -f; set -- $r; set +f; shift 19
     t=/run/maestro/.agent-$a_name.pid.$$
     printf '%s\n%s\n' "$pid" "$1" >"$t" && mv -f "$t" "$a_pidfile" || _fail "cannot write $a_pidfile"
+    # Until setsid has run in the child, it does not lead its session yet
+    # and would not count as ours: wait for that (or for it to die).
+    i=0
+    while [ $i -lt 100 ]; do
+        read -r st <"/proc/$pid/stat" 2>/dev/null || break
+        r=${st##*) }; set -f; set -- $r; set +f
+        [ "$4" = "$pid" ] && break
+        sleep 0.02; i=$((i + 1))
+    done
 }
 
 _http_ok() { # url timeout_seconds
