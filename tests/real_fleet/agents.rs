@@ -421,9 +421,14 @@ fn bad_agent_input_is_refused_before_any_node_is_touched() {
 }
 
 #[test]
-fn a_url_artifact_is_fetched_once_and_cached_by_digest() {
+fn a_url_artifact_is_fetched_once_and_cached_by_digest_and_deployed_through_sudo() {
     let nodes = [58];
     let op = agent_operator(&nodes);
+    // Log in as the unprivileged `op` (NOPASSWD sudo): the deploy runs as root through sudo.
+    let text = std::fs::read_to_string(op.sot.join("nodes.toml"))
+        .unwrap()
+        .replace("groups = [", "user = \"op\"\ngroups = [");
+    std::fs::write(op.sot.join("nodes.toml"), text).unwrap();
     // A real HTTP server on loopback serving the artifacts directory.
     let dir = op.sot.join("artifacts");
     let port = 18000 + (std::process::id() % 1000) as u16;
@@ -470,6 +475,17 @@ fn a_url_artifact_is_fetched_once_and_cached_by_digest() {
     ));
     assert!(cached.is_file(), "{}", cached.display());
     assert_eq!(get(58, "/healthz").map(|r| r.0), Some(200));
+    let owner = on_node(
+        58,
+        &format!(
+            "stat -c %U /opt/maestro/agents/{AGENT}/2.0.3 /var/lib/maestro/agents/{AGENT}/state"
+        ),
+    );
+    assert_eq!(
+        owner.split_whitespace().collect::<Vec<_>>(),
+        ["root", "root"],
+        "{owner}"
+    );
 }
 
 #[test]
