@@ -18,13 +18,13 @@ use crate::fleet::ssh::ConnectSpec;
 use crate::fleet::target;
 use crate::sot::Sot;
 use crate::store::SqliteStore;
-use crate::telemetry::export::{FleetCollector, encode, registry};
+use crate::telemetry::export::{FleetCollector, encode, registry, to_prometheus_text};
 use crate::telemetry::rollup::{DEFAULT_RETENTION, Rollups};
 use crate::telemetry::sample::{Process, Scrape};
 use crate::telemetry::state::DEFAULT_HISTORY;
 use crate::telemetry::{
-    self, CollectorOptions, Freshness, Link, NodeTelemetry, Subscriber,
-    TelemetryState, Update, lock,
+    self, CollectorOptions, Freshness, Link, NodeTelemetry, Subscriber, TelemetryState, Update,
+    lock,
 };
 
 #[derive(Args, Debug)]
@@ -144,7 +144,11 @@ pub fn top(root: &Path, db: Option<PathBuf>, args: TopArgs, json: bool) -> anyho
                 print_table(&s, sort, now);
             }
             let all_ok = s.nodes().iter().all(|n| n.samples > 0);
-            return Ok(if all_ok { Exit::Ok } else { Exit::TargetsFailed });
+            return Ok(if all_ok {
+                Exit::Ok
+            } else {
+                Exit::TargetsFailed
+            });
         }
         let refresh = async {
             let mut tick = tokio::time::interval(interval);
@@ -408,11 +412,8 @@ pub fn metrics(root: &Path, db: Option<PathBuf>, cmd: MetricsCommand) -> anyhow:
                 };
                 let registry = registry.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        answer(conn, &registry),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), answer(conn, &registry))
+                        .await;
                 });
             }
         };
@@ -447,7 +448,14 @@ async fn answer(
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > 8192 {
-            return respond(&mut conn, "431 Request Header Fields Too Large", "text/plain", b"request head too large\n", false).await;
+            return respond(
+                &mut conn,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"request head too large\n",
+                false,
+            )
+            .await;
         }
     }
     let line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or(b""));
@@ -457,21 +465,63 @@ async fn answer(
     let head_only = method == "HEAD";
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
+            // OpenMetrics for who asks for it (Prometheus does), else the
+            // classic text format.
+            let openmetrics = String::from_utf8_lossy(&head).lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("accept:")
+                    && l.contains("application/openmetrics-text")
+            });
             let body = encode(registry);
+            let (body, content_type) = if openmetrics {
+                (
+                    body,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    to_prometheus_text(&body),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
             respond(
                 &mut conn,
                 "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                content_type,
                 body.as_bytes(),
                 head_only,
             )
             .await
         }
         ("GET" | "HEAD", "/") => {
-            respond(&mut conn, "200 OK", "text/plain; charset=utf-8", b"maestro metrics: GET /metrics\n", head_only).await
+            respond(
+                &mut conn,
+                "200 OK",
+                "text/plain; charset=utf-8",
+                b"maestro metrics: GET /metrics\n",
+                head_only,
+            )
+            .await
         }
-        ("GET" | "HEAD", _) => respond(&mut conn, "404 Not Found", "text/plain", b"not found\n", head_only).await,
-        _ => respond(&mut conn, "405 Method Not Allowed", "text/plain", b"GET only\n", false).await,
+        ("GET" | "HEAD", _) => {
+            respond(
+                &mut conn,
+                "404 Not Found",
+                "text/plain",
+                b"not found\n",
+                head_only,
+            )
+            .await
+        }
+        _ => {
+            respond(
+                &mut conn,
+                "405 Method Not Allowed",
+                "text/plain",
+                b"GET only\n",
+                false,
+            )
+            .await
+        }
     }
 }
 

@@ -27,7 +27,6 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("run store {}: {source}", path.display())]

@@ -82,7 +82,10 @@ enum Ended {
     Stopped,
     /// Reached the requested number of samples.
     Done,
-    Failed { error: String, samples: u64 },
+    Failed {
+        error: String,
+        samples: u64,
+    },
 }
 
 async fn node_loop(

@@ -68,14 +68,48 @@ pub fn encode(registry: &Registry) -> String {
     text
 }
 
+/// The same exposition in the classic Prometheus text format (0.0.4), for
+/// clients that do not ask for OpenMetrics (`curl`, `promtool check
+/// metrics`): a counter family is named with its `_total` suffix there, and
+/// there is no `# EOF`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => text.push_str(&l),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
 type NodeValue = fn(&NodeTelemetry) -> Option<f64>;
 type AgentValue = fn(&AgentTelemetry) -> Option<f64>;
 
 const NODE_GAUGES: &[(&str, &str, NodeValue)] = &[
-    ("maestro_node_cpu_percent", "Busy share of all CPUs over the last interval", |n| {
-        n.point?.cpu_pct.map(f64::from)
+    (
+        "maestro_node_cpu_percent",
+        "Busy share of all CPUs over the last interval",
+        |n| n.point?.cpu_pct.map(f64::from),
+    ),
+    ("maestro_node_load1", "1-minute load average", |n| {
+        n.point?.load1.map(f64::from)
     }),
-    ("maestro_node_load1", "1-minute load average", |n| n.point?.load1.map(f64::from)),
     (
         "maestro_node_memory_used_percent",
         "(MemTotal - MemAvailable) / MemTotal",

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::sample::{
-    AgentMetrics, AgentSample, CpuTimes, Filesystem, Gpu, Memory, NetCounters, NodeSample,
-    Process, Scrape,
+    AgentMetrics, AgentSample, CpuTimes, Filesystem, Gpu, Memory, NetCounters, NodeSample, Process,
+    Scrape,
 };
 
 /// Longest record line kept; the rest of a longer one is skipped.
@@ -239,10 +239,7 @@ impl StreamParser {
 fn finish_scrape(body: &Body, rc: i32) -> Scrape {
     if body.too_large || body.bytes.len() > MAX_BODY + 1 {
         return Scrape::Failed {
-            error: format!(
-                "the metrics endpoint sent more than {} MiB",
-                MAX_BODY >> 20
-            ),
+            error: format!("the metrics endpoint sent more than {} MiB", MAX_BODY >> 20),
         };
     }
     // The sampler puts a newline before the end marker.
@@ -336,11 +333,7 @@ fn record(s: &mut NodeSample, kind: &str, f: &[&str], header: &Header) -> Option
         }
         "A" => {
             let name = clean_name(f.first()?)?;
-            let text = |i: usize| {
-                f.get(i)
-                    .filter(|v| **v != "-")
-                    .and_then(|v| clean_name(v))
-            };
+            let text = |i: usize| f.get(i).filter(|v| **v != "-").and_then(|v| clean_name(v));
             let pid = f.get(4).and_then(|p| p.parse::<u32>().ok());
             let process = match (pid, f.get(5).copied()) {
                 (None, _) => Process::NoPidfile,

@@ -101,9 +101,13 @@ pub struct AgentMetrics {
 pub enum Scrape {
     /// The state file names no metrics endpoint, or the process is not running.
     NotScraped,
-    Ok { metrics: AgentMetrics },
+    Ok {
+        metrics: AgentMetrics,
+    },
     /// The endpoint did not answer, answered nothing usable, or too much.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// One maestro-managed agent on the node (its state file, process and metrics).

@@ -107,7 +107,10 @@ pub enum Link {
     Connecting,
     Streaming,
     /// The stream failed; the collector retries after `retry_in_ms`.
-    Down { error: String, retry_in_ms: u64 },
+    Down {
+        error: String,
+        retry_in_ms: u64,
+    },
 }
 
 /// How current a node's numbers are.
@@ -124,9 +127,18 @@ pub enum Freshness {
 /// What the collector reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TelemetryEvent {
-    Link { node: String, link: Link },
-    Header { node: String, header: Header },
-    Sample { node: String, sample: Box<NodeSample> },
+    Link {
+        node: String,
+        link: Link,
+    },
+    Header {
+        node: String,
+        header: Header,
+    },
+    Sample {
+        node: String,
+        sample: Box<NodeSample>,
+    },
 }
 
 impl TelemetryEvent {
@@ -248,17 +260,17 @@ impl TelemetryState {
                 }
                 let point = node_point(node.latest.as_ref(), &sample, node.root_fs);
                 for agent in &sample.agents {
-                    let entry = node
-                        .agents
-                        .entry(agent.name.clone())
-                        .or_insert_with(|| AgentTelemetry {
-                            latest: agent.clone(),
-                            point: AgentPoint::default(),
-                            history: Ring::new(capacity),
-                            window: VecDeque::new(),
-                            previous_cpu: None,
-                            pending: None,
-                        });
+                    let entry =
+                        node.agents
+                            .entry(agent.name.clone())
+                            .or_insert_with(|| AgentTelemetry {
+                                latest: agent.clone(),
+                                point: AgentPoint::default(),
+                                history: Ring::new(capacity),
+                                window: VecDeque::new(),
+                                previous_cpu: None,
+                                pending: None,
+                            });
                     let p = agent_point(entry, agent, sample.uptime, clock_ticks);
                     entry.latest = agent.clone();
                     entry.point = p;

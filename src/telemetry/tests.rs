@@ -231,7 +231,12 @@ fn counter_resets_give_the_count_since_the_reset() {
 
 #[test]
 fn quantiles_interpolate_inside_buckets() {
-    let b = [(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (f64::INFINITY, 100.0)];
+    let b = [
+        (0.1, 50.0),
+        (0.5, 90.0),
+        (1.0, 100.0),
+        (f64::INFINITY, 100.0),
+    ];
     assert!((histogram_quantile(0.5, &b).unwrap() - 0.1).abs() < 1e-9);
     assert!((histogram_quantile(0.95, &b).unwrap() - 0.75).abs() < 1e-9);
     assert_eq!(histogram_quantile(0.5, &[(f64::INFINITY, 0.0)]), None);
@@ -387,7 +392,13 @@ fn the_sampler_reads_proc_agents_and_gpus_and_leaves_nothing_behind() {
     // An agent whose pidfile names this test process (it is running).
     let me = std::process::id();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start = stat.rsplit(") ").next().unwrap().split(' ').nth(19).unwrap();
+    let start = stat
+        .rsplit(") ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(19)
+        .unwrap();
     let agent = root.join("var/lib/maestro/agents/echo");
     std::fs::create_dir_all(&agent).unwrap();
     std::fs::create_dir_all(root.join("run/maestro")).unwrap();

@@ -9,4 +9,5 @@ mod modules;
 mod ops;
 mod playbook;
 mod ssh;
+mod telemetry;
 mod tui;
