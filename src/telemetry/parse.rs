@@ -395,7 +395,7 @@ pub fn parse_exposition(text: &str) -> AgentMetrics {
             continue;
         };
         // Counters and bucket counts are never negative or NaN.
-        if !(value >= 0.0) {
+        if value.is_nan() || value < 0.0 {
             m.rejected_lines += 1;
             continue;
         }

@@ -336,9 +336,9 @@ fn prometheus_scrapes_metrics_serve() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let text = body.split_once("\r\n\r\n").unwrap().1.to_string();
     assert!(
-        text.contains(&format!(
-            "maestro_agent_up{{node=\"n87\",region=\"eu-west\",agent=\"echo\",version=\"1.0.0\"}} 1"
-        )),
+        text.contains(
+            "maestro_agent_up{node=\"n87\",region=\"eu-west\",agent=\"echo\",version=\"1.0.0\"} 1"
+        ),
         "{text}"
     );
     let mut promtool = Command::new("promtool")
