@@ -29,14 +29,14 @@ fn collect(dir: &Path, rel: &str, out: &mut Vec<(String, String)>) {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut code = String::from(
-        "/// (path inside the example, absolute source path) for every embedded file.\npub const EMBEDDED: &[(&str, &str)] = &[\n",
+        "/// (path inside the example, absolute source path) for every embedded file.\npub const EMBEDDED: &[(&str, &[u8])] = &[\n",
     );
     for top in ["sot", "profiles", "playbooks", "hardening"] {
         println!("cargo:rerun-if-changed={top}");
         let mut files = Vec::new();
         collect(&root.join(top), top, &mut files);
         for (rel, abs) in files {
-            writeln!(code, "    ({rel:?}, include_str!({abs:?})),").unwrap();
+            writeln!(code, "    ({rel:?}, include_bytes!({abs:?})),").unwrap();
         }
     }
     code.push_str("];\n");

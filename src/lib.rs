@@ -2,7 +2,8 @@
 //! fleet of Linux machines, over plain SSH, with a git repository as the
 //! single source of truth.
 //!
-//! The engine lives in this library: [`sot`] loads, validates and changes the
+//! The engine lives in this library: [`agent`] deploys registry versions
+//! to nodes and reads back what they run, [`sot`] loads, validates and changes the
 //! source of truth, [`fleet`] runs commands on nodes, [`playbook`] and
 //! [`harden`] compile work into scripts, [`bus`] carries every run's events,
 //! [`store`] records runs, [`telemetry`] streams live measurements from
@@ -14,6 +15,8 @@
 
 #![deny(clippy::todo, clippy::unimplemented)]
 
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod agent;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod bus;
 pub mod cli;

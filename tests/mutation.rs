@@ -151,7 +151,7 @@ fn scratch_sot() -> Scratch {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &text).unwrap();
         if rel.extension().is_some_and(|e| e == "toml") && !rel.starts_with("playbooks/files") {
-            files.push((rel, text.into_bytes()));
+            files.push((rel, text));
         }
     }
     maestro::sot::load(&root).expect("the example SoT is valid");

@@ -1,6 +1,7 @@
 //! The headless face: clap subcommands over the engine. Everything printed to
 //! the operator is printed here, never in the engine.
 
+mod agent_cmd;
 mod drive;
 mod fleet_cmd;
 mod play_cmd;
@@ -90,6 +91,12 @@ pub enum Command {
     },
     /// Audit or apply a hardening baseline
     Harden(play_cmd::HardenArgs),
+    /// Deploy an agent's registry version: verified, switched, health-checked, rolled back on failure
+    Deploy(agent_cmd::DeployArgs),
+    /// Enable an agent on nodes: its runtime where missing, then its current version, healthy
+    Enable(agent_cmd::ToggleArgs),
+    /// Disable an agent on nodes: stop and remove its service (files kept for a later enable)
+    Disable(agent_cmd::ToggleArgs),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -289,6 +296,8 @@ pub enum AgentCommand {
     },
     /// Set tags (key=value) and remove tags (--remove key) on an agent
     Tag(TagArgs),
+    /// What each node runs: version, digest, health, since when (differences from the SoT marked)
+    Status(agent_cmd::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -354,7 +363,13 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sot(SotCommand::Check) => sot_cmd::check(&sot, cli.json),
         Command::Sot(SotCommand::Log { limit }) => sot_cmd::log(&sot, limit, cli.json),
         Command::Node(cmd) => sot_cmd::node(&sot, cmd, cli.json),
+        Command::Agent(AgentCommand::Status(args)) => {
+            agent_cmd::status(&sot, cli.db, args, cli.json)
+        }
         Command::Agent(cmd) => sot_cmd::agent(&sot, cmd, cli.json),
+        Command::Deploy(args) => agent_cmd::deploy(&sot, cli.db, args, cli.json),
+        Command::Enable(args) => agent_cmd::enable(&sot, cli.db, args, cli.json),
+        Command::Disable(args) => agent_cmd::disable(&sot, cli.db, args, cli.json),
         Command::Exec(args) => fleet_cmd::exec(&sot, cli.db, args, cli.json),
         Command::Simulate(args) => sim_cmd::simulate(args),
         Command::Play { playbook, args } => {

@@ -135,7 +135,7 @@ pub fn install_cmd(
     )
 }
 
-fn playbook_job(
+pub(super) fn playbook_job(
     root: &Path,
     db: Option<PathBuf>,
     job: JobSpec,

@@ -230,6 +230,7 @@ pub fn node(root: &Path, cmd: NodeCommand, json: bool) -> anyhow::Result<Exit> {
 
 pub fn agent(root: &Path, cmd: AgentCommand, json: bool) -> anyhow::Result<Exit> {
     match cmd {
+        AgentCommand::Status(args) => super::agent_cmd::status(root, None, args, json),
         AgentCommand::List => {
             let sot = sot::load(root)?;
             if json {

@@ -235,15 +235,26 @@ pub enum RunKind {
     HardenAudit,
     #[serde(rename = "harden-apply")]
     HardenApply,
+    /// An agent deploy or enable.
+    #[serde(rename = "deploy")]
+    Deploy,
+    #[serde(rename = "disable")]
+    Disable,
+    /// `agent status`: reads what nodes run.
+    #[serde(rename = "status")]
+    Status,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 5] = [
+    pub const ALL: [RunKind; 8] = [
         RunKind::Exec,
         RunKind::Check,
         RunKind::Play,
         RunKind::HardenAudit,
         RunKind::HardenApply,
+        RunKind::Deploy,
+        RunKind::Disable,
+        RunKind::Status,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -253,6 +264,9 @@ impl RunKind {
             RunKind::Play => "play",
             RunKind::HardenAudit => "harden-audit",
             RunKind::HardenApply => "harden-apply",
+            RunKind::Deploy => "deploy",
+            RunKind::Disable => "disable",
+            RunKind::Status => "status",
         }
     }
 

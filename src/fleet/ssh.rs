@@ -452,6 +452,7 @@ impl Session {
         let request = Request {
             command,
             stdin: b"",
+            stdin_file: None,
             output_events: true,
             sudo: None,
         };
@@ -471,6 +472,7 @@ impl Session {
         let Request {
             command,
             stdin,
+            stdin_file,
             output_events,
             sudo,
         } = request;
@@ -502,7 +504,7 @@ impl Session {
         // start (see [`Become`]).
         let mut handshake = sudo.map(Handshake::new);
         if handshake.is_none()
-            && let Err(e) = send_input(&channel, stdin).await
+            && let Err(e) = send_input(&channel, stdin, stdin_file).await
         {
             out.status = NodeStatus::Failed;
             out.error = Some(format!("cannot send the command's input: {e}"));
@@ -527,7 +529,7 @@ impl Session {
                             Some(h) if !h.started => {
                                 let (started, rest) = h.stdout(&data);
                                 if started
-                                    && let Err(e) = send_input(&channel, stdin).await
+                                    && let Err(e) = send_input(&channel, stdin, stdin_file).await
                                 {
                                     break Some(Stop::Failed(format!("cannot send the command's input: {e}")));
                                 }
@@ -722,6 +724,8 @@ impl Session {
 pub struct Request<'a> {
     pub command: &'a str,
     pub stdin: &'a [u8],
+    /// A file sent after `stdin` (an agent's artifact), streamed from disk.
+    pub stdin_file: Option<&'a std::path::Path>,
     pub output_events: bool,
     /// The command is `sudo -S` (see [`Become`]).
     pub sudo: Option<Become<'a>>,
@@ -825,9 +829,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn send_input(
     channel: &russh::Channel<client::Msg>,
     stdin: &[u8],
+    file: Option<&std::path::Path>,
 ) -> Result<(), russh::Error> {
     if !stdin.is_empty() {
         channel.data(stdin).await?;
+    }
+    if let Some(path) = file {
+        let f = tokio::fs::File::open(path).await?;
+        channel
+            .data(tokio::io::BufReader::with_capacity(256 * 1024, f))
+            .await?;
     }
     channel.eof().await
 }

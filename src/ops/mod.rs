@@ -10,19 +10,22 @@
 //! Every run a job makes reports on the [`crate::bus`] under its own run id;
 //! the faces subscribe to the bus.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::agent;
 use crate::bus::Bus;
 use crate::exit::Exit;
-use crate::fleet::event::{RunKind, new_run_id};
+use crate::fleet::event::{NodeStatus, RunKind, new_run_id};
 use crate::fleet::resolve::{ConnectOptions, connect_specs};
 use crate::fleet::ssh::{ConnectSpec, ExecLimits};
-use crate::fleet::{Cancel, RunOptions, RunReport, run_command, target};
+use crate::fleet::{Cancel, RunOptions, RunReport, run_command, run_nodes, target};
 use crate::harden::{self, Compliance, Mode};
 use crate::playbook::compile::Options;
 use crate::playbook::run::{PlayRequest, play};
 use crate::playbook::{self, Playbook};
+use crate::sot::model::Agent;
 use crate::sot::{Profile, Sot};
 
 pub mod gate;
@@ -82,6 +85,8 @@ pub enum JobSpec {
     Enable { agent: String },
     /// `maestro disable AGENT`: the service stopped and removed, files kept.
     Disable { agent: String },
+    /// `maestro agent status [AGENT]`: what each node runs (reads only).
+    AgentStatus { agent: Option<String> },
 }
 
 impl JobSpec {
@@ -176,6 +181,20 @@ enum Work {
         baseline: Arc<harden::Loaded>,
         apply: bool,
     },
+    /// `deploy` and `enable` (with the agent's runtime profile first, when
+    /// it names one and the job is an enable).
+    Deploy {
+        deploy: Arc<agent::Deploy>,
+        params: Arc<HashMap<String, agent::NodeParams>>,
+        runtime: Option<Box<PlayWork>>,
+    },
+    Disable {
+        agent: Arc<Agent>,
+        params: Arc<HashMap<String, agent::NodeParams>>,
+    },
+    AgentStatus {
+        agents: Arc<Vec<Agent>>,
+    },
 }
 
 /// A playbook (or a profile's playbooks) and where its files are.
@@ -262,10 +281,82 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     format!("install --profile {profile}"),
                 )
             }
-            JobSpec::Deploy { .. } | JobSpec::Enable { .. } | JobSpec::Disable { .. } => {
-                return Err(OpsError::Invalid(
-                    "agent jobs are being built (issue 11)".into(),
-                ));
+            JobSpec::Deploy { agent, version } => {
+                let deploy = agent::Deploy::resolve(
+                    sot,
+                    agent,
+                    version.as_deref(),
+                    &agent::artifact::default_cache(),
+                )
+                .map_err(|e| OpsError::Invalid(e.to_string()))?;
+                let description = format!("deploy {}", deploy.label());
+                (deploy_work(sot, &indices, deploy, None), description)
+            }
+            JobSpec::Enable { agent } => {
+                let deploy =
+                    agent::Deploy::resolve(sot, agent, None, &agent::artifact::default_cache())
+                        .map_err(|e| OpsError::Invalid(e.to_string()))?;
+                let runtime = match &deploy.agent.profile {
+                    Some(profile) => {
+                        let (pb, dir, p) =
+                            playbook::for_profile(sot, profile).map_err(|e| match e {
+                                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                                other => OpsError::Invalid(other.to_string()),
+                            })?;
+                        Some(Box::new(PlayWork {
+                            playbook: Arc::new(pb),
+                            base_dir: dir,
+                            profile: Some(p),
+                        }))
+                    }
+                    None => None,
+                };
+                let description = format!("enable {}", deploy.label());
+                (deploy_work(sot, &indices, deploy, runtime), description)
+            }
+            JobSpec::AgentStatus { agent } => {
+                let agents: Vec<Agent> = match agent {
+                    Some(name) => vec![
+                        agent::find(sot, name)
+                            .map_err(|e| OpsError::Invalid(e.to_string()))?
+                            .clone(),
+                    ],
+                    None => sot.agents.values().cloned().collect(),
+                };
+                let description = match agent {
+                    Some(a) => format!("agent status {a}"),
+                    None => "agent status".to_string(),
+                };
+                (
+                    Work::AgentStatus {
+                        agents: Arc::new(agents),
+                    },
+                    description,
+                )
+            }
+            JobSpec::Disable { agent } => {
+                let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
+                let params = indices
+                    .iter()
+                    .map(|&i| {
+                        let node = &sot.nodes[i];
+                        let host = agent::loopback(sot, node);
+                        (
+                            node.name.clone(),
+                            agent::NodeParams {
+                                host,
+                                env: String::new(),
+                            },
+                        )
+                    })
+                    .collect();
+                (
+                    Work::Disable {
+                        agent: Arc::new(a.clone()),
+                        params: Arc::new(params),
+                    },
+                    format!("disable {agent}"),
+                )
             }
             JobSpec::Harden {
                 apply,
@@ -322,6 +413,31 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         forks: request.forks,
         limits: request.limits,
     })
+}
+
+/// A deploy's work: the verified artifact and each node's rendered
+/// environment.
+fn deploy_work(
+    sot: &Sot,
+    indices: &[usize],
+    deploy: agent::Deploy,
+    runtime: Option<Box<PlayWork>>,
+) -> Work {
+    let params = indices
+        .iter()
+        .map(|&i| {
+            let node = &sot.nodes[i];
+            (
+                node.name.clone(),
+                agent::render_env(sot, &deploy.agent, &deploy.version, node),
+            )
+        })
+        .collect();
+    Work::Deploy {
+        deploy: Arc::new(deploy),
+        params: Arc::new(params),
+        runtime,
+    }
 }
 
 /// `NAME` is a playbook of the SoT's library; a path must look like one
@@ -382,6 +498,8 @@ pub struct Outcome {
     pub runs: Vec<String>,
     /// For hardening jobs: the fleet's compliance.
     pub compliance: Option<Compliance>,
+    /// For `agent status`: what each node runs of each agent.
+    pub agents: Vec<agent::AgentOnNode>,
 }
 
 impl Outcome {
@@ -391,6 +509,7 @@ impl Outcome {
             runs: vec![report.run_id.clone()],
             report,
             compliance,
+            agents: Vec::new(),
         }
     }
 }
@@ -439,7 +558,10 @@ impl Prepared {
 
     /// Whether applying it changes nodes (a check or an audit does not).
     pub fn changes_nodes(&self) -> bool {
-        !matches!(self.work, Work::Harden { apply: false, .. })
+        !matches!(
+            self.work,
+            Work::Harden { apply: false, .. } | Work::AgentStatus { .. }
+        )
     }
 
     /// A stable identity of exactly this job (kind, targets, what runs), for
@@ -577,6 +699,39 @@ impl Prepared {
         .await
     }
 
+    async fn run_deploy(
+        &self,
+        deploy: &Arc<agent::Deploy>,
+        params: &Arc<HashMap<String, agent::NodeParams>>,
+        check: bool,
+        specs: &[ConnectSpec],
+        run_id: &str,
+        launch: &Launch,
+    ) -> RunReport {
+        let (kind, description) = if check {
+            (RunKind::Check, format!("{} --check", self.description))
+        } else {
+            (RunKind::Deploy, self.description.clone())
+        };
+        let deploy = deploy.clone();
+        let params = params.clone();
+        let diff = self.settings.diff;
+        run_nodes(
+            specs.to_vec(),
+            self.run_options(kind, description),
+            launch.bus.run(run_id),
+            launch.cancel.clone(),
+            move |session, ctx| {
+                let p = params.get(&ctx.node).cloned().unwrap_or(agent::NodeParams {
+                    host: "127.0.0.1".into(),
+                    env: String::new(),
+                });
+                agent::deploy_node(session, ctx, deploy.clone(), p, check, diff)
+            },
+        )
+        .await
+    }
+
     async fn run_harden(
         &self,
         baseline: &Arc<harden::Loaded>,
@@ -628,6 +783,24 @@ impl Prepared {
                     .await;
                 Plan::from_check(&self.description, &report)
             }
+            Work::Deploy { deploy, params, .. } => {
+                let report = self
+                    .run_deploy(deploy, params, true, &self.specs, &launch.run_id, launch)
+                    .await;
+                Plan::from_check(&self.description, &report)
+            }
+            Work::AgentStatus { .. } => Plan::static_plan(
+                &self.description,
+                false,
+                &self.nodes,
+                "read the agents' state (changes nothing)",
+            ),
+            Work::Disable { agent, .. } => Plan::static_plan(
+                &self.description,
+                true,
+                &self.nodes,
+                &format!("stop {} and remove its service; its files stay", agent.name),
+            ),
             Work::Harden {
                 baseline,
                 apply: false,
@@ -662,10 +835,15 @@ impl Prepared {
                 self.run_harden(baseline, Mode::Check, &launch.run_id, launch)
                     .await
             }
-            Work::Command(_) => {
-                return Err(OpsError::Invalid(
-                    "an ad-hoc command has no check mode".into(),
-                ));
+            Work::Deploy { deploy, params, .. } => {
+                self.run_deploy(deploy, params, true, &self.specs, &launch.run_id, launch)
+                    .await
+            }
+            Work::Command(_) | Work::Disable { .. } | Work::AgentStatus { .. } => {
+                return Err(OpsError::Invalid(format!(
+                    "{} has no check mode",
+                    self.description
+                )));
             }
         };
         Ok(Outcome::of(report, None))
@@ -686,6 +864,120 @@ impl Prepared {
             }
             Work::Playbook(work) => {
                 let report = self.run_playbook(work, false, &launch.run_id, launch).await;
+                Outcome::of(report, None)
+            }
+            Work::Deploy {
+                deploy,
+                params,
+                runtime: None,
+            } => {
+                let report = self
+                    .run_deploy(deploy, params, false, &self.specs, &launch.run_id, launch)
+                    .await;
+                Outcome::of(report, None)
+            }
+            Work::Deploy {
+                deploy,
+                params,
+                runtime: Some(runtime),
+            } => {
+                // enable: the runtime where missing (an idempotent install),
+                // then the agent on the nodes where that worked.
+                let installed = self
+                    .run_playbook(runtime, false, &launch.run_id, launch)
+                    .await;
+                let ready: Vec<ConnectSpec> = self
+                    .specs
+                    .iter()
+                    .filter(|s| {
+                        installed
+                            .results
+                            .iter()
+                            .any(|n| n.node == s.node && n.status == NodeStatus::Ok)
+                    })
+                    .cloned()
+                    .collect();
+                let mut deployed = self
+                    .run_deploy(deploy, params, false, &ready, &new_run_id(), launch)
+                    .await;
+                for n in &installed.results {
+                    if n.status != NodeStatus::Ok {
+                        let mut failed = n.clone();
+                        failed.error = Some(format!(
+                            "the runtime could not be installed, so {} was not deployed: {}",
+                            deploy.agent.name,
+                            n.error.clone().unwrap_or_else(|| "a task failed".into())
+                        ));
+                        deployed.summary.add(failed.status);
+                        deployed.results.push(failed);
+                    }
+                }
+                Outcome {
+                    runs: vec![installed.run_id.clone(), deployed.run_id.clone()],
+                    report: deployed,
+                    compliance: None,
+                    agents: Vec::new(),
+                }
+            }
+            Work::AgentStatus { agents } => {
+                let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let sot = self.source.sot.clone();
+                let agents = agents.clone();
+                let sink = collected.clone();
+                let report = run_nodes(
+                    self.specs.clone(),
+                    self.run_options(RunKind::Status, self.description.clone()),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                    move |session, ctx| {
+                        let (sot, agents, sink) = (sot.clone(), agents.clone(), sink.clone());
+                        async move {
+                            let Some(node) = sot.node_index.get(&ctx.node).map(|&i| &sot.nodes[i])
+                            else {
+                                return crate::fleet::event::NodeResult::new(
+                                    &ctx.node,
+                                    NodeStatus::Failed,
+                                );
+                            };
+                            let found =
+                                agent::status_node(&session, &ctx, &sot, &agents, node).await;
+                            let result = agent::status_result(&ctx, &found);
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
+                            result
+                        }
+                    },
+                )
+                .await;
+                let mut agents =
+                    std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
+                let order: HashMap<&str, usize> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.as_str(), i))
+                    .collect();
+                agents.sort_by_key(|a| (order.get(a.node.as_str()).copied(), a.agent.clone()));
+                let mut outcome = Outcome::of(report, None);
+                outcome.agents = agents;
+                outcome
+            }
+            Work::Disable { agent, params } => {
+                let params = params.clone();
+                let agent = agent.clone();
+                let report = run_nodes(
+                    self.specs.clone(),
+                    self.run_options(RunKind::Disable, self.description.clone()),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                    move |session, ctx| {
+                        let p = params.get(&ctx.node).cloned().unwrap_or(agent::NodeParams {
+                            host: "127.0.0.1".into(),
+                            env: String::new(),
+                        });
+                        agent::disable_node(session, ctx, agent.clone(), p)
+                    },
+                )
+                .await;
                 Outcome::of(report, None)
             }
             Work::Harden {
@@ -719,6 +1011,7 @@ impl Prepared {
                     runs: vec![applied.run_id.clone(), audited.run_id.clone()],
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report: audited,
+                    agents: Vec::new(),
                 }
             }
         }

@@ -172,6 +172,7 @@ pub async fn run_script(
         let request = Request {
             command: &command,
             stdin,
+            stdin_file: None,
             output_events: false,
             sudo: password.map(|password| Become {
                 prompt: &prompt,
@@ -242,6 +243,7 @@ async fn gather_facts(session: &Session, ctx: &NodeContext) -> Result<Facts, NoF
     let request = Request {
         command: &launcher(false, None),
         stdin: script.as_bytes(),
+        stdin_file: None,
         output_events: false,
         sudo: None,
     };

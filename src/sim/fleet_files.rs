@@ -81,7 +81,12 @@ pub fn demo_library() -> Vec<(PathBuf, String)> {
     let mut files: Vec<(PathBuf, String)> = crate::sot::example::EMBEDDED
         .iter()
         .filter(|(path, _)| path.starts_with("hardening/"))
-        .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+        .map(|(path, text)| {
+            (
+                PathBuf::from(path),
+                String::from_utf8_lossy(text).into_owned(),
+            )
+        })
         .collect();
     files.push(("playbooks/demo-runtime.toml".into(), DEMO_PLAYBOOK.into()));
     files.push((

@@ -7,15 +7,15 @@ include!(concat!(env!("OUT_DIR"), "/embedded_example.rs"));
 /// The files of a fresh SoT: the example's `sot/` at the top, the libraries in
 /// `profiles/`, `playbooks/` and `hardening/` beside it, and `maestro.toml`
 /// pointing at them.
-pub fn scaffold(name: &str) -> Vec<(PathBuf, String)> {
+pub fn scaffold(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
     EMBEDDED
         .iter()
         .map(|(path, content)| {
             let path = path.strip_prefix("sot/").unwrap_or(path);
             let content = if path == super::SETTINGS_FILE {
-                local_settings(content, name)
+                local_settings(&String::from_utf8_lossy(content), name).into_bytes()
             } else {
-                content.to_string()
+                content.to_vec()
             };
             (PathBuf::from(path), content)
         })

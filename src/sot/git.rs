@@ -183,7 +183,7 @@ impl SotRepo {
                 let path = self.root.join(rel);
                 let old = std::fs::read(&path).ok();
                 written.push((path.clone(), old));
-                write_file(&path, content.as_deref())?;
+                write_file(&path, content.as_deref().map(str::as_bytes))?;
             }
             self.commit_written(changes, message, actor)
         })();
@@ -417,7 +417,7 @@ fn replace_path(
 }
 
 /// Replace a file atomically (write beside it, then rename), or delete it.
-fn write_file(path: &Path, content: Option<&str>) -> Result<()> {
+fn write_file(path: &Path, content: Option<&[u8]>) -> Result<()> {
     let io = |source| SotError::Io {
         path: path.to_path_buf(),
         source,
@@ -438,7 +438,7 @@ fn write_file(path: &Path, content: Option<&str>) -> Result<()> {
 /// Create a new git repository at `dir` holding `files`, in one first commit.
 pub fn init_repo(
     dir: &Path,
-    files: &[(PathBuf, String)],
+    files: &[(PathBuf, Vec<u8>)],
     actor: &Actor,
     message: &str,
 ) -> Result<Oid> {
@@ -447,7 +447,7 @@ pub fn init_repo(
     for (rel, content) in files {
         let path = dir.join(rel);
         write_file(&path, Some(content))?;
-        let blob = repo.blob(content.as_bytes())?;
+        let blob = repo.blob(content)?;
         let tree = repo.find_tree(tree_oid)?;
         tree_oid = replace_path(&repo, Some(&tree), &components(rel), Some(blob))?;
     }

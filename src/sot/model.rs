@@ -114,6 +114,61 @@ pub struct AgentVersion {
     /// A path (relative to the SoT directory) or an http(s) URL.
     pub artifact: String,
     pub sha256: String,
+    /// Environment for this version only, over the agent's own `env`.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A duration as the SoT writes it: a whole number and a unit, `500ms`,
+/// `2s`, `5m`, `1h` or `1d` (Prometheus and Argo Rollouts write them so).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(n.checked_mul(ms)?))
+}
+
+/// How an agent is told it is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthProbe {
+    /// GET on the node's loopback at the agent's port; 2xx is healthy.
+    Http { path: String },
+    /// A command run in the version's directory; exit 0 is healthy.
+    Command { command: String },
+    /// No probe: the process must stay up.
+    Process,
+}
+
+/// The registry's health check: a probe, retried until it passes, and then
+/// passing for `min_healthy` before a version counts as healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub timeout_ms: u64,
+    pub interval_ms: u64,
+    pub retries: u32,
+    pub min_healthy_ms: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> HealthCheck {
+        HealthCheck {
+            probe: HealthProbe::Process,
+            timeout_ms: 2_000,
+            interval_ms: 1_000,
+            retries: 10,
+            min_healthy_ms: 2_000,
+        }
+    }
 }
 
 /// An agent in the registry.
@@ -131,6 +186,20 @@ pub struct Agent {
     pub current: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub versions: Vec<AgentVersion>,
+    /// How to run it: a command run in the version's directory.
+    pub command: Option<String>,
+    /// The port it listens on (on the node's loopback), if any.
+    pub port: Option<u16>,
+    pub env: BTreeMap<String, String>,
+    pub health: HealthCheck,
+    /// Versions kept on a node for instant rollback (the running one included).
+    pub keep: u32,
+}
+
+impl Agent {
+    pub fn version(&self, v: &str) -> Option<&AgentVersion> {
+        self.versions.iter().find(|x| x.version == v)
+    }
 }
 
 /// An installer profile, as far as the SoT needs to know it.

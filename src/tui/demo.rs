@@ -91,6 +91,7 @@ impl Demo {
             &fleet_files::sot_files(&sim, "demo", "root", true)
                 .into_iter()
                 .chain(fleet_files::demo_library())
+                .map(|(p, text)| (p, text.into_bytes()))
                 .collect::<Vec<_>>(),
             &actor,
             &format!("A demo fleet of {nodes} simulated nodes"),

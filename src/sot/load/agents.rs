@@ -9,7 +9,7 @@ use super::rules::*;
 use super::tables::Named;
 use crate::diag::{Code, suggest};
 use crate::sot::model::*;
-use crate::sot::schema::{Table, Value, entries_in_order, get};
+use crate::sot::schema::{At, Cx, Table, Value, entries_in_order, get};
 
 impl Loader<'_> {
     pub(super) fn agents(&mut self, idx: usize, t: &Table<'_>, out: &mut BTreeMap<String, Agent>) {
@@ -33,6 +33,11 @@ impl Loader<'_> {
                     "current",
                     "tags",
                     "versions",
+                    "command",
+                    "port",
+                    "env",
+                    "health",
+                    "keep",
                 ],
                 &what,
             );
@@ -80,7 +85,8 @@ impl Loader<'_> {
                         cx.error(Code::Type, vv.span(), format!("{vwhat} must be a table"));
                         continue;
                     };
-                    cx.check_keys(vtab, &["artifact", "sha256"], &vwhat);
+                    cx.check_keys(vtab, &["artifact", "sha256", "env"], &vwhat);
+                    let venv = env_map(&mut cx, vtab, &vwhat);
                     let artifact = cx.string(vtab, "artifact", &vwhat);
                     if artifact.is_none() && get(vtab, "artifact").is_none() {
                         cx.missing(
@@ -102,9 +108,41 @@ impl Loader<'_> {
                         version,
                         artifact: artifact.map(|a| a.value).unwrap_or_default(),
                         sha256: sha.map(|s| s.value).unwrap_or_default(),
+                        env: venv,
                     });
                 }
             }
+            let command = cx.string(at, "command", &what);
+            if let Some(c) = &command
+                && c.value.trim().is_empty()
+            {
+                cx.error(
+                    Code::BadValue,
+                    c.span.clone(),
+                    format!("`command` of {what} is empty"),
+                );
+            }
+            let port = cx
+                .integer(at, "port", &what)
+                .and_then(|p| check_port(&mut cx, &p));
+            let env = env_map(&mut cx, at, &what);
+            let health = cx
+                .table(at, "health", &what)
+                .map(|h| health(&mut cx, h, port, &what))
+                .unwrap_or_default();
+            let keep = match cx.integer(at, "keep", &what) {
+                Some(k) if (1..=100).contains(&k.value) => k.value as u32,
+                Some(k) => {
+                    cx.error_hint(
+                        Code::BadValue,
+                        k.span,
+                        format!("`keep` of {what} must be between 1 and 100"),
+                        "the number of versions kept on each node, the running one included",
+                    );
+                    3
+                }
+                None => 3,
+            };
             let current = cx.string(at, "current", &what);
             let profile = cx.string(at, "profile", &what);
             let description = cx.string(at, "description", &what).map(|d| d.value);
@@ -139,8 +177,139 @@ impl Loader<'_> {
                     current: current.map(|c| c.value),
                     tags: tags.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
                     versions,
+                    command: command.map(|c| c.value),
+                    port,
+                    env,
+                    health,
+                    keep,
                 },
             );
         }
     }
+}
+
+/// `env = { KEY = "value" }`: names a shell accepts, string values.
+fn env_map(cx: &mut Cx<'_>, t: &Table<'_>, what: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in cx.string_map(t, "env", what) {
+        let ok = k.value.bytes().enumerate().all(|(i, b)| {
+            b == b'_'
+                || b.is_ascii_uppercase()
+                || b.is_ascii_lowercase()
+                || (i > 0 && b.is_ascii_digit())
+        }) && !k.value.is_empty();
+        if !ok {
+            cx.error_hint(
+                Code::BadValue,
+                k.span,
+                format!(
+                    "`{}` in the env of {what} is not an environment variable name",
+                    k.value
+                ),
+                "use letters, digits and `_`, not starting with a digit",
+            );
+        } else if k.value.starts_with("MAESTRO_") {
+            cx.error_hint(
+                Code::BadValue,
+                k.span,
+                format!(
+                    "`{}` in the env of {what} is set by maestro itself",
+                    k.value
+                ),
+                "MAESTRO_* variables name the agent, version, node, address and port",
+            );
+        } else {
+            out.insert(k.value, v.value);
+        }
+    }
+    out
+}
+
+/// `[agent.NAME.health]`: `http = "/healthz"` or `command = "..."`, with
+/// `timeout`, `interval`, `retries` and `min_healthy`.
+fn health(cx: &mut Cx<'_>, h: At<&Table<'_>>, port: Option<u16>, what: &str) -> HealthCheck {
+    let hwhat = format!("the health check of {what}");
+    let t = h.value;
+    cx.check_keys(
+        t,
+        &[
+            "http",
+            "command",
+            "timeout",
+            "interval",
+            "retries",
+            "min_healthy",
+        ],
+        &hwhat,
+    );
+    let mut check = HealthCheck::default();
+    let http = cx.string(t, "http", &hwhat);
+    let command = cx.string(t, "command", &hwhat);
+    check.probe = match (http, command) {
+        (Some(_), Some(c)) => {
+            cx.error(
+                Code::BadValue,
+                c.span,
+                format!("{hwhat} has both `http` and `command`; choose one"),
+            );
+            HealthProbe::Process
+        }
+        (Some(u), None) => {
+            if !u.value.starts_with('/')
+                || u.value
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'\'' || b == 0x7f)
+            {
+                cx.error_hint(
+                    Code::BadValue,
+                    u.span.clone(),
+                    format!("`http` of {hwhat} must be a path such as \"/healthz\""),
+                    "it is fetched on the node's loopback at the agent's port",
+                );
+            } else if port.is_none() {
+                cx.error_hint(
+                    Code::BadValue,
+                    u.span.clone(),
+                    format!("{hwhat} is over HTTP but {what} has no `port`"),
+                    "set `port = 8080` (the port it listens on)",
+                );
+            }
+            HealthProbe::Http { path: u.value }
+        }
+        (None, Some(c)) => HealthProbe::Command { command: c.value },
+        (None, None) => HealthProbe::Process,
+    };
+    let ms = |cx: &mut Cx<'_>, key: &str, default: u64| -> u64 {
+        match cx.string(t, key, &hwhat) {
+            Some(d) => match parse_duration(&d.value) {
+                Some(v) if v.as_millis() <= 86_400_000 => v.as_millis() as u64,
+                _ => {
+                    cx.error_hint(
+                        Code::BadValue,
+                        d.span,
+                        format!("`{key}` of {hwhat} is not a duration: `{}`", d.value),
+                        "write a number and a unit: \"500ms\", \"2s\", \"5m\"",
+                    );
+                    default
+                }
+            },
+            None => default,
+        }
+    };
+    let defaults = HealthCheck::default();
+    check.timeout_ms = ms(cx, "timeout", defaults.timeout_ms).max(1);
+    check.interval_ms = ms(cx, "interval", defaults.interval_ms);
+    check.min_healthy_ms = ms(cx, "min_healthy", defaults.min_healthy_ms);
+    if let Some(r) = cx.integer(t, "retries", &hwhat) {
+        if (1..=1000).contains(&r.value) {
+            check.retries = r.value as u32;
+        } else {
+            cx.error(
+                Code::BadValue,
+                r.span,
+                format!("`retries` of {hwhat} must be between 1 and 1000"),
+            );
+        }
+    }
+    check
 }
