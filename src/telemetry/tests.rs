@@ -473,3 +473,49 @@ fn the_sampler_reads_proc_agents_and_gpus_and_leaves_nothing_behind() {
     }
     assert!(!alive(smi), "nvidia-smi {smi} outlived the sampler {sh}");
 }
+
+#[test]
+fn a_hung_nvidia_smi_shows_as_missing_gpus_not_old_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pidfile = dir.path().join("smi.pid");
+    // One loop's output, then it hangs (the same process: exec).
+    std::fs::write(
+        bin.join("nvidia-smi"),
+        format!(
+            "#!/bin/sh\necho $$ > {}\necho '0, 99, 1, 2, 3, 4'\nexec sleep 1000\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("nvidia-smi"))
+        .status()
+        .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let mut sampler = LocalSampler::start(&dir.path().join("none"), &path);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(100));
+        seen.push(sampler.sample().gpus.len());
+    }
+    assert!(
+        seen.iter().sum::<usize>() <= 2,
+        "reported at most twice: {seen:?}"
+    );
+    assert_eq!(&seen[3..], &[0, 0, 0], "then missing: {seen:?}");
+    let smi: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(sampler.child.stdin.take());
+    sampler.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alive(smi) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(smi), "the hung nvidia-smi {smi} was left running");
+}

@@ -4,7 +4,7 @@
 //! after the controller dies, and a real Prometheus scraping
 //! `maestro metrics serve`.
 //!
-//! Nodes: n01–n24 read only; n85 runs a stand-in agent, n86 the
+//! Nodes: n01–n10, n25, n27–n39 read only; n85 runs a stand-in agent, n86 the
 //! disconnect test, n87–n88 the Prometheus test.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -62,7 +62,11 @@ fn host_uptime() -> f64 {
 
 #[test]
 fn top_once_on_24_nodes_reports_what_their_proc_says() {
-    let op = Operator::new(&(1..=24).collect::<Vec<_>>());
+    // 24 nodes no other test stops, kills or rekeys (n11-n16 are broken on
+    // purpose by the exec tests, n24/n26 by the ssh tests).
+    let nodes: Vec<usize> = (1..=10).chain([25]).chain(27..=39).collect();
+    assert_eq!(nodes.len(), 24);
+    let op = Operator::new(&nodes);
     let (busy0, total0) = host_cpu();
     let up0 = host_uptime();
     let o = op.maestro(&["--json", "top", "all", "--once"]);
@@ -74,8 +78,8 @@ fn top_once_on_24_nodes_reports_what_their_proc_says() {
     let mem_total = host_meminfo("MemTotal:");
     let mem_available = host_meminfo("MemAvailable:") as f64;
     let host_pct = 100.0 * (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
-    for (i, v) in lines.iter().enumerate() {
-        let node = format!("n{:02}", i + 1);
+    for (v, i) in lines.iter().zip(&nodes) {
+        let node = format!("n{i:02}");
         assert_eq!(v["node"], node.as_str());
         assert_eq!(v["freshness"], "fresh", "{v}");
         assert_eq!(
@@ -237,7 +241,8 @@ fn agent_rows_count_the_requests_the_test_sent() {
     let v = &json_lines(&stdout(&o))[0];
     let a = &v["agents"][0];
     assert_eq!(a["running"], false, "{a}");
-    assert_eq!(a["process"], "gone", "{a}");
+    // Gone, or a zombie until whoever inherited it reaps it.
+    assert!(a["process"] == "gone" || a["process"] == "zombie", "{a}");
     assert!(a["requests_total"].is_null(), "{a}");
 }
 
