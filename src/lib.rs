@@ -6,7 +6,8 @@
 //! to nodes and reads back what they run, [`sot`] loads, validates and changes the
 //! source of truth, [`fleet`] runs commands on nodes, [`playbook`] and
 //! [`harden`] compile work into scripts, [`bus`] carries every run's events,
-//! [`store`] records runs, and [`ops`] is the operations layer the faces
+//! [`store`] records runs, [`telemetry`] streams live measurements from
+//! every node and agent, and [`ops`] is the operations layer the faces
 //! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
 //! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
 //! of it. The engine never prints and never touches the terminal: every
@@ -37,6 +38,8 @@ pub mod sim;
 pub mod sot;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod store;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod telemetry;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod terminal_text;
 pub mod tui;

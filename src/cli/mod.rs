@@ -8,6 +8,7 @@ mod play_cmd;
 pub(crate) mod printer;
 mod sim_cmd;
 mod sot_cmd;
+mod telemetry_cmd;
 mod tty;
 mod tui_cmd;
 
@@ -99,6 +100,11 @@ pub enum Command {
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
+    /// Live telemetry of the target nodes and their agents, like top (--once, --json)
+    Top(telemetry_cmd::TopArgs),
+    /// The fleet's telemetry for Prometheus
+    #[command(subcommand)]
+    Metrics(telemetry_cmd::MetricsCommand),
     /// List recorded runs, or show one
     Runs {
         #[command(subcommand)]
@@ -373,6 +379,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             play_cmd::install_cmd(&sot, cli.db, &profile, args, cli.json)
         }
         Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
+        Command::Top(args) => telemetry_cmd::top(&sot, cli.db, args, cli.json),
+        Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),

@@ -678,6 +678,21 @@ impl Session {
         }
     }
 
+    /// Start a long-lived `/bin/sh -c COMMAND` whose stdin stays open: the
+    /// caller writes to the channel and reads its output itself (the
+    /// telemetry sampler, paced by the controller). Closing the channel, or
+    /// losing the connection, closes the command's stdin.
+    pub async fn open_stream(
+        &self,
+        command: &str,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        channel
+            .exec(true, format!("exec /bin/sh -c {}", sh_quote(command)))
+            .await?;
+        Ok(channel)
+    }
+
     /// Stop the remote process group: TERM, then KILL after a grace period.
     async fn stop_remote(&self, pgid: Option<u32>) {
         let Some(pgid) = pgid else { return };

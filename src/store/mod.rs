@@ -144,6 +144,37 @@ pub struct LastResult {
     pub finished_ms: i64,
 }
 
+/// One minute of one node's (agent `""`) or one agent's telemetry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Rollup {
+    pub node: String,
+    pub agent: String,
+    pub minute_ms: i64,
+    pub samples: u32,
+    pub cpu_pct_avg: Option<f64>,
+    pub cpu_pct_max: Option<f64>,
+    pub mem_used_pct_avg: Option<f64>,
+    pub load1_avg: Option<f64>,
+    pub root_fs_used_pct: Option<f64>,
+    pub net_rx_bps_avg: Option<f64>,
+    pub net_tx_bps_avg: Option<f64>,
+    pub gpu_util_pct_avg: Option<f64>,
+    pub rss_bytes_max: Option<u64>,
+    pub requests_per_s_avg: Option<f64>,
+    pub errors_per_s_avg: Option<f64>,
+    pub p95_s_max: Option<f64>,
+}
+
+/// Downsampled telemetry history (the live ring buffers are in memory).
+pub trait TelemetryStore: Send {
+    /// Insert or replace these minutes.
+    fn write_rollups(&mut self, rows: &[Rollup]) -> Result<()>;
+    /// Drop minutes that started before `before_ms`; returns how many.
+    fn prune_rollups(&mut self, before_ms: i64) -> Result<usize>;
+    /// A node's minutes (its own and its agents') since `since_ms`, oldest first.
+    fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>>;
+}
+
 /// Facts gathered on a node, and when.
 pub type Facts = (BTreeMap<String, String>, i64);
 

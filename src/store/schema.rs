@@ -89,6 +89,30 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_by_fingerprint ON approvals(fingerprint, requested_ms);
     CREATE INDEX run_notes_by_run ON run_notes(run_id);
     ",
+    // 3: one-minute telemetry rollups per node (agent '') and per agent,
+    // pruned to the retention the collector is given.
+    "
+    CREATE TABLE telemetry_rollups (
+        node           TEXT NOT NULL,
+        agent          TEXT NOT NULL,       -- '' for the node itself
+        minute_ms      INTEGER NOT NULL,    -- start of the minute, Unix ms
+        samples        INTEGER NOT NULL,
+        cpu_pct_avg    REAL,
+        cpu_pct_max    REAL,
+        mem_used_pct_avg REAL,
+        load1_avg      REAL,
+        root_fs_used_pct REAL,
+        net_rx_bps_avg REAL,
+        net_tx_bps_avg REAL,
+        gpu_util_pct_avg REAL,
+        rss_bytes_max  INTEGER,
+        requests_per_s_avg REAL,
+        errors_per_s_avg REAL,
+        p95_s_max      REAL,
+        PRIMARY KEY (node, agent, minute_ms)
+    );
+    CREATE INDEX telemetry_rollups_by_minute ON telemetry_rollups(minute_ms);
+    ",
 ];
 
 /// The schema version this maestro writes.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema::{self, Migrated};
 use super::{
-    Approval, ApprovalState, Facts, LastResult, Note, Result, RunRow, RunState, RunStore,
-    StoreError,
+    Approval, ApprovalState, Facts, LastResult, Note, Result, Rollup, RunRow, RunState, RunStore,
+    StoreError, TelemetryStore,
 };
 use crate::bus::{Envelope, Subscriber, SubscriberError};
 use crate::fleet::event::{
@@ -516,6 +516,81 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         timed_out: r.get::<_, i64>(15)? as usize,
         cancelled: r.get::<_, i64>(16)? as usize,
     })
+}
+
+impl TelemetryStore for SqliteStore {
+    fn write_rollups(&mut self, rows: &[Rollup]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO telemetry_rollups (node, agent, minute_ms, samples,
+                    cpu_pct_avg, cpu_pct_max, mem_used_pct_avg, load1_avg, root_fs_used_pct,
+                    net_rx_bps_avg, net_tx_bps_avg, gpu_util_pct_avg, rss_bytes_max,
+                    requests_per_s_avg, errors_per_s_avg, p95_s_max)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            for r in rows {
+                insert.execute(params![
+                    r.node,
+                    r.agent,
+                    r.minute_ms,
+                    r.samples,
+                    r.cpu_pct_avg,
+                    r.cpu_pct_max,
+                    r.mem_used_pct_avg,
+                    r.load1_avg,
+                    r.root_fs_used_pct,
+                    r.net_rx_bps_avg,
+                    r.net_tx_bps_avg,
+                    r.gpu_util_pct_avg,
+                    r.rss_bytes_max.map(|b| b.min(i64::MAX as u64) as i64),
+                    r.requests_per_s_avg,
+                    r.errors_per_s_avg,
+                    r.p95_s_max,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_rollups(&mut self, before_ms: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM telemetry_rollups WHERE minute_ms < ?1",
+            params![before_ms],
+        )?)
+    }
+
+    fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>> {
+        let mut q = self.conn.prepare(
+            "SELECT node, agent, minute_ms, samples, cpu_pct_avg, cpu_pct_max, mem_used_pct_avg,
+                    load1_avg, root_fs_used_pct, net_rx_bps_avg, net_tx_bps_avg, gpu_util_pct_avg,
+                    rss_bytes_max, requests_per_s_avg, errors_per_s_avg, p95_s_max
+             FROM telemetry_rollups WHERE node = ?1 AND minute_ms >= ?2
+             ORDER BY minute_ms, agent",
+        )?;
+        let rows = q.query_map(params![node, since_ms], |r| {
+            Ok(Rollup {
+                node: r.get(0)?,
+                agent: r.get(1)?,
+                minute_ms: r.get(2)?,
+                samples: r.get(3)?,
+                cpu_pct_avg: r.get(4)?,
+                cpu_pct_max: r.get(5)?,
+                mem_used_pct_avg: r.get(6)?,
+                load1_avg: r.get(7)?,
+                root_fs_used_pct: r.get(8)?,
+                net_rx_bps_avg: r.get(9)?,
+                net_tx_bps_avg: r.get(10)?,
+                gpu_util_pct_avg: r.get(11)?,
+                rss_bytes_max: r.get::<_, Option<i64>>(12)?.map(|b| b.max(0) as u64),
+                requests_per_s_avg: r.get(13)?,
+                errors_per_s_avg: r.get(14)?,
+                p95_s_max: r.get(15)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 #[cfg(test)]

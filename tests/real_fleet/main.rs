@@ -10,4 +10,5 @@ mod modules;
 mod ops;
 mod playbook;
 mod ssh;
+mod telemetry;
 mod tui;
