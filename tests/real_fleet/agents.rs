@@ -496,7 +496,23 @@ fn disable_stops_the_agent_and_keeps_its_files_and_enable_brings_it_back() {
     let o = op.maestro(&["--json", "enable", AGENT, "--limit", &limit, "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     for &n in &nodes {
-        assert!(get(n, "/v1").unwrap().1.contains("2.1.0"));
+        for _ in 0..7 {
+            assert!(get(n, "/v1").unwrap().1.contains("2.1.0"));
+        }
+    }
+    // Telemetry reads the deployed agent from its state file and metrics.
+    let o = op.maestro(&["--json", "top", &limit, "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let samples: Vec<serde_json::Value> = json_lines(&stdout(&o))
+        .into_iter()
+        .filter(|v| v["event"] == "telemetry")
+        .collect();
+    assert_eq!(samples.len(), 2, "{}", stdout(&o));
+    for s in &samples {
+        let a = &s["agents"][0];
+        assert_eq!(a["agent"], AGENT, "{s}");
+        assert_eq!(a["version"], "2.1.0", "{s}");
+        assert_eq!(a["requests_total"].as_f64(), Some(7.0), "{s}");
     }
     let o = op.maestro(&["--json", "disable", AGENT, "--limit", &limit, "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
