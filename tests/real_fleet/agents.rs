@@ -167,6 +167,25 @@ fn deploy(op: &Operator, what: &str, nodes: &[usize], extra: &[&str]) -> std::pr
     op.maestro(&args)
 }
 
+/// A `--json` deploy in the background, its stdout piped to follow it.
+fn spawn_deploy(op: &Operator, what: &str, nodes: &[usize], forks: usize) -> std::process::Child {
+    op.command(&[
+        "--json",
+        "deploy",
+        what,
+        "--limit",
+        &names(nodes),
+        "--yes",
+        "--forks",
+        &forks.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
 #[test]
 fn deploys_converge_stay_idempotent_are_checked_on_the_node_roll_back_and_survive_a_controller_crash()
  {
@@ -214,22 +233,7 @@ fn deploys_converge_stay_idempotent_are_checked_on_the_node_roll_back_and_surviv
     // was verified (one node at a time; corrupted after the first node).
     let art = op.sot.join("artifacts/fleet-doctor-2.1.0.tar.gz");
     let good = std::fs::read(&art).unwrap();
-    let mut child = op
-        .command(&[
-            "--json",
-            "deploy",
-            "fleet-doctor@2.1.0",
-            "--limit",
-            &names(&nodes),
-            "--yes",
-            "--forks",
-            "1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_deploy(&op, "fleet-doctor@2.1.0", &nodes, 1);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
     for line in lines.by_ref() {
@@ -304,22 +308,7 @@ fn deploys_converge_stay_idempotent_are_checked_on_the_node_roll_back_and_surviv
         .iter()
         .map(|&n| starts(n).iter().filter(|v| *v == "2.1.0").count())
         .collect();
-    let mut child = op
-        .command(&[
-            "--json",
-            "deploy",
-            "fleet-doctor@2.1.0",
-            "--limit",
-            &names(&nodes),
-            "--yes",
-            "--forks",
-            "3",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_deploy(&op, "fleet-doctor@2.1.0", &nodes, 3);
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines {
         if line.unwrap().contains("\"event\":\"node_finished\"") {
