@@ -4,7 +4,8 @@
 //!
 //! The engine lives in this library: [`sot`] loads, validates and changes the
 //! source of truth, [`fleet`] runs commands on nodes, [`playbook`] and
-//! [`harden`] compile work into scripts, [`bus`] carries every run's events,
+//! [`harden`] compile work into scripts, [`killswitch`] stops agents
+//! everywhere and [`freeze`] holds changes in their windows, [`bus`] carries every run's events,
 //! [`store`] records runs, and [`ops`] is the operations layer the faces
 //! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
 //! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
@@ -23,7 +24,11 @@ pub mod exit;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod fleet;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod freeze;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod harden;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod killswitch;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod ops;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

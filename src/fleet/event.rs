@@ -235,15 +235,19 @@ pub enum RunKind {
     HardenAudit,
     #[serde(rename = "harden-apply")]
     HardenApply,
+    /// The kill switch (or its release) on the target nodes.
+    #[serde(rename = "kill")]
+    Kill,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 5] = [
+    pub const ALL: [RunKind; 6] = [
         RunKind::Exec,
         RunKind::Check,
         RunKind::Play,
         RunKind::HardenAudit,
         RunKind::HardenApply,
+        RunKind::Kill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -253,6 +257,7 @@ impl RunKind {
             RunKind::Play => "play",
             RunKind::HardenAudit => "harden-audit",
             RunKind::HardenApply => "harden-apply",
+            RunKind::Kill => "kill",
         }
     }
 
@@ -281,6 +286,10 @@ pub enum Event {
         /// The SoT directory the run used, and its git commit.
         sot: String,
         sot_commit: Option<String>,
+        /// What the admission gate let through only because of an override
+        /// (a break-glass past a freeze window), with who and why.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
     },
     NodeConnecting {
         node: String,

@@ -82,6 +82,11 @@ pub enum JobSpec {
     Enable { agent: String },
     /// `maestro disable AGENT`: the service stopped and removed, files kept.
     Disable { agent: String },
+    /// `maestro kill AGENT|--all`: the agent stopped on every target node,
+    /// its kill marker left, each node confirmed (the kill switch must be
+    /// engaged in the SoT first: [`crate::killswitch::change::engage`]).
+    /// With `release`: the markers removed, nothing started.
+    Kill { agent: String, release: bool },
 }
 
 impl JobSpec {
@@ -176,6 +181,8 @@ enum Work {
         baseline: Arc<harden::Loaded>,
         apply: bool,
     },
+    /// The kill switch's node script, per node.
+    Kill(Arc<std::collections::HashMap<String, String>>),
 }
 
 /// A playbook (or a profile's playbooks) and where its files are.
@@ -261,6 +268,16 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     })),
                     format!("install --profile {profile}"),
                 )
+            }
+            JobSpec::Kill { agent, release } => {
+                let scripts = crate::killswitch::node_scripts(sot, agent, *release, &indices)
+                    .map_err(OpsError::Invalid)?;
+                let description = if *release {
+                    format!("kill --release {agent}")
+                } else {
+                    format!("kill {agent}")
+                };
+                (Work::Kill(Arc::new(scripts)), description)
             }
             JobSpec::Deploy { .. } | JobSpec::Enable { .. } | JobSpec::Disable { .. } => {
                 return Err(OpsError::Invalid(
@@ -437,6 +454,30 @@ impl Prepared {
         }
     }
 
+    /// Every agent this job would start on its nodes: the agent of an agent
+    /// job, and for a playbook every `maestro-agent-NAME` service it starts
+    /// or restarts. What the kill switch and freeze windows hold back.
+    pub fn agents_started(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .job
+            .agent_started()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        if let Work::Playbook(work) = &self.work {
+            for task in work.playbook.tasks.iter().chain(&work.playbook.handlers) {
+                if let Some(svc) = &task.get_ref().service
+                    && svc.state != playbook::model::ServiceState::Stopped
+                    && let Some(agent) = svc.name.strip_prefix("maestro-agent-")
+                    && !agents.iter().any(|a| a == agent)
+                {
+                    agents.push(agent.to_string());
+                }
+            }
+        }
+        agents
+    }
+
     /// Whether applying it changes nodes (a check or an audit does not).
     pub fn changes_nodes(&self) -> bool {
         !matches!(self.work, Work::Harden { apply: false, .. })
@@ -522,8 +563,9 @@ impl Prepared {
         }
     }
 
-    fn run_options(&self, kind: RunKind, description: String) -> RunOptions {
+    fn run_options(&self, kind: RunKind, description: String, overrides: &[String]) -> RunOptions {
         RunOptions {
+            overrides: overrides.to_vec(),
             kind,
             target: self.target_label.clone(),
             description,
@@ -547,6 +589,7 @@ impl Prepared {
         check: bool,
         run_id: &str,
         launch: &Launch,
+        overrides: &[String],
     ) -> RunReport {
         let PlayWork {
             playbook,
@@ -570,7 +613,7 @@ impl Prepared {
         play(
             self.specs.clone(),
             request,
-            self.run_options(kind, description),
+            self.run_options(kind, description, overrides),
             launch.bus.run(run_id),
             launch.cancel.clone(),
         )
@@ -583,6 +626,7 @@ impl Prepared {
         mode: Mode,
         run_id: &str,
         launch: &Launch,
+        overrides: &[String],
     ) -> RunReport {
         let (kind, flag) = match mode {
             Mode::Apply => (RunKind::HardenApply, "--apply"),
@@ -599,7 +643,7 @@ impl Prepared {
             baseline.clone(),
             mode,
             self.password(),
-            self.run_options(kind, description),
+            self.run_options(kind, description, overrides),
             launch.bus.run(run_id),
             launch.cancel.clone(),
         )
@@ -616,7 +660,9 @@ impl Prepared {
                 Plan::static_plan(&self.description, true, &self.nodes, command)
             }
             Work::Playbook(work) => {
-                let report = self.run_playbook(work, true, &launch.run_id, launch).await;
+                let report = self
+                    .run_playbook(work, true, &launch.run_id, launch, &[])
+                    .await;
                 Plan::from_check(&self.description, &report)
             }
             Work::Harden {
@@ -624,7 +670,7 @@ impl Prepared {
                 apply: true,
             } => {
                 let report = self
-                    .run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await;
                 Plan::from_check(&self.description, &report)
             }
@@ -637,6 +683,12 @@ impl Prepared {
                 &self.nodes,
                 &format!("audit {} rules (changes nothing)", baseline.rules.len()),
             ),
+            Work::Kill(_) => Plan::static_plan(
+                &self.description,
+                true,
+                &self.nodes,
+                "stop the agent's processes and confirm none is left",
+            ),
         }
     }
 
@@ -645,7 +697,10 @@ impl Prepared {
         if let Decision::Refused(r) = gate.admit(self) {
             return Err(OpsError::Refused(r));
         }
-        Ok(self.run(launch).await)
+        // What the gate let through only because someone broke the glass
+        // is recorded with the run.
+        let overrides = gate.overrides(self);
+        Ok(self.run(launch, &overrides).await)
     }
 
     /// The same as [`Prepared::apply`] in check mode: changes nothing, so
@@ -657,9 +712,12 @@ impl Prepared {
             return Err(OpsError::Refused(r));
         }
         let report = match &self.work {
-            Work::Playbook(work) => self.run_playbook(work, true, &launch.run_id, launch).await,
+            Work::Playbook(work) => {
+                self.run_playbook(work, true, &launch.run_id, launch, &[])
+                    .await
+            }
             Work::Harden { baseline, .. } => {
-                self.run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                self.run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await
             }
             Work::Command(_) => {
@@ -667,17 +725,20 @@ impl Prepared {
                     "an ad-hoc command has no check mode".into(),
                 ));
             }
+            Work::Kill(_) => {
+                return Err(OpsError::Invalid("a kill has no check mode".into()));
+            }
         };
         Ok(Outcome::of(report, None))
     }
 
-    async fn run(&self, launch: &Launch) -> Outcome {
+    async fn run(&self, launch: &Launch, overrides: &[String]) -> Outcome {
         match &self.work {
             Work::Command(command) => {
                 let report = run_command(
                     self.specs.clone(),
                     command.to_string(),
-                    self.run_options(RunKind::Exec, self.description.clone()),
+                    self.run_options(RunKind::Exec, self.description.clone(), overrides),
                     launch.bus.run(&launch.run_id),
                     launch.cancel.clone(),
                 )
@@ -685,7 +746,20 @@ impl Prepared {
                 Outcome::of(report, None)
             }
             Work::Playbook(work) => {
-                let report = self.run_playbook(work, false, &launch.run_id, launch).await;
+                let report = self
+                    .run_playbook(work, false, &launch.run_id, launch, overrides)
+                    .await;
+                Outcome::of(report, None)
+            }
+            Work::Kill(scripts) => {
+                let report = crate::killswitch::run(
+                    self.specs.clone(),
+                    scripts.clone(),
+                    self.run_options(RunKind::Kill, self.description.clone(), overrides),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                )
+                .await;
                 Outcome::of(report, None)
             }
             Work::Harden {
@@ -693,7 +767,7 @@ impl Prepared {
                 apply: false,
             } => {
                 let report = self
-                    .run_harden(baseline, Mode::Audit, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Audit, &launch.run_id, launch, overrides)
                     .await;
                 {
                     let compliance = harden::compliance(baseline, &report);
@@ -705,14 +779,14 @@ impl Prepared {
                 apply: true,
             } => {
                 let applied = self
-                    .run_harden(baseline, Mode::Apply, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Apply, &launch.run_id, launch, overrides)
                     .await;
                 if launch.cancel.all_cancelled() {
                     let compliance = harden::compliance(baseline, &applied);
                     return Outcome::of(applied, Some(compliance));
                 }
                 let mut audited = self
-                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch)
+                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch, &[])
                     .await;
                 harden::carry_refusals(&applied, &mut audited);
                 Outcome {

@@ -441,6 +441,7 @@ fn live_app() -> App {
             forks: 100,
             sot: "/srv/fleet/sot".into(),
             sot_commit: None,
+            overrides: Vec::new(),
         },
     ));
     // Two nodes started 15 s ago and are stuck; one is connecting.
