@@ -3,6 +3,8 @@
 
 mod drive;
 mod fleet_cmd;
+mod freeze_cmd;
+mod kill_cmd;
 mod play_cmd;
 pub(crate) mod printer;
 mod sim_cmd;
@@ -89,6 +91,11 @@ pub enum Command {
     },
     /// Audit or apply a hardening baseline
     Harden(play_cmd::HardenArgs),
+    /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
+    Kill(kill_cmd::KillArgs),
+    /// List, add and remove freeze windows (each change is a git commit)
+    #[command(subcommand)]
+    Freeze(freeze_cmd::FreezeCommand),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -358,6 +365,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             play_cmd::install_cmd(&sot, cli.db, &profile, args, cli.json)
         }
         Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
+        Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
+        Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),

@@ -116,7 +116,7 @@ fn safe(s: &str) -> String {
     crate::terminal_text::sanitize_str(s)
 }
 
-fn intent(c: &Change) -> Intent {
+pub(super) fn intent(c: &Change) -> Intent {
     Intent {
         reason: c.reason.clone(),
         actor: c.who.actor.clone(),
@@ -124,7 +124,7 @@ fn intent(c: &Change) -> Intent {
     }
 }
 
-fn committed(c: Committed, json: bool) -> Exit {
+pub(super) fn committed(c: Committed, json: bool) -> Exit {
     if json {
         out!(
             "{}",
