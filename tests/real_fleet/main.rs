@@ -5,6 +5,7 @@
 mod common;
 
 mod exec;
+mod killswitch;
 mod modules;
 mod ops;
 mod playbook;
