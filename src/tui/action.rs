@@ -63,6 +63,28 @@ pub enum Action {
     Unavailable(String),
     /// Open `:` command mode with this text already typed (`p` → `:play `).
     OpenCommand(String),
+    /// `:kill AGENT REASON`: the kill-switch panel, everything pinned.
+    OpenKill(KillPlan),
+    /// The agent's name was typed: engage and stop exactly this.
+    KillConfirmed(KillPlan),
+    /// Close the kill-switch panel (a kill already started runs on).
+    CloseKill,
+}
+
+/// A kill switch to engage, pinned when the panel opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillPlan {
+    /// An agent of the registry, or `all`.
+    pub agent: String,
+    pub reason: String,
+    /// How the scope was chosen, as shown (`all nodes`, `3 marked nodes`).
+    pub scope: String,
+    /// Node names, in SoT order.
+    pub nodes: Vec<String>,
+    /// Whether `nodes` is the whole fleet (the kill switch then has no limit).
+    pub whole_fleet: bool,
+    /// The id the kill run will have.
+    pub run_id: String,
 }
 
 /// Work that needs the operator's confirmation, with everything it will use.
