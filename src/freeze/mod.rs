@@ -59,7 +59,7 @@ pub enum Schedule {
         /// As written; `cron` below is its parsed form.
         cron: String,
         #[serde(skip)]
-        parsed: croner::Cron,
+        parsed: Box<croner::Cron>,
         /// As written (`2h30m`); `length` below is its value.
         duration: String,
         #[serde(skip)]
@@ -90,7 +90,7 @@ impl Schedule {
         let tz = parse_timezone(timezone)?;
         Ok(Schedule::Recurring {
             cron: cron.to_string(),
-            parsed,
+            parsed: Box::new(parsed),
             duration: duration.to_string(),
             length,
             timezone: timezone.to_string(),

@@ -132,7 +132,7 @@ impl Loader<'_> {
                     (Some(parsed), Some(length), Some(tz), Some(cron), Some(duration)) => {
                         Some(Schedule::Recurring {
                             cron: cron.value,
-                            parsed,
+                            parsed: Box::new(parsed),
                             duration: duration.value,
                             length,
                             timezone: zone,
