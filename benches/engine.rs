@@ -123,6 +123,7 @@ fn bench(c: &mut Criterion) {
                             forks: 100,
                             sot: "/sot".into(),
                             sot_commit: None,
+                            overrides: Vec::new(),
                         },
                     ))
                     .unwrap();

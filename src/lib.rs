@@ -5,9 +5,11 @@
 //! The engine lives in this library: [`agent`] deploys registry versions
 //! to nodes and reads back what they run, [`sot`] loads, validates and changes the
 //! source of truth, [`fleet`] runs commands on nodes, [`playbook`] and
-//! [`harden`] compile work into scripts, [`bus`] carries every run's events,
-//! [`store`] records runs, [`telemetry`] streams live measurements from
-//! every node and agent, and [`ops`] is the operations layer the faces
+//! [`harden`] compile work into scripts, [`killswitch`] stops agents
+//! everywhere and [`freeze`] holds changes in their windows, [`bus`]
+//! carries every run's events, [`store`] records runs, [`telemetry`]
+//! streams live measurements from every node and agent, and [`ops`] is the
+//! operations layer the faces
 //! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
 //! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
 //! of it. The engine never prints and never touches the terminal: every
@@ -27,7 +29,11 @@ pub mod exit;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod fleet;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod freeze;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod harden;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod killswitch;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod ops;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

@@ -9,6 +9,7 @@ use clap::Args;
 use super::FleetArgs;
 use super::drive::{drive, exit_for};
 use super::fleet_cmd::{gate, load_source, print_warnings, request};
+use super::freeze_cmd::BreakGlassArgs;
 use super::play_cmd::{PlayArgs, Privilege, playbook_job};
 use super::printer::{Printer, sanitize};
 use crate::exit::Exit;
@@ -33,6 +34,8 @@ pub struct DeployArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     #[command(flatten)]
+    pub glass: BreakGlassArgs,
+    #[command(flatten)]
     pub fleet: FleetArgs,
 }
 
@@ -49,6 +52,8 @@ pub struct ToggleArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     #[command(flatten)]
+    pub glass: BreakGlassArgs,
+    #[command(flatten)]
     pub fleet: FleetArgs,
 }
 
@@ -63,7 +68,14 @@ pub struct StatusArgs {
     pub fleet: FleetArgs,
 }
 
-fn as_play_args(limit: &str, check: bool, diff: bool, yes: bool, fleet: &FleetArgs) -> PlayArgs {
+fn as_play_args(
+    limit: &str,
+    check: bool,
+    diff: bool,
+    yes: bool,
+    glass: &BreakGlassArgs,
+    fleet: &FleetArgs,
+) -> PlayArgs {
     PlayArgs {
         limit: limit.to_string(),
         check,
@@ -78,6 +90,7 @@ fn as_play_args(limit: &str, check: bool, diff: bool, yes: bool, fleet: &FleetAr
             become_password_file: None,
         },
         yes,
+        glass: glass.clone(),
         emit_scripts: None,
         fleet: fleet.clone(),
     }
@@ -94,7 +107,14 @@ pub fn deploy(
         agent: agent.to_string(),
         version: version.map(str::to_string),
     };
-    let play = as_play_args(&args.limit, args.check, args.diff, args.yes, &args.fleet);
+    let play = as_play_args(
+        &args.limit,
+        args.check,
+        args.diff,
+        args.yes,
+        &args.glass,
+        &args.fleet,
+    );
     playbook_job(root, db, job, play, json)
 }
 
@@ -107,7 +127,14 @@ pub fn enable(
     let job = JobSpec::Enable {
         agent: args.agent.clone(),
     };
-    let play = as_play_args(&args.limit, args.check, false, args.yes, &args.fleet);
+    let play = as_play_args(
+        &args.limit,
+        args.check,
+        false,
+        args.yes,
+        &args.glass,
+        &args.fleet,
+    );
     playbook_job(root, db, job, play, json)
 }
 
@@ -120,7 +147,14 @@ pub fn disable(
     let job = JobSpec::Disable {
         agent: args.agent.clone(),
     };
-    let play = as_play_args(&args.limit, args.check, false, args.yes, &args.fleet);
+    let play = as_play_args(
+        &args.limit,
+        args.check,
+        false,
+        args.yes,
+        &args.glass,
+        &args.fleet,
+    );
     playbook_job(root, db, job, play, json)
 }
 

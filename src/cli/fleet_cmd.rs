@@ -58,11 +58,15 @@ pub fn request(job: JobSpec, targets: Targets, fleet: &FleetArgs) -> JobRequest 
 /// The admission gate for jobs started from the command line; approvals
 /// are kept in the run store at `db`.
 pub fn gate(db: &Path) -> Gate {
-    let actor = std::env::var("MAESTRO_ACTOR")
+    Gate::new(Some(db.to_path_buf()), actor())
+}
+
+/// Who runs this command, as recorded with approvals and break-glasses.
+pub fn actor() -> String {
+    std::env::var("MAESTRO_ACTOR")
         .ok()
         .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
-    Gate::new(Some(db.to_path_buf()), actor)
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub fn print_warnings(prepared: &Prepared) {

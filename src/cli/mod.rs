@@ -4,6 +4,8 @@
 mod agent_cmd;
 mod drive;
 mod fleet_cmd;
+mod freeze_cmd;
+mod kill_cmd;
 mod play_cmd;
 pub(crate) mod printer;
 mod sim_cmd;
@@ -97,6 +99,11 @@ pub enum Command {
     Enable(agent_cmd::ToggleArgs),
     /// Disable an agent on nodes: stop and remove its service (files kept for a later enable)
     Disable(agent_cmd::ToggleArgs),
+    /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
+    Kill(kill_cmd::KillArgs),
+    /// List, add and remove freeze windows (each change is a git commit)
+    #[command(subcommand)]
+    Freeze(freeze_cmd::FreezeCommand),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -381,6 +388,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
         Command::Top(args) => telemetry_cmd::top(&sot, cli.db, args, cli.json),
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
+        Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
+        Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),

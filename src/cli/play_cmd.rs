@@ -40,6 +40,8 @@ pub struct PlayArgs {
     pub skip_tags: Vec<String>,
     #[command(flatten)]
     pub privilege: Privilege,
+    #[command(flatten)]
+    pub glass: super::freeze_cmd::BreakGlassArgs,
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -89,6 +91,8 @@ pub struct HardenArgs {
     pub min_compliance: f64,
     #[command(flatten)]
     pub privilege: Privilege,
+    #[command(flatten)]
+    pub glass: super::freeze_cmd::BreakGlassArgs,
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -153,7 +157,7 @@ pub(super) fn playbook_job(
     let prepared = ops::prepare(source, req)?;
     print_warnings(&prepared);
     let db = db.unwrap_or_else(crate::store::default_path);
-    let gate = gate(&db);
+    let gate = with_glass(gate(&db), &args.glass);
     // Nothing runs, not even a plan, for a job the gate refuses.
     admit(&gate, &prepared, args.check || args.emit_scripts.is_some())?;
     if let Some(dir) = &args.emit_scripts {
@@ -205,6 +209,14 @@ pub(super) fn playbook_job(
         move |launch| async move { prepared.apply(&gate, &launch).await },
     )?;
     Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
+}
+
+/// The gate with the operator's `--break-glass`, if any.
+fn with_glass(gate: Gate, glass: &super::freeze_cmd::BreakGlassArgs) -> Gate {
+    match glass.glass() {
+        Some(g) => gate.with_break_glass(g),
+        None => gate,
+    }
 }
 
 /// The gate's answer before anything runs. A check changes nothing, so only
@@ -300,7 +312,7 @@ pub fn harden_cmd(
     )?;
     print_warnings(&prepared);
     let db = db.unwrap_or_else(crate::store::default_path);
-    let gate = gate(&db);
+    let gate = with_glass(gate(&db), &args.glass);
     admit(&gate, &prepared, !args.apply)?;
     let mut prepared = prepared;
     prepared.set_become_password(become_password(&args.privilege)?);

@@ -65,7 +65,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
 pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
     let msg = format!(
-        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} profiles, {} playbooks, {} hardening baselines",
+        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows",
         root.display(),
         sot.nodes.len(),
         sot.groups.len(),
@@ -73,13 +73,16 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
         sot.agents.len(),
         sot.profiles.len(),
         sot.playbooks.len(),
-        sot.baselines.len()
+        sot.baselines.len(),
+        sot.killswitch.len(),
+        sot.freeze.len()
     );
     if json {
         out!(
             "{}",
             json!({"event": "sot_valid", "sot": root, "nodes": sot.nodes.len(), "groups": sot.groups.len(),
-                   "models": sot.models.len(), "agents": sot.agents.len(), "profiles": sot.profiles.len()})
+                   "models": sot.models.len(), "agents": sot.agents.len(), "profiles": sot.profiles.len(),
+                   "kill_switches": sot.killswitch.len(), "freeze_windows": sot.freeze.len()})
         );
     } else {
         out!("{msg}");
@@ -116,7 +119,7 @@ fn safe(s: &str) -> String {
     crate::terminal_text::sanitize_str(s)
 }
 
-fn intent(c: &Change) -> Intent {
+pub(super) fn intent(c: &Change) -> Intent {
     Intent {
         reason: c.reason.clone(),
         actor: c.who.actor.clone(),
@@ -124,7 +127,7 @@ fn intent(c: &Change) -> Intent {
     }
 }
 
-fn committed(c: Committed, json: bool) -> Exit {
+pub(super) fn committed(c: Committed, json: bool) -> Exit {
     if json {
         out!(
             "{}",

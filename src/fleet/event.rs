@@ -243,10 +243,13 @@ pub enum RunKind {
     /// `agent status`: reads what nodes run.
     #[serde(rename = "status")]
     Status,
+    /// The kill switch (or its release) on the target nodes.
+    #[serde(rename = "kill")]
+    Kill,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 8] = [
+    pub const ALL: [RunKind; 9] = [
         RunKind::Exec,
         RunKind::Check,
         RunKind::Play,
@@ -255,6 +258,7 @@ impl RunKind {
         RunKind::Deploy,
         RunKind::Disable,
         RunKind::Status,
+        RunKind::Kill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -267,6 +271,7 @@ impl RunKind {
             RunKind::Deploy => "deploy",
             RunKind::Disable => "disable",
             RunKind::Status => "status",
+            RunKind::Kill => "kill",
         }
     }
 
@@ -295,6 +300,10 @@ pub enum Event {
         /// The SoT directory the run used, and its git commit.
         sot: String,
         sot_commit: Option<String>,
+        /// What the admission gate let through only because of an override
+        /// (a break-glass past a freeze window), with who and why.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
     },
     NodeConnecting {
         node: String,

@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// The SoT directory the run uses, and its git commit (recorded with the run).
     pub sot: String,
     pub sot_commit: Option<String>,
+    /// Admission overrides (break-glass) recorded with the run.
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +115,7 @@ where
         forks: opts.forks,
         sot: opts.sot.clone(),
         sot_commit: opts.sot_commit.clone(),
+        overrides: opts.overrides.clone(),
     });
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let job = Arc::new(job);

@@ -4,10 +4,11 @@
 //! approval". Approvals are kept in the run store, so a job held for
 //! approval is found again by the next process that admits the same job.
 //!
-//! Today the gate enforces what exists: a profile's rules and required tags,
-//! and a read-only console (the demo whose sandbox does not work). The
-//! policy, kill-switch and freeze-window checks plug in here as more
-//! [`Check`]s instead of adding checks of their own to each command.
+//! Every gate enforces a profile's rules and required tags, the kill switch
+//! ([`crate::killswitch::KillSwitchCheck`]) and freeze windows
+//! ([`crate::freeze::FreezeCheck`]); the console adds its read-only mode.
+//! The policy checks plug in here as more [`Check`]s instead of adding
+//! checks of their own to each command.
 
 use std::path::PathBuf;
 
@@ -36,6 +37,11 @@ pub trait Check: Send + Sync {
     /// A short name shown with its reasons (`profile`, `read-only`, `policy`).
     fn name(&self) -> &'static str;
     fn check(&self, job: &Prepared) -> Verdict;
+    /// What this check let through only because of an override (a
+    /// break-glass past a freeze window), one line each: recorded with the run.
+    fn overrides(&self, _job: &Prepared) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Why a job was not admitted, and which exit code that is.
@@ -108,7 +114,11 @@ impl Gate {
     /// The checks that apply everywhere, with approvals kept in `store`.
     pub fn new(store: Option<PathBuf>, actor: impl Into<String>) -> Gate {
         Gate {
-            checks: vec![Box::new(ProfileRules)],
+            checks: vec![
+                Box::new(ProfileRules),
+                Box::new(crate::killswitch::KillSwitchCheck),
+                Box::new(crate::freeze::FreezeCheck::default()),
+            ],
             approvals: store,
             actor: actor.into(),
         }
@@ -117,6 +127,29 @@ impl Gate {
     pub fn with(mut self, check: impl Check + 'static) -> Gate {
         self.checks.push(Box::new(check));
         self
+    }
+
+    /// The same gate with `check` in place of the check of the same name
+    /// (a freeze check that knows about a break-glass, or judges at a
+    /// given time).
+    pub fn replacing(mut self, check: impl Check + 'static) -> Gate {
+        self.checks.retain(|c| c.name() != check.name());
+        self.checks.push(Box::new(check));
+        self
+    }
+
+    /// The gate with `--break-glass`: jobs held only by freeze windows go
+    /// through, and the override is recorded with their runs.
+    pub fn with_break_glass(self, glass: crate::freeze::BreakGlass) -> Gate {
+        self.replacing(crate::freeze::FreezeCheck {
+            break_glass: Some(glass),
+            now: None,
+        })
+    }
+
+    /// The overrides the checks made for `job` (see [`Check::overrides`]).
+    pub fn overrides(&self, job: &Prepared) -> Vec<String> {
+        self.checks.iter().flat_map(|c| c.overrides(job)).collect()
     }
 
     /// Run every check; the strictest answer wins (invalid, then deny, then

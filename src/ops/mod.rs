@@ -87,6 +87,11 @@ pub enum JobSpec {
     Disable { agent: String },
     /// `maestro agent status [AGENT]`: what each node runs (reads only).
     AgentStatus { agent: Option<String> },
+    /// `maestro kill AGENT|--all`: the agent stopped on every target node,
+    /// its kill marker left, each node confirmed (the kill switch must be
+    /// engaged in the SoT first: [`crate::killswitch::change::engage`]).
+    /// With `release`: the markers removed, nothing started.
+    Kill { agent: String, release: bool },
 }
 
 impl JobSpec {
@@ -195,6 +200,8 @@ enum Work {
     AgentStatus {
         agents: Arc<Vec<Agent>>,
     },
+    /// The kill switch's node script, per node.
+    Kill(Arc<std::collections::HashMap<String, String>>),
 }
 
 /// A playbook (or a profile's playbooks) and where its files are.
@@ -357,6 +364,16 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     },
                     format!("disable {agent}"),
                 )
+            }
+            JobSpec::Kill { agent, release } => {
+                let scripts = crate::killswitch::node_scripts(sot, agent, *release, &indices)
+                    .map_err(OpsError::Invalid)?;
+                let description = if *release {
+                    format!("kill --release {agent}")
+                } else {
+                    format!("kill {agent}")
+                };
+                (Work::Kill(Arc::new(scripts)), description)
             }
             JobSpec::Harden {
                 apply,
@@ -556,6 +573,30 @@ impl Prepared {
         }
     }
 
+    /// Every agent this job would start on its nodes: the agent of an agent
+    /// job, and for a playbook every `maestro-agent-NAME` service it starts
+    /// or restarts. What the kill switch and freeze windows hold back.
+    pub fn agents_started(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .job
+            .agent_started()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        if let Work::Playbook(work) = &self.work {
+            for task in work.playbook.tasks.iter().chain(&work.playbook.handlers) {
+                if let Some(svc) = &task.get_ref().service
+                    && svc.state != playbook::model::ServiceState::Stopped
+                    && let Some(agent) = svc.name.strip_prefix("maestro-agent-")
+                    && !agents.iter().any(|a| a == agent)
+                {
+                    agents.push(agent.to_string());
+                }
+            }
+        }
+        agents
+    }
+
     /// Whether applying it changes nodes (a check or an audit does not).
     pub fn changes_nodes(&self) -> bool {
         !matches!(
@@ -644,8 +685,9 @@ impl Prepared {
         }
     }
 
-    fn run_options(&self, kind: RunKind, description: String) -> RunOptions {
+    fn run_options(&self, kind: RunKind, description: String, overrides: &[String]) -> RunOptions {
         RunOptions {
+            overrides: overrides.to_vec(),
             kind,
             target: self.target_label.clone(),
             description,
@@ -669,6 +711,7 @@ impl Prepared {
         check: bool,
         run_id: &str,
         launch: &Launch,
+        overrides: &[String],
     ) -> RunReport {
         let PlayWork {
             playbook,
@@ -692,21 +735,25 @@ impl Prepared {
         play(
             self.specs.clone(),
             request,
-            self.run_options(kind, description),
+            self.run_options(kind, description, overrides),
             launch.bus.run(run_id),
             launch.cancel.clone(),
         )
         .await
     }
 
+    /// `target`: the deploy and each node's parameters.
     async fn run_deploy(
         &self,
-        deploy: &Arc<agent::Deploy>,
-        params: &Arc<HashMap<String, agent::NodeParams>>,
+        (deploy, params): (
+            &Arc<agent::Deploy>,
+            &Arc<HashMap<String, agent::NodeParams>>,
+        ),
         check: bool,
         specs: &[ConnectSpec],
         run_id: &str,
         launch: &Launch,
+        overrides: &[String],
     ) -> RunReport {
         let (kind, description) = if check {
             (RunKind::Check, format!("{} --check", self.description))
@@ -718,7 +765,7 @@ impl Prepared {
         let diff = self.settings.diff;
         run_nodes(
             specs.to_vec(),
-            self.run_options(kind, description),
+            self.run_options(kind, description, overrides),
             launch.bus.run(run_id),
             launch.cancel.clone(),
             move |session, ctx| {
@@ -738,6 +785,7 @@ impl Prepared {
         mode: Mode,
         run_id: &str,
         launch: &Launch,
+        overrides: &[String],
     ) -> RunReport {
         let (kind, flag) = match mode {
             Mode::Apply => (RunKind::HardenApply, "--apply"),
@@ -754,7 +802,7 @@ impl Prepared {
             baseline.clone(),
             mode,
             self.password(),
-            self.run_options(kind, description),
+            self.run_options(kind, description, overrides),
             launch.bus.run(run_id),
             launch.cancel.clone(),
         )
@@ -771,7 +819,9 @@ impl Prepared {
                 Plan::static_plan(&self.description, true, &self.nodes, command)
             }
             Work::Playbook(work) => {
-                let report = self.run_playbook(work, true, &launch.run_id, launch).await;
+                let report = self
+                    .run_playbook(work, true, &launch.run_id, launch, &[])
+                    .await;
                 Plan::from_check(&self.description, &report)
             }
             Work::Harden {
@@ -779,13 +829,20 @@ impl Prepared {
                 apply: true,
             } => {
                 let report = self
-                    .run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await;
                 Plan::from_check(&self.description, &report)
             }
             Work::Deploy { deploy, params, .. } => {
                 let report = self
-                    .run_deploy(deploy, params, true, &self.specs, &launch.run_id, launch)
+                    .run_deploy(
+                        (deploy, params),
+                        true,
+                        &self.specs,
+                        &launch.run_id,
+                        launch,
+                        &[],
+                    )
                     .await;
                 Plan::from_check(&self.description, &report)
             }
@@ -810,6 +867,12 @@ impl Prepared {
                 &self.nodes,
                 &format!("audit {} rules (changes nothing)", baseline.rules.len()),
             ),
+            Work::Kill(_) => Plan::static_plan(
+                &self.description,
+                true,
+                &self.nodes,
+                "stop the agent's processes and confirm none is left",
+            ),
         }
     }
 
@@ -818,7 +881,10 @@ impl Prepared {
         if let Decision::Refused(r) = gate.admit(self) {
             return Err(OpsError::Refused(r));
         }
-        Ok(self.run(launch).await)
+        // What the gate let through only because someone broke the glass
+        // is recorded with the run.
+        let overrides = gate.overrides(self);
+        Ok(self.run(launch, &overrides).await)
     }
 
     /// The same as [`Prepared::apply`] in check mode: changes nothing, so
@@ -830,14 +896,24 @@ impl Prepared {
             return Err(OpsError::Refused(r));
         }
         let report = match &self.work {
-            Work::Playbook(work) => self.run_playbook(work, true, &launch.run_id, launch).await,
+            Work::Playbook(work) => {
+                self.run_playbook(work, true, &launch.run_id, launch, &[])
+                    .await
+            }
             Work::Harden { baseline, .. } => {
-                self.run_harden(baseline, Mode::Check, &launch.run_id, launch)
+                self.run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await
             }
             Work::Deploy { deploy, params, .. } => {
-                self.run_deploy(deploy, params, true, &self.specs, &launch.run_id, launch)
-                    .await
+                self.run_deploy(
+                    (deploy, params),
+                    true,
+                    &self.specs,
+                    &launch.run_id,
+                    launch,
+                    &[],
+                )
+                .await
             }
             Work::Command(_) | Work::Disable { .. } | Work::AgentStatus { .. } => {
                 return Err(OpsError::Invalid(format!(
@@ -845,17 +921,20 @@ impl Prepared {
                     self.description
                 )));
             }
+            Work::Kill(_) => {
+                return Err(OpsError::Invalid("a kill has no check mode".into()));
+            }
         };
         Ok(Outcome::of(report, None))
     }
 
-    async fn run(&self, launch: &Launch) -> Outcome {
+    async fn run(&self, launch: &Launch, overrides: &[String]) -> Outcome {
         match &self.work {
             Work::Command(command) => {
                 let report = run_command(
                     self.specs.clone(),
                     command.to_string(),
-                    self.run_options(RunKind::Exec, self.description.clone()),
+                    self.run_options(RunKind::Exec, self.description.clone(), overrides),
                     launch.bus.run(&launch.run_id),
                     launch.cancel.clone(),
                 )
@@ -863,7 +942,20 @@ impl Prepared {
                 Outcome::of(report, None)
             }
             Work::Playbook(work) => {
-                let report = self.run_playbook(work, false, &launch.run_id, launch).await;
+                let report = self
+                    .run_playbook(work, false, &launch.run_id, launch, overrides)
+                    .await;
+                Outcome::of(report, None)
+            }
+            Work::Kill(scripts) => {
+                let report = crate::killswitch::run(
+                    self.specs.clone(),
+                    scripts.clone(),
+                    self.run_options(RunKind::Kill, self.description.clone(), overrides),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                )
+                .await;
                 Outcome::of(report, None)
             }
             Work::Deploy {
@@ -872,7 +964,14 @@ impl Prepared {
                 runtime: None,
             } => {
                 let report = self
-                    .run_deploy(deploy, params, false, &self.specs, &launch.run_id, launch)
+                    .run_deploy(
+                        (deploy, params),
+                        false,
+                        &self.specs,
+                        &launch.run_id,
+                        launch,
+                        overrides,
+                    )
                     .await;
                 Outcome::of(report, None)
             }
@@ -884,7 +983,7 @@ impl Prepared {
                 // enable: the runtime where missing (an idempotent install),
                 // then the agent on the nodes where that worked.
                 let installed = self
-                    .run_playbook(runtime, false, &launch.run_id, launch)
+                    .run_playbook(runtime, false, &launch.run_id, launch, overrides)
                     .await;
                 let ready: Vec<ConnectSpec> = self
                     .specs
@@ -898,7 +997,14 @@ impl Prepared {
                     .cloned()
                     .collect();
                 let mut deployed = self
-                    .run_deploy(deploy, params, false, &ready, &new_run_id(), launch)
+                    .run_deploy(
+                        (deploy, params),
+                        false,
+                        &ready,
+                        &new_run_id(),
+                        launch,
+                        overrides,
+                    )
                     .await;
                 for n in &installed.results {
                     if n.status != NodeStatus::Ok {
@@ -926,7 +1032,7 @@ impl Prepared {
                 let sink = collected.clone();
                 let report = run_nodes(
                     self.specs.clone(),
-                    self.run_options(RunKind::Status, self.description.clone()),
+                    self.run_options(RunKind::Status, self.description.clone(), overrides),
                     launch.bus.run(&launch.run_id),
                     launch.cancel.clone(),
                     move |session, ctx| {
@@ -966,7 +1072,7 @@ impl Prepared {
                 let agent = agent.clone();
                 let report = run_nodes(
                     self.specs.clone(),
-                    self.run_options(RunKind::Disable, self.description.clone()),
+                    self.run_options(RunKind::Disable, self.description.clone(), overrides),
                     launch.bus.run(&launch.run_id),
                     launch.cancel.clone(),
                     move |session, ctx| {
@@ -985,7 +1091,7 @@ impl Prepared {
                 apply: false,
             } => {
                 let report = self
-                    .run_harden(baseline, Mode::Audit, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Audit, &launch.run_id, launch, overrides)
                     .await;
                 {
                     let compliance = harden::compliance(baseline, &report);
@@ -997,14 +1103,14 @@ impl Prepared {
                 apply: true,
             } => {
                 let applied = self
-                    .run_harden(baseline, Mode::Apply, &launch.run_id, launch)
+                    .run_harden(baseline, Mode::Apply, &launch.run_id, launch, overrides)
                     .await;
                 if launch.cancel.all_cancelled() {
                     let compliance = harden::compliance(baseline, &applied);
                     return Outcome::of(applied, Some(compliance));
                 }
                 let mut audited = self
-                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch)
+                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch, &[])
                     .await;
                 harden::carry_refusals(&applied, &mut audited);
                 Outcome {

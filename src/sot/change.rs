@@ -247,7 +247,9 @@ fn check_reason(reason: &str) -> Result<()> {
 
 /// A change in progress: its reason and actor checked, the SoT's write lock
 /// held (so the SoT it reads cannot change under it), and what it read.
-struct Transaction {
+/// Every SoT write goes through one (the kill switch and freeze windows
+/// write theirs from their own modules).
+pub(crate) struct Transaction {
     root: PathBuf,
     repo: SotRepo,
     actor: Actor,
@@ -260,7 +262,7 @@ struct Transaction {
 impl Transaction {
     /// Check who and why, then take the lock: everything read after this is
     /// what the commit will be based on.
-    fn begin(root: &Path, intent: &Intent, what: &str) -> Result<Transaction> {
+    pub(crate) fn begin(root: &Path, intent: &Intent, what: &str) -> Result<Transaction> {
         let reason = intent.reason.trim();
         if reason.is_empty() {
             return Err(SotError::BadReason(ReasonProblem::Missing));
@@ -279,13 +281,18 @@ impl Transaction {
         })
     }
 
-    fn load(&self) -> Result<Sot> {
+    /// Who makes the change (recorded in kill-switch and freeze entries too).
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub(crate) fn load(&self) -> Result<Sot> {
         load(&self.root)
     }
 
     /// A SoT file's text (empty when it does not exist yet), remembered so
     /// the commit can refuse if it changes before the write.
-    fn read(&mut self, rel: &Path) -> Result<String> {
+    pub(crate) fn read(&mut self, rel: &Path) -> Result<String> {
         let path = self.root.join(rel);
         let bytes = match std::fs::read(&path) {
             Ok(b) => Some(b),
@@ -306,7 +313,7 @@ impl Transaction {
     }
 
     /// Check cleanliness, validate the result, then write and commit.
-    fn commit(self, files: Vec<(PathBuf, String)>, what: &str) -> Result<Committed> {
+    pub(crate) fn commit(self, files: Vec<(PathBuf, String)>, what: &str) -> Result<Committed> {
         let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
         self.repo.ensure_clean(&paths)?;
         let overrides: HashMap<PathBuf, String> = files.iter().cloned().collect();

@@ -13,6 +13,10 @@ use super::{Result, SotError};
 pub enum Kind {
     Node,
     Agent,
+    /// `[engaged.AGENT]` of killswitch.toml.
+    Engaged,
+    /// `[freeze.NAME]` of freeze.toml.
+    Freeze,
 }
 
 impl Kind {
@@ -20,6 +24,8 @@ impl Kind {
         match self {
             Kind::Node => "node",
             Kind::Agent => "agent",
+            Kind::Engaged => "engaged",
+            Kind::Freeze => "freeze",
         }
     }
 }

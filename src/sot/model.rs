@@ -283,6 +283,10 @@ pub struct Sot {
     /// Playbook and hardening baseline names found on disk.
     pub playbooks: Vec<String>,
     pub baselines: Vec<String>,
+    /// Engaged kill switches (`killswitch.toml`), in file order.
+    pub killswitch: Vec<crate::killswitch::Engaged>,
+    /// Freeze windows (`freeze.toml`), in file order.
+    pub freeze: Vec<crate::freeze::Window>,
     #[serde(skip)]
     pub(crate) node_index: HashMap<String, usize>,
 }

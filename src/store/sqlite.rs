@@ -172,6 +172,7 @@ impl RunStore for SqliteStore {
                 forks,
                 sot,
                 sot_commit,
+                overrides,
             } => {
                 self.conn.execute(
                     "INSERT INTO runs (id, kind, command, target, sot, sot_commit, forks, node_count, nodes, state, started_ms)
@@ -179,6 +180,10 @@ impl RunStore for SqliteStore {
                     params![run, kind.as_str(), command, target, sot, sot_commit, *forks as i64, nodes.len() as i64,
                             serde_json::to_string(nodes).unwrap_or_default(), e.at_ms],
                 )?;
+                // A break-glass is part of the run's record (`runs show`).
+                for o in overrides {
+                    self.note(run, None, "break_glass", o)?;
+                }
             }
             Event::NodeFinished { result } => self.node_finished(run, result)?,
             Event::Facts { node, facts } => {

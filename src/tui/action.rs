@@ -68,6 +68,12 @@ pub enum Action {
     LoadAgents,
     /// `d` / `e` in :agents: deploy or enable the agent on the marked nodes.
     AgentJob(AgentJob, String),
+    /// `:kill AGENT REASON`: the kill-switch panel, everything pinned.
+    OpenKill(KillPlan),
+    /// The agent's name was typed: engage and stop exactly this.
+    KillConfirmed(KillPlan),
+    /// Close the kill-switch panel (a kill already started runs on).
+    CloseKill,
 }
 
 /// What `d` and `e` do to an agent in the agents view.
@@ -75,6 +81,22 @@ pub enum Action {
 pub enum AgentJob {
     Deploy,
     Enable,
+}
+
+/// A kill switch to engage, pinned when the panel opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillPlan {
+    /// An agent of the registry, or `all`.
+    pub agent: String,
+    pub reason: String,
+    /// How the scope was chosen, as shown (`all nodes`, `3 marked nodes`).
+    pub scope: String,
+    /// Node names, in SoT order.
+    pub nodes: Vec<String>,
+    /// Whether `nodes` is the whole fleet (the kill switch then has no limit).
+    pub whole_fleet: bool,
+    /// The id the kill run will have.
+    pub run_id: String,
 }
 
 /// Work that needs the operator's confirmation, with everything it will use.

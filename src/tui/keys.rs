@@ -99,6 +99,12 @@ pub const KEYMAP: &[KeyHelp] = &[
     key(Runs, "r", "reload from the run store", Some("reload")),
     key(Run, "↑↓", "choose a node; its output is shown", None),
     key(Run, "PgUp PgDn", "scroll the output", Some("scroll")),
+    key(
+        Global,
+        "K",
+        "kill switch: :kill AGENT REASON on the marked (or shown) nodes",
+        None,
+    ),
     key(Live, "c", "cancel the selected node", Some("cancel node")),
     key(Live, "C", "cancel the whole run", Some("cancel run")),
     key(Live, "Enter", "open the finished run", Some("open")),
@@ -136,6 +142,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "harden",
         "hardening audit of the marked nodes: :harden [BASELINE]",
+    ),
+    (
+        "kill",
+        "kill switch: :kill AGENT|all REASON on the marked nodes (type the name to confirm)",
     ),
     ("help", "this help"),
     ("q", "quit"),

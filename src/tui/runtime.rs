@@ -18,7 +18,7 @@ use ratatui::backend::Backend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use super::action::{ExecPlan, Job};
+use super::action::{ExecPlan, Job, KillPlan};
 use super::app::{App, Effect, Msg, Planned};
 use super::components::run::RunDetail;
 use super::components::runs::RUNS_SHOWN;
@@ -317,7 +317,83 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let _ = tx.send(Msg::RunEnded { error });
             });
         }
+        Effect::Kill(plan) => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let error = run_kill(&shared, plan, &tx).await.err();
+                let _ = tx.send(Msg::KillEnded { error });
+            });
+        }
     }
+}
+
+/// Engage the kill switch in the SoT (the same change `maestro kill`
+/// commits), then stop the agent on exactly the plan's nodes through the
+/// operations layer, with the SoT as committed (the nodes' markers say who
+/// engaged it and why).
+async fn run_kill(
+    shared: &Shared,
+    plan: KillPlan,
+    tx: &UnboundedSender<Msg>,
+) -> Result<(), String> {
+    let root = shared.ctx.source.sot.root.clone();
+    let label = shared.ctx.source.label.clone();
+    let agent = plan.agent.clone();
+    let limit = (!plan.whole_fleet).then(|| plan.nodes.join(","));
+    let reason = plan.reason.clone();
+    let engaged = tokio::task::spawn_blocking(move || {
+        let intent = crate::sot::change::Intent {
+            reason,
+            actor: std::env::var("MAESTRO_ACTOR").ok(),
+            wait: crate::sot::lock::DEFAULT_WAIT,
+        };
+        let engagement =
+            crate::killswitch::change::engage(&root, &agent, limit.as_deref(), &intent)?;
+        let sot = crate::sot::load(&root)?;
+        Ok::<_, crate::sot::SotError>((engagement, SotSource::new(Arc::new(sot), &root)))
+    })
+    .await
+    .map_err(|e| format!("engaging the kill switch: {e}"))?;
+    let (engagement, mut source) = match engaged {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = tx.send(Msg::KillEngaged(Err(e.to_string())));
+            return Err(e.to_string());
+        }
+    };
+    source.label = label;
+    let commit = match &engagement {
+        crate::killswitch::change::Engagement::Committed { commit, .. } => {
+            Some(commit.commit.clone())
+        }
+        crate::killswitch::change::Engagement::Already(_) => None,
+    };
+    let _ = tx.send(Msg::KillEngaged(Ok((engagement.engaged().clone(), commit))));
+    let request = JobRequest {
+        job: JobSpec::Kill {
+            agent: plan.agent.clone(),
+            release: false,
+        },
+        targets: Targets::Nodes(plan.nodes.clone()),
+        settings: PlaySettings::default(),
+        connect: shared.ctx.connect.clone(),
+        forks: shared.ctx.forks,
+        limits: shared.ctx.limits.clone(),
+    };
+    let prepared = tokio::task::spawn_blocking(move || ops::prepare(source, request))
+        .await
+        .map_err(|e| format!("preparing the kill: {e}"))?
+        .map_err(|e| e.to_string())?;
+    let launch = Launch {
+        bus: shared.bus.clone(),
+        cancel: Cancel::new(),
+        run_id: plan.run_id,
+    };
+    prepared
+        .apply(&shared.ctx.gate, &launch)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Open the store off the event loop, read, and send the result back.

@@ -97,6 +97,10 @@ fn write_sot(dir: &Path, nodes: &[(&str, &str, &str, &str, &str)]) -> Sot {
         "[group.gpu]\ndescription = \"inference nodes\"\n\n[group.gateways]\ndescription = \"API gateways\"\n\n[group.batch]\n",
     )
     .unwrap();
+    // A registry of its own (the kill-switch tests bring theirs).
+    if dir.join("agents.toml").exists() {
+        return crate::sot::load(dir).unwrap();
+    }
     std::fs::write(
         dir.join("models.toml"),
         "[model.llama-3-1-8b-instruct]\nprovider = \"vllm\"\n",
@@ -459,6 +463,7 @@ fn live_app() -> App {
             forks: 100,
             sot: "/srv/fleet/sot".into(),
             sot_commit: None,
+            overrides: Vec::new(),
         },
     ));
     // Two nodes started 15 s ago and are stuck; one is connecting.
@@ -898,4 +903,206 @@ fn agents_view_deploys_and_enables_on_the_marked_nodes_only_after_confirmation()
             .any(|e| matches!(e, Effect::StartExec { .. })),
         "nothing runs before y"
     );
+}
+// ---- kill switch -------------------------------------------------------------
+
+/// The fleet with two agents in the registry, and `killswitch` as the SoT's
+/// killswitch.toml when given.
+fn kill_app(killswitch: Option<&str>) -> App {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("models.toml"),
+        "[model.llama]\nprovider = \"local\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("agents.toml"),
+        "[agent.support-bot]\nmodel = \"llama\"\nautonomy = \"L2\"\n\n\
+         [agent.invoice-extractor]\nmodel = \"llama\"\nautonomy = \"L1\"\n",
+    )
+    .unwrap();
+    if let Some(k) = killswitch {
+        std::fs::write(tmp.path().join("killswitch.toml"), k).unwrap();
+    }
+    let sot = write_sot(tmp.path(), FLEET);
+    let mut app = App::new(info(ExecPolicy::Allowed), Arc::new(sot), NOW);
+    app.set_run_ids(|| LIVE_RUN.into());
+    app.take_effects();
+    app.on_msg(Msg::LastResults(Ok(last_results())));
+    app
+}
+
+/// `:kill support-bot leaking customer data` on the three gpu-eu nodes, marked.
+fn kill_panel_open() -> App {
+    let mut app = kill_app(None);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "gpu-eu");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('a'));
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('K'));
+    typed(&mut app, "support-bot leaking customer data");
+    press(&mut app, KeyCode::Enter);
+    app
+}
+
+fn engaged_record() -> crate::killswitch::Engaged {
+    crate::killswitch::Engaged {
+        agent: "support-bot".into(),
+        by: "Ada Lovelace <ada@example.org>".into(),
+        at: chrono::DateTime::from_timestamp_millis(NOW).unwrap(),
+        reason: "leaking customer data".into(),
+        limit: Some("gpu-eu-01,gpu-eu-02,gpu-eu-03".into()),
+    }
+}
+
+/// Confirm the open panel and let the SoT commit arrive.
+fn kill_confirmed(app: &mut App) -> super::action::KillPlan {
+    typed(app, "support-bot");
+    press(app, KeyCode::Enter);
+    let plan = app
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Kill(p) => Some(p),
+            _ => None,
+        })
+        .expect("confirming asks for the kill");
+    app.on_msg(Msg::KillEngaged(Ok((
+        engaged_record(),
+        Some("9f8e7d6c5b4a39281706".into()),
+    ))));
+    app.on_msg(ev(Event::RunStarted {
+        kind: RunKind::Kill,
+        command: "kill support-bot".into(),
+        target: plan.nodes.join(","),
+        nodes: plan.nodes.clone(),
+        forks: 100,
+        sot: "/srv/fleet/sot".into(),
+        sot_commit: None,
+        overrides: Vec::new(),
+    }));
+    plan
+}
+
+fn kill_result(node: &str, status: NodeStatus, stdout: &str) -> Msg {
+    let mut r = result(node, status, Some(0), stdout.as_bytes(), b"");
+    if status == NodeStatus::Unreachable {
+        r.exit_code = None;
+        r.error = Some("connecting to 10.20.2.23:22: connection timed out after 10s".into());
+    }
+    ev(Event::NodeFinished { result: r })
+}
+
+#[test]
+fn kill_panel_pins_agent_scope_and_nodes_and_waits_for_the_name() {
+    let mut app = kill_panel_open();
+    snap("kill_panel_empty", &app);
+    // A wrong name does nothing but say what to type.
+    typed(&mut app, "support");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects().is_empty(),
+        "nothing is engaged on a wrong name"
+    );
+    assert!(render(&app, 80, 24).contains("type `support-bot` exactly"));
+    for _ in 0.."support".len() {
+        press(&mut app, KeyCode::Backspace);
+    }
+    // Marking more nodes now cannot change what the panel kills: keys go to
+    // the panel, and the plan was copied when it opened.
+    let plan = kill_confirmed(&mut app);
+    assert_eq!(plan.agent, "support-bot");
+    assert_eq!(plan.reason, "leaking customer data");
+    assert_eq!(plan.nodes, ["gpu-eu-01", "gpu-eu-02", "gpu-eu-03"]);
+    assert!(!plan.whole_fleet);
+}
+
+#[test]
+fn kill_panel_engaged_every_node_confirmed() {
+    let mut app = kill_panel_open();
+    kill_confirmed(&mut app);
+    app.on_msg(kill_result(
+        "gpu-eu-01",
+        NodeStatus::Ok,
+        "maestro-kill: stopped 4711 4712\n",
+    ));
+    app.on_msg(kill_result(
+        "gpu-eu-02",
+        NodeStatus::Ok,
+        "maestro-kill: stopped 5120\n",
+    ));
+    app.on_msg(kill_result(
+        "gpu-eu-03",
+        NodeStatus::Ok,
+        "maestro-kill: already-stopped\n",
+    ));
+    app.on_msg(ev(Event::RunFinished {
+        summary: Summary {
+            ok: 3,
+            ..Summary::default()
+        },
+        elapsed_ms: 840,
+        cancelled: false,
+        dropped_output: Default::default(),
+    }));
+    snap("kill_panel_engaged", &app);
+}
+
+#[test]
+fn kill_panel_partial_unreachable_is_never_shown_as_stopped() {
+    let mut app = kill_panel_open();
+    kill_confirmed(&mut app);
+    app.on_msg(ev(Event::NodeConnecting {
+        node: "gpu-eu-02".into(),
+    }));
+    app.on_msg(kill_result(
+        "gpu-eu-01",
+        NodeStatus::Ok,
+        "maestro-kill: stopped 4711\n",
+    ));
+    app.on_msg(kill_result("gpu-eu-03", NodeStatus::Unreachable, ""));
+    snap("kill_panel_partial_unreachable", &app);
+    let text = render(&app, 80, 24);
+    assert!(text.contains("gpu-eu-03  unreachable"), "{text}");
+    assert!(
+        text.contains("1/3 confirmed stopped · 1 unreachable · 1 in progress"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_engaged_kill_switch_is_a_banner_above_every_view() {
+    let app = kill_app(Some(
+        "[engaged.support-bot]\nby = \"Ada Lovelace <ada@example.org>\"\nat = 2025-11-21T07:25:01Z\n\
+         reason = \"leaking customer data\"\n\n[engaged.all]\nby = \"Grace <grace@example.org>\"\n\
+         at = 2025-11-21T07:40:00Z\nreason = \"incident 4711\"\nlimit = \"gpu\"\n",
+    ));
+    snap("kill_banner", &app);
+    let mut app = app;
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "runs");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        render(&app, 80, 24)
+            .lines()
+            .next()
+            .unwrap()
+            .contains("KILL SWITCH ENGAGED")
+    );
+    // Without a kill switch there is no banner.
+    assert!(!render(&kill_app(None), 80, 24).contains("KILL SWITCH"));
+}
+
+#[test]
+fn kill_needs_an_agent_and_a_reason() {
+    let mut app = kill_app(None);
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "kill support-bto oops");
+    press(&mut app, KeyCode::Enter);
+    assert!(render(&app, 80, 24).contains("did you mean `support-bot`"));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "kill support-bot");
+    press(&mut app, KeyCode::Enter);
+    assert!(render(&app, 160, 48).contains("usage: :kill AGENT|all REASON"));
 }

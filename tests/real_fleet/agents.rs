@@ -3,7 +3,7 @@
 //! node's own digest check, rollback of an unhealthy version, a controller
 //! killed mid-deploy, enable/disable, URL artifacts, and bad input.
 //!
-//! Nodes n47..n60 are this file's.
+//! Nodes n47..n60 and n101 are this file's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::fleet::{Operator, fleet};
-use crate::common::{stderr, stdout};
+use crate::common::{git, stderr, stdout};
 
 const AGENT: &str = "fleet-doctor";
 const PORT: u16 = 8083;
@@ -561,4 +561,85 @@ fn sha256_hex(bytes: &[u8]) -> String {
         })
         .unwrap();
     String::from_utf8_lossy(&o.stdout)[..64].to_string()
+}
+
+/// The operator's SoT as a git repository (the kill switch commits).
+fn commit_sot(op: &Operator) {
+    git(&op.sot, &["init", "-q"]);
+    git(&op.sot, &["add", "-A"]);
+    git(
+        &op.sot,
+        &[
+            "-c",
+            "user.name=Agent Tester",
+            "-c",
+            "user.email=agents@example.org",
+            "commit",
+            "-qm",
+            "test SoT",
+        ],
+    );
+}
+
+#[test]
+fn the_kill_switch_stops_a_deployed_agent_and_holds_back_deploys_until_released() {
+    let nodes = [101];
+    let op = agent_operator(&nodes);
+    commit_sot(&op);
+    let o = deploy(&op, "fleet-doctor@2.0.3", &nodes, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(get(101, "/healthz").map(|r| r.0), Some(200));
+    let o = op.maestro(&[
+        "kill",
+        AGENT,
+        "--limit",
+        "n101",
+        "--reason",
+        "answers with customer data",
+        "--actor",
+        "Sam Oncall <sam@example.org>",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(get(101, "/healthz").is_none(), "the agent still answers");
+    let pids = on_node(
+        101,
+        &format!("grep -l 'MAESTRO_AGENT={AGENT}' /proc/[0-9]*/environ 2>/dev/null | wc -l"),
+    );
+    // Nodes share one PID namespace: count only the processes of this node's agent.
+    let pidfile = on_node(
+        101,
+        &format!("cat /run/maestro/agent-{AGENT}.pid 2>/dev/null"),
+    );
+    assert!(
+        pidfile.trim().is_empty(),
+        "pidfile left: {pidfile} ({pids} environ matches)"
+    );
+    // A deploy (of any version) is refused while it is engaged, naming who and why.
+    let o = op.maestro(&["deploy", "fleet-doctor@2.1.0", "--limit", "n101", "--yes"]);
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("Sam Oncall") && stderr(&o).contains("answers with customer data"),
+        "{}",
+        stderr(&o)
+    );
+    let o = op.maestro(&["enable", AGENT, "--limit", "n101", "--yes"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    // Released: nothing restarts by itself; the next deploy works.
+    let o = op.maestro(&[
+        "kill",
+        "--release",
+        AGENT,
+        "--reason",
+        "fixed",
+        "--actor",
+        "Sam Oncall <sam@example.org>",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        get(101, "/healthz").is_none(),
+        "a release must not restart the agent"
+    );
+    let o = deploy(&op, "fleet-doctor@2.1.0", &nodes, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(get(101, "/v1").unwrap().1.contains("2.1.0"));
 }

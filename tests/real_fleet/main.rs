@@ -6,6 +6,7 @@ mod common;
 
 mod agents;
 mod exec;
+mod killswitch;
 mod modules;
 mod ops;
 mod playbook;

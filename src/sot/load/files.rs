@@ -21,6 +21,8 @@ pub(super) enum Role {
     Groups,
     Models,
     Agents,
+    KillSwitch,
+    Freeze,
     Profile,
     Playbook,
     Baseline,
@@ -71,6 +73,8 @@ impl Files {
         plan.push((GROUPS_FILE.into(), Role::Groups, top));
         plan.push((MODELS_FILE.into(), Role::Models, top));
         plan.push((AGENTS_FILE.into(), Role::Agents, top));
+        plan.push((crate::killswitch::FILE.into(), Role::KillSwitch, top));
+        plan.push((crate::freeze::FILE.into(), Role::Freeze, top));
         for (dir, role) in [
             (&dirs[0], Role::Profile),
             (&dirs[1], Role::Playbook),

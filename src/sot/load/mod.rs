@@ -2,7 +2,7 @@
 //! rule, and either return a [`Sot`] or every problem found.
 //!
 //! One file per registry (`settings`, `nodes`, `groups`, `models`, `agents`,
-//! `profiles`), each a method of [`Loader`] that reads its tables and records
+//! `killswitch`, `freeze`, `profiles`), each a method of [`Loader`] that reads its tables and records
 //! the names it refers to; `refs` resolves those once everything is read,
 //! `files` finds and reads the files, `tables` walks "a table of named
 //! tables" for every registry, and `rules` holds the value rules they share.
@@ -68,12 +68,15 @@ macro_rules! cx {
 
 mod agents;
 mod files;
+mod freeze;
 mod groups;
+mod killswitch;
 mod models;
 mod nodes;
 mod profiles;
 mod refs;
 mod rules;
+mod scope;
 mod settings;
 mod tables;
 
@@ -148,6 +151,21 @@ impl<'a> Loader<'a> {
                 self.agents(idx, &t, &mut agents);
             }
         }
+        // Target patterns of kill switches and freeze windows, checked once
+        // the nodes and groups they select from are known.
+        let mut scopes = Vec::new();
+        let mut killswitch = Vec::new();
+        for (idx, _) in self.files_of(Role::KillSwitch) {
+            if let Some(t) = self.parse(idx) {
+                self.killswitch(idx, &t, &mut killswitch, &mut scopes);
+            }
+        }
+        let mut freeze = Vec::new();
+        for (idx, _) in self.files_of(Role::Freeze) {
+            if let Some(t) = self.parse(idx) {
+                self.freeze(idx, &t, &mut freeze, &mut scopes);
+            }
+        }
         let (profiles, playbooks, baselines) = self.library();
 
         if let Some(settings) = &settings {
@@ -185,7 +203,7 @@ impl<'a> Loader<'a> {
         for n in &mut nodes {
             n.groups.sort();
         }
-        Ok(Sot {
+        let sot = Sot {
             root: self.root,
             settings,
             nodes,
@@ -195,9 +213,13 @@ impl<'a> Loader<'a> {
             profiles,
             playbooks,
             baselines,
+            killswitch,
+            freeze,
             node_index: HashMap::new(),
         }
-        .indexed())
+        .indexed();
+        scope::check(&sot, self.files, &scopes)?;
+        Ok(sot)
     }
 }
 

@@ -33,6 +33,7 @@ pub(super) enum RefKind {
     Playbook,
     Baseline,
     AgentVersion,
+    Agent,
 }
 
 impl RefKind {
@@ -45,6 +46,7 @@ impl RefKind {
             RefKind::Playbook => "playbook",
             RefKind::Baseline => "hardening baseline",
             RefKind::AgentVersion => "version",
+            RefKind::Agent => "agent",
         }
     }
 }
@@ -92,6 +94,10 @@ impl Loader<'_> {
                     baselines.contains(&r.name),
                     baselines.iter().map(String::as_str).collect(),
                 ),
+                RefKind::Agent => (
+                    agents.contains_key(&r.name),
+                    agents.keys().map(String::as_str).collect(),
+                ),
                 RefKind::AgentVersion => {
                     let agent = r.agent.as_deref().and_then(|a| agents.get(a));
                     let versions: Vec<&str> = agent
@@ -111,6 +117,7 @@ impl Loader<'_> {
                 RefKind::Profile => "the profiles directory".to_string(),
                 RefKind::Playbook => "the playbooks directory".to_string(),
                 RefKind::Baseline => "the hardening directory".to_string(),
+                RefKind::Agent => super::AGENTS_FILE.to_string(),
                 RefKind::AgentVersion => format!(
                     "[agent.{}.versions]",
                     r.agent.as_deref().unwrap_or_default()

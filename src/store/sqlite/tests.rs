@@ -14,6 +14,7 @@ fn started(nodes: &[&str]) -> Event {
         forks: 10,
         sot: "/sot".into(),
         sot_commit: Some("0123abc".into()),
+        overrides: Vec::new(),
     }
 }
 

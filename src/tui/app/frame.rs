@@ -29,12 +29,18 @@ impl App {
             );
             return;
         }
-        let [header, body, bottom] = Layout::vertical([
+        // While a kill switch is engaged, a banner row nobody can miss.
+        let banner_rows = if self.killswitch.is_empty() { 0 } else { 1 };
+        let [banner, header, body, bottom] = Layout::vertical([
+            Constraint::Length(banner_rows),
             Constraint::Length(2),
             Constraint::Fill(1),
             Constraint::Length(2),
         ])
         .areas(area);
+        if banner_rows > 0 {
+            self.draw_kill_banner(frame, banner);
+        }
         self.draw_header(frame, header);
         match self.view() {
             ViewId::Fleet => self.fleet.draw(frame, body),
@@ -67,9 +73,47 @@ impl App {
         if let Some(h) = &self.help {
             h.draw(frame, body);
         }
+        if let Some(k) = &self.kill {
+            k.draw(frame, body);
+        }
         if let Some(c) = &self.confirm {
             c.draw(frame, body);
         }
+    }
+
+    /// White on red, the full width: which agents are killed (all of them
+    /// first, so a narrow terminal still shows every name), then why and by whom.
+    fn draw_kill_banner(&self, frame: &mut Frame, area: Rect) {
+        let name = |e: &crate::killswitch::Engaged| {
+            let who = if e.agent == crate::killswitch::ALL {
+                "ALL AGENTS".to_string()
+            } else {
+                e.agent.clone()
+            };
+            match &e.limit {
+                Some(l) => format!("{who} on {l}"),
+                None => who,
+            }
+        };
+        let names: Vec<String> = self.killswitch.iter().map(name).collect();
+        let why: Vec<String> = self
+            .killswitch
+            .iter()
+            .map(|e| format!("{} ({})", e.reason, e.by))
+            .collect();
+        let text = format!(
+            " ■ KILL SWITCH ENGAGED: {} — {} ",
+            crate::terminal_text::sanitize(names.join(", ").as_bytes()),
+            crate::terminal_text::sanitize(why.join(" · ").as_bytes())
+        );
+        let style = Style::new()
+            .fg(Color::White)
+            .bg(Color::Red)
+            .add_modifier(ratatui::style::Modifier::BOLD);
+        frame.render_widget(
+            Paragraph::new(Line::styled(fit(&text, area.width as usize), style)).style(style),
+            area,
+        );
     }
 
     fn draw_header(&self, frame: &mut Frame, area: Rect) {

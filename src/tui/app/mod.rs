@@ -12,13 +12,14 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 mod frame;
 
-use super::action::{Action, AgentJob, ExecPlan, Job, Pending, PromptKind, ViewId};
+use super::action::{Action, AgentJob, ExecPlan, Job, KillPlan, Pending, PromptKind, ViewId};
 use super::components::Loadable;
 use super::components::agents::AgentsView;
 use super::components::confirm::ConfirmDialog;
 use super::components::fleet::FleetView;
 use super::components::groups::GroupsView;
 use super::components::help::HelpPopup;
+use super::components::kill::KillPanel;
 use super::components::live::LiveView;
 use super::components::node::NodeView;
 use super::components::prompt::Prompt;
@@ -28,6 +29,7 @@ use super::keys::COMMANDS;
 use super::text::count;
 use crate::bus::Envelope;
 use crate::fleet::{Cancel, Event, NodeResult};
+use crate::killswitch::Engaged;
 pub use crate::ops::ExecPolicy;
 use crate::ops::{Plan, Refusal};
 use crate::sot::Sot;
@@ -73,6 +75,9 @@ pub enum Effect {
         cancel: Cancel,
         run_id: String,
     },
+    /// Engage the kill switch in the SoT, then stop the agent on the
+    /// plan's nodes (its run has the plan's id).
+    Kill(KillPlan),
 }
 
 /// Results of background work and engine events, for the app.
@@ -101,6 +106,13 @@ pub enum Msg {
     /// Something the operator should know (the store failed, ssh_config warnings).
     Warning(String),
     Agents(Result<Vec<crate::agent::AgentOnNode>, String>),
+    /// The kill switch was engaged in the SoT (with its commit, when one
+    /// was made), or could not be.
+    KillEngaged(Result<(Engaged, Option<String>), String>),
+    /// The kill task ended; with the reason when its run could not start.
+    KillEnded {
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +136,10 @@ pub struct App {
     live: Option<LiveView>,
     prompt: Option<Prompt>,
     confirm: Option<ConfirmDialog>,
+    kill: Option<KillPanel>,
+    /// The engaged kill switches, as the SoT says (and as kills from here
+    /// engage them): the header shows them.
+    killswitch: Vec<Engaged>,
     help: Option<HelpPopup>,
     message: Option<(Level, String)>,
     /// The run in flight started here.
@@ -150,6 +166,8 @@ impl App {
             live: None,
             prompt: None,
             confirm: None,
+            kill: None,
+            killswitch: Vec::new(),
             help: None,
             message: None,
             cancel: None,
@@ -158,6 +176,7 @@ impl App {
             now_ms: 0,
             run_ids: crate::fleet::event::new_run_id,
         };
+        app.killswitch = app.sot.killswitch.clone();
         app.set_now(now_ms);
         if let ExecPolicy::Refused(why) = &app.info.policy {
             app.message = Some((Level::Warn, format!("read-only: {why}")));
@@ -231,6 +250,8 @@ impl App {
         }
         let action = if let Some(c) = &mut self.confirm {
             c.handle_key(key)
+        } else if let Some(k) = &mut self.kill {
+            k.handle_key(key)
         } else if let Some(h) = &mut self.help {
             h.handle_key(key)
         } else if let Some(p) = &mut self.prompt {
@@ -265,6 +286,7 @@ impl App {
             KeyCode::Char('/') => Action::OpenPrompt(PromptKind::Filter),
             KeyCode::Char('?') => Action::ToggleHelp,
             KeyCode::Char('q') => Action::Quit,
+            KeyCode::Char('K') => Action::OpenCommand("kill ".into()),
             KeyCode::Esc => Action::Back,
             _ => Action::Unavailable(format!(
                 "{} does nothing in the {} view; ? lists the keys",
@@ -391,7 +413,86 @@ impl App {
                 }
             }
             Action::Unavailable(why) => self.say(Level::Warn, why),
+            Action::OpenKill(plan) => {
+                if let ExecPolicy::Refused(why) = &self.info.policy {
+                    self.say(Level::Warn, format!("read-only: {why}"));
+                    return;
+                }
+                if self.kill.as_ref().is_some_and(|k| k.follows().is_some()) {
+                    self.say(
+                        Level::Warn,
+                        "a kill is shown: Esc closes it first (it runs on either way)",
+                    );
+                    return;
+                }
+                self.kill = Some(KillPanel::new(plan));
+            }
+            Action::KillConfirmed(plan) => {
+                if let Some(k) = &mut self.kill {
+                    k.started();
+                }
+                self.say(
+                    Level::Warn,
+                    format!(
+                        "kill switch: stopping {} on {}",
+                        plan.agent,
+                        count(plan.nodes.len(), "node")
+                    ),
+                );
+                self.effects.push(Effect::Kill(plan));
+            }
+            Action::CloseKill => {
+                if let Some(k) = self.kill.take()
+                    && k.follows().is_none()
+                {
+                    self.say(Level::Info, "cancelled: no kill switch was engaged");
+                }
+            }
         }
+    }
+
+    /// `:kill AGENT|all REASON` on the marked (or shown) nodes.
+    fn kill_plan(&self, rest: &str) -> Action {
+        let (agent, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (agent, reason) = (agent.trim(), reason.trim());
+        let agents: Vec<&str> = self.sot.agents.keys().map(String::as_str).collect();
+        if agent.is_empty() || reason.is_empty() {
+            return Action::Unavailable(format!(
+                "usage: :kill AGENT|all REASON (on the marked nodes); agents: {}",
+                agents.join(", ")
+            ));
+        }
+        if agent != crate::killswitch::ALL && !agents.contains(&agent) {
+            let hint = crate::diag::suggest(agent, agents.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Action::Unavailable(format!("no agent `{agent}`{hint}"));
+        }
+        let nodes = self.fleet.selection();
+        if nodes.is_empty() {
+            return Action::Unavailable("no node to kill on: none is shown or marked".into());
+        }
+        let whole_fleet = nodes.len() == self.sot.nodes.len();
+        let scope = if whole_fleet {
+            "all nodes".to_string()
+        } else if self.fleet.marked_count() > 0 {
+            "the marked nodes".to_string()
+        } else {
+            "the nodes shown".to_string()
+        };
+        Action::OpenKill(KillPlan {
+            agent: agent.to_string(),
+            reason: reason.to_string(),
+            scope,
+            nodes,
+            whole_fleet,
+            run_id: (self.run_ids)(),
+        })
+    }
+
+    /// The engaged kill switches, for the header.
+    pub fn killswitch(&self) -> &[Engaged] {
+        &self.killswitch
     }
 
     fn push(&mut self, view: ViewId) {
@@ -482,6 +583,7 @@ impl App {
                 }
             }
             "play" | "install" | "harden" => self.job_plan(word, rest),
+            "kill" => self.kill_plan(rest),
             other => {
                 let near = COMMANDS
                     .iter()
@@ -631,10 +733,62 @@ impl App {
                 }
             }
             Msg::Warning(w) => self.say(Level::Warn, w),
+            Msg::KillEngaged(result) => {
+                let shown = result
+                    .as_ref()
+                    .map(|(e, commit)| match commit {
+                        Some(c) => format!("commit {}", &c[..c.len().min(12)]),
+                        None => format!("already engaged by {}", e.by),
+                    })
+                    .map_err(Clone::clone);
+                if let Ok((engaged, _)) = &result {
+                    self.killswitch.retain(|e| e.agent != engaged.agent);
+                    self.killswitch.push(engaged.clone());
+                }
+                if let Err(e) = &result {
+                    self.say(
+                        Level::Error,
+                        format!("the kill switch was not engaged: {e}"),
+                    );
+                }
+                if let Some(k) = &mut self.kill {
+                    k.set_committed(shown);
+                }
+            }
+            Msg::KillEnded { error } => {
+                if let Some(e) = error {
+                    if let Some(k) = &mut self.kill {
+                        k.failed_to_start(e.clone());
+                    }
+                    self.say(Level::Error, format!("the kill could not run: {e}"));
+                }
+            }
         }
     }
 
     fn on_event(&mut self, envelope: Envelope) {
+        if let Some(k) = &mut self.kill
+            && k.follows() == Some(&*envelope.run_id)
+        {
+            k.apply(&envelope.event);
+            if let Event::RunFinished { summary, .. } = &envelope.event {
+                self.say(
+                    if summary.all_ok() {
+                        Level::Info
+                    } else {
+                        Level::Warn
+                    },
+                    format!(
+                        "kill run {} finished: {} of {} nodes answered",
+                        envelope.run_id,
+                        summary.ok,
+                        summary.total()
+                    ),
+                );
+                self.effects.push(Effect::LoadLastResults);
+                self.effects.push(Effect::LoadRuns);
+            }
+        }
         if let Some(l) = &mut self.live {
             l.apply(&envelope);
         }

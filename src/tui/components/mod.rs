@@ -8,6 +8,7 @@ pub mod confirm;
 pub mod fleet;
 pub mod groups;
 pub mod help;
+pub mod kill;
 pub mod list;
 pub mod live;
 pub mod node;
