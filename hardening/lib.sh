@@ -45,6 +45,13 @@ _h_die() {
     exit 1
 }
 
+# _h_unknown MSG... : the check cannot be made on this node: print MSG (why) and exit 3,
+# which the engine reports as `unknown` (never as compliant).
+_h_unknown() {
+    printf '%s\n' "$*"
+    exit 3
+}
+
 # _h_have CMD : true if CMD is on PATH.
 _h_have() {
     command -v "$1" >/dev/null 2>&1
@@ -526,7 +533,7 @@ _h_sysctl_boot() (
 # _h_sysctl_check KEY VALUE : audit: KEY is VALUE now and the configuration applied at
 # boot sets it to VALUE too.
 _h_sysctl_check() (
-    cur=$(_h_sysctl_get "$1") || { printf '%s: not available on this kernel\n' "$1"; exit 1; }
+    cur=$(_h_sysctl_get "$1") || _h_unknown "$1 does not exist on this kernel: the setting cannot be checked"
     [ "$cur" = "$2" ] || { printf '%s = %s (want %s)\n' "$1" "$cur" "$2"; exit 1; }
     b=$(_h_sysctl_boot "$1")
     [ -n "$b" ] || { printf '%s = %s now, but no sysctl.d file sets it (not persistent)\n' "$1" "$2"; exit 1; }
@@ -1002,4 +1009,371 @@ _h_rsyslog_filemode_set() (
         systemctl restart rsyslog.service || _h_die "systemctl restart rsyslog failed"
     fi
     :
+)
+
+# ---------------------------------------------------------------------------
+# what the running sshd really offers
+
+# _h_sshd_probe_target : "ADDRESS PORT" to reach the running sshd on: its first
+# ListenAddress from sshd -T (a wildcard address becomes loopback).
+_h_sshd_probe_target() (
+    la=$(_h_sshd_get listenaddress) || exit 1
+    port=${la##*:} addr=${la%:*}
+    addr=${addr#[}
+    addr=${addr%]}
+    case $addr in
+        0.0.0.0 | '') addr=127.0.0.1 ;;
+        ::) addr=::1 ;;
+    esac
+    case $port in
+        '' | *[!0-9]*) port=$(_h_sshd_get port) ;;
+    esac
+    printf '%s %s\n' "$addr" "$port"
+)
+
+# _h_sshd_offer WHAT : the list the running sshd sends in its KEXINIT for WHAT ("KEX
+# algorithms", "host key algorithms", "ciphers stoc", "MACs stoc"), read from an ssh
+# client's debug output (the client authenticates with nothing and runs nothing).
+# Exits 3 (unknown) when no ssh client is installed or sshd does not answer.
+_h_sshd_offer() (
+    _h_have ssh || _h_unknown "no ssh client on the node to ask the running sshd what it offers"
+    t=$(_h_sshd_probe_target) || _h_unknown "sshd -T reports no listen address"
+    addr=${t% *} port=${t#* }
+    out=$(ssh -vv -F /dev/null -p "$port" -o BatchMode=yes -o ConnectTimeout=5 \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
+        -o PubkeyAuthentication=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
+        -o GSSAPIAuthentication=no -o HostbasedAuthentication=no -o IdentityFile=/dev/null \
+        -l maestro-probe "$addr" true 2>&1 </dev/null)
+    v=$(printf '%s\n' "$out" | awk -v what="$1" '
+        /peer server KEXINIT proposal/ { peer = 1; next }
+        peer && index($0, "debug2: " what ": ") == 1 { sub("^debug2: " what ": ", ""); print; exit }')
+    [ -n "$v" ] || _h_unknown "the running sshd on $addr port $port did not answer (no KEXINIT)"
+    printf '%s\n' "$v"
+)
+
+# _h_list_subset LIST ALLOWED : the items of comma list LIST that are not in comma list
+# ALLOWED, comma separated (empty: all allowed).
+_h_list_subset() (
+    printf '%s\n' "$1" | tr ',' '\n' | awk -v ok="$2" '
+        BEGIN { n = split(ok, a, ","); for (i = 1; i <= n; i++) allow[a[i]] = 1 }
+        NF && !($0 in allow) { printf "%s%s", sep, $0; sep = "," }'
+)
+
+# _h_sshd_offer_check WHAT LABEL ALLOWED : audit: the running sshd offers only ALLOWED
+# for WHAT (see _h_sshd_offer); LABEL names the setting in the message.
+_h_sshd_offer_check() (
+    v=$(_h_sshd_offer "$1")
+    rc=$?
+    [ "$rc" = 0 ] || { printf '%s\n' "$v"; exit "$rc"; }
+    bad=$(_h_list_subset "$v" "$3")
+    [ -z "$bad" ] && exit 0
+    printf 'the running sshd offers weak or unapproved %s: %s\n' "$2" "$bad"
+    exit 1
+)
+
+# _h_sshd_moduli_file : the Diffie-Hellman group file sshd reads (ModuliFile).
+_h_sshd_moduli_file() (
+    f=$(_h_sshd_get modulifile 2>/dev/null)
+    printf '%s\n' "${f:-/etc/ssh/moduli}"
+)
+
+# _h_moduli_count FILE MIN : groups in moduli FILE of at least MIN bits ("ge") and below
+# ("lt"), as "GE LT". Field 5 is the size in bits minus one.
+_h_moduli_count() (
+    awk -v min="$2" '$1 !~ /^#/ && NF >= 7 { if ($5 + 1 >= min) ge++; else lt++ }
+        END { printf "%d %d\n", ge, lt }' "$1"
+)
+
+# _h_sshd_gex_check MIN : audit: if sshd negotiates Diffie-Hellman group exchange, every
+# group it can pick from its moduli file has at least MIN bits (without a usable file it
+# falls back to built-in groups down to 2048 bits).
+_h_sshd_gex_check() (
+    kex=$(_h_sshd_get kexalgorithms) || { _h_sshd_broken; exit 1; }
+    case ",$kex," in
+        *,diffie-hellman-group-exchange-*) ;;
+        *) exit 0 ;;
+    esac
+    f=$(_h_sshd_moduli_file)
+    [ -r "$f" ] || { printf 'sshd offers Diffie-Hellman group exchange but %s is missing (built-in 2048-bit fallback)\n' "$f"; exit 1; }
+    c=$(_h_moduli_count "$f" "$1")
+    ge=${c% *} lt=${c#* }
+    if [ "$lt" -gt 0 ]; then
+        printf 'sshd offers Diffie-Hellman group exchange and %s has %s group(s) below %s bits\n' "$f" "$lt" "$1"
+        exit 1
+    fi
+    [ "$ge" -gt 0 ] || { printf 'sshd offers Diffie-Hellman group exchange but %s has no usable group (built-in fallback)\n' "$f"; exit 1; }
+)
+
+# _h_sshd_gex_fix MIN : drop the groups below MIN bits from the moduli file (comments
+# kept); if none of at least MIN bits would remain, drop group exchange from
+# KexAlgorithms instead. No daemon reload is needed: sshd reads the file per exchange.
+_h_sshd_gex_fix() (
+    _h_sshd_gex_check "$1" >/dev/null && exit 0
+    f=$(_h_sshd_moduli_file)
+    ge=0
+    [ -r "$f" ] && { c=$(_h_moduli_count "$f" "$1"); ge=${c% *}; }
+    if [ "$ge" -gt 0 ]; then
+        w=$(_h_tmpdir) || exit 1
+        awk -v min="$1" '$1 ~ /^#/ || NF < 7 || $5 + 1 >= min' "$f" >"$w/moduli" &&
+            _h_replace "$f" "$w/moduli"
+        rc=$?
+        rm -rf "$w"
+        exit "$rc"
+    fi
+    kex=$(_h_sshd_get kexalgorithms) || exit 1
+    _h_sshd_set KexAlgorithms "$(printf '%s\n' "$kex" | tr ',' '\n' | grep -v '^diffie-hellman-group-exchange-' | paste -sd, -)"
+)
+
+# _h_sshd_kex_check : audit for SSH-13: the configured and the offered key exchanges
+# are all approved, and group exchange cannot pick a group below 3072 bits.
+_h_sshd_kex_check() {
+    _h_sshd_algos KexAlgorithms "$_H_SSH_KEX_OK" &&
+        _h_sshd_gex_check 3072 &&
+        _h_sshd_offer_check "KEX algorithms" "key exchanges" "$_H_SSH_KEX_OK,ext-info-s,kex-strict-s-v00@openssh.com"
+}
+
+# SSH host-key algorithms: Ed25519 and RSA with SHA-2 (and their certificates).
+_H_SSH_HOSTKEY_SET=ssh-ed25519-cert-v01@openssh.com,ssh-ed25519,rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256
+_H_SSH_HOSTKEY_OK=$_H_SSH_HOSTKEY_SET,sk-ssh-ed25519@openssh.com,sk-ssh-ed25519-cert-v01@openssh.com
+
+# _h_sshd_hostkeyalgos_check : audit: configured and offered host-key algorithms are
+# all approved (no ECDSA, DSA or SHA-1 RSA signatures).
+_h_sshd_hostkeyalgos_check() {
+    _h_sshd_algos HostKeyAlgorithms "$_H_SSH_HOSTKEY_OK" &&
+        _h_sshd_offer_check "host key algorithms" "host-key algorithms" "$_H_SSH_HOSTKEY_OK"
+}
+
+# _h_sshd_weak_hostkeys : host keys sshd loads (sshd -T hostkey) that are DSA, ECDSA or
+# RSA below 3072 bits, one "FILE TYPE BITS" per line.
+_h_sshd_weak_hostkeys() (
+    _h_sshd_T 2>/dev/null | awk '$1 == "hostkey" { print $2 }' | while IFS= read -r k; do
+        [ -r "$k" ] || continue
+        l=$(ssh-keygen -l -f "$k" 2>/dev/null) || continue
+        bits=${l%% *} type=${l##* }
+        case $type in
+            '(ED25519)') ;;
+            '(RSA)') [ "$bits" -ge 3072 ] || printf '%s %s %s\n' "$k" "$type" "$bits" ;;
+            *) printf '%s %s %s\n' "$k" "$type" "$bits" ;;
+        esac
+    done
+)
+
+# _h_sshd_hostkeys_check : audit: sshd loads no weak host key.
+_h_sshd_hostkeys_check() (
+    _h_sshd_T >/dev/null 2>&1 || { _h_sshd_broken; exit 1; }
+    w=$(_h_sshd_weak_hostkeys)
+    [ -z "$w" ] && exit 0
+    printf 'sshd loads weak host key(s): %s\n' "$(printf '%s\n' "$w" | tr '\n' ';' | sed 's/;$//')"
+    exit 1
+)
+
+# _h_sshd_hostkeys_fix : load only the Ed25519 host key (and RSA keys of 3072 bits or
+# more are dropped too: one HostKey line). Never generates a key: a new host key changes
+# the server's identity, which every client must learn first.
+_h_sshd_hostkeys_fix() (
+    _h_sshd_hostkeys_check >/dev/null && exit 0
+    k=$(_h_sshd_T 2>/dev/null | awk '$1 == "hostkey" && $2 ~ /ed25519/ { print $2; exit }')
+    [ -n "$k" ] || k=/etc/ssh/ssh_host_ed25519_key
+    [ -r "$k" ] || _h_die "no Ed25519 host key ($k): generate one (ssh-keygen -t ed25519 -f $k -N '') and publish its fingerprint first"
+    _h_sshd_set HostKey "$k"
+)
+
+# ---------------------------------------------------------------------------
+# logging that actually happens
+
+# _h_same_ns PID : true if PID runs in this process's mount namespace (test nodes and
+# containers share a kernel; a daemon in another namespace logs somewhere else).
+_h_same_ns() {
+    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt 2>/dev/null)" ]
+}
+
+# _h_proc_running NAME : PIDs of processes called NAME (comm) in this mount namespace.
+_h_proc_running() (
+    for d in /proc/[0-9]*; do
+        [ "$(cat "$d/comm" 2>/dev/null)" = "$1" ] || continue
+        _h_same_ns "${d#/proc/}" && printf '%s\n' "${d#/proc/}"
+    done
+)
+
+# _h_log_daemon : the log daemon that runs here: journald, rsyslogd or syslog-ng
+# (empty if none).
+_h_log_daemon() (
+    for n in systemd-journal rsyslogd syslog-ng; do
+        if [ -n "$(_h_proc_running "$n")" ]; then
+            printf '%s\n' "$n"
+            exit 0
+        fi
+    done
+)
+
+# _h_syslog_files : the files rsyslog writes user.notice messages to: the actions of
+# selectors that match the user facility (*.*, user.*, *.notice, ... plus the usual
+# catch-alls), from its configuration; /var/log/syslog and /var/log/messages as a
+# fallback.
+_h_syslog_files() (
+    for f in $(_h_rsyslog_files); do
+        awk '$1 !~ /^[#$]/ && NF >= 2 && $2 ~ /^-?\// {
+                sel = $1; n = split(sel, parts, ";"); hit = 0
+                for (i = 1; i <= n; i++) {
+                    split(parts[i], fp, "."); fac = fp[1]; pri = fp[2]
+                    if ((fac == "*" || fac ~ /(^|,)user(,|$)/) && pri != "none" && pri !~ /^(err|crit|alert|emerg|warn|warning|=)/) hit = 1
+                    if (pri == "none" && (fac ~ /(^|,)user(,|$)/)) hit = 0
+                }
+                if (hit) { p = $2; sub(/^-/, "", p); print p }
+            }' "$f"
+    done
+    echo /var/log/syslog
+    echo /var/log/messages
+)
+
+# _h_log_probe_check : audit: a log daemon runs in this system and a message sent with
+# logger(1) arrives where its configuration says (the journal, or rsyslog's files).
+_h_log_probe_check() (
+    d=$(_h_log_daemon)
+    if [ -z "$d" ]; then
+        if _h_have rsyslogd || [ -x /lib/systemd/systemd-journald ] || _h_have syslog-ng; then
+            echo "no log daemon runs (journald, rsyslogd or syslog-ng): nothing records log messages"
+        else
+            echo "no log daemon is installed or running: nothing records log messages"
+        fi
+        exit 1
+    fi
+    _h_have logger || _h_unknown "$d runs, but logger(1) is missing: cannot send a test message"
+    tag=maestro-probe
+    msg="log probe $$.$(date +%s).$(od -An -N4 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')"
+    logger -t "$tag" -p user.notice -- "$msg" 2>/dev/null ||
+        { printf '%s runs, but logger cannot submit a message (no /dev/log?)\n' "$d"; exit 1; }
+    i=0
+    while [ "$i" -lt 30 ]; do
+        if [ "$d" = systemd-journal ]; then
+            journalctl -q --no-pager -t "$tag" -g "$msg" -n 1 2>/dev/null | grep -qF -- "$msg" && exit 0
+        else
+            for f in $(_h_syslog_files | awk '!seen[$0]++'); do
+                [ -f "$f" ] && grep -qF -- "$msg" "$f" 2>/dev/null && exit 0
+            done
+        fi
+        sleep 0.1 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+    if [ "$d" = systemd-journal ]; then
+        printf 'journald runs, but a test message did not reach the journal within 3 s\n'
+    else
+        printf '%s runs, but a test message did not reach %s within 3 s\n' "$d" "$(_h_syslog_files | awk '!seen[$0]++' | tr '\n' ' ' | sed 's/ $//')"
+    fi
+    exit 1
+)
+
+# _h_log_start : start a log daemon: with systemd, enable and start journald (and rsyslog
+# where installed); without an init system, start rsyslogd directly.
+_h_log_start() (
+    _h_log_probe_check >/dev/null && exit 0
+    if _h_systemd; then
+        systemctl start systemd-journald.service 2>/dev/null || :
+        if _h_unit_exists rsyslog.service; then
+            _h_service_enable rsyslog.service || exit 1
+        fi
+        exit 0
+    fi
+    _h_have rsyslogd || _h_die "no log daemon to start: install rsyslog (apt-get install rsyslog)"
+    if [ -z "$(_h_proc_running rsyslogd)" ]; then
+        rm -f /run/rsyslogd.pid
+        rsyslogd -i /run/rsyslogd.pid </dev/null >/dev/null 2>&1 || _h_die "rsyslogd did not start"
+    else
+        # Running but not delivering: make it reopen its sockets and files.
+        for p in $(_h_proc_running rsyslogd); do kill -HUP "$p" 2>/dev/null; done
+    fi
+    i=0
+    while [ "$i" -lt 50 ] && [ ! -S /dev/log ]; do
+        sleep 0.1 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+)
+
+# _h_rsyslog_running_check : audit: rsyslogd runs here (and, with systemd, starts at boot).
+_h_rsyslog_running_check() (
+    [ -n "$(_h_proc_running rsyslogd)" ] || { echo "rsyslogd is installed but not running"; exit 1; }
+    if _h_systemd && ! _h_service_enabled rsyslog.service; then
+        echo "rsyslog.service is not enabled (it would not start at boot)"
+        exit 1
+    fi
+)
+
+# _h_logfiles_check MODE : audit: every regular file under /var/log has no permission
+# bits beyond MODE (group or world write, world read), except the login records
+# (wtmp, btmp, lastlog) whose modes are checked by their own tools.
+_h_logfiles_find() (
+    find /var/log -xdev -type f ! -name wtmp ! -name btmp ! -name lastlog ! -name 'wtmp.*' ! -name 'btmp.*' \
+        -perm "/$(printf '%04o' "$((07777 & ~0$1))")" -print 2>/dev/null
+)
+_h_logfiles_check() (
+    [ -d /var/log ] || exit 0
+    l=$(_h_logfiles_find "$1")
+    [ -z "$l" ] && exit 0
+    printf '%s log file(s) more permissive than %s, e.g. %s\n' "$(printf '%s\n' "$l" | wc -l)" "$1" "$(printf '%s\n' "$l" | head -n 1)"
+    exit 1
+)
+_h_logfiles_fix() (
+    _h_logfiles_find "$1" | while IFS= read -r f; do
+        chmod "$(printf '%04o' "$((0$(stat -c %a "$f") & 0$1))")" "$f" || exit 1
+    done
+)
+
+# ---------------------------------------------------------------------------
+# the umask a login session gets
+
+# _H_SESSION_UMASK is set by the engine from the umask this very SSH session started
+# with, before the script changed it.
+
+# _h_login_umask : the umask an interactive SSH login ends up with: the session's umask
+# (what sshd and its PAM stack gave this session), then the system-wide login profile
+# (/etc/profile and /etc/profile.d) applied by a login shell.
+_h_login_umask() (
+    base=${_H_SESSION_UMASK:-}
+    case $base in
+        '' | *[!0-7]*) _h_unknown "the SSH session's umask was not recorded" ;;
+    esac
+    # shellcheck disable=SC2016  # expanded by the login shell
+    v=$(umask "$base" && HOME=/nonexistent ENV= sh -l -c umask 2>/dev/null </dev/null | tail -n 1)
+    case $v in
+        '' | *[!0-7]*) _h_unknown "a login shell did not report its umask" ;;
+    esac
+    printf '%s %s\n' "$base" "$v"
+)
+
+# _h_login_umask_check WANT : audit: a login session's effective umask masks at least
+# the bits of WANT (e.g. 027), and so does login.defs UMASK (new home directories and
+# pam_umask use it).
+_h_login_umask_check() (
+    r=$(_h_login_umask)
+    rc=$?
+    [ "$rc" = 0 ] || { printf '%s\n' "$r"; exit "$rc"; }
+    base=${r% *} v=${r#* }
+    if [ "$((0$v & 0$1))" -ne "$((0$1))" ]; then
+        printf 'an SSH login session gets umask %s (session %s; want %s or stricter)\n' "$v" "$base" "$1"
+        exit 1
+    fi
+    _h_umask_check "$1"
+)
+
+_H_UMASK_PROFILE=/etc/profile.d/00-maestro-umask.sh
+
+# _h_login_umask_set WANT : UMASK in login.defs, pam_umask in the PAM session stack
+# (where PAM is used), and a login profile that tightens the umask to at least WANT.
+_h_login_umask_set() (
+    _h_umask_check "$1" >/dev/null || _h_login_defs_set UMASK "$1" || exit 1
+    if [ -f /etc/pam.d/common-session ] && ! grep -q '^[^#]*pam_umask\.so' /etc/pam.d/common-session; then
+        w=$(_h_tmpdir) || exit 1
+        { cat /etc/pam.d/common-session; echo "session optional pam_umask.so"; } >"$w/cs"
+        _h_replace /etc/pam.d/common-session "$w/cs" || { rm -rf "$w"; exit 1; }
+        rm -rf "$w"
+    fi
+    w=$(_h_tmpdir) || exit 1
+    {
+        echo "# Set by maestro hardening: login sessions get umask $1 or stricter."
+        echo "umask \"\$(printf '%04o' \"\$((0\$(umask) | 0$1))\")\""
+    } >"$w/profile"
+    _h_replace "$_H_UMASK_PROFILE" "$w/profile" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
 )

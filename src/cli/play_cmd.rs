@@ -380,6 +380,7 @@ fn compliance_table(
                     TaskStatus::Skipped => "n/a",
                     TaskStatus::Refused => "REFUSED",
                     TaskStatus::Failed => "FAIL",
+                    TaskStatus::Unknown => "UNKNOWN",
                 },
             }
         };

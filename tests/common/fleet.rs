@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub const FLEET_SIZE: usize = 46;
+pub const FLEET_SIZE: usize = 96;
 
 pub struct Fleet {
     pub dir: PathBuf,

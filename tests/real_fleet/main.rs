@@ -5,6 +5,7 @@
 mod common;
 
 mod exec;
+mod harden;
 mod modules;
 mod ops;
 mod playbook;
