@@ -1043,7 +1043,7 @@ _h_sshd_offer() (
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
         -o PubkeyAuthentication=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
         -o GSSAPIAuthentication=no -o HostbasedAuthentication=no -o IdentityFile=/dev/null \
-        -l maestro-probe "$addr" true 2>&1 </dev/null)
+        -l maestro-probe "$addr" true 2>&1 </dev/null | tr -d '\r')
     v=$(printf '%s\n' "$out" | awk -v what="$1" '
         /peer server KEXINIT proposal/ { peer = 1; next }
         peer && index($0, "debug2: " what ": ") == 1 { sub("^debug2: " what ": ", ""); print; exit }')
