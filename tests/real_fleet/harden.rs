@@ -331,3 +331,62 @@ fn host_keys_weaker_than_ed25519_are_no_longer_offered() {
     assert!(offered.contains("ssh-ed25519"), "{offered}");
     maestro_still_gets_in(&op, "n94");
 }
+
+fn percent(out: &str) -> f64 {
+    json_lines(out)
+        .into_iter()
+        .find(|v| v["event"] == "compliance")
+        .and_then(|v| v["percent"].as_f64())
+        .expect("a compliance line")
+}
+
+#[test]
+fn the_audit_after_an_enterprise_apply_catches_changes_made_behind_maestros_back() {
+    let _host = HostState::save();
+    let op = Operator::new(&[95]);
+    let fresh = op.maestro(&["--json", "harden", "--audit", "--profile", "enterprise"]);
+    let before = percent(&stdout(&fresh));
+    apply(&op, &["--profile", "enterprise"]);
+    let o = op.maestro(&["--json", "harden", "--audit", "--profile", "enterprise"]);
+    let hardened = stdout(&o);
+    let after = percent(&hardened);
+    assert!(after > before, "{before} -> {after}");
+    for rule in ["LOG-01", "SSH-13", "SSH-18"] {
+        assert!(
+            passes(&hardened, "n95", rule),
+            "{rule}: {:?}",
+            status(&hardened, "n95", rule)
+        );
+    }
+    maestro_still_gets_in(&op, "n95");
+
+    // Behind maestro's back: the log daemon stops, a 2048-bit group comes back.
+    let weak = std::fs::read_to_string("/etc/ssh/moduli")
+        .unwrap()
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("2047"))
+        .expect("the host's moduli file has 2048-bit groups")
+        .to_string();
+    let o = fleet().node_exec(
+        "n95",
+        &[
+            "sh",
+            "-c",
+            "kill $(cat /run/rsyslogd.pid) && printf '%s\\n' \"$1\" >>/etc/ssh/moduli",
+            "sh",
+            &weak,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let o = op.maestro(&["--json", "harden", "--audit", "--profile", "enterprise"]);
+    assert_eq!(o.status.code(), Some(1), "the drift fails the audit");
+    let drifted = stdout(&o);
+    let (log, why) = status(&drifted, "n95", "LOG-01");
+    assert_eq!(log, "failed", "{why}");
+    assert!(why.contains("no log daemon runs"), "{why}");
+    let (kex, why) = status(&drifted, "n95", "SSH-13");
+    assert_eq!(kex, "failed", "{why}");
+    assert!(why.contains("below 3072 bits"), "{why}");
+    assert!(percent(&drifted) < after);
+}
