@@ -81,6 +81,41 @@ pub struct Loaded {
     pub library: String,
 }
 
+impl Loaded {
+    /// Only the rules of `section` (a category such as `ssh`, or a CIS item
+    /// prefix such as `5.1`); an error names the sections there are.
+    pub fn only_section(mut self, section: &str) -> Result<Loaded, NoSuchSection> {
+        let before = self.rules.clone();
+        self.rules.retain(|r| coverage::in_section(r, section));
+        if self.rules.is_empty() {
+            let mut categories: Vec<String> = Vec::new();
+            for r in &before {
+                if !categories.contains(&r.category) {
+                    categories.push(r.category.clone());
+                }
+            }
+            return Err(NoSuchSection {
+                baseline: self.name,
+                section: section.to_string(),
+                categories,
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// `--section` matched no rule.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no rule of hardening baseline `{baseline}` is in section `{section}`: give a category ({}) or a CIS item prefix such as 5.1 or 6.2.3",
+    categories.join(", ")
+)]
+pub struct NoSuchSection {
+    pub baseline: String,
+    pub section: String,
+    pub categories: Vec<String>,
+}
+
 /// Why a baseline cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

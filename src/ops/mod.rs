@@ -70,6 +70,9 @@ pub enum JobSpec {
         apply: bool,
         baseline: Option<String>,
         profile: Option<String>,
+        /// Only the rules of this section: a category (`ssh`) or a CIS
+        /// item prefix (`5.1`, `6.2.3`).
+        section: Option<String>,
     },
     /// `maestro deploy AGENT[@VERSION]`: a registry version, verified,
     /// switched to, health-checked (default version: the agent's `current`).
@@ -271,25 +274,9 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 apply,
                 baseline,
                 profile,
+                section,
             } => {
-                let name = match (baseline, profile) {
-                    (Some(b), _) => b.clone(),
-                    (None, Some(p)) => sot
-                        .profiles
-                        .get(p)
-                        .and_then(|p| p.hardening.clone())
-                        .ok_or_else(|| {
-                            OpsError::Invalid(format!(
-                                "profile `{p}` does not exist or names no hardening baseline"
-                            ))
-                        })?,
-                    (None, None) => harden::default_name(sot),
-                };
-                let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
-                    .map_err(|e| match e {
-                        harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
-                        other => OpsError::Invalid(other.to_string()),
-                    })?;
+                let loaded = harden_baseline(sot, baseline.as_deref(), profile.as_deref(), section.as_deref())?;
                 let description = format!(
                     "harden {} ({}, {} rules)",
                     if *apply { "--apply" } else { "--audit" },
@@ -322,6 +309,42 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         forks: request.forks,
         limits: request.limits,
     })
+}
+
+/// The baseline a hardening job uses: the one named, else the profile's,
+/// else the default; only `section`'s rules when given. Also what
+/// `harden --coverage` reads (it needs no nodes).
+pub fn harden_baseline(
+    sot: &Sot,
+    baseline: Option<&str>,
+    profile: Option<&str>,
+    section: Option<&str>,
+) -> Result<harden::Loaded> {
+    let name = match (baseline, profile) {
+        (Some(b), _) => b.to_string(),
+        (None, Some(p)) => sot
+            .profiles
+            .get(p)
+            .and_then(|p| p.hardening.clone())
+            .ok_or_else(|| {
+                OpsError::Invalid(format!(
+                    "profile `{p}` does not exist or names no hardening baseline"
+                ))
+            })?,
+        (None, None) => harden::default_name(sot),
+    };
+    let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name).map_err(
+        |e| match e {
+            harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
+            other => OpsError::Invalid(other.to_string()),
+        },
+    )?;
+    match section {
+        Some(section) => loaded
+            .only_section(section)
+            .map_err(|e| OpsError::Invalid(e.to_string())),
+        None => Ok(loaded),
+    }
 }
 
 /// `NAME` is a playbook of the SoT's library; a path must look like one

@@ -66,6 +66,7 @@ pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
             apply: false,
             baseline: Some(baseline.clone()),
             profile: None,
+            section: None,
         },
     };
     JobRequest {

@@ -660,7 +660,7 @@ fn playbooks_installs_and_audits_run_on_the_marked_nodes_after_confirmation() {
     press(&mut app, KeyCode::Enter);
     assert!(
         render(&app, 160, 48)
-            .contains("no playbook `nope`; playbooks: agent-runtime, audit-logging")
+            .contains("no playbook `nope`; playbooks: agent-runtime, auditd")
     );
     press(&mut app, KeyCode::Char('p'));
     typed(&mut app, "agent-runtime");
