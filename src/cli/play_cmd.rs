@@ -207,12 +207,100 @@ fn playbook_job(
         confirm_with_plan(&prepared, &db, "apply")?;
     }
     banner(&prepared, "", json);
+    let min_compliance = prepared.profile().and_then(|p| p.min_compliance);
     let driven = drive(
         &db,
         Printer::new(json, false).with_tasks(),
         move |launch| async move { prepared.apply(&gate, &launch).await },
     )?;
-    Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
+    let mut compliance = None;
+    let mut driven = driven.try_map(|o| {
+        o.map(|o| {
+            compliance = o.compliance.zip(o.audit);
+            o.report
+        })
+    })?;
+    // An install of a profile with a baseline ends with an audit: the
+    // node's first-boot compliance, recorded in the store.
+    let below = compliance.as_ref().is_some_and(|(c, _)| {
+        !c.unmeasured.is_empty()
+            || min_compliance.is_some_and(|m| c.percent + 1e-9 < f64::from(m))
+    });
+    if let Some((c, audit)) = &compliance {
+        let text = install_audit_summary(c, audit, min_compliance, json);
+        driven.printer.print(&text);
+    }
+    let exit = conclude(driven);
+    Ok(match exit {
+        Exit::Ok if below => Exit::TargetsFailed,
+        exit => exit,
+    })
+}
+
+/// The closing audit of an install: compliance per section, the failing
+/// rules per node, and the profile's threshold (or its JSON).
+fn install_audit_summary(
+    c: &Compliance,
+    audit: &crate::fleet::RunReport,
+    min: Option<u8>,
+    json: bool,
+) -> String {
+    let failing = |r: &crate::fleet::NodeResult| -> Vec<String> {
+        r.tasks
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown
+                )
+            })
+            .map(|t| t.name.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    if json {
+        return serde_json::json!({"event": "compliance", "baseline": c.baseline, "run_id": audit.run_id,
+            "percent": c.percent, "min_compliance": min, "passing": c.passing, "failing": c.failing, "unknown": c.unknown,
+            "not_applicable": c.not_applicable, "nodes_measured": c.nodes_measured, "nodes_total": c.nodes_total,
+            "sections": c.sections,
+            "nodes": audit.results.iter().map(|r| serde_json::json!({"node": r.node, "failing_rules": failing(r)})).collect::<Vec<_>>()})
+        .to_string();
+    }
+    let mut out = format!(
+        "\nfirst-boot audit ({}, run {}):\n",
+        sanitize(c.baseline.as_bytes()),
+        audit.run_id
+    );
+    for s in &c.sections {
+        out.push_str(&format!(
+            "  {:12} {:>5.1}%  ({} passing, {} failing, {} unknown)\n",
+            s.section, s.percent, s.passing, s.failing, s.unknown
+        ));
+    }
+    for r in &audit.results {
+        let f = failing(r);
+        if !f.is_empty() {
+            out.push_str(&format!(
+                "  {} not passing: {}\n",
+                r.node,
+                sanitize(f.join(", ").as_bytes())
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "compliance: {:.1}% on {} of {} node{}{}",
+        c.percent,
+        c.nodes_measured,
+        c.nodes_total,
+        plural(c.nodes_total),
+        match min {
+            Some(m) if c.percent + 1e-9 < f64::from(m) => {
+                format!(" — below the profile's min_compliance of {m}%: the install fails")
+            }
+            Some(m) => format!(" (the profile requires {m}%)"),
+            None => String::new(),
+        }
+    ));
+    out
 }
 
 /// The gate's answer before anything runs. A check changes nothing, so only

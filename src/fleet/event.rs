@@ -334,6 +334,18 @@ pub enum Event {
     NodeFinished {
         result: NodeResult,
     },
+    /// A hardening audit measured one node (sent before its `NodeFinished`):
+    /// what the store keeps as the node's compliance history.
+    Compliance {
+        node: String,
+        baseline: String,
+        percent: f64,
+        passing: usize,
+        failing: usize,
+        unknown: usize,
+        /// Ids of the rules that failed, were refused or could not be checked.
+        failing_rules: Vec<String>,
+    },
     /// The last event of every run.
     RunFinished {
         summary: Summary,

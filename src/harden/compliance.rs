@@ -123,6 +123,34 @@ pub fn compliance(baseline: &Loaded, report: &RunReport) -> Compliance {
     }
 }
 
+/// One node's compliance from its audit result: (percent, passing, failing,
+/// unknown, ids of the rules not passing). An unaudited node fails every rule.
+pub fn node_compliance(baseline: &Loaded, r: &NodeResult) -> crate::fleet::event::Event {
+    let audited = !r.tasks.is_empty();
+    let mut c = SectionCompliance::new("node");
+    let mut failing_rules = Vec::new();
+    for (index, rule) in baseline.rules.iter().enumerate() {
+        let status = status_of(r, index, audited);
+        c.count(status);
+        if !matches!(
+            status,
+            Some(TaskStatus::Ok | TaskStatus::Changed | TaskStatus::Skipped)
+        ) {
+            failing_rules.push(rule.id.clone());
+        }
+    }
+    c.finish();
+    crate::fleet::event::Event::Compliance {
+        node: r.node.clone(),
+        baseline: baseline.name.clone(),
+        percent: c.percent,
+        passing: c.passing,
+        failing: c.failing,
+        unknown: c.unknown,
+        failing_rules,
+    }
+}
+
 /// The status of rule `index` on a node; `None` (failing) when the node was
 /// not audited or the rule did not report.
 fn status_of(r: &NodeResult, index: usize, audited: bool) -> Option<TaskStatus> {

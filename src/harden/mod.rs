@@ -17,7 +17,7 @@ use crate::sot::paths::{Source, read_source};
 mod compliance;
 pub mod coverage;
 
-pub use compliance::{Compliance, SectionCompliance, carry_refusals, compliance};
+pub use compliance::{Compliance, SectionCompliance, carry_refusals, compliance, node_compliance};
 
 /// The helper functions rules call (`_h_sshd_set`, `_h_sysctl_set`, …).
 pub const FILE_LIBRARY: &str = "lib.sh";
@@ -331,8 +331,19 @@ pub async fn run(
         let password = become_password.clone();
         async move {
             let compile = |_: Option<&_>| Ok(compile(&baseline, mode, &ctx.login_user));
-            crate::playbook::run::run_script(&session, &ctx, compile, false, password.as_deref())
-                .await
+            let result = crate::playbook::run::run_script(
+                &session,
+                &ctx,
+                compile,
+                false,
+                password.as_deref(),
+            )
+            .await;
+            // An audit is a measurement of the node: the store keeps it.
+            if mode == Mode::Audit {
+                ctx.events.send(node_compliance(&baseline, &result));
+            }
+            result
         }
     })
     .await

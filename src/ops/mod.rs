@@ -186,6 +186,9 @@ struct PlayWork {
     playbook: Arc<Playbook>,
     base_dir: PathBuf,
     profile: Option<Profile>,
+    /// The profile's hardening baseline: an install ends with an audit of
+    /// it (the node's first-boot audit, kept in the store).
+    audit: Option<Arc<harden::Loaded>>,
 }
 
 /// A job with everything resolved; nothing has touched a node yet.
@@ -247,6 +250,7 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                         playbook: Arc::new(pb),
                         base_dir,
                         profile: None,
+                        audit: None,
                     })),
                     format!("play {name}"),
                 )
@@ -256,11 +260,18 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
                     other => OpsError::Invalid(other.to_string()),
                 })?;
+                // Found before anything runs: a broken baseline fails the
+                // install up front, not after the playbooks changed nodes.
+                let audit = match &p.hardening {
+                    Some(h) => Some(Arc::new(harden_baseline(sot, Some(h), None, None)?)),
+                    None => None,
+                };
                 (
                     Work::Playbook(Box::new(PlayWork {
                         playbook: Arc::new(pb),
                         base_dir: dir,
                         profile: Some(p),
+                        audit,
                     })),
                     format!("install --profile {profile}"),
                 )
@@ -403,8 +414,11 @@ pub struct Outcome {
     pub report: RunReport,
     /// Every run the job made, in order.
     pub runs: Vec<String>,
-    /// For hardening jobs: the fleet's compliance.
+    /// For hardening jobs and installs of a profile with a baseline: the
+    /// fleet's compliance.
     pub compliance: Option<Compliance>,
+    /// An install's closing audit (its report is `report`'s sibling).
+    pub audit: Option<RunReport>,
 }
 
 impl Outcome {
@@ -414,6 +428,7 @@ impl Outcome {
             runs: vec![report.run_id.clone()],
             report,
             compliance,
+            audit: None,
         }
     }
 }
@@ -450,6 +465,14 @@ impl Prepared {
     /// valid (so a bad job never prompts).
     pub fn set_become_password(&mut self, password: Option<Secret>) {
         self.settings.become_password = password;
+    }
+
+    /// The profile an install installs.
+    pub fn profile(&self) -> Option<&Profile> {
+        match &self.work {
+            Work::Playbook(work) => work.profile.as_ref(),
+            _ => None,
+        }
     }
 
     /// The hardening baseline of a hardening job.
@@ -506,6 +529,7 @@ impl Prepared {
             playbook,
             base_dir,
             profile,
+            ..
         } = &**work;
         let renderer = playbook::vars::Renderer::new();
         let sot = &self.source.sot;
@@ -575,6 +599,7 @@ impl Prepared {
             playbook,
             base_dir,
             profile,
+            ..
         } = work;
         let request = Arc::new(PlayRequest {
             sot: self.source.sot.clone(),
@@ -709,7 +734,19 @@ impl Prepared {
             }
             Work::Playbook(work) => {
                 let report = self.run_playbook(work, false, &launch.run_id, launch).await;
-                Outcome::of(report, None)
+                let Some(baseline) = work.audit.as_ref().filter(|_| !launch.cancel.all_cancelled())
+                else {
+                    return Outcome::of(report, None);
+                };
+                let audited = self
+                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch)
+                    .await;
+                Outcome {
+                    runs: vec![report.run_id.clone(), audited.run_id.clone()],
+                    compliance: Some(harden::compliance(baseline, &audited)),
+                    report,
+                    audit: Some(audited),
+                }
             }
             Work::Harden {
                 baseline,
@@ -742,6 +779,7 @@ impl Prepared {
                     runs: vec![applied.run_id.clone(), audited.run_id.clone()],
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report: audited,
+                    audit: None,
                 }
             }
         }

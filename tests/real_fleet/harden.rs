@@ -417,3 +417,54 @@ fn the_audit_after_an_enterprise_apply_catches_changes_made_behind_maestros_back
     assert!(why.contains("below 3072 bits"), "{why}");
     assert!(percent(&drifted) < after);
 }
+
+/// `(percent, failing_rules)` of every audit the store kept for `node`, oldest first.
+fn compliance_history(db: &Path, node: &str) -> Vec<(f64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st = conn
+        .prepare("SELECT percent, failing_rules FROM compliance_history WHERE node = ?1 ORDER BY at_ms")
+        .unwrap();
+    st.query_map([node], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn an_enterprise_install_ends_with_a_first_boot_audit_and_fails_below_min_compliance() {
+    let _host = HostState::save();
+    let op = Operator::new(&[96]);
+    let nodes = std::fs::read_to_string(op.sot.join("nodes.toml")).unwrap();
+    std::fs::write(
+        op.sot.join("nodes.toml"),
+        nodes.replace("env = \"test\"", "env = \"test\", owner = \"security\""),
+    )
+    .unwrap();
+    let o = op.maestro(&["install", "--profile", "enterprise", "--yes"]);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a fresh node is below the profile's min_compliance: {out}{}",
+        stderr(&o)
+    );
+    assert!(out.contains("first-boot audit (strict"), "{out}");
+    assert!(
+        out.contains("below the profile's min_compliance of 90%"),
+        "{out}"
+    );
+    let first = compliance_history(&op.db, "n96");
+    assert_eq!(first.len(), 1, "the install recorded one audit: {first:?}");
+    assert!(first[0].0 < 90.0 && first[0].1.contains("LOG-01"), "{first:?}");
+
+    apply(&op, &["--profile", "enterprise"]);
+    let o = op.maestro(&["install", "--profile", "enterprise", "--yes"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("(the profile requires 90%)"), "{out}");
+    let history = compliance_history(&op.db, "n96");
+    // install, the audit after --apply, install again
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history[2].0 >= 90.0 && history[2].0 > history[0].0, "{history:?}");
+    maestro_still_gets_in(&op, "n96");
+}
