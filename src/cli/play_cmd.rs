@@ -223,8 +223,7 @@ fn playbook_job(
     // An install of a profile with a baseline ends with an audit: the
     // node's first-boot compliance, recorded in the store.
     let below = compliance.as_ref().is_some_and(|(c, _)| {
-        !c.unmeasured.is_empty()
-            || min_compliance.is_some_and(|m| c.percent + 1e-9 < f64::from(m))
+        !c.unmeasured.is_empty() || min_compliance.is_some_and(|m| c.percent + 1e-9 < f64::from(m))
     });
     if let Some((c, audit)) = &compliance {
         let text = install_audit_summary(c, audit, min_compliance, json);
@@ -577,16 +576,12 @@ fn compliance_table(
         ));
     }
     for r in &report.results {
-        for t in r
-            .tasks
-            .iter()
-            .filter(|t| {
-                matches!(
-                    t.status,
-                    TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown
-                )
-            })
-        {
+        for t in r.tasks.iter().filter(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown
+            )
+        }) {
             out.push_str(&format!(
                 "  {} {}: {}\n",
                 r.node,

@@ -140,7 +140,10 @@ pub const SECTIONS: &[Section] = &[
         title: "Logging (6.1)",
         items: &[
             ("6.1.1.1", "a log daemon runs"),
-            ("6.1.2.2", "journald forwarding to syslog where rsyslog is used"),
+            (
+                "6.1.2.2",
+                "journald forwarding to syslog where rsyslog is used",
+            ),
             ("6.1.2.3", "journald compression"),
             ("6.1.2.4", "journald persistent storage"),
             ("6.1.3.1", "rsyslog installed"),
@@ -250,8 +253,11 @@ pub fn coverage(baseline: &Loaded) -> Coverage {
     let sections = SECTIONS
         .iter()
         .map(|s| {
-            let (covered, missing): (Vec<(&'static str, &'static str)>, Vec<_>) =
-                s.items.iter().copied().partition(|(id, _)| named.contains(id));
+            let (covered, missing): (Vec<(&'static str, &'static str)>, Vec<_>) = s
+                .items
+                .iter()
+                .copied()
+                .partition(|(id, _)| named.contains(id));
             SectionCoverage {
                 section: s.name,
                 title: s.title,
@@ -262,7 +268,11 @@ pub fn coverage(baseline: &Loaded) -> Coverage {
         .collect();
     let unknown_ids = named
         .iter()
-        .filter(|id| !SECTIONS.iter().any(|s| s.items.iter().any(|(i, _)| i == *id)))
+        .filter(|id| {
+            !SECTIONS
+                .iter()
+                .any(|s| s.items.iter().any(|(i, _)| i == *id))
+        })
         .map(|id| id.to_string())
         .collect();
     Coverage {

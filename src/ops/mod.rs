@@ -231,78 +231,82 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
             (indices, names.join(","))
         }
     };
-    let (work, description) =
-        match &request.job {
-            JobSpec::Exec { command } => {
-                if command.trim().is_empty() {
-                    return Err(OpsError::Invalid(
-                        "no command given: maestro exec TARGET -- COMMAND...".into(),
-                    ));
-                }
-                (Work::Command(Arc::new(command.clone())), command.clone())
-            }
-            JobSpec::Play { playbook: name } => {
-                let path = playbook_path(sot, name)?;
-                let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
-                let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-                (
-                    Work::Playbook(Box::new(PlayWork {
-                        playbook: Arc::new(pb),
-                        base_dir,
-                        profile: None,
-                        audit: None,
-                    })),
-                    format!("play {name}"),
-                )
-            }
-            JobSpec::Install { profile } => {
-                let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
-                    playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
-                    other => OpsError::Invalid(other.to_string()),
-                })?;
-                // Found before anything runs: a broken baseline fails the
-                // install up front, not after the playbooks changed nodes.
-                let audit = match &p.hardening {
-                    Some(h) => Some(Arc::new(harden_baseline(sot, Some(h), None, None)?)),
-                    None => None,
-                };
-                (
-                    Work::Playbook(Box::new(PlayWork {
-                        playbook: Arc::new(pb),
-                        base_dir: dir,
-                        profile: Some(p),
-                        audit,
-                    })),
-                    format!("install --profile {profile}"),
-                )
-            }
-            JobSpec::Deploy { .. } | JobSpec::Enable { .. } | JobSpec::Disable { .. } => {
+    let (work, description) = match &request.job {
+        JobSpec::Exec { command } => {
+            if command.trim().is_empty() {
                 return Err(OpsError::Invalid(
-                    "agent jobs are being built (issue 11)".into(),
+                    "no command given: maestro exec TARGET -- COMMAND...".into(),
                 ));
             }
-            JobSpec::Harden {
-                apply,
-                baseline,
-                profile,
-                section,
-            } => {
-                let loaded = harden_baseline(sot, baseline.as_deref(), profile.as_deref(), section.as_deref())?;
-                let description = format!(
-                    "harden {} ({}, {} rules)",
-                    if *apply { "--apply" } else { "--audit" },
-                    loaded.name,
-                    loaded.rules.len()
-                );
-                (
-                    Work::Harden {
-                        baseline: Arc::new(loaded),
-                        apply: *apply,
-                    },
-                    description,
-                )
-            }
-        };
+            (Work::Command(Arc::new(command.clone())), command.clone())
+        }
+        JobSpec::Play { playbook: name } => {
+            let path = playbook_path(sot, name)?;
+            let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
+            let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir,
+                    profile: None,
+                    audit: None,
+                })),
+                format!("play {name}"),
+            )
+        }
+        JobSpec::Install { profile } => {
+            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
+                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                other => OpsError::Invalid(other.to_string()),
+            })?;
+            // Found before anything runs: a broken baseline fails the
+            // install up front, not after the playbooks changed nodes.
+            let audit = match &p.hardening {
+                Some(h) => Some(Arc::new(harden_baseline(sot, Some(h), None, None)?)),
+                None => None,
+            };
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir: dir,
+                    profile: Some(p),
+                    audit,
+                })),
+                format!("install --profile {profile}"),
+            )
+        }
+        JobSpec::Deploy { .. } | JobSpec::Enable { .. } | JobSpec::Disable { .. } => {
+            return Err(OpsError::Invalid(
+                "agent jobs are being built (issue 11)".into(),
+            ));
+        }
+        JobSpec::Harden {
+            apply,
+            baseline,
+            profile,
+            section,
+        } => {
+            let loaded = harden_baseline(
+                sot,
+                baseline.as_deref(),
+                profile.as_deref(),
+                section.as_deref(),
+            )?;
+            let description = format!(
+                "harden {} ({}, {} rules)",
+                if *apply { "--apply" } else { "--audit" },
+                loaded.name,
+                loaded.rules.len()
+            );
+            (
+                Work::Harden {
+                    baseline: Arc::new(loaded),
+                    apply: *apply,
+                },
+                description,
+            )
+        }
+    };
     let (specs, warnings) = connect_specs(sot, &indices, &request.connect)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
     let nodes = specs.iter().map(|s| s.node.clone()).collect();
@@ -344,12 +348,11 @@ pub fn harden_baseline(
             })?,
         (None, None) => harden::default_name(sot),
     };
-    let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name).map_err(
-        |e| match e {
+    let loaded =
+        harden::load(&sot.root.join(&sot.settings.hardening_dir), &name).map_err(|e| match e {
             harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
             other => OpsError::Invalid(other.to_string()),
-        },
-    )?;
+        })?;
     match section {
         Some(section) => loaded
             .only_section(section)
@@ -734,7 +737,10 @@ impl Prepared {
             }
             Work::Playbook(work) => {
                 let report = self.run_playbook(work, false, &launch.run_id, launch).await;
-                let Some(baseline) = work.audit.as_ref().filter(|_| !launch.cancel.all_cancelled())
+                let Some(baseline) = work
+                    .audit
+                    .as_ref()
+                    .filter(|_| !launch.cancel.all_cancelled())
                 else {
                     return Outcome::of(report, None);
                 };

@@ -8,8 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::schema::{self, Migrated};
 use super::{
     Approval, ApprovalState, ComplianceRecord, Facts, LastResult, Note, Result, RunRow, RunState,
-    RunStore,
-    StoreError,
+    RunStore, StoreError,
 };
 use crate::bus::{Envelope, Subscriber, SubscriberError};
 use crate::fleet::event::{

@@ -387,14 +387,21 @@ fn node_view() {
         "20251120-090000-f1r5",
         86_400,
         37.6,
-        &["SSH-05", "SSH-06", "SSH-07", "SSH-12", "SSH-13", "SSH-18", "KRN-01", "KRN-02",
-          "KRN-03", "LOG-01", "ACC-06", "AUD-02", "AUD-10", "AIDE-01", "KRN-19"],
+        &[
+            "SSH-05", "SSH-06", "SSH-07", "SSH-12", "SSH-13", "SSH-18", "KRN-01", "KRN-02",
+            "KRN-03", "LOG-01", "ACC-06", "AUD-02", "AUD-10", "AIDE-01", "KRN-19",
+        ],
     );
     app.on_msg(Msg::NodeCompliance {
         node: "batch-eu-01".into(),
         result: Ok(NodeCompliance {
             history: vec![
-                record("20251121-075500-a1b2", 300, 95.4, &["SSH-26", "AUD-03", "AUD-04", "KRN-19"]),
+                record(
+                    "20251121-075500-a1b2",
+                    300,
+                    95.4,
+                    &["SSH-26", "AUD-03", "AUD-04", "KRN-19"],
+                ),
                 first.clone(),
             ],
             first: Some(first),
@@ -688,10 +695,7 @@ fn playbooks_installs_and_audits_run_on_the_marked_nodes_after_confirmation() {
     assert!(render(&app, 160, 48).contains(":play"));
     typed(&mut app, "nope");
     press(&mut app, KeyCode::Enter);
-    assert!(
-        render(&app, 160, 48)
-            .contains("no playbook `nope`; playbooks: agent-runtime, auditd")
-    );
+    assert!(render(&app, 160, 48).contains("no playbook `nope`; playbooks: agent-runtime, auditd"));
     press(&mut app, KeyCode::Char('p'));
     typed(&mut app, "agent-runtime");
     press(&mut app, KeyCode::Enter);

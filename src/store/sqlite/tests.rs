@@ -320,7 +320,10 @@ fn every_audit_of_a_node_is_kept_and_the_first_is_its_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&tmp.path().join("runs.db")).unwrap();
     assert!(store.first_compliance("a").unwrap().is_none());
-    for (run, percent, failing) in [("audit-1", 37.5, vec!["LOG-01", "SSH-13"]), ("audit-2", 96.0, vec!["SSH-26"])] {
+    for (run, percent, failing) in [
+        ("audit-1", 37.5, vec!["LOG-01", "SSH-13"]),
+        ("audit-2", 96.0, vec!["SSH-26"]),
+    ] {
         let (sink, mut rx) = EventSink::channel(run);
         sink.send(started(&["a"]));
         sink.send(Event::Compliance {

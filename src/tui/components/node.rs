@@ -75,10 +75,7 @@ impl NodeView {
         let c = match &self.compliance {
             Loadable::Loading => return vec![("audit", "reading the run store…".into())],
             Loadable::Failed(_) => {
-                return vec![(
-                    "audit",
-                    "unknown (the run store cannot be read)".into(),
-                )];
+                return vec![("audit", "unknown (the run store cannot be read)".into())];
             }
             Loadable::Loaded(c) => c,
         };
@@ -106,12 +103,20 @@ impl NodeView {
             if rules.is_empty() {
                 "none".into()
             } else {
-                let shown: Vec<&str> = rules.iter().take(FAILING_SHOWN).map(String::as_str).collect();
+                let shown: Vec<&str> = rules
+                    .iter()
+                    .take(FAILING_SHOWN)
+                    .map(String::as_str)
+                    .collect();
                 let more = rules.len().saturating_sub(FAILING_SHOWN);
                 format!(
                     "{}{}",
                     crate::terminal_text::sanitize(shown.join(", ").as_bytes()),
-                    if more > 0 { format!(" +{more} more") } else { String::new() }
+                    if more > 0 {
+                        format!(" +{more} more")
+                    } else {
+                        String::new()
+                    }
                 )
             },
         ));
