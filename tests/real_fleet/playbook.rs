@@ -67,9 +67,17 @@ fn install_user_profile_on_ten_nodes_check_predicts_and_second_run_changes_nothi
         predicted,
         "check mode predicted the real run"
     );
-    let finished: Vec<serde_json::Value> = json_lines(&stdout(&real))
+    // The install's own run (its closing audit of the profile's baseline is
+    // a second run).
+    let lines = json_lines(&stdout(&real));
+    let install_run = lines
+        .iter()
+        .find(|v| v["event"] == "run_started")
+        .map(|v| v["run_id"].clone())
+        .expect("a run_started event");
+    let finished: Vec<serde_json::Value> = lines
         .into_iter()
-        .filter(|v| v["event"] == "node_finished")
+        .filter(|v| v["event"] == "node_finished" && v["run_id"] == install_run)
         .collect();
     assert_eq!(finished.len(), 10);
     for v in &finished {
