@@ -45,6 +45,13 @@ _h_die() {
     exit 1
 }
 
+# _h_unknown MSG... : the check cannot be made on this node: print MSG (why) and exit 3,
+# which the engine reports as `unknown` (never as compliant).
+_h_unknown() {
+    printf '%s\n' "$*"
+    exit 3
+}
+
 # _h_have CMD : true if CMD is on PATH.
 _h_have() {
     command -v "$1" >/dev/null 2>&1
@@ -526,7 +533,7 @@ _h_sysctl_boot() (
 # _h_sysctl_check KEY VALUE : audit: KEY is VALUE now and the configuration applied at
 # boot sets it to VALUE too.
 _h_sysctl_check() (
-    cur=$(_h_sysctl_get "$1") || { printf '%s: not available on this kernel\n' "$1"; exit 1; }
+    cur=$(_h_sysctl_get "$1") || _h_unknown "$1 does not exist on this kernel: the setting cannot be checked"
     [ "$cur" = "$2" ] || { printf '%s = %s (want %s)\n' "$1" "$cur" "$2"; exit 1; }
     b=$(_h_sysctl_boot "$1")
     [ -n "$b" ] || { printf '%s = %s now, but no sysctl.d file sets it (not persistent)\n' "$1" "$2"; exit 1; }
@@ -1002,4 +1009,1202 @@ _h_rsyslog_filemode_set() (
         systemctl restart rsyslog.service || _h_die "systemctl restart rsyslog failed"
     fi
     :
+)
+
+# ---------------------------------------------------------------------------
+# what the running sshd really offers
+
+# _h_sshd_probe_target : "ADDRESS PORT" to reach the running sshd on: its first
+# ListenAddress from sshd -T (a wildcard address becomes loopback).
+_h_sshd_probe_target() (
+    la=$(_h_sshd_get listenaddress) || exit 1
+    port=${la##*:} addr=${la%:*}
+    addr=${addr#[}
+    addr=${addr%]}
+    case $addr in
+        0.0.0.0 | '') addr=127.0.0.1 ;;
+        ::) addr=::1 ;;
+    esac
+    case $port in
+        '' | *[!0-9]*) port=$(_h_sshd_get port) ;;
+    esac
+    printf '%s %s\n' "$addr" "$port"
+)
+
+# _h_sshd_offer WHAT : the list the running sshd sends in its KEXINIT for WHAT ("KEX
+# algorithms", "host key algorithms", "ciphers stoc", "MACs stoc"), read from an ssh
+# client's debug output (the client authenticates with nothing and runs nothing).
+# Exits 3 (unknown) when no ssh client is installed or sshd does not answer.
+_h_sshd_offer() (
+    _h_have ssh || _h_unknown "no ssh client on the node to ask the running sshd what it offers"
+    t=$(_h_sshd_probe_target) || _h_unknown "sshd -T reports no listen address"
+    addr=${t% *} port=${t#* }
+    out=$(ssh -vv -F /dev/null -p "$port" -o BatchMode=yes -o ConnectTimeout=5 \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
+        -o PubkeyAuthentication=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
+        -o GSSAPIAuthentication=no -o HostbasedAuthentication=no -o IdentityFile=/dev/null \
+        -l maestro-probe "$addr" true 2>&1 </dev/null | tr -d '\r')
+    v=$(printf '%s\n' "$out" | awk -v what="$1" '
+        /peer server KEXINIT proposal/ { peer = 1; next }
+        peer && index($0, "debug2: " what ": ") == 1 { sub("^debug2: " what ": ", ""); print; exit }')
+    [ -n "$v" ] || _h_unknown "the running sshd on $addr port $port did not answer (no KEXINIT)"
+    printf '%s\n' "$v"
+)
+
+# _h_list_subset LIST ALLOWED : the items of comma list LIST that are not in comma list
+# ALLOWED, comma separated (empty: all allowed).
+_h_list_subset() (
+    printf '%s\n' "$1" | tr ',' '\n' | awk -v ok="$2" '
+        BEGIN { n = split(ok, a, ","); for (i = 1; i <= n; i++) allow[a[i]] = 1 }
+        NF && !($0 in allow) { printf "%s%s", sep, $0; sep = "," }'
+)
+
+# _h_sshd_offer_check WHAT LABEL ALLOWED : audit: the running sshd offers only ALLOWED
+# for WHAT (see _h_sshd_offer); LABEL names the setting in the message.
+_h_sshd_offer_check() (
+    v=$(_h_sshd_offer "$1")
+    rc=$?
+    [ "$rc" = 0 ] || { printf '%s\n' "$v"; exit "$rc"; }
+    bad=$(_h_list_subset "$v" "$3")
+    [ -z "$bad" ] && exit 0
+    printf 'the running sshd offers weak or unapproved %s: %s\n' "$2" "$bad"
+    exit 1
+)
+
+# _h_sshd_moduli_file : the Diffie-Hellman group file sshd reads (ModuliFile).
+_h_sshd_moduli_file() (
+    f=$(_h_sshd_get modulifile 2>/dev/null)
+    printf '%s\n' "${f:-/etc/ssh/moduli}"
+)
+
+# _h_moduli_count FILE MIN : groups in moduli FILE of at least MIN bits ("ge") and below
+# ("lt"), as "GE LT". Field 5 is the size in bits minus one.
+_h_moduli_count() (
+    awk -v min="$2" '$1 !~ /^#/ && NF >= 7 { if ($5 + 1 >= min) ge++; else lt++ }
+        END { printf "%d %d\n", ge, lt }' "$1"
+)
+
+# _h_sshd_gex_check MIN : audit: if sshd negotiates Diffie-Hellman group exchange, every
+# group it can pick from its moduli file has at least MIN bits (without a usable file it
+# falls back to built-in groups down to 2048 bits).
+_h_sshd_gex_check() (
+    kex=$(_h_sshd_get kexalgorithms) || { _h_sshd_broken; exit 1; }
+    case ",$kex," in
+        *,diffie-hellman-group-exchange-*) ;;
+        *) exit 0 ;;
+    esac
+    f=$(_h_sshd_moduli_file)
+    [ -r "$f" ] || { printf 'sshd offers Diffie-Hellman group exchange but %s is missing (built-in 2048-bit fallback)\n' "$f"; exit 1; }
+    c=$(_h_moduli_count "$f" "$1")
+    ge=${c% *} lt=${c#* }
+    if [ "$lt" -gt 0 ]; then
+        printf 'sshd offers Diffie-Hellman group exchange and %s has %s group(s) below %s bits\n' "$f" "$lt" "$1"
+        exit 1
+    fi
+    [ "$ge" -gt 0 ] || { printf 'sshd offers Diffie-Hellman group exchange but %s has no usable group (built-in fallback)\n' "$f"; exit 1; }
+)
+
+# _h_sshd_gex_fix MIN : drop the groups below MIN bits from the moduli file (comments
+# kept); if none of at least MIN bits would remain, drop group exchange from
+# KexAlgorithms instead. No daemon reload is needed: sshd reads the file per exchange.
+_h_sshd_gex_fix() (
+    _h_sshd_gex_check "$1" >/dev/null && exit 0
+    f=$(_h_sshd_moduli_file)
+    ge=0
+    [ -r "$f" ] && { c=$(_h_moduli_count "$f" "$1"); ge=${c% *}; }
+    if [ "$ge" -gt 0 ]; then
+        w=$(_h_tmpdir) || exit 1
+        awk -v min="$1" '$1 ~ /^#/ || NF < 7 || $5 + 1 >= min' "$f" >"$w/moduli" &&
+            _h_replace "$f" "$w/moduli"
+        rc=$?
+        rm -rf "$w"
+        exit "$rc"
+    fi
+    kex=$(_h_sshd_get kexalgorithms) || exit 1
+    _h_sshd_set KexAlgorithms "$(printf '%s\n' "$kex" | tr ',' '\n' | grep -v '^diffie-hellman-group-exchange-' | paste -sd, -)"
+)
+
+# _h_sshd_kex_check : audit for SSH-13: the configured and the offered key exchanges
+# are all approved, and group exchange cannot pick a group below 3072 bits.
+_h_sshd_kex_check() {
+    _h_sshd_algos KexAlgorithms "$_H_SSH_KEX_OK" &&
+        _h_sshd_gex_check 3072 &&
+        _h_sshd_offer_check "KEX algorithms" "key exchanges" "$_H_SSH_KEX_OK,ext-info-s,kex-strict-s-v00@openssh.com"
+}
+
+# SSH host-key algorithms: Ed25519 and RSA with SHA-2 (and their certificates).
+_H_SSH_HOSTKEY_SET=ssh-ed25519-cert-v01@openssh.com,ssh-ed25519,rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256
+_H_SSH_HOSTKEY_OK=$_H_SSH_HOSTKEY_SET,sk-ssh-ed25519@openssh.com,sk-ssh-ed25519-cert-v01@openssh.com
+
+# _h_sshd_hostkeyalgos_check : audit: configured and offered host-key algorithms are
+# all approved (no ECDSA, DSA or SHA-1 RSA signatures).
+_h_sshd_hostkeyalgos_check() {
+    _h_sshd_algos HostKeyAlgorithms "$_H_SSH_HOSTKEY_OK" &&
+        _h_sshd_offer_check "host key algorithms" "host-key algorithms" "$_H_SSH_HOSTKEY_OK"
+}
+
+# _h_sshd_weak_hostkeys : host keys sshd loads (sshd -T hostkey) that are DSA, ECDSA or
+# RSA below 3072 bits, one "FILE TYPE BITS" per line.
+_h_sshd_weak_hostkeys() (
+    _h_sshd_T 2>/dev/null | awk '$1 == "hostkey" { print $2 }' | while IFS= read -r k; do
+        [ -r "$k" ] || continue
+        l=$(ssh-keygen -l -f "$k" 2>/dev/null) || continue
+        bits=${l%% *} type=${l##* }
+        case $type in
+            '(ED25519)') ;;
+            '(RSA)') [ "$bits" -ge 3072 ] || printf '%s %s %s\n' "$k" "$type" "$bits" ;;
+            *) printf '%s %s %s\n' "$k" "$type" "$bits" ;;
+        esac
+    done
+)
+
+# _h_sshd_hostkeys_check : audit: sshd loads no weak host key.
+_h_sshd_hostkeys_check() (
+    _h_sshd_T >/dev/null 2>&1 || { _h_sshd_broken; exit 1; }
+    w=$(_h_sshd_weak_hostkeys)
+    [ -z "$w" ] && exit 0
+    printf 'sshd loads weak host key(s): %s\n' "$(printf '%s\n' "$w" | tr '\n' ';' | sed 's/;$//')"
+    exit 1
+)
+
+# _h_sshd_hostkeys_fix : load only the Ed25519 host key (and RSA keys of 3072 bits or
+# more are dropped too: one HostKey line). Never generates a key: a new host key changes
+# the server's identity, which every client must learn first.
+_h_sshd_hostkeys_fix() (
+    _h_sshd_hostkeys_check >/dev/null && exit 0
+    k=$(_h_sshd_T 2>/dev/null | awk '$1 == "hostkey" && $2 ~ /ed25519/ { print $2; exit }')
+    [ -n "$k" ] || k=/etc/ssh/ssh_host_ed25519_key
+    [ -r "$k" ] || _h_die "no Ed25519 host key ($k): generate one (ssh-keygen -t ed25519 -f $k -N '') and publish its fingerprint first"
+    _h_sshd_set HostKey "$k"
+)
+
+# ---------------------------------------------------------------------------
+# logging that actually happens
+
+# _h_same_ns PID : true if PID runs in this process's mount namespace (test nodes and
+# containers share a kernel; a daemon in another namespace logs somewhere else).
+_h_same_ns() {
+    [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt 2>/dev/null)" ]
+}
+
+# _h_proc_running NAME : PIDs of processes called NAME (comm) in this mount namespace.
+_h_proc_running() (
+    for d in /proc/[0-9]*; do
+        c=""
+        { IFS= read -r c <"$d/comm"; } 2>/dev/null || continue
+        [ "$c" = "$1" ] || continue
+        _h_same_ns "${d#/proc/}" && printf '%s\n' "${d#/proc/}"
+    done
+)
+
+# _h_log_daemon : the log daemon that runs here: journald, rsyslogd or syslog-ng
+# (empty if none).
+_h_log_daemon() (
+    for n in systemd-journal rsyslogd syslog-ng; do
+        if [ -n "$(_h_proc_running "$n")" ]; then
+            printf '%s\n' "$n"
+            exit 0
+        fi
+    done
+)
+
+# _h_syslog_files : the files rsyslog writes user.notice messages to: the actions of
+# selectors that match the user facility (*.*, user.*, *.notice, ... plus the usual
+# catch-alls), from its configuration; /var/log/syslog and /var/log/messages as a
+# fallback.
+_h_syslog_files() (
+    for f in $(_h_rsyslog_files); do
+        awk '$1 !~ /^[#$]/ && NF >= 2 && $2 ~ /^-?\// {
+                sel = $1; n = split(sel, parts, ";"); hit = 0
+                for (i = 1; i <= n; i++) {
+                    split(parts[i], fp, "."); fac = fp[1]; pri = fp[2]
+                    if ((fac == "*" || fac ~ /(^|,)user(,|$)/) && pri != "none" && pri !~ /^(err|crit|alert|emerg|warn|warning|=)/) hit = 1
+                    if (pri == "none" && (fac ~ /(^|,)user(,|$)/)) hit = 0
+                }
+                if (hit) { p = $2; sub(/^-/, "", p); print p }
+            }' "$f"
+    done
+    echo /var/log/syslog
+    echo /var/log/messages
+)
+
+# _h_log_probe_check : audit: a log daemon runs in this system and a message sent with
+# logger(1) arrives where its configuration says (the journal, or rsyslog's files).
+_h_log_probe_check() (
+    d=$(_h_log_daemon)
+    if [ -z "$d" ]; then
+        if _h_have rsyslogd || [ -x /lib/systemd/systemd-journald ] || _h_have syslog-ng; then
+            echo "no log daemon runs (journald, rsyslogd or syslog-ng): nothing records log messages"
+        else
+            echo "no log daemon is installed or running: nothing records log messages"
+        fi
+        exit 1
+    fi
+    _h_have logger || _h_unknown "$d runs, but logger(1) is missing: cannot send a test message"
+    tag=maestro-probe
+    msg="log probe $$.$(date +%s).$(od -An -N4 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')"
+    logger -t "$tag" -p user.notice -- "$msg" 2>/dev/null ||
+        { printf '%s runs, but logger cannot submit a message (no /dev/log?)\n' "$d"; exit 1; }
+    i=0
+    while [ "$i" -lt 30 ]; do
+        if [ "$d" = systemd-journal ]; then
+            journalctl -q --no-pager -t "$tag" -g "$msg" -n 1 2>/dev/null | grep -qF -- "$msg" && exit 0
+        else
+            for f in $(_h_syslog_files | awk '!seen[$0]++'); do
+                [ -f "$f" ] && grep -qF -- "$msg" "$f" 2>/dev/null && exit 0
+            done
+        fi
+        sleep 0.1 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+    if [ "$d" = systemd-journal ]; then
+        printf 'journald runs, but a test message did not reach the journal within 3 s\n'
+    else
+        printf '%s runs, but a test message did not reach %s within 3 s\n' "$d" "$(_h_syslog_files | awk '!seen[$0]++' | tr '\n' ' ' | sed 's/ $//')"
+    fi
+    exit 1
+)
+
+# _h_log_start : start a log daemon: with systemd, enable and start journald (and rsyslog
+# where installed); without an init system, start rsyslogd directly.
+_h_log_start() (
+    _h_log_probe_check >/dev/null && exit 0
+    if _h_systemd; then
+        systemctl start systemd-journald.service 2>/dev/null || :
+        if _h_unit_exists rsyslog.service; then
+            _h_service_enable rsyslog.service || exit 1
+        fi
+        exit 0
+    fi
+    _h_have rsyslogd || _h_die "no log daemon to start: install rsyslog (apt-get install rsyslog)"
+    if [ -z "$(_h_proc_running rsyslogd)" ]; then
+        rm -f /run/rsyslogd.pid
+        rsyslogd -i /run/rsyslogd.pid </dev/null >/dev/null 2>&1 || _h_die "rsyslogd did not start"
+    else
+        # Running but not delivering: make it reopen its sockets and files.
+        for p in $(_h_proc_running rsyslogd); do kill -HUP "$p" 2>/dev/null; done
+    fi
+    i=0
+    while [ "$i" -lt 50 ] && [ ! -S /dev/log ]; do
+        sleep 0.1 2>/dev/null || sleep 1
+        i=$((i + 1))
+    done
+)
+
+# _h_rsyslog_running_check : audit: rsyslogd runs here (and, with systemd, starts at boot).
+_h_rsyslog_running_check() (
+    [ -n "$(_h_proc_running rsyslogd)" ] || { echo "rsyslogd is installed but not running"; exit 1; }
+    if _h_systemd && ! _h_service_enabled rsyslog.service; then
+        echo "rsyslog.service is not enabled (it would not start at boot)"
+        exit 1
+    fi
+)
+
+# _h_logfiles_check MODE : audit: every regular file under /var/log has no permission
+# bits beyond MODE (group or world write, world read), except the login records
+# (wtmp, btmp, lastlog) whose modes are checked by their own tools.
+_h_logfiles_find() (
+    find /var/log -xdev -type f ! -name wtmp ! -name btmp ! -name lastlog ! -name 'wtmp.*' ! -name 'btmp.*' \
+        -perm "/$(printf '%04o' "$((07777 & ~0$1))")" -print 2>/dev/null
+)
+_h_logfiles_check() (
+    [ -d /var/log ] || exit 0
+    l=$(_h_logfiles_find "$1")
+    [ -z "$l" ] && exit 0
+    printf '%s log file(s) more permissive than %s, e.g. %s\n' "$(printf '%s\n' "$l" | wc -l)" "$1" "$(printf '%s\n' "$l" | head -n 1)"
+    exit 1
+)
+_h_logfiles_fix() (
+    _h_logfiles_find "$1" | while IFS= read -r f; do
+        chmod "$(printf '%04o' "$((0$(stat -c %a "$f") & 0$1))")" "$f" || exit 1
+    done
+)
+
+# ---------------------------------------------------------------------------
+# the umask a login session gets
+
+# _H_SESSION_UMASK is set by the engine from the umask this very SSH session started
+# with, before the script changed it.
+
+# _h_login_umask : the umask an interactive SSH login ends up with: the session's umask
+# (what sshd and its PAM stack gave this session), then the system-wide login profile
+# (/etc/profile and /etc/profile.d) applied by a login shell.
+_h_login_umask() (
+    base=${_H_SESSION_UMASK:-}
+    case $base in
+        '' | *[!0-7]*) _h_unknown "the SSH session's umask was not recorded" ;;
+    esac
+    # shellcheck disable=SC2016  # expanded by the login shell
+    v=$(umask "$base" && HOME=/nonexistent ENV= sh -l -c umask 2>/dev/null </dev/null | tail -n 1)
+    case $v in
+        '' | *[!0-7]*) _h_unknown "a login shell did not report its umask" ;;
+    esac
+    printf '%s %s\n' "$base" "$v"
+)
+
+# _h_login_umask_check WANT : audit: a login session's effective umask masks at least
+# the bits of WANT (e.g. 027), and so does login.defs UMASK (new home directories and
+# pam_umask use it).
+_h_login_umask_check() (
+    r=$(_h_login_umask)
+    rc=$?
+    [ "$rc" = 0 ] || { printf '%s\n' "$r"; exit "$rc"; }
+    base=${r% *} v=${r#* }
+    if [ "$((0$v & 0$1))" -ne "$((0$1))" ]; then
+        printf 'an SSH login session gets umask %s (session %s; want %s or stricter)\n' "$v" "$base" "$1"
+        exit 1
+    fi
+    _h_umask_check "$1"
+)
+
+_H_UMASK_PROFILE=/etc/profile.d/00-maestro-umask.sh
+
+# _h_login_umask_set WANT : UMASK in login.defs, pam_umask in the PAM session stack
+# (where PAM is used), and a login profile that tightens the umask to at least WANT.
+_h_login_umask_set() (
+    _h_umask_check "$1" >/dev/null || _h_login_defs_set UMASK "$1" || exit 1
+    if [ -f /etc/pam.d/common-session ] && ! grep -q '^[^#]*pam_umask\.so' /etc/pam.d/common-session; then
+        w=$(_h_tmpdir) || exit 1
+        { cat /etc/pam.d/common-session; echo "session optional pam_umask.so"; } >"$w/cs"
+        _h_replace /etc/pam.d/common-session "$w/cs" || { rm -rf "$w"; exit 1; }
+        rm -rf "$w"
+    fi
+    w=$(_h_tmpdir) || exit 1
+    {
+        echo "# Set by maestro hardening: login sessions get umask $1 or stricter."
+        echo "umask \"\$(printf '%04o' \"\$((0\$(umask) | 0$1))\")\""
+    } >"$w/profile"
+    _h_replace "$_H_UMASK_PROFILE" "$w/profile" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# ---------------------------------------------------------------------------
+# more kernel parameters
+
+# _h_sysctl_atleast KEY MIN : audit: KEY is an integer >= MIN now and at boot.
+_h_sysctl_atleast() (
+    cur=$(_h_sysctl_get "$1") || _h_unknown "$1 does not exist on this kernel: the setting cannot be checked"
+    case $cur in '' | *[!0-9]*) printf '%s = %s (want %s or more)\n' "$1" "$cur" "$2"; exit 1 ;; esac
+    [ "$cur" -ge "$2" ] || { printf '%s = %s (want %s or more)\n' "$1" "$cur" "$2"; exit 1; }
+    b=$(_h_sysctl_boot "$1")
+    [ -n "$b" ] || { printf '%s = %s now, but no sysctl.d file sets it (not persistent)\n' "$1" "$cur"; exit 1; }
+    tab=$(printf '\t')
+    bf=${b%%"$tab"*} bv=${b#*"$tab"}
+    case $bv in '' | *[!0-9]*) printf '%s sets %s = %s at boot\n' "$bf" "$1" "$bv"; exit 1 ;; esac
+    [ "$bv" -ge "$2" ] || { printf '%s = %s now, but %s sets %s at boot\n' "$1" "$cur" "$bf" "$bv"; exit 1; }
+)
+
+# _h_sysctl_raise KEY MIN : _h_sysctl_set KEY MIN unless _h_sysctl_atleast passes (a
+# stricter value is kept, and persisted as it is).
+_h_sysctl_raise() (
+    _h_sysctl_atleast "$1" "$2" >/dev/null && exit 0
+    cur=$(_h_sysctl_get "$1") || _h_die "sysctl $1 does not exist on this kernel"
+    case $cur in '' | *[!0-9]*) cur=$2 ;; esac
+    [ "$cur" -ge "$2" ] || cur=$2
+    _h_sysctl_set "$1" "$cur"
+)
+
+_H_LIMITS_FILE=/etc/security/limits.d/60-maestro-hardening.conf
+
+# _h_core_limits_check : audit: the PAM limits configuration sets a hard core size of 0
+# for everyone.
+_h_core_limits_check() (
+    for f in /etc/security/limits.conf /etc/security/limits.d/*.conf; do
+        [ -f "$f" ] || continue
+        awk '$1 == "*" && $2 == "hard" && $3 == "core" && $4 == "0" { found = 1 } END { exit !found }' "$f" && exit 0
+    done
+    echo "no limits file sets '* hard core 0' (core dumps of any user are allowed)"
+    exit 1
+)
+
+_h_core_limits_set() (
+    _h_core_limits_check >/dev/null && exit 0
+    w=$(_h_tmpdir) || exit 1
+    printf '# Set by maestro hardening: no core dumps.\n*    hard    core    0\n' >"$w/l"
+    _h_replace "$_H_LIMITS_FILE" "$w/l" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_pkg_installed PKG : dpkg knows PKG as installed.
+_h_pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# _h_pkg_absent_check PKG... : audit: none of PKGs is installed.
+_h_pkg_absent_check() (
+    for p in "$@"; do
+        if _h_pkg_installed "$p"; then printf '%s is installed\n' "$p"; exit 1; fi
+    done
+)
+
+# _h_pkg_remove PKG... : purge those that are installed.
+_h_pkg_remove() (
+    for p in "$@"; do
+        _h_pkg_installed "$p" || continue
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "$p" </dev/null >/dev/null || _h_die "apt-get purge $p failed"
+    done
+)
+
+# ---------------------------------------------------------------------------
+# file system scans (bounded: a scan that does not finish is unknown, not compliant)
+
+_H_SCAN_SECONDS=60
+
+# _h_local_roots : mount points of the local file systems to scan (no proc, sys, dev,
+# tmpfs or network file systems), one per line.
+_h_local_roots() (
+    awk '$3 !~ /^(proc|sysfs|devtmpfs|devpts|tmpfs|cgroup2?|securityfs|debugfs|tracefs|pstore|bpf|mqueue|hugetlbfs|configfs|fusectl|binfmt_misc|autofs|nfs4?|cifs|smb3|fuse\..*|squashfs|overlay|ramfs|efivarfs|nsfs|rpc_pipefs)$/ { print $2 }' /proc/mounts
+    # overlay roots (containers, the test fleet) are the node's own files
+    awk '$3 == "overlay" { print $2 }' /proc/mounts
+)
+
+# _h_scan_all : one pass over the local file systems (find -xdev from each root) that
+# lists every path a scan rule looks for, as "KIND PATH" lines: ww (world-writable file
+# or non-sticky world-writable directory), unowned, suid. Cached for the rest of this
+# run (rules share the engine's $_m_tmp), so three rules cost one walk. Exits 3 when a
+# root could not be walked within _H_SCAN_SECONDS.
+_h_scan_all() (
+    c=${_m_tmp:-}/h-scan
+    if [ -n "${_m_tmp:-}" ] && [ -f "$c" ]; then
+        cat "$c"
+        exit "$(cat "$c.rc")"
+    fi
+    w=$(_h_tmpdir) || exit 1
+    _h_local_roots | awk '!seen[$0]++' >"$w/roots"
+    : >"$w/out"
+    rc=0
+    while IFS= read -r r; do
+        timeout "$_H_SCAN_SECONDS" find "$r" -xdev             \( \( -type f -perm -0002 -printf 'ww %p\n' \) , \( -type d -perm -0002 ! -perm -1000 -printf 'ww %p\n' \) , \
+            \( \( -nouser -o -nogroup \) -printf 'unowned %p\n' \) , \
+            \( -type f \( -perm -4000 -o -perm -2000 \) -printf 'suid %p\n' \) \) 2>/dev/null >>"$w/out"
+        [ "$?" = 124 ] && rc=3
+    done <"$w/roots"
+    awk '!seen[$0]++' "$w/out" >"$w/all"
+    if [ -n "${_m_tmp:-}" ]; then
+        cp "$w/all" "$c" && echo "$rc" >"$c.rc"
+    fi
+    cat "$w/all"
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_scan KIND : the paths of one kind from _h_scan_all (at most 1000); exit 3 when the
+# scan did not finish.
+_h_scan() (
+    l=$(_h_scan_all)
+    rc=$?
+    printf '%s\n' "$l" | awk -v k="$1" '$1 == k { sub(/^[^ ]+ /, ""); print }' | head -n 1000
+    exit "$rc"
+)
+
+# _h_scan_report WHAT KIND : audit over _h_scan: compliant when nothing of KIND is found.
+_h_scan_report() (
+    l=$(_h_scan "$2")
+    rc=$?
+    [ "$rc" = 3 ] && _h_unknown "the scan for $1 did not finish within $_H_SCAN_SECONDS s"
+    [ -z "$l" ] && exit 0
+    printf '%s %s, e.g. %s\n' "$(printf '%s\n' "$l" | wc -l)" "$1" "$(printf '%s\n' "$l" | head -n 3 | tr '\n' ' ')"
+    exit 1
+)
+
+# Where SUID/SGID programs may be (Debian's own setuid programs).
+_H_SUID_ALLOW="/usr/bin/chage /usr/bin/chfn /usr/bin/chsh /usr/bin/crontab /usr/bin/expiry /usr/bin/gpasswd /usr/bin/mount /usr/bin/newgrp /usr/bin/passwd /usr/bin/su /usr/bin/sudo /usr/bin/umount /usr/bin/ssh-agent /usr/bin/wall /usr/bin/write.ul /usr/bin/dotlockfile /usr/bin/fusermount /usr/bin/fusermount3 /usr/bin/at /usr/bin/bsd-write /usr/bin/pkexec /usr/sbin/unix_chkpwd /usr/sbin/pam_extrausers_chkpwd /usr/lib/openssh/ssh-keysign /usr/lib/dbus-1.0/dbus-daemon-launch-helper /usr/lib/polkit-1/polkit-agent-helper-1 /usr/sbin/postdrop /usr/sbin/postqueue /usr/lib/x86_64-linux-gnu/utempter/utempter /usr/bin/ntfs-3g"
+
+# _h_suid_check : audit: every SUID/SGID file is on the allowlist.
+_h_suid_check() (
+    l=$(_h_scan suid)
+    [ "$?" = 3 ] && _h_unknown "the SUID/SGID scan did not finish within $_H_SCAN_SECONDS s"
+    extra=""
+    for f in $l; do
+        r=$(readlink -f "$f")
+        case " $_H_SUID_ALLOW " in
+            *" $f "* | *" $r "*) ;;
+            *) extra="$extra $f" ;;
+        esac
+    done
+    [ -z "$extra" ] && exit 0
+    printf 'SUID/SGID files not on the allowlist:%s\n' "$extra"
+    exit 1
+)
+
+# _h_manual MSG : a remediation that needs a human decision.
+_h_manual() {
+    _h_die "manual action needed: $*"
+}
+
+# _h_home_dirs : "USER HOME" of each interactive account (a login shell, UID >= UID_MIN
+# or root).
+_h_home_dirs() (
+    min=$(_h_login_defs_get UID_MIN)
+    min=${min:-1000}
+    awk -F: -v min="$min" '($3 >= min || $3 == 0) && $3 != 65534 && $7 !~ /(nologin|false|sync|shutdown|halt)$/ { print $1, $6 }' /etc/passwd
+)
+
+# _h_home_check : audit: every interactive user's home exists, is owned by them and has
+# no group-write or world permissions (0750 or stricter).
+_h_home_check() (
+    bad=""
+    for l in $(_h_home_dirs | tr ' ' ':'); do
+        u=${l%%:*} h=${l#*:}
+        [ -d "$h" ] || { bad="$bad $u:$h(missing)"; continue; }
+        m=$(_h_perm_check "$h" 750 "$u" "$(id -gn "$u" 2>/dev/null || echo "$u"),root,$u") || bad="$bad $m;"
+    done
+    [ -z "$bad" ] && exit 0
+    printf 'home directories:%s\n' "$bad"
+    exit 1
+)
+
+_h_home_fix() (
+    for l in $(_h_home_dirs | tr ' ' ':'); do
+        u=${l%%:*} h=${l#*:}
+        [ -d "$h" ] || continue
+        st=$(stat -c %U "$h")
+        [ "$st" = "$u" ] || chown "$u" "$h" || exit 1
+        chmod g-w,o-rwx "$h" || exit 1
+    done
+)
+
+# _h_dotfiles_check : audit: no interactive user's dot file is group- or world-writable,
+# and there are no .rhosts, .shosts or .netrc files.
+_h_dotfiles_find() (
+    _h_home_dirs | while read -r u h; do
+        [ -d "$h" ] || continue
+        find "$h" -maxdepth 1 -name '.*' \( -type f -perm /022 -o -name .rhosts -o -name .shosts -o -name .netrc \) -print 2>/dev/null
+    done
+)
+_h_dotfiles_check() (
+    l=$(_h_dotfiles_find)
+    [ -z "$l" ] && exit 0
+    printf 'unsafe dot files: %s\n' "$(printf '%s\n' "$l" | head -n 5 | tr '\n' ' ')"
+    exit 1
+)
+_h_dotfiles_fix() (
+    _h_dotfiles_find | while IFS= read -r f; do
+        case ${f##*/} in
+            .rhosts | .shosts | .netrc) _h_manual "$f exists: remove it once its owner agrees" ;;
+            *) chmod go-w "$f" || exit 1 ;;
+        esac
+    done
+)
+
+# _h_allow_only_check DENY ALLOW : audit: ALLOW exists (0640 root:root or stricter) and
+# DENY does not, so only listed users may use the tool (cron, at).
+_h_allow_only_check() (
+    [ -e "$2" ] || { printf '%s does not exist (everyone not in %s may use it)\n' "$2" "$1"; exit 1; }
+    _h_perm_check "$2" 640 root root,crontab,daemon || exit 1
+    [ ! -e "$1" ] || { printf '%s exists (use %s only)\n' "$1" "$2"; exit 1; }
+)
+
+_h_allow_only_set() (
+    if [ ! -e "$2" ]; then
+        w=$(_h_tmpdir) || exit 1
+        echo root >"$w/allow"
+        _h_replace "$2" "$w/allow" 0640 || { rm -rf "$w"; exit 1; }
+        rm -rf "$w"
+    fi
+    _h_perm_set "$2" 640 root root || exit 1
+    rm -f -- "$1"
+)
+
+# ---------------------------------------------------------------------------
+# accounts
+
+# _h_passwd_dupes : duplicate UIDs, GIDs, user and group names, one "what value" per line.
+_h_passwd_dupes() (
+    cut -d: -f3 /etc/passwd | sort | uniq -d | sed 's/^/UID /'
+    cut -d: -f3 /etc/group | sort | uniq -d | sed 's/^/GID /'
+    cut -d: -f1 /etc/passwd | sort | uniq -d | sed 's/^/user /'
+    cut -d: -f1 /etc/group | sort | uniq -d | sed 's/^/group /'
+)
+
+_h_passwd_dupes_check() (
+    d=$(_h_passwd_dupes)
+    [ -z "$d" ] && exit 0
+    printf 'duplicates: %s\n' "$(printf '%s\n' "$d" | tr '\n' ',' | sed 's/,$//')"
+    exit 1
+)
+
+# _h_groups_exist_check : audit: every account's primary GID is a group.
+_h_groups_exist_check() (
+    m=$(awk -F: 'NR == FNR { g[$3] = 1; next } !($4 in g) { printf "%s(%s) ", $1, $4 }' /etc/group /etc/passwd)
+    [ -z "$m" ] && exit 0
+    printf 'accounts whose primary group does not exist: %s\n' "$m"
+    exit 1
+)
+
+# _h_shadowed_check : audit: every account's password is in /etc/shadow ("x" in passwd).
+_h_shadowed_check() (
+    m=$(awk -F: '$2 != "x" { printf "%s ", $1 }' /etc/passwd)
+    [ -z "$m" ] && exit 0
+    printf 'accounts with a password in /etc/passwd: %s\n' "$m"
+    exit 1
+)
+
+# _h_shadow_group_check : audit: the shadow group has no members.
+_h_shadow_group_check() (
+    gid=$(awk -F: '$1 == "shadow" { print $3 }' /etc/group)
+    [ -n "$gid" ] || exit 0
+    m=$(awk -F: '$1 == "shadow" { print $4 }' /etc/group)
+    p=$(awk -F: -v g="$gid" '$4 == g { printf "%s ", $1 }' /etc/passwd)
+    [ -z "$m$p" ] && exit 0
+    printf 'the shadow group has members: %s %s\n' "$m" "$p"
+    exit 1
+)
+
+# _h_gid0_check : audit: root's primary group is GID 0 and only group root has GID 0.
+_h_gid0_check() (
+    g=$(awk -F: '$1 == "root" { print $4 }' /etc/passwd)
+    [ "$g" = 0 ] || { printf "root's primary GID is %s (want 0)\n" "$g"; exit 1; }
+    o=$(awk -F: '$3 == 0 && $1 != "root" { printf "%s ", $1 }' /etc/group)
+    [ -z "$o" ] || { printf 'groups besides root with GID 0: %s\n' "$o"; exit 1; }
+)
+
+# _h_system_shells : system accounts (UID below UID_MIN, not root/sync/shutdown/halt)
+# whose shell is a real login shell.
+_h_system_shells() (
+    min=$(_h_login_defs_get UID_MIN)
+    awk -F: -v min="${min:-1000}" '$3 < min && $1 !~ /^(root|sync|shutdown|halt)$/ && $7 !~ /(nologin|false)$/ { print $1 }' /etc/passwd
+)
+
+_h_system_shells_check() (
+    u=$(_h_system_shells)
+    [ -z "$u" ] && exit 0
+    printf 'system accounts with a login shell: %s\n' "$(printf '%s\n' "$u" | tr '\n' ' ')"
+    exit 1
+)
+
+_h_system_shells_fix() (
+    nl=/usr/sbin/nologin
+    [ -x "$nl" ] || nl=/sbin/nologin
+    for u in $(_h_system_shells); do
+        usermod -s "$nl" "$u" || _h_die "usermod -s $nl $u failed"
+    done
+)
+
+# _h_nologin_shells_check : audit: no nologin program is listed as a valid shell.
+_h_nologin_shells_check() (
+    [ -f /etc/shells ] || exit 0
+    grep -q '/nologin$' /etc/shells || exit 0
+    echo "/etc/shells lists nologin as a valid login shell"
+    exit 1
+)
+
+_h_nologin_shells_fix() (
+    w=$(_h_tmpdir) || exit 1
+    grep -v '/nologin$' /etc/shells >"$w/s"
+    _h_replace /etc/shells "$w/s"
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_root_path_check : audit: root's login PATH has no empty or relative entries and no
+# directory that root does not own or others can write.
+_h_root_path_check() (
+    p=$(HOME=/root sh -l -c 'printf "%s" "$PATH"' 2>/dev/null </dev/null)
+    [ -n "$p" ] || _h_unknown "a root login shell reported no PATH"
+    case ":$p:" in
+        *::*) echo "root's PATH has an empty entry"; exit 1 ;;
+    esac
+    printf '%s\n' "$p" | tr ':' '\n' | while IFS= read -r d; do
+        case $d in /*) ;; *) printf "root's PATH has a relative entry: %s\n" "$d"; exit 1 ;; esac
+        [ -d "$d" ] || continue
+        m=$(_h_perm_check "$d" 755 root root,staff,0,50) || { printf "root's PATH: %s\n" "$m"; exit 1; }
+    done
+)
+
+# _h_pam_has FILE MODULE : FILE has an active line using MODULE.
+_h_pam_has() {
+    [ -f "$1" ] && grep -Eq "^[[:space:]]*[^#].*[[:space:]]$2([[:space:]]|$)" "$1"
+}
+
+_h_pam_module_check() (
+    _h_pam_has "/etc/pam.d/$1" "$2" && exit 0
+    printf '%s is not used in /etc/pam.d/%s\n' "$2" "$1"
+    exit 1
+)
+
+# _h_pam_unix_hash_check : audit: pam_unix hashes new passwords with yescrypt or SHA-512.
+_h_pam_unix_hash_check() (
+    l=$(grep -E '^[[:space:]]*password[[:space:]].*pam_unix\.so' /etc/pam.d/common-password 2>/dev/null)
+    [ -n "$l" ] || { echo "pam_unix is not in the password stack"; exit 1; }
+    case $l in *yescrypt* | *sha512*) exit 0 ;; esac
+    printf 'pam_unix does not hash with yescrypt or sha512: %s\n' "$l"
+    exit 1
+)
+
+# _h_pwquality_get KEY : the value of KEY in pwquality.conf and its drop-ins.
+_h_pwquality_get() (
+    cat /etc/security/pwquality.conf /etc/security/pwquality.conf.d/*.conf 2>/dev/null |
+        awk -F= -v k="$1" '{ x = $1; gsub(/[ \t]/, "", x) } x == k { v = $2; gsub(/[ \t]/, "", v) } END { print v }'
+)
+
+_h_pwquality_min_check() (
+    v=$(_h_pwquality_get "$1")
+    case $v in '' | *[!0-9]*) printf 'pwquality %s is not set (want %s or more)\n' "$1" "$2"; exit 1 ;; esac
+    [ "$v" -ge "$2" ] || { printf 'pwquality %s = %s (want %s or more)\n' "$1" "$v" "$2"; exit 1; }
+)
+
+_h_pwquality_set() (
+    f=/etc/security/pwquality.conf.d/60-maestro-hardening.conf
+    w=$(_h_tmpdir) || exit 1
+    if [ -f "$f" ]; then
+        _h_conf_edit "$f" "$1" "$1 = $2" plain >"$w/n"
+    else
+        printf '# Set by maestro hardening.\n%s = %s\n' "$1" "$2" >"$w/n"
+    fi
+    _h_replace "$f" "$w/n" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_login_defs_in KEY VALUE... : audit: login.defs KEY is one of VALUEs.
+_h_login_defs_in() (
+    k=$1
+    shift
+    v=$(_h_login_defs_get "$k")
+    for want in "$@"; do [ "$v" = "$want" ] && exit 0; done
+    printf '%s is "%s" in %s (want %s)\n' "$k" "$v" "$_H_LOGIN_DEFS" "$*"
+    exit 1
+)
+
+# _h_inactive_check MAX : audit: new accounts lock after at most MAX days of an expired
+# password (useradd's INACTIVE default).
+_h_inactive_check() (
+    v=$(useradd -D 2>/dev/null | awk -F= '$1 == "INACTIVE" { print $2 }')
+    case $v in '' | -* | *[!0-9]*) printf 'useradd INACTIVE is %s (want 0..%s)\n' "${v:-unset}" "$1"; exit 1 ;; esac
+    [ "$v" -le "$1" ] || { printf 'useradd INACTIVE is %s (want 0..%s)\n' "$v" "$1"; exit 1; }
+)
+
+# _h_login_var_check VAR MAX : audit: a login shell has VAR set to 1..MAX and read-only.
+_h_tmout_check() (
+    r=$(HOME=/nonexistent sh -l -c 'printf "%s " "${TMOUT:-}"; (TMOUT=1) 2>/dev/null && echo writable || echo readonly' 2>/dev/null </dev/null)
+    v=${r% *} ro=${r#* }
+    case $v in '' | *[!0-9]*) printf 'login shells have no TMOUT (want 1..%s, read-only)\n' "$1"; exit 1 ;; esac
+    { [ "$v" -ge 1 ] && [ "$v" -le "$1" ]; } || { printf 'login shells have TMOUT=%s (want 1..%s)\n' "$v" "$1"; exit 1; }
+    [ "$ro" = readonly ] || { echo "login shells can unset TMOUT (it is not read-only)"; exit 1; }
+)
+
+_h_tmout_set() (
+    w=$(_h_tmpdir) || exit 1
+    printf '# Set by maestro hardening: idle shells end after %s s.\nTMOUT=%s\nreadonly TMOUT\nexport TMOUT\n' "$1" "$1" >"$w/t"
+    _h_replace /etc/profile.d/00-maestro-tmout.sh "$w/t" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_issue_check FILE : audit: FILE exists, is not empty and does not reveal the OS.
+_h_issue_check() (
+    [ -s "$1" ] || { printf '%s is missing or empty (no warning banner)\n' "$1"; exit 1; }
+    if _h_banner_leaks "$1"; then printf '%s reveals the operating system\n' "$1"; exit 1; fi
+)
+
+_h_issue_set() (
+    _h_issue_check "$1" >/dev/null && exit 0
+    w=$(_h_tmpdir) || exit 1
+    printf '%s\n' \
+        "Authorized access only. This system is monitored; activity may be logged and" \
+        "reported. Disconnect now if you are not an authorized user." >"$w/banner"
+    _h_replace "$1" "$w/banner" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_motd_check : audit: /etc/motd, where present, does not reveal the OS.
+_h_motd_check() (
+    [ -s /etc/motd ] || exit 0
+    if _h_banner_leaks /etc/motd; then echo "/etc/motd reveals the operating system"; exit 1; fi
+)
+
+# ---------------------------------------------------------------------------
+# scheduled jobs that really run
+
+# _h_scheduled_check TIMER CRONFILE : audit: a scheduler that runs here will run the job:
+# the systemd TIMER is enabled and active, or (without systemd) CRONFILE exists and a
+# cron daemon runs in this system.
+_h_scheduled_check() (
+    if _h_systemd; then
+        _h_service_active "$1" || { printf '%s is not active\n' "$1"; exit 1; }
+        exit 0
+    fi
+    [ -f "$2" ] || { printf '%s does not exist and there is no systemd timer\n' "$2"; exit 1; }
+    [ -n "$(_h_proc_running cron)$(_h_proc_running crond)" ] ||
+        { printf '%s exists, but no cron daemon runs to run it\n' "$2"; exit 1; }
+)
+
+# _h_scheduled_set TIMER : enable and start TIMER (systemd), or start cron.
+_h_scheduled_set() (
+    if _h_systemd; then
+        _h_service_enable "$1"
+        exit
+    fi
+    [ -n "$(_h_proc_running cron)$(_h_proc_running crond)" ] && exit 0
+    _h_have cron || _h_die "no scheduler to run it: install cron (apt-get install cron)"
+    cron </dev/null >/dev/null 2>&1 || _h_die "cron did not start"
+)
+
+# ---------------------------------------------------------------------------
+# journald and rsyslog settings
+
+# _h_journald_get KEY : the effective value of KEY in journald's configuration.
+_h_journald_get() (
+    {
+        [ -f /etc/systemd/journald.conf ] && echo /etc/systemd/journald.conf
+        _h_confd_list .conf /etc/systemd/journald.conf.d /run/systemd/journald.conf.d /usr/lib/systemd/journald.conf.d
+    } | while IFS= read -r f; do
+        awk -F= -v k="$1" '{ x = $1; gsub(/^[ \t]+|[ \t]+$/, "", x) } x == k { v = $2; gsub(/^[ \t]+|[ \t]+$/, "", v); print v }' "$f"
+    done | tail -n 1
+)
+
+_h_journald_key_check() (
+    v=$(_h_journald_get "$1")
+    [ "${v:-$3}" = "$2" ] && exit 0
+    printf 'journald %s=%s (want %s)\n' "$1" "${v:-$3 (default)}" "$2"
+    exit 1
+)
+
+_h_journald_key_set() (
+    _h_journald_key_check "$1" "$2" "$3" >/dev/null && exit 0
+    f=/etc/systemd/journald.conf.d/61-maestro-$(_h_lower "$1").conf
+    w=$(_h_tmpdir) || exit 1
+    printf '# Set by maestro hardening.\n[Journal]\n%s=%s\n' "$1" "$2" >"$w/d"
+    _h_replace "$f" "$w/d" 0644 || { rm -rf "$w"; exit 1; }
+    rm -rf "$w"
+    if _h_systemd; then systemctl restart systemd-journald.service || _h_die "journald restart failed"; fi
+)
+
+# _h_rsyslog_remote_input : rsyslog configuration lines that load a network input.
+_h_rsyslog_remote_input() (
+    for f in $(_h_rsyslog_files); do
+        grep -HnE '^[[:space:]]*(module\(load="?im(tcp|udp|relp)|\$ModLoad[[:space:]]+im(tcp|udp|relp)|input\(type="?im(tcp|udp|relp)|\$(InputTCPServerRun|UDPServerRun))' "$f"
+    done
+)
+
+_h_rsyslog_remote_check() (
+    l=$(_h_rsyslog_remote_input)
+    [ -z "$l" ] && exit 0
+    printf 'rsyslog accepts logs from the network: %s\n' "$(printf '%s\n' "$l" | head -n 1)"
+    exit 1
+)
+
+_h_rsyslog_remote_fix() (
+    _h_rsyslog_remote_input | cut -d: -f1 | sort -u | while IFS= read -r f; do
+        w=$(_h_tmpdir) || exit 1
+        awk -v tag="$_H_TAG" '/^[[:space:]]*(module\(load="?im(tcp|udp|relp)|\$ModLoad[[:space:]]+im(tcp|udp|relp)|input\(type="?im(tcp|udp|relp)|\$(InputTCPServerRun|UDPServerRun))/ { print "# " tag ": " $0; next } { print }' "$f" >"$w/n"
+        _h_replace "$f" "$w/n" || exit 1
+        rm -rf "$w"
+    done
+    for p in $(_h_proc_running rsyslogd); do kill -HUP "$p" 2>/dev/null; done
+    :
+)
+
+# _h_logrotate_check : audit: logrotate is installed, configured and scheduled.
+_h_logrotate_check() (
+    _h_have logrotate || { echo "logrotate is not installed"; exit 1; }
+    [ -f /etc/logrotate.conf ] || { echo "/etc/logrotate.conf does not exist"; exit 1; }
+    _h_scheduled_check logrotate.timer /etc/cron.daily/logrotate
+)
+
+# ---------------------------------------------------------------------------
+# auditd
+
+_H_AUDIT_RULES=/etc/audit/rules.d/50-maestro-hardening.rules
+_H_AUDITD_CONF=/etc/audit/auditd.conf
+
+# _h_auditd_pid : the PID the kernel sends audit records to, if that auditd runs here.
+_h_auditd_pid() (
+    _h_have auditctl || exit 1
+    pid=$(auditctl -s 2>/dev/null | awk '$1 == "pid" { print $2 }')
+    case $pid in '' | 0 | *[!0-9]*) exit 1 ;; esac
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = auditd ] && _h_same_ns "$pid" || exit 1
+    printf '%s\n' "$pid"
+)
+
+# _h_auditd_running_check : audit: auditd receives the kernel's audit records here,
+# auditing is enabled, and (systemd) the unit is enabled.
+_h_auditd_running_check() (
+    _h_have auditctl || { echo "auditd is not installed"; exit 1; }
+    s=$(auditctl -s 2>&1) || _h_unknown "the kernel's audit status cannot be read: $(printf '%s\n' "$s" | head -n 1)"
+    _h_auditd_pid >/dev/null || { echo "auditd is not running (the kernel has no audit daemon here)"; exit 1; }
+    e=$(printf '%s\n' "$s" | awk '$1 == "enabled" { print $2 }')
+    [ "$e" = 1 ] || [ "$e" = 2 ] || { printf 'kernel auditing is disabled (enabled %s)\n' "$e"; exit 1; }
+    if _h_systemd && ! _h_service_enabled auditd.service; then echo "auditd.service is not enabled"; exit 1; fi
+)
+
+_h_auditd_start() (
+    _h_have auditd || _h_die "auditd is not installed: apt-get install auditd"
+    if _h_systemd; then
+        _h_service_enable auditd.service || exit 1
+    elif ! _h_auditd_pid >/dev/null; then
+        auditd </dev/null >/dev/null 2>&1 || _h_die "auditd did not start"
+        i=0
+        while [ "$i" -lt 50 ] && ! _h_auditd_pid >/dev/null; do
+            sleep 0.1 2>/dev/null || sleep 1
+            i=$((i + 1))
+        done
+    fi
+    auditctl -e 1 >/dev/null || _h_die "cannot enable kernel auditing"
+)
+
+# _h_cmdline_check ARG : audit: the running kernel was booted with ARG (e.g. audit=1) or
+# ARG=VALUE of at least the given number (audit_backlog_limit=8192).
+_h_cmdline_check() (
+    k=${1%%=*} want=${1#*=}
+    v=$(tr ' ' '\n' </proc/cmdline | awk -F= -v k="$k" '$1 == k { print $2 }' | tail -n 1)
+    case $want in
+        *[!0-9]*) [ "$v" = "$want" ] && exit 0 ;;
+        *) case $v in '' | *[!0-9]*) ;; *) [ "$v" -ge "$want" ] && exit 0 ;; esac ;;
+    esac
+    printf 'the kernel was booted without %s (%s=%s)\n' "$1" "$k" "${v:-unset}"
+    exit 1
+)
+
+# _h_cmdline_set ARG : add ARG to GRUB_CMDLINE_LINUX and regenerate the GRUB
+# configuration. It takes effect at the next boot: the audit keeps failing until then.
+_h_cmdline_set() (
+    f=/etc/default/grub
+    [ -f "$f" ] || _h_die "no $f: add $1 to the kernel command line of this system's boot loader"
+    k=${1%%=*}
+    grep -q "^GRUB_CMDLINE_LINUX=.*$k=" "$f" && grep -q "^GRUB_CMDLINE_LINUX=.*$1" "$f" || {
+        w=$(_h_tmpdir) || exit 1
+        awk -v a="$1" -v k="$k" '/^GRUB_CMDLINE_LINUX=/ { gsub(k "=[^ \"]*", ""); sub(/"$/, " " a "\""); sub(/=" /, "=\"") } { print }' "$f" >"$w/g"
+        _h_replace "$f" "$w/g" || { rm -rf "$w"; exit 1; }
+        rm -rf "$w"
+        _h_have update-grub && { update-grub >/dev/null 2>&1 || _h_die "update-grub failed"; }
+    }
+    _h_die "$1 is in the boot configuration and takes effect at the next boot"
+)
+
+# _h_auditd_conf_get KEY : the value of KEY in auditd.conf (lower case).
+_h_auditd_conf_get() (
+    [ -f "$_H_AUDITD_CONF" ] || exit 0
+    awk -F= -v k="$1" '{ x = $1; gsub(/[ \t]/, "", x) } x == k { v = $2; gsub(/^[ \t]+|[ \t]+$/, "", v) } END { print tolower(v) }' "$_H_AUDITD_CONF"
+)
+
+# _h_auditd_conf_in KEY VALUE... : audit: auditd.conf KEY is one of VALUEs.
+_h_auditd_conf_in() (
+    k=$1
+    shift
+    [ -f "$_H_AUDITD_CONF" ] || { echo "$_H_AUDITD_CONF does not exist (auditd is not installed)"; exit 1; }
+    v=$(_h_auditd_conf_get "$k")
+    for want in "$@"; do [ "$v" = "$want" ] && exit 0; done
+    printf 'auditd %s = %s (want %s)\n' "$k" "${v:-unset}" "$(printf '%s\n' "$*" | sed 's/ / or /g')"
+    exit 1
+)
+
+# _h_auditd_conf_set KEY VALUE : one "KEY = VALUE" line in auditd.conf; a running
+# auditd re-reads it (SIGHUP).
+_h_auditd_conf_set() (
+    [ -f "$_H_AUDITD_CONF" ] || _h_die "$_H_AUDITD_CONF does not exist: install auditd"
+    w=$(_h_tmpdir) || exit 1
+    awk -v k="$1" -v line="$1 = $2" '{ x = $1; sub(/=.*/, "", x); gsub(/[ \t]/, "", x) }
+        x == k { if (!done) print line; done = 1; next } { print } END { if (!done) print line }' "$_H_AUDITD_CONF" >"$w/c"
+    _h_replace "$_H_AUDITD_CONF" "$w/c" || { rm -rf "$w"; exit 1; }
+    rm -rf "$w"
+    p=$(_h_auditd_pid) && kill -HUP "$p"
+    :
+)
+
+# _h_audit_rules_text : the audit rules maestro installs, one CIS item per key (the key
+# names the item). Privileged programs: every SUID/SGID file on the root file system.
+_h_audit_rules_text() (
+    c=${_m_tmp:-}/h-audit-rules
+    if [ -n "${_m_tmp:-}" ] && [ -s "$c" ]; then
+        cat "$c"
+        exit 0
+    fi
+    w=$(_h_tmpdir) || exit 1
+    _h_audit_rules_generate >"$w/r" || { rm -rf "$w"; exit 1; }
+    [ -n "${_m_tmp:-}" ] && cp "$w/r" "$c"
+    cat "$w/r"
+    rm -rf "$w"
+)
+
+# _h_audit_rules_generate : the rules text itself (see _h_audit_rules_text).
+_h_audit_rules_generate() (
+    cat <<'RULES'
+## Written by maestro hardening. Keys name the CIS Debian 12 items.
+-w /etc/sudoers -p wa -k cis-6.2.3.1
+-w /etc/sudoers.d -p wa -k cis-6.2.3.1
+-a always,exit -F arch=b64 -C euid!=uid -F auid!=unset -S execve -k cis-6.2.3.2
+-a always,exit -F arch=b32 -C euid!=uid -F auid!=unset -S execve -k cis-6.2.3.2
+-w /var/log/sudo.log -p wa -k cis-6.2.3.3
+-a always,exit -F arch=b64 -S adjtimex,settimeofday,clock_settime -k cis-6.2.3.4
+-a always,exit -F arch=b32 -S adjtimex,settimeofday,clock_settime -k cis-6.2.3.4
+-w /etc/localtime -p wa -k cis-6.2.3.4
+-a always,exit -F arch=b64 -S sethostname,setdomainname -k cis-6.2.3.5
+-a always,exit -F arch=b32 -S sethostname,setdomainname -k cis-6.2.3.5
+-w /etc/issue -p wa -k cis-6.2.3.5
+-w /etc/issue.net -p wa -k cis-6.2.3.5
+-w /etc/hosts -p wa -k cis-6.2.3.5
+-w /etc/hostname -p wa -k cis-6.2.3.5
+-w /etc/network -p wa -k cis-6.2.3.5
+-a always,exit -F arch=b64 -S creat,open,openat,truncate,ftruncate -F exit=-EACCES -F auid>=1000 -F auid!=unset -k cis-6.2.3.7
+-a always,exit -F arch=b64 -S creat,open,openat,truncate,ftruncate -F exit=-EPERM -F auid>=1000 -F auid!=unset -k cis-6.2.3.7
+-w /etc/group -p wa -k cis-6.2.3.8
+-w /etc/passwd -p wa -k cis-6.2.3.8
+-w /etc/gshadow -p wa -k cis-6.2.3.8
+-w /etc/shadow -p wa -k cis-6.2.3.8
+-w /etc/security/opasswd -p wa -k cis-6.2.3.8
+-w /etc/nsswitch.conf -p wa -k cis-6.2.3.8
+-w /etc/pam.conf -p wa -k cis-6.2.3.8
+-w /etc/pam.d -p wa -k cis-6.2.3.8
+-a always,exit -F arch=b64 -S chmod,fchmod,fchmodat,chown,fchown,lchown,fchownat,setxattr,lsetxattr,fsetxattr,removexattr,lremovexattr,fremovexattr -F auid>=1000 -F auid!=unset -k cis-6.2.3.9
+-a always,exit -F arch=b64 -S mount -F auid>=1000 -F auid!=unset -k cis-6.2.3.10
+-w /var/run/utmp -p wa -k cis-6.2.3.11
+-w /var/log/wtmp -p wa -k cis-6.2.3.11
+-w /var/log/btmp -p wa -k cis-6.2.3.11
+-w /var/log/lastlog -p wa -k cis-6.2.3.12
+-w /var/run/faillock -p wa -k cis-6.2.3.12
+-a always,exit -F arch=b64 -S unlink,unlinkat,rename,renameat -F auid>=1000 -F auid!=unset -k cis-6.2.3.13
+-w /etc/apparmor -p wa -k cis-6.2.3.14
+-w /etc/apparmor.d -p wa -k cis-6.2.3.14
+-a always,exit -F arch=b64 -S init_module,finit_module,delete_module -k cis-6.2.3.19
+RULES
+    for p in /usr/bin/chcon:6.2.3.15 /usr/bin/setfacl:6.2.3.16 /usr/bin/chacl:6.2.3.17 /usr/sbin/usermod:6.2.3.18 /usr/bin/kmod:6.2.3.19; do
+        [ -e "${p%:*}" ] && printf -- '-a always,exit -F path=%s -F perm=x -F auid>=1000 -F auid!=unset -k cis-%s\n' "${p%:*}" "${p#*:}"
+    done
+    find /usr/bin /usr/sbin /usr/lib -xdev -type f \( -perm -4000 -o -perm -2000 \) 2>/dev/null | sort | while IFS= read -r f; do
+        printf -- '-a always,exit -F path=%s -F perm=x -F auid>=1000 -F auid!=unset -k cis-6.2.3.6\n' "$f"
+    done
+)
+
+# _h_audit_key_check ITEM : audit: the kernel has audit rules loaded for CIS item ITEM
+# (key cis-ITEM) - what auditctl -l reports, not what a file says; as many as the
+# rules maestro writes for it.
+_h_audit_key_check() (
+    _h_have auditctl || { echo "auditd is not installed"; exit 1; }
+    loaded=$(auditctl -l 2>&1) || _h_unknown "the kernel's audit rules cannot be read: $(printf '%s\n' "$loaded" | head -n 1)"
+    want=$(_h_audit_rules_text | grep -c -- "-k cis-$1\$")
+    have=$(printf '%s\n' "$loaded" | grep -cE -- "(-k |key=)cis-$(printf '%s' "$1" | sed 's/\./[.]/g')\$")
+    [ "$have" -ge "$want" ] && [ "$want" -gt 0 ] && exit 0
+    printf 'the kernel has %s of %s audit rules for CIS %s loaded\n' "$have" "$want" "$1"
+    exit 1
+)
+
+# _h_audit_rules_install : write the rules file and load every rules file into the
+# kernel (augenrules). Never makes the configuration immutable (-e 2): on a shared kernel
+# (containers, the test fleet) that could only be undone by a reboot.
+_h_audit_rules_install() (
+    _h_have augenrules || _h_die "auditd is not installed: apt-get install auditd"
+    w=$(_h_tmpdir) || exit 1
+    _h_audit_rules_text >"$w/r"
+    _h_replace "$_H_AUDIT_RULES" "$w/r" 0640 || { rm -rf "$w"; exit 1; }
+    rm -rf "$w"
+    out=$(augenrules --load 2>&1) || _h_die "augenrules --load failed: $(printf '%s\n' "$out" | tail -n 1)"
+)
+
+# _h_audit_rules_sync_check : audit: the rules loaded in the kernel are the ones the
+# rules files would load (augenrules --check compares the files; auditctl -l the kernel).
+_h_audit_rules_sync_check() (
+    _h_have augenrules || { echo "auditd is not installed"; exit 1; }
+    out=$(augenrules --check 2>&1)
+    case $out in *"No change"*) ;; *) printf 'the rules files changed since they were merged: %s\n' "$(printf '%s\n' "$out" | head -n 1)"; exit 1 ;; esac
+    [ -f /etc/audit/audit.rules ] || { echo "/etc/audit/audit.rules does not exist"; exit 1; }
+    want=$(grep -cE '^-[aw] ' /etc/audit/audit.rules)
+    have=$(auditctl -l 2>/dev/null | grep -cE '^-[aw] ')
+    [ "$have" -ge "$want" ] && exit 0
+    printf 'the kernel has %s audit rules loaded, the rules files %s\n' "$have" "$want"
+    exit 1
+)
+
+# _h_auditd_logfiles : auditd's log directory and files.
+_h_auditd_logdir() (
+    f=$(_h_auditd_conf_get log_file)
+    f=${f:-/var/log/audit/audit.log}
+    dirname -- "$f"
+)
+
+# ---------------------------------------------------------------------------
+# AIDE
+
+_H_AIDE_CONF=/etc/aide/aide.conf
+_H_AIDE_DB=/var/lib/aide/aide.db
+_H_AIDE_INIT_PID=/run/maestro-aide-init.pid
+
+# _h_aide_check : audit: AIDE is installed and its database is initialised (an
+# initialisation still running says so).
+_h_aide_check() (
+    _h_have aide || { echo "AIDE is not installed"; exit 1; }
+    [ -f "$_H_AIDE_CONF" ] || { echo "$_H_AIDE_CONF does not exist (install aide-common)"; exit 1; }
+    [ -s "$_H_AIDE_DB" ] && exit 0
+    if [ -f "$_H_AIDE_INIT_PID" ] && kill -0 "$(head -n 1 "$_H_AIDE_INIT_PID")" 2>/dev/null; then
+        printf 'the AIDE database is being initialised (pid %s); %s does not exist yet\n' "$(head -n 1 "$_H_AIDE_INIT_PID")" "$_H_AIDE_DB"
+    else
+        printf 'the AIDE database %s is not initialised\n' "$_H_AIDE_DB"
+    fi
+    exit 1
+)
+
+# _h_aide_init : start initialising the database in the background (on a large file
+# system it takes minutes); the audit fails until the database exists.
+_h_aide_init() (
+    _h_aide_check >/dev/null && exit 0
+    _h_have aide || _h_die "AIDE is not installed: apt-get install aide aide-common"
+    if [ -f "$_H_AIDE_INIT_PID" ] && kill -0 "$(head -n 1 "$_H_AIDE_INIT_PID")" 2>/dev/null; then exit 0; fi
+    mkdir -p /var/lib/aide || exit 1
+    setsid sh -c 'umask 027; aide --config "$1" --init >/var/log/aide-init.log 2>&1; [ -s "$2.new" ] && mv -f "$2.new" "$2"; rm -f "$3"' \
+        sh "$_H_AIDE_CONF" "$_H_AIDE_DB" "$_H_AIDE_INIT_PID" </dev/null >/dev/null 2>&1 &
+    printf '%s\n' "$!" >"$_H_AIDE_INIT_PID"
+)
+
+# _h_aide_tools_check : audit: AIDE's configuration checks the audit tools' content.
+_h_aide_tools_check() (
+    [ -f "$_H_AIDE_CONF" ] || { echo "$_H_AIDE_CONF does not exist"; exit 1; }
+    cfg=$(cat "$_H_AIDE_CONF" /etc/aide/aide.conf.d/* 2>/dev/null)
+    for t in auditctl auditd ausearch aureport autrace augenrules; do
+        printf '%s\n' "$cfg" | grep -Eq "^/(usr/)?s?bin/$t[[:space:]]" || { printf 'AIDE does not check /usr/sbin/%s\n' "$t"; exit 1; }
+    done
+)
+
+_h_aide_tools_set() (
+    w=$(_h_tmpdir) || exit 1
+    {
+        echo "# Set by maestro hardening: the audit tools' content and attributes."
+        for t in auditctl auditd ausearch aureport autrace augenrules; do
+            printf '/usr/sbin/%s p+i+n+u+g+s+b+acl+xattrs+sha512\n' "$t"
+        done
+    } >"$w/a"
+    _h_replace /etc/aide/aide.conf.d/70_maestro_audit_tools "$w/a" 0644
+    rc=$?
+    rm -rf "$w"
+    exit "$rc"
+)
+
+# _h_sshd_maxstartups_check : audit: MaxStartups start:rate:full is at most 10:30:60
+# (start and full no higher, rate no lower).
+_h_sshd_maxstartups_check() (
+    v=$(_h_sshd_get maxstartups) || { _h_sshd_broken; exit 1; }
+    s=${v%%:*} rest=${v#*:}
+    r=${rest%%:*} f=${rest#*:}
+    [ "$rest" = "$v" ] && { r=100; f=$s; }
+    case $s$r$f in *[!0-9]*) printf 'sshd MaxStartups is "%s" (want 10:30:60 or stricter)\n' "$v"; exit 1 ;; esac
+    if [ "$s" -le 10 ] && [ "$r" -ge 30 ] && [ "$f" -le 60 ]; then exit 0; fi
+    printf 'sshd MaxStartups is %s (want 10:30:60 or stricter)\n' "$v"
+    exit 1
+)
+
+# _h_sshd_access_check : audit: sshd limits logins with AllowUsers, AllowGroups,
+# DenyUsers or DenyGroups.
+_h_sshd_access_check() (
+    c=$(_h_sshd_T 2>/dev/null) || { _h_sshd_broken; exit 1; }
+    printf '%s\n' "$c" | grep -Eq '^(allowusers|allowgroups|denyusers|denygroups) ' && exit 0
+    echo "sshd lets every account with a key log in (no AllowUsers, AllowGroups, DenyUsers or DenyGroups)"
+    exit 1
+)
+
+# _h_auditd_conf_range KEY MIN MAX : audit: auditd.conf KEY is an integer in [MIN, MAX].
+_h_auditd_conf_range() (
+    v=$(_h_auditd_conf_get "$1")
+    case $v in '' | *[!0-9]*) printf 'auditd %s = %s (want %s..%s)\n' "$1" "${v:-unset}" "$2" "$3"; exit 1 ;; esac
+    [ "$v" -ge "$2" ] && [ "$v" -le "$3" ] && exit 0
+    printf 'auditd %s = %s (want %s..%s)\n' "$1" "$v" "$2" "$3"
+    exit 1
 )

@@ -354,7 +354,7 @@ pub async fn deploy_node(
         });
         let status = match task.status {
             TaskStatus::Ok | TaskStatus::Changed | TaskStatus::Skipped => NodeStatus::Ok,
-            TaskStatus::Failed | TaskStatus::Refused => NodeStatus::Failed,
+            TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown => NodeStatus::Failed,
         };
         let mut r = NodeResult::new(&ctx.node, status);
         r.duration_ms = started.elapsed().as_millis() as u64;

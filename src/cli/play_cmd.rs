@@ -72,7 +72,7 @@ pub struct Privilege {
 #[derive(Args, Debug)]
 pub struct HardenArgs {
     /// Check the rules only and print the compliance table
-    #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+    #[arg(long, conflicts_with = "apply", required_unless_present_any = ["apply", "coverage"])]
     pub audit: bool,
     /// Remediate failing rules, then audit again
     #[arg(long)]
@@ -83,6 +83,14 @@ pub struct HardenArgs {
     /// Take the baseline from this profile
     #[arg(long)]
     pub profile: Option<String>,
+    /// Only the rules of this section: a category (ssh, kernel, files,
+    /// accounts, logging, audit, integrity) or a CIS item prefix (5.1, 6.2.3)
+    #[arg(long, value_name = "SECTION")]
+    pub section: Option<String>,
+    /// Print how many CIS Debian 12 items the baseline's rules cover, per
+    /// section, and which are missing; touches no node
+    #[arg(long, conflicts_with_all = ["audit", "apply"])]
+    pub coverage: bool,
     /// Nodes to run on
     #[arg(long, short = 'l', default_value = "all")]
     pub limit: String,
@@ -203,12 +211,99 @@ pub(super) fn playbook_job(
         confirm_with_plan(&prepared, &db, "apply")?;
     }
     banner(&prepared, "", json);
+    let min_compliance = prepared.profile().and_then(|p| p.min_compliance);
     let driven = drive(
         &db,
         Printer::new(json, false).with_tasks(),
         move |launch| async move { prepared.apply(&gate, &launch).await },
     )?;
-    Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
+    let mut compliance = None;
+    let mut driven = driven.try_map(|o| {
+        o.map(|o| {
+            compliance = o.compliance.zip(o.audit);
+            o.report
+        })
+    })?;
+    // An install of a profile with a baseline ends with an audit: the
+    // node's first-boot compliance, recorded in the store.
+    let below = compliance.as_ref().is_some_and(|(c, _)| {
+        !c.unmeasured.is_empty() || min_compliance.is_some_and(|m| c.percent + 1e-9 < f64::from(m))
+    });
+    if let Some((c, audit)) = &compliance {
+        let text = install_audit_summary(c, audit, min_compliance, json);
+        driven.printer.print(&text);
+    }
+    let exit = conclude(driven);
+    Ok(match exit {
+        Exit::Ok if below => Exit::TargetsFailed,
+        exit => exit,
+    })
+}
+
+/// The closing audit of an install: compliance per section, the failing
+/// rules per node, and the profile's threshold (or its JSON).
+fn install_audit_summary(
+    c: &Compliance,
+    audit: &crate::fleet::RunReport,
+    min: Option<u8>,
+    json: bool,
+) -> String {
+    let failing = |r: &crate::fleet::NodeResult| -> Vec<String> {
+        r.tasks
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown
+                )
+            })
+            .map(|t| t.name.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    if json {
+        return serde_json::json!({"event": "compliance", "baseline": c.baseline, "run_id": audit.run_id,
+            "percent": c.percent, "min_compliance": min, "passing": c.passing, "failing": c.failing, "unknown": c.unknown,
+            "not_applicable": c.not_applicable, "nodes_measured": c.nodes_measured, "nodes_total": c.nodes_total,
+            "sections": c.sections,
+            "nodes": audit.results.iter().map(|r| serde_json::json!({"node": r.node, "failing_rules": failing(r)})).collect::<Vec<_>>()})
+        .to_string();
+    }
+    let mut out = format!(
+        "\nfirst-boot audit ({}, run {}):\n",
+        sanitize(c.baseline.as_bytes()),
+        audit.run_id
+    );
+    for s in &c.sections {
+        out.push_str(&format!(
+            "  {:12} {:>5.1}%  ({} passing, {} failing, {} unknown)\n",
+            s.section, s.percent, s.passing, s.failing, s.unknown
+        ));
+    }
+    for r in &audit.results {
+        let f = failing(r);
+        if !f.is_empty() {
+            out.push_str(&format!(
+                "  {} not passing: {}\n",
+                r.node,
+                sanitize(f.join(", ").as_bytes())
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "compliance: {:.1}% on {} of {} node{}{}",
+        c.percent,
+        c.nodes_measured,
+        c.nodes_total,
+        plural(c.nodes_total),
+        match min {
+            Some(m) if c.percent + 1e-9 < f64::from(m) => {
+                format!(" — below the profile's min_compliance of {m}%: the install fails")
+            }
+            Some(m) => format!(" (the profile requires {m}%)"),
+            None => String::new(),
+        }
+    ));
+    out
 }
 
 /// The gate with the operator's `--break-glass`, if any.
@@ -305,7 +400,11 @@ pub fn harden_cmd(
         apply: args.apply,
         baseline: args.baseline.clone(),
         profile: args.profile.clone(),
+        section: args.section.clone(),
     };
+    if args.coverage {
+        return coverage_cmd(&source, &args, json);
+    }
     let prepared = ops::prepare(
         source,
         request(job, Targets::Pattern(args.limit.clone()), &args.fleet),
@@ -346,6 +445,55 @@ pub fn harden_cmd(
     })
 }
 
+/// `maestro harden --coverage`: the CIS items the baseline's rules cover.
+fn coverage_cmd(source: &ops::SotSource, args: &HardenArgs, json: bool) -> anyhow::Result<Exit> {
+    let baseline = ops::harden_baseline(
+        &source.sot,
+        args.baseline.as_deref(),
+        args.profile.as_deref(),
+        args.section.as_deref(),
+    )?;
+    let baseline = &baseline;
+    let c = crate::harden::coverage::coverage(baseline);
+    if json {
+        println!("{}", serde_json::to_string(&c)?);
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{} items covered by baseline `{}` ({} rules):\n",
+        c.benchmark,
+        sanitize(c.baseline.as_bytes()),
+        baseline.rules.len()
+    );
+    println!("{:10} {:>7}  {:60}", "SECTION", "ITEMS", "TITLE");
+    for s in &c.sections {
+        let n = s.covered.len() + s.missing.len();
+        println!(
+            "{:10} {:>3}/{:<3}  {}",
+            s.section,
+            s.covered.len(),
+            n,
+            s.title
+        );
+    }
+    println!("{:10} {:>3}/{:<3}", "total", c.covered(), c.total());
+    let missing: Vec<String> = c
+        .sections
+        .iter()
+        .flat_map(|s| s.missing.iter().map(|(id, t)| format!("{id} {t}")))
+        .collect();
+    if !missing.is_empty() {
+        println!("\nnot covered:\n  {}", missing.join("\n  "));
+    }
+    if !c.unknown_ids.is_empty() {
+        println!(
+            "\nrules name items outside the catalogue: {}",
+            sanitize(c.unknown_ids.join(", ").as_bytes())
+        );
+    }
+    Ok(Exit::Ok)
+}
+
 /// The rule × node table and the fleet's compliance (or its JSON).
 fn compliance_table(
     prepared: &Prepared,
@@ -356,11 +504,16 @@ fn compliance_table(
     let baseline = prepared.baseline().expect("a hardening job has a baseline");
     if json {
         return serde_json::json!({"event": "compliance", "baseline": c.baseline, "run_id": report.run_id,
-            "percent": c.percent, "passing": c.passing, "failing": c.failing, "not_applicable": c.not_applicable,
+            "percent": c.percent, "passing": c.passing, "failing": c.failing, "unknown": c.unknown, "not_applicable": c.not_applicable,
+            "sections": c.sections,
             "nodes_measured": c.nodes_measured, "nodes_total": c.nodes_total,
             "unmeasured": c.unmeasured.iter().map(|(n, why)| serde_json::json!({"node": n, "error": why})).collect::<Vec<_>>(),
             "nodes": report.results.iter().map(|r| serde_json::json!({"node": r.node, "status": r.status,
-                "rules": r.tasks.iter().map(|t| serde_json::json!({"rule": t.name, "status": t.status, "message": t.message})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
+                "rules": r.tasks.iter().map(|t| {
+                    let rule = baseline.rules.get(t.index);
+                    serde_json::json!({"rule": t.name, "id": rule.map(|r| r.id.as_str()), "section": rule.map(|r| r.category.as_str()),
+                        "cis": rule.map(|r| r.cis.clone()).unwrap_or_default(), "status": t.status, "message": t.message})
+                }).collect::<Vec<_>>()})).collect::<Vec<_>>()})
         .to_string();
     }
     let mut out = String::new();
@@ -392,6 +545,7 @@ fn compliance_table(
                     TaskStatus::Skipped => "n/a",
                     TaskStatus::Refused => "REFUSED",
                     TaskStatus::Failed => "FAIL",
+                    TaskStatus::Unknown => "UNKNOWN",
                 },
             }
         };
@@ -434,11 +588,12 @@ fn compliance_table(
         ));
     }
     for r in &report.results {
-        for t in r
-            .tasks
-            .iter()
-            .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Refused))
-        {
+        for t in r.tasks.iter().filter(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Failed | TaskStatus::Refused | TaskStatus::Unknown
+            )
+        }) {
             out.push_str(&format!(
                 "  {} {}: {}\n",
                 r.node,
@@ -447,11 +602,19 @@ fn compliance_table(
             ));
         }
     }
+    out.push_str("\nSECTION      COMPLIANCE  PASS  FAIL  UNKNOWN  N/A\n");
+    for s in &c.sections {
+        out.push_str(&format!(
+            "{:12} {:>9.1}%  {:>4}  {:>4}  {:>7}  {:>3}\n",
+            s.section, s.percent, s.passing, s.failing, s.unknown, s.not_applicable
+        ));
+    }
     out.push_str(&format!(
-        "\ncompliance: {:.1}% ({} passing, {} failing rule checks; measured on {} of {} node{}{}; n/a rules excluded)",
+        "\ncompliance: {:.1}% ({} passing, {} failing, {} unknown rule checks; measured on {} of {} node{}{}; n/a rules excluded, unknown count as not passing)",
         c.percent,
         c.passing,
         c.failing,
+        c.unknown,
         c.nodes_measured,
         c.nodes_total,
         plural(c.nodes_total),

@@ -156,7 +156,10 @@ impl Printer {
                 ));
             }
             Event::TaskFinished { node, task } if self.show_tasks => {
-                if matches!(task.status, TaskStatus::Changed | TaskStatus::Failed) {
+                if matches!(
+                    task.status,
+                    TaskStatus::Changed | TaskStatus::Failed | TaskStatus::Unknown
+                ) {
                     let mut text = format!(
                         "{node} | {} | {}: {}",
                         task.status.as_str(),
@@ -390,6 +393,9 @@ fn task_counts(r: &NodeResult) -> String {
     );
     if c.refused > 0 {
         s.push_str(&format!(" refused={}", c.refused));
+    }
+    if c.unknown > 0 {
+        s.push_str(&format!(" unknown={}", c.unknown));
     }
     s
 }

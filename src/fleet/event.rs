@@ -95,6 +95,9 @@ pub enum TaskStatus {
     /// Not applied because it would be unsafe (a hardening remediation that
     /// would lock maestro out); counts as failing.
     Refused,
+    /// A hardening rule whose check could not be made on the node (the
+    /// message says why); never counts as passing.
+    Unknown,
 }
 
 impl TaskStatus {
@@ -105,6 +108,7 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Skipped => "skipped",
             TaskStatus::Refused => "refused",
+            TaskStatus::Unknown => "unknown",
         }
     }
 
@@ -115,6 +119,7 @@ impl TaskStatus {
             "failed" => TaskStatus::Failed,
             "skipped" => TaskStatus::Skipped,
             "refused" => TaskStatus::Refused,
+            "unknown" => TaskStatus::Unknown,
             _ => return None,
         })
     }
@@ -142,6 +147,12 @@ pub struct TaskCounts {
     pub failed: usize,
     pub skipped: usize,
     pub refused: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl TaskCounts {
@@ -154,6 +165,7 @@ impl TaskCounts {
                 TaskStatus::Failed => c.failed += 1,
                 TaskStatus::Skipped => c.skipped += 1,
                 TaskStatus::Refused => c.refused += 1,
+                TaskStatus::Unknown => c.unknown += 1,
             }
         }
         c
@@ -344,6 +356,18 @@ pub enum Event {
     },
     NodeFinished {
         result: NodeResult,
+    },
+    /// A hardening audit measured one node (sent before its `NodeFinished`):
+    /// what the store keeps as the node's compliance history.
+    Compliance {
+        node: String,
+        baseline: String,
+        percent: f64,
+        passing: usize,
+        failing: usize,
+        unknown: usize,
+        /// Ids of the rules that failed, were refused or could not be checked.
+        failing_rules: Vec<String>,
     },
     /// The last event of every run.
     RunFinished {

@@ -14,6 +14,11 @@ use crate::fleet::quote::sh_quote;
 use crate::playbook::compile::{Planned, Script, new_nonce};
 use crate::sot::paths::{Source, read_source};
 
+mod compliance;
+pub mod coverage;
+
+pub use compliance::{Compliance, SectionCompliance, carry_refusals, compliance, node_compliance};
+
 /// The helper functions rules call (`_h_sshd_set`, `_h_sysctl_set`, …).
 pub const FILE_LIBRARY: &str = "lib.sh";
 
@@ -52,6 +57,9 @@ pub struct Rule {
     pub remediate: String,
     /// What the remediation could lock out (`root-login`).
     pub guard: Option<String>,
+    /// The CIS Debian Linux 12 benchmark items this rule covers (`5.1.12`).
+    #[serde(default)]
+    pub cis: Vec<String>,
 }
 
 impl Severity {
@@ -71,6 +79,41 @@ pub struct Loaded {
     pub name: String,
     pub rules: Vec<Rule>,
     pub library: String,
+}
+
+impl Loaded {
+    /// Only the rules of `section` (a category such as `ssh`, or a CIS item
+    /// prefix such as `5.1`); an error names the sections there are.
+    pub fn only_section(mut self, section: &str) -> Result<Loaded, NoSuchSection> {
+        let before = self.rules.clone();
+        self.rules.retain(|r| coverage::in_section(r, section));
+        if self.rules.is_empty() {
+            let mut categories: Vec<String> = Vec::new();
+            for r in &before {
+                if !categories.contains(&r.category) {
+                    categories.push(r.category.clone());
+                }
+            }
+            return Err(NoSuchSection {
+                baseline: self.name,
+                section: section.to_string(),
+                categories,
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// `--section` matched no rule.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no rule of hardening baseline `{baseline}` is in section `{section}`: give a category ({}) or a CIS item prefix such as 5.1 or 6.2.3",
+    categories.join(", ")
+)]
+pub struct NoSuchSection {
+    pub baseline: String,
+    pub section: String,
+    pub categories: Vec<String>,
 }
 
 /// Why a baseline cannot be loaded.
@@ -209,7 +252,9 @@ pub fn refusal(rule: &Rule, login_user: &str) -> Option<String> {
 pub fn compile(baseline: &Loaded, mode: Mode, login_user: &str) -> Script {
     let nonce = new_nonce();
     let mut text = String::new();
-    text.push_str("_m_lib=");
+    // The umask this SSH session was given (by sshd and its PAM stack), before
+    // the script sets its own: what a login-umask rule measures.
+    text.push_str("_H_SESSION_UMASK=$(umask)\n_m_lib=");
     text.push_str(&sh_quote(crate::playbook::LIBRARY));
     text.push_str("\neval \"$_m_lib\"\n");
     text.push_str(&baseline.library);
@@ -255,13 +300,17 @@ pub fn compile(baseline: &Loaded, mode: Mode, login_user: &str) -> Script {
 /// failing.
 const RULE_FN: &str = r#"_m_rule() { # applies audit remediate mode refused
     if [ -n "$1" ] && ! (eval "$1") </dev/null >/dev/null 2>&1; then _m_status=skipped; _m_msg="not applicable"; return; fi
-    if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_ok "compliant"; return; fi
+    (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; _m_rc=$?
+    [ "$_m_rc" = 0 ] && { _m_ok "compliant"; return; }
     IFS= read -r why <"$_m_tmp/audit"
+    [ "$_m_rc" = 3 ] && { _m_status=unknown; _m_msg="cannot check: ${why:-no reason given}"; return; }
     [ "$4" = audit ] && { _m_fail "${why:-audit failed}"; return; }
     [ -z "$5" ] || { _m_status=refused; _m_msg="refused: $5"; return; }
     [ "$4" = check ] && { _m_changed "would remediate: ${why:-not compliant}"; return; }
     if ! (eval "$3") </dev/null >"$_m_tmp/out" 2>&1; then _m_block out "$_m_tmp/out"; _m_fail "remediation failed: $(tail -n 1 "$_m_tmp/out")"; return; fi
-    if (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; then _m_changed "remediated: ${why:-was not compliant}"; return; fi
+    (eval "$2") </dev/null >"$_m_tmp/audit" 2>&1; _m_rc=$?
+    [ "$_m_rc" = 0 ] && { _m_changed "remediated: ${why:-was not compliant}"; return; }
+    [ "$_m_rc" = 3 ] && { _m_status=unknown; _m_msg="remediated, but cannot check: $(head -n 1 "$_m_tmp/audit")"; return; }
     _m_fail "still failing after remediation: $(head -n 1 "$_m_tmp/audit")"
 }
 "#;
@@ -282,93 +331,22 @@ pub async fn run(
         let password = become_password.clone();
         async move {
             let compile = |_: Option<&_>| Ok(compile(&baseline, mode, &ctx.login_user));
-            crate::playbook::run::run_script(&session, &ctx, compile, false, password.as_deref())
-                .await
+            let result = crate::playbook::run::run_script(
+                &session,
+                &ctx,
+                compile,
+                false,
+                password.as_deref(),
+            )
+            .await;
+            // An audit is a measurement of the node: the store keeps it.
+            if mode == Mode::Audit {
+                ctx.events.send(node_compliance(&baseline, &result));
+            }
+            result
         }
     })
     .await
-}
-
-/// A fleet's compliance with a baseline, from an audit.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Compliance {
-    pub baseline: String,
-    /// Passing rule checks over all checks that apply, in percent. A node
-    /// that could not be audited counts every rule as failing.
-    pub percent: f64,
-    pub passing: usize,
-    pub failing: usize,
-    pub not_applicable: usize,
-    /// Nodes audited, out of the nodes targeted.
-    pub nodes_measured: usize,
-    pub nodes_total: usize,
-    /// Nodes that could not be audited (unreachable, timed out, cancelled, or
-    /// the script did not run), with why.
-    pub unmeasured: Vec<(String, String)>,
-}
-
-/// Compliance of the nodes in `report` (an audit run of `baseline`).
-pub fn compliance(baseline: &Loaded, report: &crate::fleet::RunReport) -> Compliance {
-    use crate::fleet::event::TaskStatus;
-    let mut c = Compliance {
-        baseline: baseline.name.clone(),
-        percent: 0.0,
-        passing: 0,
-        failing: 0,
-        not_applicable: 0,
-        nodes_measured: 0,
-        nodes_total: report.results.len(),
-        unmeasured: Vec::new(),
-    };
-    for r in &report.results {
-        if r.tasks.is_empty() {
-            c.failing += baseline.rules.len();
-            c.unmeasured.push((
-                r.node.clone(),
-                r.error.clone().unwrap_or_else(|| r.status.to_string()),
-            ));
-            continue;
-        }
-        c.nodes_measured += 1;
-        for t in &r.tasks {
-            match t.status {
-                TaskStatus::Ok | TaskStatus::Changed => c.passing += 1,
-                TaskStatus::Failed | TaskStatus::Refused => c.failing += 1,
-                TaskStatus::Skipped => c.not_applicable += 1,
-            }
-        }
-    }
-    c.percent = if c.passing + c.failing == 0 {
-        100.0
-    } else {
-        100.0 * c.passing as f64 / (c.passing + c.failing) as f64
-    };
-    c
-}
-
-/// After `--apply`, the audit shows a rule whose remediation was refused as
-/// refused (with the reason), not merely failing.
-pub fn carry_refusals(applied: &crate::fleet::RunReport, audited: &mut crate::fleet::RunReport) {
-    use crate::fleet::event::TaskStatus;
-    for r in &mut audited.results {
-        let Some(a) = applied.results.iter().find(|a| a.node == r.node) else {
-            continue;
-        };
-        for t in r
-            .tasks
-            .iter_mut()
-            .filter(|t| t.status == TaskStatus::Failed)
-        {
-            if let Some(refused) = a
-                .tasks
-                .iter()
-                .find(|x| x.index == t.index && x.status == TaskStatus::Refused)
-            {
-                t.status = TaskStatus::Refused;
-                t.message = refused.message.clone();
-            }
-        }
-    }
 }
 
 /// The baseline a run uses: the one named, else the default profile's, else `baseline`.

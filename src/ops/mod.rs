@@ -73,6 +73,9 @@ pub enum JobSpec {
         apply: bool,
         baseline: Option<String>,
         profile: Option<String>,
+        /// Only the rules of this section: a category (`ssh`) or a CIS
+        /// item prefix (`5.1`, `6.2.3`).
+        section: Option<String>,
     },
     /// `maestro deploy AGENT[@VERSION]`: a registry version, verified,
     /// switched to, health-checked (default version: the agent's `current`).
@@ -209,6 +212,9 @@ struct PlayWork {
     playbook: Arc<Playbook>,
     base_dir: PathBuf,
     profile: Option<Profile>,
+    /// The profile's hardening baseline: an install ends with an audit of
+    /// it (the node's first-boot audit, kept in the store).
+    audit: Option<Arc<harden::Loaded>>,
 }
 
 /// A job with everything resolved; nothing has touched a node yet.
@@ -251,168 +257,165 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
             (indices, names.join(","))
         }
     };
-    let (work, description) =
-        match &request.job {
-            JobSpec::Exec { command } => {
-                if command.trim().is_empty() {
-                    return Err(OpsError::Invalid(
-                        "no command given: maestro exec TARGET -- COMMAND...".into(),
-                    ));
-                }
-                (Work::Command(Arc::new(command.clone())), command.clone())
+    let (work, description) = match &request.job {
+        JobSpec::Exec { command } => {
+            if command.trim().is_empty() {
+                return Err(OpsError::Invalid(
+                    "no command given: maestro exec TARGET -- COMMAND...".into(),
+                ));
             }
-            JobSpec::Play { playbook: name } => {
-                let path = playbook_path(sot, name)?;
-                let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
-                let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-                (
-                    Work::Playbook(Box::new(PlayWork {
-                        playbook: Arc::new(pb),
-                        base_dir,
-                        profile: None,
-                    })),
-                    format!("play {name}"),
-                )
-            }
-            JobSpec::Install { profile } => {
-                let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
-                    playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
-                    other => OpsError::Invalid(other.to_string()),
-                })?;
-                (
-                    Work::Playbook(Box::new(PlayWork {
+            (Work::Command(Arc::new(command.clone())), command.clone())
+        }
+        JobSpec::Play { playbook: name } => {
+            let path = playbook_path(sot, name)?;
+            let pb = playbook::load_playbook(&path).map_err(OpsError::Diagnostics)?;
+            let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir,
+                    profile: None,
+                    audit: None,
+                })),
+                format!("play {name}"),
+            )
+        }
+        JobSpec::Install { profile } => {
+            let (pb, dir, p) = playbook::for_profile(sot, profile).map_err(|e| match e {
+                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                other => OpsError::Invalid(other.to_string()),
+            })?;
+            // Found before anything runs: a broken baseline fails the
+            // install up front, not after the playbooks changed nodes.
+            let audit = match &p.hardening {
+                Some(h) => Some(Arc::new(harden_baseline(sot, Some(h), None, None)?)),
+                None => None,
+            };
+            (
+                Work::Playbook(Box::new(PlayWork {
+                    playbook: Arc::new(pb),
+                    base_dir: dir,
+                    profile: Some(p),
+                    audit,
+                })),
+                format!("install --profile {profile}"),
+            )
+        }
+        JobSpec::Deploy { agent, version } => {
+            let deploy = agent::Deploy::resolve(
+                sot,
+                agent,
+                version.as_deref(),
+                &agent::artifact::default_cache(),
+            )
+            .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let description = format!("deploy {}", deploy.label());
+            (deploy_work(sot, &indices, deploy, None), description)
+        }
+        JobSpec::Enable { agent } => {
+            let deploy =
+                agent::Deploy::resolve(sot, agent, None, &agent::artifact::default_cache())
+                    .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let runtime = match &deploy.agent.profile {
+                Some(profile) => {
+                    let (pb, dir, p) =
+                        playbook::for_profile(sot, profile).map_err(|e| match e {
+                            playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
+                            other => OpsError::Invalid(other.to_string()),
+                        })?;
+                    Some(Box::new(PlayWork {
                         playbook: Arc::new(pb),
                         base_dir: dir,
                         profile: Some(p),
-                    })),
-                    format!("install --profile {profile}"),
-                )
-            }
-            JobSpec::Deploy { agent, version } => {
-                let deploy = agent::Deploy::resolve(
-                    sot,
-                    agent,
-                    version.as_deref(),
-                    &agent::artifact::default_cache(),
-                )
-                .map_err(|e| OpsError::Invalid(e.to_string()))?;
-                let description = format!("deploy {}", deploy.label());
-                (deploy_work(sot, &indices, deploy, None), description)
-            }
-            JobSpec::Enable { agent } => {
-                let deploy =
-                    agent::Deploy::resolve(sot, agent, None, &agent::artifact::default_cache())
-                        .map_err(|e| OpsError::Invalid(e.to_string()))?;
-                let runtime = match &deploy.agent.profile {
-                    Some(profile) => {
-                        let (pb, dir, p) =
-                            playbook::for_profile(sot, profile).map_err(|e| match e {
-                                playbook::ProfileError::Playbook(d) => OpsError::Diagnostics(d),
-                                other => OpsError::Invalid(other.to_string()),
-                            })?;
-                        Some(Box::new(PlayWork {
-                            playbook: Arc::new(pb),
-                            base_dir: dir,
-                            profile: Some(p),
-                        }))
-                    }
-                    None => None,
-                };
-                let description = format!("enable {}", deploy.label());
-                (deploy_work(sot, &indices, deploy, runtime), description)
-            }
-            JobSpec::AgentStatus { agent } => {
-                let agents: Vec<Agent> = match agent {
-                    Some(name) => vec![
-                        agent::find(sot, name)
-                            .map_err(|e| OpsError::Invalid(e.to_string()))?
-                            .clone(),
-                    ],
-                    None => sot.agents.values().cloned().collect(),
-                };
-                let description = match agent {
-                    Some(a) => format!("agent status {a}"),
-                    None => "agent status".to_string(),
-                };
-                (
-                    Work::AgentStatus {
-                        agents: Arc::new(agents),
-                    },
-                    description,
-                )
-            }
-            JobSpec::Disable { agent } => {
-                let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
-                let params = indices
-                    .iter()
-                    .map(|&i| {
-                        let node = &sot.nodes[i];
-                        let host = agent::loopback(sot, node);
-                        (
-                            node.name.clone(),
-                            agent::NodeParams {
-                                host,
-                                env: String::new(),
-                            },
-                        )
-                    })
-                    .collect();
-                (
-                    Work::Disable {
-                        agent: Arc::new(a.clone()),
-                        params: Arc::new(params),
-                    },
-                    format!("disable {agent}"),
-                )
-            }
-            JobSpec::Kill { agent, release } => {
-                let scripts = crate::killswitch::node_scripts(sot, agent, *release, &indices)
-                    .map_err(OpsError::Invalid)?;
-                let description = if *release {
-                    format!("kill --release {agent}")
-                } else {
-                    format!("kill {agent}")
-                };
-                (Work::Kill(Arc::new(scripts)), description)
-            }
-            JobSpec::Harden {
-                apply,
-                baseline,
-                profile,
-            } => {
-                let name = match (baseline, profile) {
-                    (Some(b), _) => b.clone(),
-                    (None, Some(p)) => sot
-                        .profiles
-                        .get(p)
-                        .and_then(|p| p.hardening.clone())
-                        .ok_or_else(|| {
-                            OpsError::Invalid(format!(
-                                "profile `{p}` does not exist or names no hardening baseline"
-                            ))
-                        })?,
-                    (None, None) => harden::default_name(sot),
-                };
-                let loaded = harden::load(&sot.root.join(&sot.settings.hardening_dir), &name)
-                    .map_err(|e| match e {
-                        harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
-                        other => OpsError::Invalid(other.to_string()),
-                    })?;
-                let description = format!(
-                    "harden {} ({}, {} rules)",
-                    if *apply { "--apply" } else { "--audit" },
-                    loaded.name,
-                    loaded.rules.len()
-                );
-                (
-                    Work::Harden {
-                        baseline: Arc::new(loaded),
-                        apply: *apply,
-                    },
-                    description,
-                )
-            }
-        };
+                        audit: None,
+                    }))
+                }
+                None => None,
+            };
+            let description = format!("enable {}", deploy.label());
+            (deploy_work(sot, &indices, deploy, runtime), description)
+        }
+        JobSpec::AgentStatus { agent } => {
+            let agents: Vec<Agent> = match agent {
+                Some(name) => vec![
+                    agent::find(sot, name)
+                        .map_err(|e| OpsError::Invalid(e.to_string()))?
+                        .clone(),
+                ],
+                None => sot.agents.values().cloned().collect(),
+            };
+            let description = match agent {
+                Some(a) => format!("agent status {a}"),
+                None => "agent status".to_string(),
+            };
+            (
+                Work::AgentStatus {
+                    agents: Arc::new(agents),
+                },
+                description,
+            )
+        }
+        JobSpec::Disable { agent } => {
+            let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let params = indices
+                .iter()
+                .map(|&i| {
+                    let node = &sot.nodes[i];
+                    let host = agent::loopback(sot, node);
+                    (
+                        node.name.clone(),
+                        agent::NodeParams {
+                            host,
+                            env: String::new(),
+                        },
+                    )
+                })
+                .collect();
+            (
+                Work::Disable {
+                    agent: Arc::new(a.clone()),
+                    params: Arc::new(params),
+                },
+                format!("disable {agent}"),
+            )
+        }
+        JobSpec::Kill { agent, release } => {
+            let scripts = crate::killswitch::node_scripts(sot, agent, *release, &indices)
+                .map_err(OpsError::Invalid)?;
+            let description = if *release {
+                format!("kill --release {agent}")
+            } else {
+                format!("kill {agent}")
+            };
+            (Work::Kill(Arc::new(scripts)), description)
+        }
+        JobSpec::Harden {
+            apply,
+            baseline,
+            profile,
+            section,
+        } => {
+            let loaded = harden_baseline(
+                sot,
+                baseline.as_deref(),
+                profile.as_deref(),
+                section.as_deref(),
+            )?;
+            let description = format!(
+                "harden {} ({}, {} rules)",
+                if *apply { "--apply" } else { "--audit" },
+                loaded.name,
+                loaded.rules.len()
+            );
+            (
+                Work::Harden {
+                    baseline: Arc::new(loaded),
+                    apply: *apply,
+                },
+                description,
+            )
+        }
+    };
     let (specs, warnings) = connect_specs(sot, &indices, &request.connect)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
     let nodes = specs.iter().map(|s| s.node.clone()).collect();
@@ -430,6 +433,41 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         forks: request.forks,
         limits: request.limits,
     })
+}
+
+/// The baseline a hardening job uses: the one named, else the profile's,
+/// else the default; only `section`'s rules when given. Also what
+/// `harden --coverage` reads (it needs no nodes).
+pub fn harden_baseline(
+    sot: &Sot,
+    baseline: Option<&str>,
+    profile: Option<&str>,
+    section: Option<&str>,
+) -> Result<harden::Loaded> {
+    let name = match (baseline, profile) {
+        (Some(b), _) => b.to_string(),
+        (None, Some(p)) => sot
+            .profiles
+            .get(p)
+            .and_then(|p| p.hardening.clone())
+            .ok_or_else(|| {
+                OpsError::Invalid(format!(
+                    "profile `{p}` does not exist or names no hardening baseline"
+                ))
+            })?,
+        (None, None) => harden::default_name(sot),
+    };
+    let loaded =
+        harden::load(&sot.root.join(&sot.settings.hardening_dir), &name).map_err(|e| match e {
+            harden::LoadError::Invalid(d) => OpsError::Diagnostics(d),
+            other => OpsError::Invalid(other.to_string()),
+        })?;
+    match section {
+        Some(section) => loaded
+            .only_section(section)
+            .map_err(|e| OpsError::Invalid(e.to_string())),
+        None => Ok(loaded),
+    }
 }
 
 /// A deploy's work: the verified artifact and each node's rendered
@@ -513,8 +551,11 @@ pub struct Outcome {
     pub report: RunReport,
     /// Every run the job made, in order.
     pub runs: Vec<String>,
-    /// For hardening jobs: the fleet's compliance.
+    /// For hardening jobs and installs of a profile with a baseline: the
+    /// fleet's compliance.
     pub compliance: Option<Compliance>,
+    /// An install's closing audit (its report is `report`'s sibling).
+    pub audit: Option<RunReport>,
     /// For `agent status`: what each node runs of each agent.
     pub agents: Vec<agent::AgentOnNode>,
 }
@@ -527,6 +568,7 @@ impl Outcome {
             report,
             compliance,
             agents: Vec::new(),
+            audit: None,
         }
     }
 }
@@ -563,6 +605,14 @@ impl Prepared {
     /// valid (so a bad job never prompts).
     pub fn set_become_password(&mut self, password: Option<Secret>) {
         self.settings.become_password = password;
+    }
+
+    /// The profile an install installs.
+    pub fn profile(&self) -> Option<&Profile> {
+        match &self.work {
+            Work::Playbook(work) => work.profile.as_ref(),
+            _ => None,
+        }
     }
 
     /// The hardening baseline of a hardening job.
@@ -646,6 +696,7 @@ impl Prepared {
             playbook,
             base_dir,
             profile,
+            ..
         } = &**work;
         let renderer = playbook::vars::Renderer::new();
         let sot = &self.source.sot;
@@ -717,6 +768,7 @@ impl Prepared {
             playbook,
             base_dir,
             profile,
+            ..
         } = work;
         let request = Arc::new(PlayRequest {
             sot: self.source.sot.clone(),
@@ -945,7 +997,23 @@ impl Prepared {
                 let report = self
                     .run_playbook(work, false, &launch.run_id, launch, overrides)
                     .await;
-                Outcome::of(report, None)
+                let Some(baseline) = work
+                    .audit
+                    .as_ref()
+                    .filter(|_| !launch.cancel.all_cancelled())
+                else {
+                    return Outcome::of(report, None);
+                };
+                let audited = self
+                    .run_harden(baseline, Mode::Audit, &new_run_id(), launch, overrides)
+                    .await;
+                Outcome {
+                    runs: vec![report.run_id.clone(), audited.run_id.clone()],
+                    compliance: Some(harden::compliance(baseline, &audited)),
+                    report,
+                    agents: Vec::new(),
+                    audit: Some(audited),
+                }
             }
             Work::Kill(scripts) => {
                 let report = crate::killswitch::run(
@@ -1023,6 +1091,7 @@ impl Prepared {
                     report: deployed,
                     compliance: None,
                     agents: Vec::new(),
+                    audit: None,
                 }
             }
             Work::AgentStatus { agents } => {
@@ -1118,6 +1187,7 @@ impl Prepared {
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report: audited,
                     agents: Vec::new(),
+                    audit: None,
                 }
             }
         }

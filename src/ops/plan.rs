@@ -124,7 +124,10 @@ fn node_plan(r: &NodeResult) -> NodePlan {
         .filter(|t| {
             matches!(
                 t.status,
-                TaskStatus::Changed | TaskStatus::Failed | TaskStatus::Refused
+                TaskStatus::Changed
+                    | TaskStatus::Failed
+                    | TaskStatus::Refused
+                    | TaskStatus::Unknown
             )
         })
         .map(|t| PlannedChange {

@@ -209,6 +209,9 @@ pub struct Profile {
     pub description: Option<String>,
     pub playbooks: Vec<String>,
     pub hardening: Option<String>,
+    /// `install` ends with an audit of `hardening` and fails below this
+    /// fleet compliance (percent).
+    pub min_compliance: Option<u8>,
     pub required_tags: Vec<String>,
     pub vars: Vars,
     /// Rules every targeted node's variables must pass before an install.

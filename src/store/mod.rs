@@ -226,6 +226,21 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
+/// A node's compliance as one hardening audit measured it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComplianceRecord {
+    pub run_id: String,
+    pub node: String,
+    pub at_ms: i64,
+    pub baseline: String,
+    pub percent: f64,
+    pub passing: usize,
+    pub failing: usize,
+    pub unknown: usize,
+    /// Ids of the rules that failed, were refused or could not be checked.
+    pub failing_rules: Vec<String>,
+}
+
 /// What the engine and the faces need from a run store.
 pub trait RunStore: Send {
     /// Record one event of the bus. Events that carry nothing worth
@@ -244,6 +259,10 @@ pub trait RunStore: Send {
     fn last_results(&self) -> Result<HashMap<String, LastResult>>;
     /// A node's results in its `limit` most recent runs, newest first.
     fn node_history(&self, node: &str, limit: usize) -> Result<Vec<(RunRow, NodeResult)>>;
+    /// A node's compliance at its `limit` most recent audits, newest first.
+    fn compliance_history(&self, node: &str, limit: usize) -> Result<Vec<ComplianceRecord>>;
+    /// A node's first recorded audit: its first-boot baseline.
+    fn first_compliance(&self, node: &str) -> Result<Option<ComplianceRecord>>;
 
     /// Hold a job for approval (or return the approval already waiting for
     /// the same fingerprint).

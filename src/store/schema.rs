@@ -113,6 +113,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX telemetry_rollups_by_minute ON telemetry_rollups(minute_ms);
     ",
+    // 4: each node's compliance at every hardening audit (the first one is
+    // its first-boot baseline).
+    "
+    CREATE TABLE compliance_history (
+        run_id        TEXT NOT NULL REFERENCES runs(id),
+        node          TEXT NOT NULL,
+        at_ms         INTEGER NOT NULL,
+        baseline      TEXT NOT NULL,
+        percent       REAL NOT NULL,
+        passing       INTEGER NOT NULL,
+        failing       INTEGER NOT NULL,
+        unknown       INTEGER NOT NULL,
+        failing_rules TEXT NOT NULL,        -- JSON array of rule ids
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX compliance_by_node ON compliance_history(node, at_ms);
+    ",
 ];
 
 /// The schema version this maestro writes.

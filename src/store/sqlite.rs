@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema::{self, Migrated};
 use super::{
-    Approval, ApprovalState, Facts, LastResult, Note, Result, Rollup, RunRow, RunState, RunStore,
-    StoreError, TelemetryStore,
+    Approval, ApprovalState, ComplianceRecord, Facts, LastResult, Note, Result, Rollup, RunRow,
+    RunState, RunStore, StoreError, TelemetryStore,
 };
 use crate::bus::{Envelope, Subscriber, SubscriberError};
 use crate::fleet::event::{
@@ -210,6 +210,22 @@ impl RunStore for SqliteStore {
             Event::Warning { node, message } => {
                 self.note(run, node.as_deref(), "warning", message)?
             }
+            Event::Compliance {
+                node,
+                baseline,
+                percent,
+                passing,
+                failing,
+                unknown,
+                failing_rules,
+            } => {
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO compliance_history (run_id, node, at_ms, baseline, percent, passing, failing, unknown, failing_rules)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![run, node, e.at_ms, baseline, percent, *passing as i64, *failing as i64, *unknown as i64,
+                            serde_json::to_string(failing_rules).unwrap_or_default()],
+                )?;
+            }
             Event::RunFinished {
                 summary,
                 cancelled,
@@ -381,6 +397,21 @@ impl RunStore for SqliteStore {
         Ok(out)
     }
 
+    fn compliance_history(&self, node: &str, limit: usize) -> Result<Vec<ComplianceRecord>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {COMPLIANCE_COLUMNS} FROM compliance_history WHERE node = ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![node, limit as i64], compliance_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn first_compliance(&self, node: &str) -> Result<Option<ComplianceRecord>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {COMPLIANCE_COLUMNS} FROM compliance_history WHERE node = ?1 ORDER BY at_ms, rowid LIMIT 1"
+        ))?;
+        Ok(st.query_row(params![node], compliance_row).optional()?)
+    }
+
     fn request_approval(
         &mut self,
         fingerprint: &str,
@@ -472,6 +503,25 @@ const APPROVAL_SELECT: &str =
     decided_by, decided_ms, comment FROM approvals";
 
 const RESULT_COLUMNS: &str = "node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total";
+
+const COMPLIANCE_COLUMNS: &str =
+    "run_id, node, at_ms, baseline, percent, passing, failing, unknown, failing_rules";
+
+fn compliance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ComplianceRecord> {
+    let rules: String = r.get(8)?;
+    Ok(ComplianceRecord {
+        run_id: r.get(0)?,
+        node: r.get(1)?,
+        at_ms: r.get(2)?,
+        baseline: r.get(3)?,
+        percent: r.get(4)?,
+        passing: r.get::<_, i64>(5)? as usize,
+        failing: r.get::<_, i64>(6)? as usize,
+        unknown: r.get::<_, i64>(7)? as usize,
+        failing_rules: serde_json::from_str(&rules)
+            .map_err(|_| bad_value(8, "failing rules", &rules))?,
+    })
+}
 
 fn node_result(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeResult> {
     let status: String = r.get(1)?;

@@ -66,6 +66,7 @@ pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
             apply: false,
             baseline: Some(baseline.clone()),
             profile: None,
+            section: None,
         },
         Job::Deploy(agent) => JobSpec::Deploy {
             agent: agent.clone(),
@@ -267,13 +268,27 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
             result: s.and_then(|s| load_run(&s, &id).map_err(|e| e.to_string())),
             id,
         }),
-        Effect::LoadNodeHistory(node) => read_store(tx, db, move |s| Msg::NodeHistory {
-            result: s.and_then(|s| {
-                s.node_history(&node, NODE_HISTORY)
-                    .map_err(|e| e.to_string())
-            }),
-            node,
-        }),
+        Effect::LoadNodeHistory(node) => {
+            let (tx2, db2, node2) = (tx.clone(), db.clone(), node.clone());
+            read_store(tx, db, move |s| Msg::NodeHistory {
+                result: s.and_then(|s| {
+                    s.node_history(&node, NODE_HISTORY)
+                        .map_err(|e| e.to_string())
+                }),
+                node,
+            });
+            read_store(tx2, db2, move |s| Msg::NodeCompliance {
+                result: s.and_then(|s| {
+                    Ok(crate::tui::components::node::NodeCompliance {
+                        history: s
+                            .compliance_history(&node2, NODE_HISTORY)
+                            .map_err(|e| e.to_string())?,
+                        first: s.first_compliance(&node2).map_err(|e| e.to_string())?,
+                    })
+                }),
+                node: node2,
+            })
+        }
         Effect::LoadAgents => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {

@@ -16,6 +16,7 @@ use ratatui::buffer::Buffer;
 
 use super::action::{Action, ExecPlan, Pending};
 use super::app::{App, Effect, ExecPolicy, Info, Msg};
+use super::components::node::NodeCompliance;
 use super::components::run::RunDetail;
 use crate::bus::Envelope;
 use crate::fleet::event::RunKind;
@@ -23,7 +24,7 @@ use crate::fleet::event::{Captured, Stream};
 use crate::fleet::{Event, NodeResult, NodeStatus, Summary};
 use crate::ops::Plan;
 use crate::sot::Sot;
-use crate::store::{LastResult, Note, RunRow, RunState};
+use crate::store::{ComplianceRecord, LastResult, Note, RunRow, RunState};
 
 /// The id of every run the app under test starts.
 const LIVE_RUN: &str = "20251121-075945-beef";
@@ -393,6 +394,42 @@ fn node_view() {
         ]),
     });
     snap("node", &app);
+    let record = |run: &str, ago_s: i64, percent: f64, failing: &[&str]| ComplianceRecord {
+        run_id: run.into(),
+        node: "batch-eu-01".into(),
+        at_ms: NOW - ago_s * 1000,
+        baseline: "strict".into(),
+        percent,
+        passing: 120,
+        failing: failing.len() - 1,
+        unknown: 1,
+        failing_rules: failing.iter().map(|r| r.to_string()).collect(),
+    };
+    let first = record(
+        "20251120-090000-f1r5",
+        86_400,
+        37.6,
+        &[
+            "SSH-05", "SSH-06", "SSH-07", "SSH-12", "SSH-13", "SSH-18", "KRN-01", "KRN-02",
+            "KRN-03", "LOG-01", "ACC-06", "AUD-02", "AUD-10", "AIDE-01", "KRN-19",
+        ],
+    );
+    app.on_msg(Msg::NodeCompliance {
+        node: "batch-eu-01".into(),
+        result: Ok(NodeCompliance {
+            history: vec![
+                record(
+                    "20251121-075500-a1b2",
+                    300,
+                    95.4,
+                    &["SSH-26", "AUD-03", "AUD-04", "KRN-19"],
+                ),
+                first.clone(),
+            ],
+            first: Some(first),
+        }),
+    });
+    snap("node_compliance", &app);
     app.on_msg(Msg::NodeHistory {
         node: "batch-eu-01".into(),
         result: Err("run store /var/lib/maestro/maestro.db: unable to open database file".into()),
@@ -681,10 +718,7 @@ fn playbooks_installs_and_audits_run_on_the_marked_nodes_after_confirmation() {
     assert!(render(&app, 160, 48).contains(":play"));
     typed(&mut app, "nope");
     press(&mut app, KeyCode::Enter);
-    assert!(
-        render(&app, 160, 48)
-            .contains("no playbook `nope`; playbooks: agent-runtime, audit-logging")
-    );
+    assert!(render(&app, 160, 48).contains("no playbook `nope`; playbooks: agent-runtime, auditd"));
     press(&mut app, KeyCode::Char('p'));
     typed(&mut app, "agent-runtime");
     press(&mut app, KeyCode::Enter);

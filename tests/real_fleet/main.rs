@@ -6,6 +6,7 @@ mod common;
 
 mod agents;
 mod exec;
+mod harden;
 mod killswitch;
 mod modules;
 mod ops;

@@ -67,9 +67,17 @@ fn install_user_profile_on_ten_nodes_check_predicts_and_second_run_changes_nothi
         predicted,
         "check mode predicted the real run"
     );
-    let finished: Vec<serde_json::Value> = json_lines(&stdout(&real))
+    // The install's own run (its closing audit of the profile's baseline is
+    // a second run).
+    let lines = json_lines(&stdout(&real));
+    let install_run = lines
+        .iter()
+        .find(|v| v["event"] == "run_started")
+        .map(|v| v["run_id"].clone())
+        .expect("a run_started event");
+    let finished: Vec<serde_json::Value> = lines
         .into_iter()
-        .filter(|v| v["event"] == "node_finished")
+        .filter(|v| v["event"] == "node_finished" && v["run_id"] == install_run)
         .collect();
     assert_eq!(finished.len(), 10);
     for v in &finished {
@@ -424,46 +432,6 @@ fn hostile_values_in_every_module_never_execute() {
     );
 }
 
-/// sysctl keys the baselines set: they hit the host kernel (nodes share it),
-/// so the hardening tests put them back afterwards.
-struct SysctlGuard(Vec<(String, String)>);
-
-impl SysctlGuard {
-    fn save() -> SysctlGuard {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hardening");
-        let mut keys = BTreeSet::new();
-        for e in std::fs::read_dir(dir).unwrap() {
-            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
-            for part in text.split("_h_sysctl_set").skip(1) {
-                if let Some(k) = part.split_whitespace().next() {
-                    keys.insert(k.trim_matches(['"', '\'']).to_string());
-                }
-            }
-        }
-        let values = keys
-            .into_iter()
-            .filter_map(|k| {
-                let path = format!("/proc/sys/{}", k.replace('.', "/"));
-                std::fs::read_to_string(path)
-                    .ok()
-                    .map(|v| (k, v.trim().to_string()))
-            })
-            .collect();
-        SysctlGuard(values)
-    }
-}
-
-impl Drop for SysctlGuard {
-    fn drop(&mut self) {
-        for (k, v) in &self.0 {
-            let _ = std::fs::write(
-                format!("/proc/sys/{}", k.replace('.', "/")),
-                format!("{v}\n"),
-            );
-        }
-    }
-}
-
 fn compliance(out: &str) -> f64 {
     let v = json_lines(out)
         .into_iter()
@@ -474,7 +442,8 @@ fn compliance(out: &str) -> f64 {
 
 #[test]
 fn harden_audit_then_apply_reaches_full_compliance_and_keeps_ssh_working() {
-    let _sysctls = SysctlGuard::save();
+    // Serialised with the other hardening tests; host-wide state put back.
+    let _host = crate::harden::HostState::save();
     let op = Operator::new(&[19]);
     let audit = op.maestro(&["--json", "harden", "--audit", "--baseline", "baseline"]);
     assert_eq!(
@@ -518,7 +487,8 @@ fn harden_audit_then_apply_reaches_full_compliance_and_keeps_ssh_working() {
 
 #[test]
 fn a_remediation_that_would_lock_maestro_out_is_refused() {
-    let _sysctls = SysctlGuard::save();
+    // Serialised with the other hardening tests; host-wide state put back.
+    let _host = crate::harden::HostState::save();
     let op = Operator::new(&[20]);
     let o = op.maestro(&["harden", "--apply", "--baseline", "strict", "--yes"]);
     let out = stdout(&o);

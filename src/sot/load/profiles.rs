@@ -25,6 +25,7 @@ impl Loader<'_> {
                     "description",
                     "playbooks",
                     "hardening",
+                    "min_compliance",
                     "required_tags",
                     "vars",
                     "validate",
@@ -47,6 +48,19 @@ impl Loader<'_> {
             }
             let playbooks = cx.strings(&t, "playbooks", &what);
             let hardening = cx.string(&t, "hardening", &what);
+            let min_compliance = cx.integer(&t, "min_compliance", &what).and_then(|m| {
+                match u8::try_from(m.value).ok().filter(|p| *p <= 100) {
+                    Some(p) => Some(p),
+                    None => {
+                        cx.error(
+                            crate::sot::diag::Code::BadValue,
+                            m.span,
+                            format!("`min_compliance` in {what} is a percentage: 0 to 100"),
+                        );
+                        None
+                    }
+                }
+            });
             let required = cx.strings(&t, "required_tags", &what);
             for r in &required {
                 check_tag_key(&mut cx, r);
@@ -56,6 +70,7 @@ impl Loader<'_> {
                 description: cx.string(&t, "description", &what).map(|d| d.value),
                 playbooks: playbooks.iter().map(|p| p.value.clone()).collect(),
                 hardening: hardening.as_ref().map(|h| h.value.clone()),
+                min_compliance,
                 required_tags: required.into_iter().map(|r| r.value).collect(),
                 vars: cx.vars(&t, "vars", &what),
                 validate,

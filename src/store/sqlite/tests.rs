@@ -315,3 +315,37 @@ fn approvals_survive_reopening_and_are_decided_once() {
         ApprovalState::Approved
     );
 }
+
+#[test]
+fn every_audit_of_a_node_is_kept_and_the_first_is_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&tmp.path().join("runs.db")).unwrap();
+    assert!(store.first_compliance("a").unwrap().is_none());
+    for (run, percent, failing) in [
+        ("audit-1", 37.5, vec!["LOG-01", "SSH-13"]),
+        ("audit-2", 96.0, vec!["SSH-26"]),
+    ] {
+        let (sink, mut rx) = EventSink::channel(run);
+        sink.send(started(&["a"]));
+        sink.send(Event::Compliance {
+            node: "a".into(),
+            baseline: "strict".into(),
+            percent,
+            passing: 10,
+            failing: failing.len(),
+            unknown: 0,
+            failing_rules: failing.iter().map(|r| r.to_string()).collect(),
+        });
+        sink.send(finished());
+        drain(&mut store, &mut rx);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let history = store.compliance_history("a", 10).unwrap();
+    let runs: Vec<&str> = history.iter().map(|c| c.run_id.as_str()).collect();
+    assert_eq!(runs, ["audit-2", "audit-1"], "newest first");
+    assert_eq!(history[0].failing_rules, ["SSH-26"]);
+    let first = store.first_compliance("a").unwrap().unwrap();
+    assert_eq!((first.run_id.as_str(), first.percent), ("audit-1", 37.5));
+    assert_eq!(first.failing_rules, ["LOG-01", "SSH-13"]);
+    assert!(store.compliance_history("b", 10).unwrap().is_empty());
+}

@@ -21,7 +21,7 @@ use super::components::groups::GroupsView;
 use super::components::help::HelpPopup;
 use super::components::kill::KillPanel;
 use super::components::live::LiveView;
-use super::components::node::NodeView;
+use super::components::node::{NodeCompliance, NodeView};
 use super::components::prompt::Prompt;
 use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
@@ -92,6 +92,11 @@ pub enum Msg {
     NodeHistory {
         node: String,
         result: Result<Vec<(RunRow, NodeResult)>, String>,
+    },
+    /// The node's recorded hardening audits (newest first) and its first.
+    NodeCompliance {
+        node: String,
+        result: Result<NodeCompliance, String>,
     },
     /// The plan of the job the dialog shows (or why it could not be made).
     Planned {
@@ -715,6 +720,13 @@ impl App {
                     && n.name() == node
                 {
                     n.set_history(loadable(result));
+                }
+            }
+            Msg::NodeCompliance { node, result } => {
+                if let Some(n) = &mut self.node
+                    && n.name() == node
+                {
+                    n.set_compliance(loadable(result));
                 }
             }
             Msg::Planned { plan, result } => {

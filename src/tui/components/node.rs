@@ -1,5 +1,6 @@
 //! The node view: the node's SoT entry (address, groups, tags, vars), what
-//! maestro knows from running things on it, and its recent runs.
+//! maestro knows from running things on it (its hardening compliance and the
+//! rules it fails, from the store), and its recent runs.
 
 use std::cell::Cell;
 
@@ -13,13 +14,25 @@ use super::Loadable;
 use super::list::{Nav, navigate};
 use crate::fleet::NodeResult;
 use crate::sot::Node;
-use crate::store::RunRow;
+use crate::store::{ComplianceRecord, RunRow};
 use crate::tui::action::{Action, PromptKind};
 use crate::tui::text::{age, dim, fit, header_style, status_style};
+
+/// A node's recorded hardening audits, newest first, and its first one (the
+/// first-boot baseline).
+#[derive(Debug, Clone, Default)]
+pub struct NodeCompliance {
+    pub history: Vec<ComplianceRecord>,
+    pub first: Option<ComplianceRecord>,
+}
+
+/// Failing rule ids shown before "+N more".
+const FAILING_SHOWN: usize = 12;
 
 pub struct NodeView {
     node: Node,
     history: Loadable<Vec<(RunRow, NodeResult)>>,
+    compliance: Loadable<NodeCompliance>,
     cursor: usize,
     offset: Cell<usize>,
     page: Cell<usize>,
@@ -31,6 +44,7 @@ impl NodeView {
         NodeView {
             node,
             history: Loadable::Loading,
+            compliance: Loadable::Loading,
             cursor: 0,
             offset: Cell::new(0),
             page: Cell::new(5),
@@ -49,6 +63,75 @@ impl NodeView {
     pub fn set_history(&mut self, history: Loadable<Vec<(RunRow, NodeResult)>>) {
         self.history = history;
         self.cursor = 0;
+    }
+
+    pub fn set_compliance(&mut self, compliance: Loadable<NodeCompliance>) {
+        self.compliance = compliance;
+    }
+
+    /// The compliance lines: the latest audit, the first-boot one, and the
+    /// rules the latest audit found not passing.
+    fn compliance_lines(&self) -> Vec<(&'static str, String)> {
+        let c = match &self.compliance {
+            Loadable::Loading => return vec![("audit", "reading the run store…".into())],
+            Loadable::Failed(_) => {
+                return vec![("audit", "unknown (the run store cannot be read)".into())];
+            }
+            Loadable::Loaded(c) => c,
+        };
+        let Some(latest) = c.history.first() else {
+            return vec![(
+                "audit",
+                "never audited (harden --audit, or an install of a profile with a baseline)".into(),
+            )];
+        };
+        let mut lines = vec![(
+            "audit",
+            format!(
+                "{:.1}% {} ({} passing, {} failing, {} unknown; audited {} ago)",
+                latest.percent,
+                crate::terminal_text::sanitize(latest.baseline.as_bytes()),
+                latest.passing,
+                latest.failing,
+                latest.unknown,
+                age(self.now_ms, latest.at_ms)
+            ),
+        )];
+        let rules = &latest.failing_rules;
+        lines.push((
+            "failing",
+            if rules.is_empty() {
+                "none".into()
+            } else {
+                let shown: Vec<&str> = rules
+                    .iter()
+                    .take(FAILING_SHOWN)
+                    .map(String::as_str)
+                    .collect();
+                let more = rules.len().saturating_sub(FAILING_SHOWN);
+                format!(
+                    "{}{}",
+                    crate::terminal_text::sanitize(shown.join(", ").as_bytes()),
+                    if more > 0 {
+                        format!(" +{more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            },
+        ));
+        if let Some(first) = c.first.as_ref().filter(|f| f.run_id != latest.run_id) {
+            lines.push((
+                "first",
+                format!(
+                    "{:.1}% {} at the first-boot audit, {} ago",
+                    first.percent,
+                    crate::terminal_text::sanitize(first.baseline.as_bytes()),
+                    age(self.now_ms, first.at_ms)
+                ),
+            ));
+        }
+        lines
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
@@ -144,6 +227,9 @@ impl NodeView {
             Loadable::Failed(_) => "unknown (the run store cannot be read)".to_string(),
         };
         lines.push(field("last run", last));
+        for (k, v) in self.compliance_lines() {
+            lines.push(field(k, v));
+        }
         lines.push(Line::from(vec![
             Span::styled(format!("{:<9}", "facts"), dim()),
             Span::styled(
