@@ -557,8 +557,14 @@ mod tests {
         )));
         assert!(
             jobs.iter()
-                .any(|(j, n)| matches!(j, JobSpec::Exec { command } if command.contains("'MAESTRO_AGENT=rogue'"))
+                .any(|(j, n)| matches!(j, JobSpec::Exec { command } if command.contains("MAESTRO_AGENT=rogue"))
                     && n == &vec!["n2".to_string()])
+        );
+        assert!(
+            !jobs
+                .iter()
+                .any(|(j, _)| matches!(j, JobSpec::Exec { command } if command.contains("rm -rf"))),
+            "a name a node reported is never put into a command"
         );
         assert!(!report.is_clean());
     }
