@@ -1092,4 +1092,7 @@ fn telemetry_view() {
         text.contains("stale"),
         "an error after data keeps the data: {text}"
     );
+    // The fleet table gains live CPU/memory columns (none for stale nodes).
+    app.dispatch(Action::Show(super::action::ViewId::Fleet));
+    snap("fleet_live", &app);
 }

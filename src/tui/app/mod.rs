@@ -614,7 +614,10 @@ impl App {
             Msg::LastResults(Err(e)) => self.say(Level::Warn, format!("run store: {e}")),
             Msg::Runs(r) => self.runs.set_runs(loadable(r)),
             Msg::Agents(r) => self.agents.set_status(loadable(r)),
-            Msg::Telemetry(Ok(s)) => self.telemetry.set_summary(s),
+            Msg::Telemetry(Ok(s)) => {
+                self.fleet.set_live(&s);
+                self.telemetry.set_summary(s);
+            }
             Msg::Telemetry(Err(e)) => self.telemetry.set_error(e),
             Msg::Run { id, result } => {
                 if let Some((shown, state)) = &mut self.run
