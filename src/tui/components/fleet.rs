@@ -95,6 +95,9 @@ pub struct Counts {
     pub last_failed: usize,
 }
 
+/// A node's live CPU and memory %, when fresh.
+type LivePct = (Option<f32>, Option<f32>);
+
 pub struct FleetView {
     rows: Vec<NodeRow>,
     index: HashMap<String, usize>,
@@ -117,7 +120,7 @@ pub struct FleetView {
     now_ms: i64,
     /// Live CPU and memory % per node while telemetry runs (`None`: not
     /// running, no columns); a stale node's numbers are not shown as live.
-    live: Option<HashMap<String, (Option<f32>, Option<f32>)>>,
+    live: Option<HashMap<String, LivePct>>,
 }
 
 impl FleetView {

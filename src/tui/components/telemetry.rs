@@ -305,10 +305,9 @@ fn draw_aggregates(frame: &mut Frame, area: Rect, summary: &Summary) {
         .map(|g| aggregate_row("group", g))
         .chain(summary.agents.iter().map(|a| aggregate_row("agent", a)))
         .collect();
-    let header = Row::new(
-        ["", "FRESH", "CPU%", "MEM%", "REQ/s", "ERR/s", "P95ms"].map(|h| TableCell::from(h)),
-    )
-    .style(header_style());
+    let header =
+        Row::new(["", "FRESH", "CPU%", "MEM%", "REQ/s", "ERR/s", "P95ms"].map(TableCell::from))
+            .style(header_style());
     let table = Table::new(
         rows,
         [
@@ -344,9 +343,12 @@ fn segments(series: &Series) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
+/// A chart line: its segments (split at gaps), label and colour.
+type ChartLine = (Vec<Vec<(f64, f64)>>, &'static str, Color);
+
 fn chart<'a>(
     name: &'a str,
-    data: &'a [(Vec<Vec<(f64, f64)>>, &'static str, Color)],
+    data: &'a [ChartLine],
     points: usize,
     max: f64,
     interval_s: f32,
