@@ -10,6 +10,12 @@
 //! 2. The console's Telemetry view (`:top`) with 10,000 nodes, each with 45
 //!    seconds of history: the summary build, then frames at 160×48 and
 //!    250×70 while paging (target ≤ 5 ms per frame, release mode).
+//!
+//! `cargo bench --bench telemetry_view` (release), or `cargo test --bench
+//! telemetry_view` for the dev profile (maestro unoptimised, its
+//! dependencies optimised): there, on a 2-core machine shared with other
+//! builds, 1,000 nodes took 6.7% of a core and 35 MiB RSS, the 10,000-node
+//! summary 278 ms, and a frame 1.5 ms (160×48) / 2.4 ms (250×70).
 
 use std::fmt::Write as _;
 use std::path::Path;
