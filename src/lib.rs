@@ -8,8 +8,8 @@
 //! [`harden`] compile work into scripts, [`killswitch`] stops agents
 //! everywhere and [`freeze`] holds changes in their windows, [`bus`]
 //! carries every run's events, [`store`] records runs, [`telemetry`]
-//! streams live measurements from every node and agent, and [`ops`] is the
-//! operations layer the faces
+//! streams live measurements from every node and agent, [`drift`] compares
+//! the fleet with the SoT, and [`ops`] is the operations layer the faces
 //! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
 //! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
 //! of it. The engine never prints and never touches the terminal: every
@@ -24,6 +24,8 @@ pub mod bus;
 pub mod cli;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod diag;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod drift;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod exit;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

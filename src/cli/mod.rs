@@ -2,6 +2,7 @@
 //! the operator is printed here, never in the engine.
 
 mod agent_cmd;
+mod drift_cmd;
 mod drive;
 mod fleet_cmd;
 mod freeze_cmd;
@@ -109,6 +110,8 @@ pub enum Command {
     Simulate(sim_cmd::SimulateArgs),
     /// Live telemetry of the target nodes and their agents, like top (--once, --json)
     Top(telemetry_cmd::TopArgs),
+    /// What differs from the SoT on each node (agents, unknown agents, the last playbook); --fix repairs
+    Drift(drift_cmd::DriftArgs),
     /// The fleet's telemetry for Prometheus
     #[command(subcommand)]
     Metrics(telemetry_cmd::MetricsCommand),
@@ -387,6 +390,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Harden(args) => play_cmd::harden_cmd(&sot, cli.db, args, cli.json),
         Command::Top(args) => telemetry_cmd::top(&sot, cli.db, args, cli.json),
+        Command::Drift(args) => drift_cmd::drift(&sot, cli.db, args, cli.json),
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),

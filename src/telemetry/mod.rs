@@ -13,6 +13,7 @@
 //!   computed here, staleness.
 //! - [`rollup`]: one-minute rollups into the store, with retention.
 //! - [`export`]: the state as a Prometheus/OpenMetrics registry.
+//! - [`summary`]: one moment of the state, rows and aggregates, for a face.
 //!
 //! [`start`] wires them: collectors feed one hub task that owns the state,
 //! advances it every interval and tells each [`Subscriber`] (the rollup
@@ -25,6 +26,7 @@ pub mod parse;
 pub mod rollup;
 pub mod sample;
 pub mod state;
+pub mod summary;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -519,3 +519,46 @@ fn a_hung_nvidia_smi_shows_as_missing_gpus_not_old_values() {
     }
     assert!(!alive(smi), "the hung nvidia-smi {smi} was left running");
 }
+
+#[test]
+fn the_summary_keeps_gaps_sums_agents_and_aggregates_fresh_nodes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("maestro.toml"), "[maestro]\nname = \"t\"\n").unwrap();
+    std::fs::write(dir.path().join("groups.toml"), "[group.g]\n").unwrap();
+    std::fs::write(
+        dir.path().join("nodes.toml"),
+        "[node.n1]\naddress = \"10.0.0.1\"\ngroups = [\"g\"]\n\n[node.n2]\naddress = \"10.0.0.2\"\ngroups = [\"g\"]\n",
+    )
+    .unwrap();
+    let sot = crate::sot::load(dir.path()).unwrap();
+    let interval = Duration::from_secs(1);
+    let mut state = TelemetryState::new(&["n1".into(), "n2".into()], interval, 100);
+    let t0 = Instant::now();
+    state.apply(sample_event("n1", 1, 10, 100, 0.0), t0);
+    state.tick();
+    state.apply(sample_event("n1", 2, 60, 200, 30.0), t0 + interval);
+    state.tick();
+    state.tick();
+    state.apply(sample_event("n1", 4, 60, 300, 40.0), t0 + 3 * interval);
+    state.tick();
+    let s = super::summary::summarize(&state, &sot, t0 + 3 * interval);
+    let n1 = &s.nodes[0];
+    assert_eq!(n1.cpu, vec![None, Some(50.0), None, Some(0.0)]);
+    assert_eq!(
+        n1.requests,
+        vec![None, Some(30.0), None, Some(5.0)],
+        "30 in 1 s, then 10 in 2 s"
+    );
+    assert!(!n1.has_gpu);
+    assert_eq!(n1.agents, vec!["echo 1.0".to_string()]);
+    assert_eq!(s.nodes[1].freshness, Some(Freshness::Never));
+    assert!(s.nodes[1].cpu.iter().all(Option::is_none));
+    let g = &s.groups[0];
+    assert_eq!((g.name.as_str(), g.nodes, g.fresh), ("g", 2, 1));
+    assert_eq!(
+        g.cpu_avg,
+        Some(0.0),
+        "the never-sampled node is not averaged in"
+    );
+    assert_eq!(s.agents[0].requests, Some(5.0));
+}

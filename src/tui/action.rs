@@ -17,6 +17,8 @@ pub enum ViewId {
     Run,
     Live,
     Agents,
+    /// `:top`: live telemetry.
+    Top,
 }
 
 /// The kinds of input line at the bottom of the screen.

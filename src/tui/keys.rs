@@ -13,6 +13,7 @@ pub enum Scope {
     Run,
     Live,
     Agents,
+    Top,
     Prompt,
     Confirm,
 }
@@ -28,6 +29,7 @@ impl Scope {
             Scope::Run => "run detail",
             Scope::Live => "live run",
             Scope::Agents => "agents",
+            Scope::Top => "telemetry (:top)",
             Scope::Prompt => "command line, filter and exec prompt",
             Scope::Confirm => "confirmation",
         }
@@ -117,6 +119,8 @@ pub const KEYMAP: &[KeyHelp] = &[
     ),
     key(Agents, "e", "enable it on the marked nodes", Some("enable")),
     key(Agents, "r", "ask the nodes again", Some("reload")),
+    key(Top, "Enter", "the node's charts", Some("charts")),
+    key(Top, "Esc", "back from the charts", None),
     key(Prompt, "Enter", "run / apply", None),
     key(Prompt, "Tab", "complete the command", None),
     key(Prompt, "Esc", "cancel", None),
@@ -131,6 +135,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("groups", "groups and their members"),
     ("runs", "run history from the store"),
     ("agents", "agents: versions per node, health, kill switch"),
+    (
+        "top",
+        "live telemetry: CPU, memory, GPU, agent requests, errors, p95",
+    ),
     ("live", "the run in flight (or the last one started here)"),
     ("exec", "exec CMD: run CMD on the marked nodes (asks first)"),
     ("filter", "filter TEXT: same as /"),

@@ -296,6 +296,10 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let _ = tx.send(Msg::Agents(result));
             });
         }
+        Effect::StartTelemetry => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { stream_telemetry(&shared, tx).await });
+        }
         Effect::Plan(plan) => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {
@@ -461,4 +465,48 @@ async fn agent_status(shared: &Shared) -> Result<Vec<crate::agent::AgentOnNode>,
         .await
         .map_err(|e| e.to_string())?;
     Ok(outcome.agents)
+}
+
+/// Telemetry from every node of the SoT while the console runs: the hub
+/// collects in the background and, once a second, its state is summarised
+/// (one brief lock) and handed to the app. Ends when the console does.
+async fn stream_telemetry(shared: &Shared, tx: UnboundedSender<Msg>) {
+    let sot = shared.ctx.source.sot.clone();
+    let connect = shared.ctx.connect.clone();
+    let resolve = sot.clone();
+    let specs = tokio::task::spawn_blocking(move || {
+        let indices: Vec<usize> = (0..resolve.nodes.len()).collect();
+        crate::fleet::resolve::connect_specs(&resolve, &indices, &connect)
+            .map(|(specs, _warnings)| specs)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("resolving the nodes: {e}")));
+    let specs = match specs {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Msg::Telemetry(Err(e)));
+            return;
+        }
+    };
+    let running = crate::telemetry::start(
+        specs,
+        crate::telemetry::CollectorOptions::default(),
+        crate::telemetry::state::DEFAULT_HISTORY,
+        Vec::new(),
+    );
+    let state = running.state();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let summary = {
+            let s = crate::telemetry::lock(&state);
+            crate::telemetry::summary::summarize(&s, &sot, std::time::Instant::now())
+        };
+        if tx.send(Msg::Telemetry(Ok(Arc::new(summary)))).is_err() {
+            break;
+        }
+    }
+    running.stop().await;
 }

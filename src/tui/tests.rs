@@ -1140,3 +1140,200 @@ fn kill_needs_an_agent_and_a_reason() {
     press(&mut app, KeyCode::Enter);
     assert!(render(&app, 160, 48).contains("usage: :kill AGENT|all REASON"));
 }
+
+// ---- telemetry (:top) -------------------------------------------------------
+
+fn telemetry_summary() -> crate::telemetry::summary::Summary {
+    use crate::telemetry::Freshness;
+    use crate::telemetry::summary::{Aggregate, NodeSummary, Summary};
+    let wave = |base: f32, gap_at: Option<usize>| -> Vec<Option<f32>> {
+        (0..40)
+            .map(|i| {
+                if Some(i) == gap_at || gap_at.is_some_and(|g| i == g + 1) {
+                    None
+                } else {
+                    Some(base + (i % 10) as f32 * 4.0)
+                }
+            })
+            .collect()
+    };
+    let none = vec![None; 40];
+    let node =
+        |name: &str, fresh: Option<Freshness>, link: &str, gpu: bool, agents: bool| NodeSummary {
+            node: name.into(),
+            groups: vec![
+                if name.starts_with("gpu") {
+                    "gpu"
+                } else {
+                    "edge"
+                }
+                .into(),
+            ],
+            freshness: fresh,
+            link: link.into(),
+            cpu: wave(10.0, Some(20)),
+            mem: wave(40.0, Some(20)),
+            load1: Some(0.42),
+            gpu: if gpu {
+                wave(50.0, Some(20))
+            } else {
+                none.clone()
+            },
+            has_gpu: gpu,
+            requests: if agents {
+                wave(2.0, Some(20))
+            } else {
+                none.clone()
+            },
+            errors: if agents {
+                wave(0.0, Some(20))
+                    .into_iter()
+                    .map(|v| v.map(|v| v / 40.0))
+                    .collect()
+            } else {
+                none.clone()
+            },
+            p95_ms: if agents {
+                wave(20.0, Some(20))
+            } else {
+                none.clone()
+            },
+            agents: if agents {
+                vec!["fleet-doctor 2.1.0".into()]
+            } else {
+                vec![]
+            },
+        };
+    let mut stale = node(
+        "gpu-eu-03",
+        Some(Freshness::Stale),
+        "connection reset by peer",
+        true,
+        true,
+    );
+    for s in [
+        &mut stale.cpu,
+        &mut stale.mem,
+        &mut stale.gpu,
+        &mut stale.requests,
+        &mut stale.errors,
+        &mut stale.p95_ms,
+    ] {
+        for p in s.iter_mut().skip(36) {
+            *p = None;
+        }
+    }
+    let mut never = node(
+        "gpu-us-01",
+        Some(Freshness::Never),
+        "connecting",
+        false,
+        false,
+    );
+    never.cpu = none.clone();
+    never.mem = none.clone();
+    never.load1 = None;
+    Summary {
+        interval_s: 1.0,
+        nodes: vec![
+            node("gpu-eu-01", Some(Freshness::Fresh), "streaming", true, true),
+            node(
+                "gpu-eu-02",
+                Some(Freshness::Fresh),
+                "streaming",
+                true,
+                false,
+            ),
+            stale,
+            never,
+            node("gw-eu-01", Some(Freshness::Fresh), "streaming", false, true),
+        ],
+        groups: vec![
+            Aggregate {
+                name: "edge".into(),
+                nodes: 1,
+                fresh: 1,
+                cpu_avg: Some(46.0),
+                mem_avg: Some(76.0),
+                requests: Some(38.0),
+                errors: Some(0.9),
+                p95_ms: Some(56.0),
+            },
+            Aggregate {
+                name: "gpu".into(),
+                nodes: 4,
+                fresh: 2,
+                cpu_avg: Some(46.0),
+                mem_avg: Some(76.0),
+                requests: Some(38.0),
+                errors: Some(0.9),
+                p95_ms: Some(56.0),
+            },
+        ],
+        agents: vec![Aggregate {
+            name: "fleet-doctor".into(),
+            nodes: 3,
+            fresh: 2,
+            cpu_avg: Some(46.0),
+            mem_avg: Some(76.0),
+            requests: Some(76.0),
+            errors: Some(1.8),
+            p95_ms: Some(56.0),
+        }],
+    }
+}
+
+#[test]
+fn telemetry_view() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "top");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::StartTelemetry)),
+        "entering :top starts the telemetry"
+    );
+    snap("top_starting", &app);
+    // Fresh, stale, never sampled, without GPUs, without agents: one table.
+    app.on_msg(Msg::Telemetry(Ok(Arc::new(telemetry_summary()))));
+    snap("top", &app);
+    let text = render(&app, 160, 48);
+    assert!(
+        text.contains("stale") && text.contains("no agents"),
+        "{text}"
+    );
+    assert!(text.contains('·'), "missed samples are gaps: {text}");
+    // The node's charts: with agents and GPU, then without either.
+    press(&mut app, KeyCode::Enter);
+    snap("top_charts", &app);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    snap("top_charts_no_agents", &app);
+    press(&mut app, KeyCode::Esc);
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    snap("top_charts_no_gpu", &app);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Esc);
+    app.dispatch(Action::Show(super::action::ViewId::Top));
+    assert!(
+        !app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::StartTelemetry)),
+        "telemetry starts once per console"
+    );
+    app.on_msg(Msg::Telemetry(Err("no node in the SoT".into())));
+    let text = render(&app, 160, 48);
+    assert!(
+        text.contains("stale"),
+        "an error after data keeps the data: {text}"
+    );
+    // The fleet table gains live CPU/memory columns (none for stale nodes).
+    app.dispatch(Action::Show(super::action::ViewId::Fleet));
+    snap("fleet_live", &app);
+}

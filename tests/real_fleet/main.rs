@@ -5,6 +5,7 @@
 mod common;
 
 mod agents;
+mod drift;
 mod exec;
 mod harden;
 mod killswitch;

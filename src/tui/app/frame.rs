@@ -47,6 +47,7 @@ impl App {
             ViewId::Groups => self.groups.draw(frame, body),
             ViewId::Runs => self.runs.draw(frame, body),
             ViewId::Agents => self.agents.draw(frame, body),
+            ViewId::Top => self.telemetry.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -195,6 +196,7 @@ impl App {
             ViewId::Node => Scope::Node,
             ViewId::Runs => Scope::Runs,
             ViewId::Agents => Scope::Agents,
+            ViewId::Top => Scope::Top,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

@@ -25,6 +25,7 @@ use super::components::node::{NodeCompliance, NodeView};
 use super::components::prompt::Prompt;
 use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
+use super::components::telemetry::TelemetryView;
 use super::keys::COMMANDS;
 use super::text::count;
 use crate::bus::Envelope;
@@ -67,6 +68,8 @@ pub enum Effect {
     LoadNodeHistory(String),
     /// What agents the nodes run (`agent status` on the fleet).
     LoadAgents,
+    /// Start streaming telemetry from the fleet (once per console).
+    StartTelemetry,
     /// Prepare the job, ask the gate, and plan it (check mode) for the dialog.
     Plan(ExecPlan),
     /// Apply it; its run has this id.
@@ -118,6 +121,8 @@ pub enum Msg {
     KillEnded {
         error: Option<String>,
     },
+    /// The telemetry at this second (or why it could not start).
+    Telemetry(Result<Arc<crate::telemetry::summary::Summary>, String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +141,8 @@ pub struct App {
     groups: GroupsView,
     runs: RunsView,
     agents: AgentsView,
+    telemetry: TelemetryView,
+    telemetry_started: bool,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
     live: Option<LiveView>,
@@ -163,6 +170,8 @@ impl App {
             groups: GroupsView::new(&sot),
             runs: RunsView::new(info.store.clone()),
             agents: AgentsView::new(&sot),
+            telemetry: TelemetryView::new(),
+            telemetry_started: false,
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -271,6 +280,7 @@ impl App {
                 ViewId::Groups => self.groups.handle_key(key),
                 ViewId::Runs => self.runs.handle_key(key),
                 ViewId::Agents => self.agents.handle_key(key),
+                ViewId::Top => self.telemetry.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -316,6 +326,8 @@ impl App {
             Action::Back => {
                 if self.view() == ViewId::Agents && self.agents.back() {
                     // closed the per-node detail
+                } else if self.view() == ViewId::Top && self.telemetry.back() {
+                    // closed the node's charts
                 } else if self.stack.len() > 1 {
                     self.stack.pop();
                 } else {
@@ -521,6 +533,10 @@ impl App {
                 self.agents.set_status(Loadable::Loading);
                 self.effects.push(Effect::LoadAgents);
             }
+            ViewId::Top if !self.telemetry_started => {
+                self.telemetry_started = true;
+                self.effects.push(Effect::StartTelemetry);
+            }
             ViewId::Node | ViewId::Run => return,
             _ => {}
         }
@@ -568,6 +584,7 @@ impl App {
             "groups" => Action::Show(ViewId::Groups),
             "runs" => Action::Show(ViewId::Runs),
             "agents" => Action::Show(ViewId::Agents),
+            "top" => Action::Show(ViewId::Top),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -704,6 +721,11 @@ impl App {
             Msg::LastResults(Err(e)) => self.say(Level::Warn, format!("run store: {e}")),
             Msg::Runs(r) => self.runs.set_runs(loadable(r)),
             Msg::Agents(r) => self.agents.set_status(loadable(r)),
+            Msg::Telemetry(Ok(s)) => {
+                self.fleet.set_live(&s);
+                self.telemetry.set_summary(s);
+            }
+            Msg::Telemetry(Err(e)) => self.telemetry.set_error(e),
             Msg::Run { id, result } => {
                 if let Some((shown, state)) = &mut self.run
                     && *shown == id
@@ -886,6 +908,7 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Run => "run",
         ViewId::Live => "live run",
         ViewId::Agents => "agents",
+        ViewId::Top => "telemetry",
     }
 }
 

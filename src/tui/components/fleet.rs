@@ -95,6 +95,9 @@ pub struct Counts {
     pub last_failed: usize,
 }
 
+/// A node's live CPU and memory %, when fresh.
+type LivePct = (Option<f32>, Option<f32>);
+
 pub struct FleetView {
     rows: Vec<NodeRow>,
     index: HashMap<String, usize>,
@@ -115,6 +118,9 @@ pub struct FleetView {
     widths: [u16; 3],
     counts: Counts,
     now_ms: i64,
+    /// Live CPU and memory % per node while telemetry runs (`None`: not
+    /// running, no columns); a stale node's numbers are not shown as live.
+    live: Option<HashMap<String, LivePct>>,
 }
 
 impl FleetView {
@@ -198,6 +204,7 @@ impl FleetView {
             widths,
             counts: Counts::default(),
             now_ms: 0,
+            live: None,
         };
         view.recount();
         view.refresh();
@@ -210,6 +217,26 @@ impl FleetView {
     }
 
     /// Last results from the store, for every node.
+    /// The live CPU and memory columns, from the telemetry's summary.
+    pub fn set_live(&mut self, summary: &crate::telemetry::summary::Summary) {
+        use crate::telemetry::Freshness;
+        use crate::telemetry::summary::NodeSummary;
+        self.live = Some(
+            summary
+                .nodes
+                .iter()
+                .map(|n| {
+                    let v = if n.freshness == Some(Freshness::Fresh) {
+                        (NodeSummary::last(&n.cpu), NodeSummary::last(&n.mem))
+                    } else {
+                        (None, None)
+                    };
+                    (n.node.clone(), v)
+                })
+                .collect(),
+        );
+    }
+
     pub fn set_last_results(&mut self, last: &HashMap<String, LastResult>) {
         for row in &mut self.rows {
             row.last = last.get(&row.name).cloned();
@@ -460,7 +487,7 @@ impl FleetView {
             addr_w = addr_w.min(16);
             groups_w = groups_w.min(10);
         }
-        let widths = [
+        let mut widths = vec![
             Constraint::Length(1),
             Constraint::Length(name_w),
             Constraint::Length(addr_w),
@@ -469,6 +496,9 @@ impl FleetView {
             Constraint::Length(5),
             Constraint::Length(14),
         ];
+        if self.live.is_some() {
+            widths.extend([Constraint::Length(4), Constraint::Length(4)]);
+        }
         let arrow = if self.descending { "▼" } else { "▲" };
         let head = |label: &str, key: Option<SortKey>| {
             if key == Some(self.sort) {
@@ -477,7 +507,7 @@ impl FleetView {
                 label.to_string()
             }
         };
-        let header = Row::new(vec![
+        let mut heads = vec![
             String::new(),
             head("NAME", Some(SortKey::Name)),
             head("ADDRESS", Some(SortKey::Address)),
@@ -485,8 +515,11 @@ impl FleetView {
             head(if narrow { "TAG VALUES" } else { "TAGS" }, None),
             head("REACH", Some(SortKey::Reach)),
             head("LAST RUN", Some(SortKey::Last)),
-        ])
-        .style(header_style());
+        ];
+        if self.live.is_some() {
+            heads.extend(["CPU%".to_string(), "MEM%".to_string()]);
+        }
+        let header = Row::new(heads).style(header_style());
         let table = Table::new(rows, widths).header(header);
         super::list::draw_table(frame, table, inner, self.cursor, offset);
     }
@@ -499,7 +532,7 @@ impl FleetView {
             None => TableCell::from("-").style(dim()),
         };
         let mark = if self.marked.contains(&i) { "✓" } else { "" };
-        Row::new(vec![
+        let mut cells = vec![
             TableCell::from(mark),
             TableCell::from(r.name.as_str()),
             TableCell::from(r.address.as_str()),
@@ -511,7 +544,16 @@ impl FleetView {
             }),
             TableCell::from(r.reach.label()),
             last,
-        ])
+        ];
+        if let Some(live) = &self.live {
+            let (cpu, mem) = live.get(&r.name).copied().unwrap_or((None, None));
+            let pct = |v: Option<f32>| match v {
+                Some(v) => TableCell::from(format!("{v:.0}")),
+                None => TableCell::from("-").style(dim()),
+            };
+            cells.extend([pct(cpu), pct(mem)]);
+        }
+        Row::new(cells)
     }
 }
 

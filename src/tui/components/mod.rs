@@ -15,6 +15,7 @@ pub mod node;
 pub mod prompt;
 pub mod run;
 pub mod runs;
+pub mod telemetry;
 
 /// Data that a background task is fetching.
 #[derive(Debug, Clone)]
