@@ -3,7 +3,7 @@
 //! node's own digest check, rollback of an unhealthy version, a controller
 //! killed mid-deploy, enable/disable, URL artifacts, and bad input.
 //!
-//! Nodes n47..n60 and n101 are this file's.
+//! Nodes n47..n60 and n101 are this file's (tui.rs uses n102 for the console kill).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -35,7 +35,7 @@ fn digest(file: &str) -> String {
 /// An operator whose SoT has `nodes` (each agent bound to the node's own
 /// address) and a registry with fleet-doctor 2.0.3, 2.1.0 and 2.2.0, a
 /// version that never gets healthy (same bytes as 2.1.0).
-fn agent_operator(nodes: &[usize]) -> Operator {
+pub(crate) fn agent_operator(nodes: &[usize]) -> Operator {
     let op = Operator::new(nodes);
     let f = fleet();
     let mut text = String::new();
@@ -85,7 +85,7 @@ fn names(nodes: &[usize]) -> String {
 }
 
 /// GET http://ADDR:PORT/PATH from the test process: (status, body).
-fn get(node: usize, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(node: usize, path: &str) -> Option<(u16, String)> {
     let addr = format!("{}:{PORT}", fleet().address(node));
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -160,7 +160,12 @@ fn outcomes(out: &str) -> Vec<(String, String)> {
     v
 }
 
-fn deploy(op: &Operator, what: &str, nodes: &[usize], extra: &[&str]) -> std::process::Output {
+pub(crate) fn deploy(
+    op: &Operator,
+    what: &str,
+    nodes: &[usize],
+    extra: &[&str],
+) -> std::process::Output {
     let limit = names(nodes);
     let mut args = vec!["--json", "deploy", what, "--limit", &limit, "--yes"];
     args.extend_from_slice(extra);
@@ -564,7 +569,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The operator's SoT as a git repository (the kill switch commits).
-fn commit_sot(op: &Operator) {
+pub(crate) fn commit_sot(op: &Operator) {
     git(&op.sot, &["init", "-q"]);
     git(&op.sot, &["add", "-A"]);
     git(

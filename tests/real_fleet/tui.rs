@@ -293,3 +293,60 @@ fn without_a_terminal_maestro_says_so_and_exits_2() {
     assert!(err.contains("needs a terminal"), "{err}");
     assert!(err.contains("usage:"), "{err}");
 }
+
+#[test]
+fn the_console_kills_a_running_agent_after_its_name_is_typed() {
+    use crate::agents::{agent_operator, commit_sot, deploy, get};
+    let op = agent_operator(&[102]);
+    commit_sot(&op);
+    let o = deploy(&op, "fleet-doctor@2.0.3", &[102], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(get(102, "/healthz").map(|r| r.0), Some(200));
+    let term = Tmux::start(
+        op.tmp.path(),
+        160,
+        48,
+        &[
+            ("HOME", op.home.to_str().unwrap()),
+            ("TERM", "xterm-256color"),
+            ("MAESTRO_ACTOR", "Console Tester <console@example.org>"),
+        ],
+    );
+    term.text(&format!(
+        "{} --sot {} --db {}; echo \"maestro exited $?\"",
+        env!("CARGO_BIN_EXE_maestro"),
+        op.sot.display(),
+        op.db.display()
+    ));
+    term.keys(&["Enter"]);
+    term.wait_for("the fleet view", |s| s.contains("nodes 1/1"));
+    term.keys(&[":"]);
+    term.text("kill fleet-doctor answers with secrets");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("the kill panel", |s| {
+        s.contains("Type `fleet-doctor` to confirm")
+    });
+    assert!(screen.contains("answers with secrets"), "{screen}");
+    // A wrong name does nothing; the agent keeps running.
+    term.text("fleet-docto");
+    term.keys(&["Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get(102, "/healthz").map(|r| r.0),
+        Some(200),
+        "killed before the name was typed"
+    );
+    term.text("r");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("every node confirmed", |s| {
+        s.contains("1/1 confirmed stopped")
+    });
+    assert!(screen.contains("KILL SWITCH ENGAGED"), "{screen}");
+    assert!(get(102, "/healthz").is_none(), "the agent still answers");
+    // The engaged state is in the SoT, committed by the console's actor.
+    let log = crate::common::git(&op.sot, &["log", "-1", "--format=%an %s"]);
+    assert!(log.contains("Console Tester"), "{log}");
+    term.keys(&["Escape"]);
+    term.keys(&["q"]);
+    term.wait_for("maestro to exit", |s| s.contains("maestro exited 0"));
+}
