@@ -297,11 +297,11 @@ fn without_a_terminal_maestro_says_so_and_exits_2() {
 #[test]
 fn the_console_kills_a_running_agent_after_its_name_is_typed() {
     use crate::agents::{agent_operator, commit_sot, deploy, get};
-    let op = agent_operator(&[102]);
+    let op = agent_operator(&[60]);
     commit_sot(&op);
-    let o = deploy(&op, "fleet-doctor@2.0.3", &[102], &[]);
+    let o = deploy(&op, "fleet-doctor@2.0.3", &[60], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert_eq!(get(102, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(get(60, "/healthz").map(|r| r.0), Some(200));
     let term = Tmux::start(
         op.tmp.path(),
         160,
@@ -332,7 +332,7 @@ fn the_console_kills_a_running_agent_after_its_name_is_typed() {
     term.keys(&["Enter"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        get(102, "/healthz").map(|r| r.0),
+        get(60, "/healthz").map(|r| r.0),
         Some(200),
         "killed before the name was typed"
     );
@@ -342,7 +342,7 @@ fn the_console_kills_a_running_agent_after_its_name_is_typed() {
         s.contains("1/1 confirmed stopped")
     });
     assert!(screen.contains("KILL SWITCH ENGAGED"), "{screen}");
-    assert!(get(102, "/healthz").is_none(), "the agent still answers");
+    assert!(get(60, "/healthz").is_none(), "the agent still answers");
     // The engaged state is in the SoT, committed by the console's actor.
     let log = crate::common::git(&op.sot, &["log", "-1", "--format=%an %s"]);
     assert!(log.contains("Console Tester"), "{log}");
