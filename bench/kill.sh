@@ -13,15 +13,17 @@
 #
 #   bash bench/kill.sh                       # 50 real nodes, 5 reps
 #   REAL=24 REPS=7 NET=127.0.21 bash bench/kill.sh
+#   PROFILE=debug bash bench/kill.sh         # the debug build (both sides use the same binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REAL=${REAL:-50}
 REPS=${REPS:-5}
 NET=${NET:-127.0.21}   # the fleet's address block (kill's, see tests/common/fleet.rs)
 AGENT=bench-agent
+PROFILE=${PROFILE:-release}
 
-cargo build --release --quiet
-M=$PWD/target/release/maestro
+if [ "$PROFILE" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
+M=$PWD/target/$PROFILE/maestro
 work=$(mktemp -d /tmp/maestro-bench-kill.XXXXXX)
 cleanup() {
     FLEET_NET_PREFIX=$NET bash tests/fleet/fleet.sh stop "$work/fleet" >/dev/null 2>&1 || true
@@ -34,7 +36,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 minmax() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%s..%s", min, max}'; }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
-echo "maestro $($M --version | cut -d' ' -f2)"
+echo "maestro $($M --version | cut -d' ' -f2) ($PROFILE build)"
 
 FLEET_NET_PREFIX=$NET bash tests/fleet/fleet.sh start "$work/fleet" "$REAL" --owner-pid $$ >/dev/null
 # shellcheck disable=SC1091

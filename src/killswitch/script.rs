@@ -85,23 +85,31 @@ dir_ok() {
     for d in /var/lib/maestro "$B" "$1"; do
         [ -L "$d" ] && die "$d is a symlink: refusing to write the kill marker through it"
     done
-    mkdir -p -m 0755 "$1" || die "cannot create $1"
+    [ -d "$1" ] || mkdir -p -m 0755 "$1" || die "cannot create $1"
 }
 mark() {
     D=$B/$1
     dir_ok "$D"
     T=$D/.killed.$$
     # noclobber: the temp file is created, never opened if it exists.
-    ( set -C; printf '%s' "$MARK" >"$T" ) 2>/dev/null || die "cannot write the kill marker in $D"
+    set -C
+    { printf '%s' "$MARK" >"$T"; } 2>/dev/null || die "cannot write the kill marker in $D"
+    set +C
     mv -f "$T" "$D/killed" || die "cannot write $D/killed"
 }
-# A pidfile names a live session leader with the recorded start time, only
-# root may have written it: set L to its PID.
+alive() {
+    read -r st <"/proc/$1/stat" 2>/dev/null || return 1
+    case ${st##*) } in Z* | X*) return 1 ;; esac
+}
+ours() { [ "$1" != "$$" ] && [ /proc/$1/ns/mnt -ef /proc/$$/ns/mnt ]; }
+# A pidfile names a live session leader of this node with the recorded
+# start time, and only root may have written it: set L to its PID.
 leader() {
     L=
     [ -f "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] || return 1
     { read -r p; read -r s; } <"$1" 2>/dev/null || return 1
     case $p:$s in *[!0-9:]* | :* | *:) return 1 ;; esac
+    ours "$p" || return 1
     read -r st <"/proc/$p/stat" 2>/dev/null || return 1
     r=${st##*) }
     set -f; set -- $r; set +f
@@ -110,31 +118,15 @@ leader() {
     [ "$1" = "$s" ] || return 1
     L=$p
 }
-alive() {
-    read -r st <"/proc/$1/stat" 2>/dev/null || return 1
-    case ${st##*) } in Z* | X*) return 1 ;; esac
-}
-ours() { [ "$1" != "$$" ] && [ /proc/$1/ns/mnt -ef /proc/$$/ns/mnt ]; }
-# Every process of the agents: their sessions' members, and whoever carries
-# MAESTRO_AGENT=NAME in its environment.
+# G: the agents' session leaders (their process groups are signalled);
+# P: every other process of this node with MAESTRO_AGENT=NAME in its
+# environment. One grep reads every environment; no loop over /proc.
 find_procs() {
+    G=
     P=
-    leaders=
     for a in $names; do
-        leader "/run/maestro/agent-$a.pid" && leaders="$leaders $L"
+        leader "/run/maestro/agent-$a.pid" && G="$G $L"
     done
-    if [ -n "$leaders" ]; then
-        for f in /proc/[0-9]*/stat; do
-            read -r st <"$f" 2>/dev/null || continue
-            r=${st##*) }
-            set -f; set -- $r; set +f
-            for l in $leaders; do
-                [ "$4" = "$l" ] || continue
-                q=${f#/proc/}; q=${q%/stat}
-                ours "$q" && P="$P $q"
-            done
-        done
-    fi
     if [ "$ALL" = 1 ]; then
         hits=$(grep -lzE '^MAESTRO_AGENT=.' /proc/[0-9]*/environ 2>/dev/null)
     else
@@ -144,9 +136,26 @@ find_procs() {
     fi
     for f in $hits; do
         q=${f#/proc/}; q=${q%/environ}
-        case " $P " in *" $q "*) continue ;; esac
+        case " $G $P " in *" $q "*) continue ;; esac
         ours "$q" && alive "$q" && P="$P $q"
     done
+}
+# `kill -SIG -PGID`: dash's kill takes neither `--` nor `-s SIG -PGID`.
+signal() {
+    for l in $G; do kill "-$1" "-$l" 2>/dev/null; done
+    [ -n "$P" ] && kill "-$1" $P 2>/dev/null
+}
+# Wait up to $1 twentieths of a second for G and P to be gone.
+wait_gone() {
+    i=0
+    while [ "$i" -lt "$1" ]; do
+        left=
+        for q in $G $P; do alive "$q" && { left=1; break; }; done
+        [ -z "$left" ] && return 0
+        sleep 0.05
+        i=$((i + 1))
+    done
+    return 1
 }
 for a in $names; do mark "$a"; done
 was=
@@ -159,31 +168,17 @@ if [ "$sysd" = 1 ]; then
     done
 fi
 find_procs
-stopped=$P
-if [ -n "$P" ]; then
-    kill -TERM $P 2>/dev/null
-    i=0
-    while [ "$i" -lt $((GRACE * 20)) ]; do
-        left=
-        for q in $P; do alive "$q" && left="$left $q"; done
-        [ -z "$left" ] && break
-        sleep 0.05
-        i=$((i + 1))
-    done
-    for q in $P; do alive "$q" && kill -KILL "$q" 2>/dev/null; done
-    i=0
-    while [ "$i" -lt 40 ]; do
-        left=
-        for q in $P; do alive "$q" && left="$left $q"; done
-        [ -z "$left" ] && break
-        sleep 0.05
-        i=$((i + 1))
-    done
+stopped="$G$P"
+if [ -n "$stopped" ]; then
+    signal TERM
+    wait_gone $((GRACE * 20)) || { signal KILL; wait_gone 40; }
+    # What is left of the leaders' process groups without the variable.
+    for l in $G; do kill -KILL "-$l" 2>/dev/null; done
 fi
 # Confirm from scratch: whatever is found now was not stopped.
 find_procs
-if [ -n "$P" ]; then
-    say remaining $P
+if [ -n "$G$P" ]; then
+    say remaining $G $P
     exit 1
 fi
 for a in $names; do

@@ -73,12 +73,14 @@ fn on_node(node: &str, script: &str) -> (bool, String) {
 
 /// Start `agent` on `node` as the contract says: a session leader with a
 /// child, recorded in /run/maestro/agent-NAME.pid (PID, start time), and a
-/// straggler outside that session; all with MAESTRO_AGENT=NAME.
+/// straggler outside that session; all with MAESTRO_AGENT=NAME. One more
+/// child in the leader's process group has dropped the variable (only the
+/// group kill finds it: `sleep 86403`).
 fn start_agent(node: &str, agent: &str) {
     let script = format!(
         r#"set -e
 mkdir -p /run/maestro
-MAESTRO_AGENT={agent} setsid sh -c 'sleep 86400 & exec sleep 86401' </dev/null >/dev/null 2>&1 &
+MAESTRO_AGENT={agent} setsid sh -c 'env -u MAESTRO_AGENT sleep 86403 & sleep 86400 & exec sleep 86401' </dev/null >/dev/null 2>&1 &
 p=$!
 read -r st </proc/$p/stat
 r=${{st##*) }}
@@ -101,6 +103,22 @@ fn agent_pids(node: &str, agent: &str) -> Vec<String> {
     read -r st </proc/$p/stat 2>/dev/null || continue
     case ${{st##*) }} in Z*) continue ;; esac
     tr '\0' '\n' <"$f" 2>/dev/null | grep -qx 'MAESTRO_AGENT={agent}' && echo "$p"
+done; true"#
+    );
+    let (ok, out) = on_node(node, &script);
+    assert!(ok, "{out}");
+    out.split_whitespace().map(str::to_string).collect()
+}
+
+/// PIDs in `node`'s mount namespace whose command line is `cmdline`.
+fn pids_running(node: &str, cmdline: &str) -> Vec<String> {
+    let script = format!(
+        r#"for f in /proc/[0-9]*/cmdline; do
+    p=${{f#/proc/}}; p=${{p%/cmdline}}
+    [ /proc/$p/ns/mnt -ef /proc/$$/ns/mnt ] || continue
+    read -r st </proc/$p/stat 2>/dev/null || continue
+    case ${{st##*) }} in Z*) continue ;; esac
+    [ "$(tr '\0' ' ' <"$f" 2>/dev/null)" = '{cmdline} ' ] && echo "$p"
 done; true"#
     );
     let (ok, out) = on_node(node, &script);
@@ -156,6 +174,11 @@ fn kill_on_24_nodes_leaves_no_process_and_a_node_that_was_down_is_confirmed_by_t
             name(i)
         );
     }
+    assert_eq!(
+        pids_running("n61", "sleep 86403").len(),
+        1,
+        "the check finds the member without the variable"
+    );
     // n84 goes down (its processes with it) before the kill.
     fleet().node_cmd("stop-node", "n84");
     let o = op.maestro(&[
@@ -189,6 +212,12 @@ fn kill_on_24_nodes_leaves_no_process_and_a_node_that_was_down_is_confirmed_by_t
     for &i in &all[..23] {
         let left = agent_pids(&name(i), agent);
         assert!(left.is_empty(), "{} still runs {agent}: {left:?}", name(i));
+        let grouped = pids_running(&name(i), "sleep 86403");
+        assert!(
+            grouped.is_empty(),
+            "{}: the session's member without the variable survived: {grouped:?}",
+            name(i)
+        );
         let (_, marker) = on_node(
             &name(i),
             &format!("cat /var/lib/maestro/agents/{agent}/killed"),
