@@ -346,7 +346,9 @@ fn the_console_kills_a_running_agent_after_its_name_is_typed() {
     // The engaged state is in the SoT, committed by the console's actor.
     let log = crate::common::git(&op.sot, &["log", "-1", "--format=%an %s"]);
     assert!(log.contains("Console Tester"), "{log}");
+    // Esc and q sent back to back can read as Alt-q: let the panel close first.
     term.keys(&["Escape"]);
+    term.wait_for("the panel to close", |s| !s.contains("confirmed stopped"));
     term.keys(&["q"]);
     term.wait_for("maestro to exit", |s| s.contains("maestro exited 0"));
 }
