@@ -22,12 +22,37 @@ pub struct Fleet {
 
 static FLEET: OnceLock<Fleet> = OnceLock::new();
 
+/// How a test binary's fleet is laid out: its size, the environment variable
+/// that moves it to another 127.0.X network (to run two copies of the suite
+/// side by side), and its default network. Each test binary that needs nodes
+/// has its own fleet on its own network, so a fleet still stopping never
+/// collides with the next binary's.
+pub struct Layout {
+    pub size: usize,
+    pub net_var: &'static str,
+    pub default_net: &'static str,
+}
+
+/// The fleet of `tests/real_fleet/`.
+pub const REAL_FLEET: Layout = Layout {
+    size: FLEET_SIZE,
+    net_var: "MAESTRO_TEST_NET",
+    default_net: "127.0.10",
+};
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/fleet.sh")
 }
 
-/// The fleet, started on first use.
+/// The fleet of `tests/real_fleet/`, started on first use.
 pub fn fleet() -> &'static Fleet {
+    fleet_of(&REAL_FLEET)
+}
+
+/// This test binary's fleet, started on first use with `layout` (a binary
+/// uses one layout).
+pub fn fleet_of(layout: &Layout) -> &'static Fleet {
+    assert!(layout.size <= FLEET_SIZE, "fleet.sh names at most 99 nodes");
     FLEET.get_or_init(|| {
         let euid = unsafe_free_euid();
         assert_eq!(
@@ -39,11 +64,11 @@ pub fn fleet() -> &'static Fleet {
             "the real-sshd fleet tests need OpenSSH's sshd: apt-get install -y openssh-server (.ci/run does this)"
         );
         let dir = std::env::temp_dir().join(format!("maestro-test-fleet-{}", std::process::id()));
-        let net = std::env::var("MAESTRO_TEST_NET").unwrap_or_else(|_| "127.0.10".into());
+        let net = std::env::var(layout.net_var).unwrap_or_else(|_| layout.default_net.into());
         let o = Command::new("bash")
             .env("FLEET_NET_PREFIX", &net)
             .arg(script())
-            .args(["start", dir.to_str().unwrap(), &FLEET_SIZE.to_string(), "--owner-pid"])
+            .args(["start", dir.to_str().unwrap(), &layout.size.to_string(), "--owner-pid"])
             .arg(std::process::id().to_string())
             .output()
             .expect("bash runs");
@@ -127,7 +152,11 @@ pub struct Operator {
 impl Operator {
     /// `nodes`: fleet node numbers to put in the SoT (as nNN at the fleet's address N).
     pub fn new(nodes: &[usize]) -> Operator {
-        let f = fleet();
+        Operator::on(fleet(), nodes)
+    }
+
+    /// [`Operator::new`] over another binary's fleet.
+    pub fn on(f: &Fleet, nodes: &[usize]) -> Operator {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         let ssh = home.join(".ssh");
