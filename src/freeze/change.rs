@@ -38,7 +38,7 @@ pub fn add(root: &Path, window: &NewWindow, intent: &Intent) -> Result<Committed
     let text = |s: &str| Value::from(s);
     let time = |s: &str| -> Result<Value> {
         // Written as a TOML datetime; the loader checks it has an offset.
-        let t = super::parse_time(s).map_err(SotError::Refused)?;
+        let t = super::parse_time(s).map_err(|e| SotError::Refused(e.to_string()))?;
         let dt = super::stamp(&t)
             .parse::<toml_edit::Datetime>()
             .map_err(|e| SotError::Refused(format!("`{s}`: {e}")))?;

@@ -70,7 +70,7 @@ pub enum Schedule {
     },
 }
 
-fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
@@ -84,7 +84,7 @@ pub struct Opening {
 impl Schedule {
     /// A recurring schedule from its three texts; each error says which part
     /// is wrong and how it should look.
-    pub fn recurring(cron: &str, duration: &str, timezone: &str) -> Result<Schedule, String> {
+    pub fn recurring(cron: &str, duration: &str, timezone: &str) -> Result<Schedule> {
         let parsed = parse_cron(cron)?;
         let length = parse_duration(duration)?;
         let tz = parse_timezone(timezone)?;
@@ -161,68 +161,62 @@ pub fn stamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A freeze window's text that does not parse; each says how it should look.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeError {
+    #[error(
+        "`{expr}` is not a cron expression ({reason}); write 5 fields: minute hour day-of-month month day-of-week, e.g. \"0 18 * * FRI\""
+    )]
+    Cron { expr: String, reason: String },
+    #[error(
+        "`{0}` is not a duration; write numbers and units (s, m, h, d, w), e.g. \"2h30m\" or \"1d\""
+    )]
+    Duration(String),
+    #[error(
+        "`{0}` is not an IANA time zone; write e.g. \"UTC\", \"Europe/Berlin\" or \"America/New_York\""
+    )]
+    Timezone(String),
+    #[error(
+        "`{0}` is not an RFC 3339 time with an offset; write e.g. \"2026-11-27T00:00:00Z\" or \"2026-11-27T01:00:00+01:00\""
+    )]
+    Time(String),
+}
+
+pub type Result<T> = std::result::Result<T, FreezeError>;
+
 /// A crontab expression: minute hour day-of-month month day-of-week.
-pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+pub fn parse_cron(expr: &str) -> Result<croner::Cron> {
     use croner::parser::{CronParser, Seconds, Year};
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(expr)
-        .map_err(|e| {
-            format!("`{expr}` is not a cron expression ({e}); write 5 fields: minute hour day-of-month month day-of-week, e.g. \"0 18 * * FRI\"")
+        .map_err(|e| FreezeError::Cron {
+            expr: expr.to_string(),
+            reason: e.to_string(),
         })
 }
 
-/// `90m`, `2h`, `2h30m`, `1d`, `1w`: a positive length of time.
-pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a duration; write a number and a unit (s, m, h, d, w), e.g. \"2h30m\" or \"1d\""
-        )
-    };
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(bad()),
-        };
-        let n: i64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
-    }
-    if !digits.is_empty() || total <= 0 {
-        return Err(bad());
-    }
-    TimeDelta::try_seconds(total).ok_or_else(bad)
+/// `90m`, `2h`, `2h30m`, `1d`, `1w`: a positive length of time, in the
+/// SoT's one duration syntax ([`crate::sot::model::parse_duration`]).
+pub fn parse_duration(text: &str) -> Result<TimeDelta> {
+    crate::sot::model::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .and_then(|d| TimeDelta::from_std(d).ok())
+        .ok_or_else(|| FreezeError::Duration(text.to_string()))
 }
 
 /// An IANA time zone name (`UTC`, `Europe/Berlin`).
-pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
-    chrono_tz::Tz::from_str(name).map_err(|_| {
-        format!("`{name}` is not an IANA time zone; write e.g. \"UTC\", \"Europe/Berlin\" or \"America/New_York\"")
-    })
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz> {
+    chrono_tz::Tz::from_str(name).map_err(|_| FreezeError::Timezone(name.to_string()))
 }
 
 /// An RFC 3339 time with an offset (`2026-11-27T00:00:00Z`, `…+01:00`).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!("`{text}` is not an RFC 3339 time with an offset; write e.g. \"2026-11-27T00:00:00Z\" or \"2026-11-27T01:00:00+01:00\"")
-        })
+        .map_err(|_| FreezeError::Time(text.to_string()))
 }
 
 impl Window {

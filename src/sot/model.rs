@@ -118,22 +118,38 @@ pub struct AgentVersion {
     pub env: BTreeMap<String, String>,
 }
 
-/// A duration as the SoT writes it: a whole number and a unit, `500ms`,
-/// `2s`, `5m`, `1h` or `1d` (Prometheus and Argo Rollouts write them so).
+/// A duration as the SoT writes it: whole numbers with units, `500ms`,
+/// `2s`, `5m`, `1h`, `1d`, `1w`, or several of them, `2h30m` (Prometheus and
+/// Argo Rollouts write them so). Zero (`0s`) is a duration; callers that need
+/// a positive one say so.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(n.checked_mul(ms)?))
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut ms: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return None,
+        };
+        rest = &rest[unit..];
+        ms = ms.checked_add(n.checked_mul(scale)?)?;
+    }
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// How an agent is told it is healthy.
@@ -308,5 +324,26 @@ impl Sot {
 
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.node_index.get(name).map(|&i| &self.nodes[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_numbers_with_units_one_or_several() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 2s "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_duration("1w1d"),
+            Some(Duration::from_secs(8 * 86_400))
+        );
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in ["", "5", "m", "5x", "2 hours", "1.5s", "-1s", "s5"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 }

@@ -288,7 +288,7 @@ fn health(cx: &mut Cx<'_>, h: At<&Table<'_>>, port: Option<u16>, what: &str) -> 
                         Code::BadValue,
                         d.span,
                         format!("`{key}` of {hwhat} is not a duration: `{}`", d.value),
-                        "write a number and a unit: \"500ms\", \"2s\", \"5m\"",
+                        "write numbers and units: \"500ms\", \"2s\", \"5m\", \"1h30m\"",
                     );
                     default
                 }

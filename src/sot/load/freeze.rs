@@ -99,7 +99,7 @@ impl Loader<'_> {
                         .and_then(|c| match crate::freeze::parse_cron(&c.value) {
                             Ok(p) => Some(p),
                             Err(e) => {
-                                cx.error(Code::BadValue, c.span.clone(), e);
+                                cx.error(Code::BadValue, c.span.clone(), e.to_string());
                                 None
                             }
                         });
@@ -109,7 +109,7 @@ impl Loader<'_> {
                         .and_then(|d| match crate::freeze::parse_duration(&d.value) {
                             Ok(l) => Some(l),
                             Err(e) => {
-                                cx.error(Code::BadValue, d.span.clone(), e);
+                                cx.error(Code::BadValue, d.span.clone(), e.to_string());
                                 None
                             }
                         });
@@ -124,7 +124,7 @@ impl Loader<'_> {
                             .as_ref()
                             .map(|t| t.span.clone())
                             .unwrap_or(header.clone());
-                        cx.error(Code::BadValue, span, e);
+                        cx.error(Code::BadValue, span, e.to_string());
                         None
                     }
                 };
