@@ -92,6 +92,17 @@ MAESTRO_AGENT={agent} setsid sleep 86402 </dev/null >/dev/null 2>&1 &
     );
     let (ok, out) = on_node(node, &script);
     assert!(ok, "starting {agent} on {node}: {out}");
+    // The shell forks its members in the background: wait until all four
+    // have exec'd (three carry MAESTRO_AGENT, `env -u` has dropped it), so
+    // a test never counts a half-started agent.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(agent_pids(node, agent).len() == 3 && pids_running(node, "sleep 86403").len() == 1) {
+        assert!(
+            std::time::Instant::now() < settled,
+            "{agent} on {node} did not settle into its four processes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// PIDs of processes in `node`'s mount namespace with MAESTRO_AGENT=`agent`.
