@@ -78,10 +78,12 @@ pub enum JobSpec {
         section: Option<String>,
     },
     /// `maestro deploy AGENT[@VERSION]`: a registry version, verified,
-    /// switched to, health-checked (default version: the agent's `current`).
+    /// switched to, health-checked (default version: the agent's `current`),
+    /// in the agent's primary slot or (`--slot preview`) beside it.
     Deploy {
         agent: String,
         version: Option<String>,
+        slot: agent::Slot,
     },
     /// `maestro enable AGENT`: the runtime where missing, then the agent's
     /// current version, healthy.
@@ -195,6 +197,7 @@ enum Work {
         deploy: Arc<agent::Deploy>,
         params: Arc<HashMap<String, agent::NodeParams>>,
         runtime: Option<Box<PlayWork>>,
+        slot: agent::Slot,
     },
     Disable {
         agent: Arc<Agent>,
@@ -301,7 +304,11 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 format!("install --profile {profile}"),
             )
         }
-        JobSpec::Deploy { agent, version } => {
+        JobSpec::Deploy {
+            agent,
+            version,
+            slot,
+        } => {
             let deploy = agent::Deploy::resolve(
                 sot,
                 agent,
@@ -309,8 +316,13 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 &agent::artifact::default_cache(),
             )
             .map_err(|e| OpsError::Invalid(e.to_string()))?;
-            let description = format!("deploy {}", deploy.label());
-            (deploy_work(sot, &indices, deploy, None), description)
+            slot.check(&deploy.agent)
+                .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let description = match slot {
+                agent::Slot::Primary => format!("deploy {}", deploy.label()),
+                agent::Slot::Preview => format!("deploy {} --slot preview", deploy.label()),
+            };
+            (deploy_work(sot, &indices, deploy, None, *slot), description)
         }
         JobSpec::Enable { agent } => {
             let deploy =
@@ -333,7 +345,10 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 None => None,
             };
             let description = format!("enable {}", deploy.label());
-            (deploy_work(sot, &indices, deploy, runtime), description)
+            (
+                deploy_work(sot, &indices, deploy, runtime, agent::Slot::Primary),
+                description,
+            )
         }
         JobSpec::AgentStatus { agent } => {
             let agents: Vec<Agent> = match agent {
@@ -477,6 +492,7 @@ fn deploy_work(
     indices: &[usize],
     deploy: agent::Deploy,
     runtime: Option<Box<PlayWork>>,
+    slot: agent::Slot,
 ) -> Work {
     let params = indices
         .iter()
@@ -484,7 +500,7 @@ fn deploy_work(
             let node = &sot.nodes[i];
             (
                 node.name.clone(),
-                agent::render_env(sot, &deploy.agent, &deploy.version, node),
+                agent::render_env(sot, &deploy.agent, &deploy.version, node, slot),
             )
         })
         .collect();
@@ -492,6 +508,7 @@ fn deploy_work(
         deploy: Arc::new(deploy),
         params: Arc::new(params),
         runtime,
+        slot,
     }
 }
 
@@ -794,12 +811,13 @@ impl Prepared {
         .await
     }
 
-    /// `target`: the deploy and each node's parameters.
+    /// `target`: the deploy, each node's parameters and the slot.
     async fn run_deploy(
         &self,
-        (deploy, params): (
+        (deploy, params, slot): (
             &Arc<agent::Deploy>,
             &Arc<HashMap<String, agent::NodeParams>>,
+            agent::Slot,
         ),
         check: bool,
         specs: &[ConnectSpec],
@@ -825,7 +843,7 @@ impl Prepared {
                     host: "127.0.0.1".into(),
                     env: String::new(),
                 });
-                agent::deploy_node(session, ctx, deploy.clone(), p, check, diff)
+                agent::deploy_node(session, ctx, deploy.clone(), p, check, diff, slot)
             },
         )
         .await
@@ -885,10 +903,15 @@ impl Prepared {
                     .await;
                 Plan::from_check(&self.description, &report)
             }
-            Work::Deploy { deploy, params, .. } => {
+            Work::Deploy {
+                deploy,
+                params,
+                slot,
+                ..
+            } => {
                 let report = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         true,
                         &self.specs,
                         &launch.run_id,
@@ -956,9 +979,14 @@ impl Prepared {
                 self.run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await
             }
-            Work::Deploy { deploy, params, .. } => {
+            Work::Deploy {
+                deploy,
+                params,
+                slot,
+                ..
+            } => {
                 self.run_deploy(
-                    (deploy, params),
+                    (deploy, params, *slot),
                     true,
                     &self.specs,
                     &launch.run_id,
@@ -1030,10 +1058,11 @@ impl Prepared {
                 deploy,
                 params,
                 runtime: None,
+                slot,
             } => {
                 let report = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         false,
                         &self.specs,
                         &launch.run_id,
@@ -1047,6 +1076,7 @@ impl Prepared {
                 deploy,
                 params,
                 runtime: Some(runtime),
+                slot,
             } => {
                 // enable: the runtime where missing (an idempotent install),
                 // then the agent on the nodes where that worked.
@@ -1066,7 +1096,7 @@ impl Prepared {
                     .collect();
                 let mut deployed = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         false,
                         &ready,
                         &new_run_id(),
@@ -1149,7 +1179,7 @@ impl Prepared {
                             host: "127.0.0.1".into(),
                             env: String::new(),
                         });
-                        agent::disable_node(session, ctx, agent.clone(), p)
+                        agent::disable_node(session, ctx, agent.clone(), p, agent::Slot::Primary)
                     },
                 )
                 .await;
