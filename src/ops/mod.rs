@@ -97,6 +97,17 @@ pub enum JobSpec {
     /// engaged in the SoT first: [`crate::killswitch::change::engage`]).
     /// With `release`: the markers removed, nothing started.
     Kill { agent: String, release: bool },
+    /// `maestro gateway set AGENT --traffic T`: the node's nginx sends the
+    /// agent's clients to its primary, its preview, a split or a mirror.
+    /// Sending traffic to an agent is held like starting it: a kill switch
+    /// or a freeze window of the agent blocks it.
+    GatewaySet {
+        agent: String,
+        traffic: crate::gateway::Traffic,
+    },
+    /// `maestro gateway status AGENT`: the traffic each node's gateway
+    /// applies (reads only).
+    GatewayStatus { agent: String },
 }
 
 impl JobSpec {
@@ -104,7 +115,9 @@ impl JobSpec {
     /// switch or a freeze window holds back.
     pub fn agent_started(&self) -> Option<&str> {
         match self {
-            JobSpec::Deploy { agent, .. } | JobSpec::Enable { agent } => Some(agent),
+            JobSpec::Deploy { agent, .. }
+            | JobSpec::Enable { agent }
+            | JobSpec::GatewaySet { agent, .. } => Some(agent),
             _ => None,
         }
     }
@@ -208,6 +221,11 @@ enum Work {
     },
     /// The kill switch's node script, per node.
     Kill(Arc<std::collections::HashMap<String, String>>),
+    /// The gateway of one agent on each node (`traffic`: set it; none: read it).
+    Gateway {
+        targets: Arc<HashMap<String, crate::gateway::Result<crate::gateway::Target>>>,
+        traffic: Option<crate::gateway::Traffic>,
+    },
 }
 
 /// A playbook (or a profile's playbooks) and where its files are.
@@ -394,6 +412,44 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 format!("disable {agent}"),
             )
         }
+        JobSpec::GatewaySet { agent, .. } | JobSpec::GatewayStatus { agent } => {
+            let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
+            if a.gateway.is_none() {
+                return Err(OpsError::Invalid(
+                    crate::gateway::GatewayError::NoGateway(a.name.clone()).to_string(),
+                ));
+            }
+            let mut targets = HashMap::new();
+            let mut bad = Vec::new();
+            for &i in &indices {
+                let node = &sot.nodes[i];
+                match crate::gateway::Target::of(sot, a, node) {
+                    Ok(t) => {
+                        targets.insert(node.name.clone(), Ok(t));
+                    }
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            // A node whose address cannot go into nginx's config is found
+            // before any node is touched.
+            if !bad.is_empty() {
+                return Err(OpsError::Invalid(bad.join("\n")));
+            }
+            let (traffic, description) = match &request.job {
+                JobSpec::GatewaySet { traffic, .. } => (
+                    Some(*traffic),
+                    format!("gateway set {agent} --traffic {traffic}"),
+                ),
+                _ => (None, format!("gateway status {agent}")),
+            };
+            (
+                Work::Gateway {
+                    targets: Arc::new(targets),
+                    traffic,
+                },
+                description,
+            )
+        }
         JobSpec::Kill { agent, release } => {
             let scripts = crate::killswitch::node_scripts(sot, agent, *release, &indices)
                 .map_err(OpsError::Invalid)?;
@@ -575,6 +631,8 @@ pub struct Outcome {
     pub audit: Option<RunReport>,
     /// For `agent status`: what each node runs of each agent.
     pub agents: Vec<agent::AgentOnNode>,
+    /// For `gateway set` and `gateway status`: each node's gateway.
+    pub gateways: Vec<crate::gateway::GatewayOnNode>,
 }
 
 impl Outcome {
@@ -585,6 +643,7 @@ impl Outcome {
             report,
             compliance,
             agents: Vec::new(),
+            gateways: Vec::new(),
             audit: None,
         }
     }
@@ -668,7 +727,9 @@ impl Prepared {
     pub fn changes_nodes(&self) -> bool {
         !matches!(
             self.work,
-            Work::Harden { apply: false, .. } | Work::AgentStatus { .. }
+            Work::Harden { apply: false, .. }
+                | Work::AgentStatus { .. }
+                | Work::Gateway { traffic: None, .. }
         )
     }
 
@@ -948,6 +1009,22 @@ impl Prepared {
                 &self.nodes,
                 "stop the agent's processes and confirm none is left",
             ),
+            Work::Gateway {
+                traffic: Some(t), ..
+            } => Plan::static_plan(
+                &self.description,
+                true,
+                &self.nodes,
+                &format!(
+                    "send the agent's clients to {t} (nginx -t first, then a graceful reload)"
+                ),
+            ),
+            Work::Gateway { traffic: None, .. } => Plan::static_plan(
+                &self.description,
+                false,
+                &self.nodes,
+                "read the gateway's traffic (changes nothing)",
+            ),
         }
     }
 
@@ -1004,6 +1081,12 @@ impl Prepared {
             Work::Kill(_) => {
                 return Err(OpsError::Invalid("a kill has no check mode".into()));
             }
+            Work::Gateway { .. } => {
+                return Err(OpsError::Invalid(format!(
+                    "{} has no check mode",
+                    self.description
+                )));
+            }
         };
         Ok(Outcome::of(report, None))
     }
@@ -1040,6 +1123,7 @@ impl Prepared {
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: Some(audited),
                 }
             }
@@ -1121,6 +1205,7 @@ impl Prepared {
                     report: deployed,
                     compliance: None,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: None,
                 }
             }
@@ -1164,6 +1249,46 @@ impl Prepared {
                 agents.sort_by_key(|a| (order.get(a.node.as_str()).copied(), a.agent.clone()));
                 let mut outcome = Outcome::of(report, None);
                 outcome.agents = agents;
+                outcome
+            }
+            Work::Gateway { targets, traffic } => {
+                let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let (targets, traffic, sink) = (targets.clone(), *traffic, collected.clone());
+                let report = run_nodes(
+                    self.specs.clone(),
+                    self.run_options(RunKind::Gateway, self.description.clone(), overrides),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                    move |session, ctx| {
+                        let sink = sink.clone();
+                        let target = targets.get(&ctx.node).cloned().unwrap_or_else(|| {
+                            Err(crate::gateway::GatewayError::NoReport {
+                                node: ctx.node.clone(),
+                                detail: "not a target of this job".into(),
+                            })
+                        });
+                        async move {
+                            let (result, on) = match traffic {
+                                Some(t) => crate::gateway::set_node(session, ctx, target, t).await,
+                                None => crate::gateway::status_node(session, ctx, target).await,
+                            };
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(on);
+                            result
+                        }
+                    },
+                )
+                .await;
+                let mut gateways =
+                    std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
+                let order: HashMap<&str, usize> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.as_str(), i))
+                    .collect();
+                gateways.sort_by_key(|g| order.get(g.node.as_str()).copied());
+                let mut outcome = Outcome::of(report, None);
+                outcome.gateways = gateways;
                 outcome
             }
             Work::Disable { agent, params } => {
@@ -1217,6 +1342,7 @@ impl Prepared {
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report: audited,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: None,
                 }
             }
