@@ -165,6 +165,9 @@ pub struct Target {
     pub host: std::net::IpAddr,
     pub primary_port: u16,
     pub gateway: AgentGateway,
+    /// The agent's HTTP health check path, if it has one: a traffic that
+    /// gives clients to the preview is refused while the preview fails it.
+    pub health_path: Option<String>,
 }
 
 impl Target {
@@ -178,11 +181,16 @@ impl Target {
             node: node.name.clone(),
             host: host.clone(),
         })?;
+        let health_path = match &agent.health.probe {
+            crate::sot::model::HealthProbe::Http { path } => Some(path.clone()),
+            _ => None,
+        };
         Ok(Target {
             agent: agent.name.clone(),
             host: ip,
             primary_port,
             gateway,
+            health_path,
         })
     }
 
@@ -218,6 +226,16 @@ fn script(action: &str, target: &Target, traffic: Option<Traffic>) -> String {
         (
             "g_conf",
             traffic.map(|t| target.config(t)).unwrap_or_default(),
+        ),
+        (
+            "g_check",
+            match (traffic, &target.health_path) {
+                (Some(t), Some(path)) if t.preview_share() > 0 => format!(
+                    "http://{}{path}",
+                    std::net::SocketAddr::new(target.host, target.gateway.preview_port)
+                ),
+                _ => String::new(),
+            },
         ),
     ];
     let mut s = String::with_capacity(NODE_SH.len() + 2048);
@@ -343,7 +361,7 @@ pub async fn apply(
         Some("started") => Change::Started,
         Some("reloaded") => Change::Reloaded,
         Some("unchanged") => Change::Unchanged,
-        Some("invalid") => return Err(GatewayError::Refused { node, detail }),
+        Some("invalid" | "refused") => return Err(GatewayError::Refused { node, detail }),
         _ => return Err(GatewayError::Failed { node, detail }),
     };
     Ok(Applied {

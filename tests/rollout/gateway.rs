@@ -558,6 +558,14 @@ fn hostile_values_never_reach_a_shell_or_nginx() {
         ),
     )
     .unwrap();
+    // No client goes to a preview that is not there (or not healthy).
+    let (o, entries) = set(&op, &[26], "split:10");
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let error = entries[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not answer its health check"),
+        "{error}"
+    );
     deploy(&op, V2, "preview", &[26]);
     let (_, env) = on_node(
         26,
