@@ -233,7 +233,7 @@ fn on_node(i: usize, script: &str) -> (bool, String) {
 }
 
 fn share(r: &Report, version: &str) -> f64 {
-    r.from_version(version) as f64 / r.ok().max(1) as f64
+    r.answered_by(version) as f64 / r.ok().max(1) as f64
 }
 
 #[test]
@@ -296,10 +296,7 @@ fn a_split_gives_the_preview_its_share_and_a_preview_deploy_leaves_the_primary_a
     // 30% up to requests in flight; 5 points either way is the tolerance.
     let p = share(&report, V2);
     assert!((0.25..=0.35).contains(&p), "preview share {p:.3}: {report}");
-    assert_eq!(
-        report.from_version(V1) + report.from_version(V2),
-        report.ok()
-    );
+    assert_eq!(report.answered_by(V1) + report.answered_by(V2), report.ok());
 
     // The same traffic again changes nothing and reloads nothing.
     for e in set_ok(&op, &nodes, "split:30") {
@@ -348,12 +345,12 @@ fn blue_green_switches_under_continuous_load_fail_no_request() {
         "new-connection clients saw failures: {fresh}"
     );
     assert!(
-        kept.from_version(V1) > 0 && kept.from_version(V2) > 0,
+        kept.answered_by(V1) > 0 && kept.answered_by(V2) > 0,
         "{kept}"
     );
     assert!(fresh.ok() > 100, "{fresh}");
     assert_eq!(
-        later.from_version(V2),
+        later.answered_by(V2),
         0,
         "once switched to the primary, only the primary answers: {later}"
     );
@@ -381,7 +378,7 @@ fn a_mirror_answers_every_client_from_the_primary_and_copies_each_request_to_the
     );
     assert_eq!(report.failed(), 0, "{report}");
     assert_eq!(
-        report.from_version(V1),
+        report.answered_by(V1),
         report.ok(),
         "every client answer comes from the primary: {report}"
     );
@@ -431,7 +428,7 @@ fn a_config_nginx_refuses_changes_nothing_and_the_old_traffic_keeps_flowing() {
     eprintln!("refused config: {report}");
     assert_eq!(report.failed(), 0, "{report}");
     assert_eq!(
-        report.from_version(V2),
+        report.answered_by(V2),
         0,
         "traffic stayed on the primary: {report}"
     );
@@ -582,5 +579,5 @@ fn hostile_values_never_reach_a_shell_or_nginx() {
     let load = Load::start(&[gateway_addr(26)], 2);
     load.wait_for(50, Duration::from_secs(30));
     let r = load.stop();
-    assert_eq!((r.failed(), r.from_version(V2)), (0, r.ok()), "{r}");
+    assert_eq!((r.failed(), r.answered_by(V2)), (0, r.ok()), "{r}");
 }
