@@ -100,7 +100,7 @@ pub enum Command {
     /// Enable an agent on nodes: its runtime where missing, then its current version, healthy
     Enable(agent_cmd::ToggleArgs),
     /// Disable an agent on nodes: stop and remove its service (files kept for a later enable)
-    Disable(agent_cmd::ToggleArgs),
+    Disable(agent_cmd::DisableArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
     /// The traffic layer on each node: which of an agent's instances answers its clients

@@ -297,12 +297,7 @@ fn parse(stdout: &[u8]) -> Report {
 }
 
 async fn run_script(session: &Session, ctx: &NodeContext, script: &str) -> Result<Report> {
-    let quoted = sh_quote(script);
-    let command = if ctx.login_user == "root" {
-        format!("/bin/sh -c {quoted}")
-    } else {
-        format!("sudo -n -- /bin/sh -c {quoted}")
-    };
+    let command = crate::agent::root_command(&ctx.login_user, script);
     let mut stdout = Vec::new();
     let request = Request {
         command: &command,
@@ -401,6 +396,20 @@ pub struct GatewayOnNode {
     pub error: Option<String>,
 }
 
+impl GatewayOnNode {
+    fn new(ctx: &NodeContext, target: &Result<Target>) -> GatewayOnNode {
+        GatewayOnNode {
+            node: ctx.node.clone(),
+            agent: target.as_ref().map(|t| t.agent.clone()).unwrap_or_default(),
+            address: target.as_ref().ok().map(|t| t.address().to_string()),
+            state: GatewayState::default(),
+            change: None,
+            ms: None,
+            error: None,
+        }
+    }
+}
+
 fn task_result(ctx: &NodeContext, name: String, status: TaskStatus, message: String) -> NodeResult {
     let task = TaskResult {
         index: 0,
@@ -443,17 +452,8 @@ pub async fn set_node(
     traffic: Traffic,
 ) -> (NodeResult, GatewayOnNode) {
     let started = std::time::Instant::now();
-    let agent = target.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
-    let name = format!("gateway {agent} {traffic}");
-    let mut on = GatewayOnNode {
-        node: ctx.node.clone(),
-        agent: agent.clone(),
-        address: target.as_ref().ok().map(|t| t.address().to_string()),
-        state: GatewayState::default(),
-        change: None,
-        ms: None,
-        error: None,
-    };
+    let mut on = GatewayOnNode::new(&ctx, &target);
+    let name = format!("gateway {} {traffic}", on.agent);
     let applied = match &target {
         Ok(t) => apply(&session, &ctx, t, traffic).await,
         Err(e) => Err(e.clone()),
@@ -507,21 +507,12 @@ pub async fn status_node(
     target: Result<Target>,
 ) -> (NodeResult, GatewayOnNode) {
     let started = std::time::Instant::now();
-    let agent = target.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
-    let mut on = GatewayOnNode {
-        node: ctx.node.clone(),
-        agent: agent.clone(),
-        address: target.as_ref().ok().map(|t| t.address().to_string()),
-        state: GatewayState::default(),
-        change: None,
-        ms: None,
-        error: None,
-    };
+    let mut on = GatewayOnNode::new(&ctx, &target);
     let got = match &target {
         Ok(t) => status(&session, &ctx, t).await,
         Err(e) => Err(e.clone()),
     };
-    let name = format!("gateway {agent}");
+    let name = format!("gateway {}", on.agent);
     let mut r = match got {
         Ok(st) => {
             let message = match (&st.traffic, st.running) {

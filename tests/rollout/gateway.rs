@@ -302,6 +302,27 @@ fn a_split_gives_the_preview_its_share_and_a_preview_deploy_leaves_the_primary_a
     for e in set_ok(&op, &nodes, "split:30") {
         assert_eq!(e["change"], "unchanged", "{e}");
     }
+
+    // The preview taken down under the split: its share falls back to the
+    // primary (a refused connection is retried there), no client fails.
+    let load = Load::start(&[gateway_addr(20)], 4);
+    load.wait_for(100, Duration::from_secs(30));
+    let o = op.maestro(&[
+        "--json", "disable", AGENT, "--slot", "preview", "--limit", "n20", "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let mark = load.snapshot();
+    let later = load.wait_for(200, Duration::from_secs(30)).since(&mark);
+    let report = load.stop();
+    assert_eq!(report.failed(), 0, "{report}");
+    assert_eq!(later.answered_by(V2), 0, "{later}");
+    let st = agent_status(&op, 20);
+    assert_eq!(
+        (st["running"].clone(), st["pid"].clone()),
+        (true.into(), before["pid"].clone()),
+        "{st}"
+    );
+    assert_eq!(st["preview"]["running"], false, "{st}");
 }
 
 #[test]
