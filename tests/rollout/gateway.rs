@@ -460,7 +460,7 @@ fn a_config_nginx_refuses_changes_nothing_and_the_old_traffic_keeps_flowing() {
 }
 
 #[test]
-fn the_kill_switch_stops_both_instances_and_blocks_both() {
+fn a_freeze_holds_traffic_changes_and_the_kill_switch_stops_and_blocks_both_instances() {
     let nodes = [25];
     let op = operator(&nodes, None);
     both(&op, &nodes);
@@ -489,6 +489,49 @@ fn the_kill_switch_stops_both_instances_and_blocks_both() {
             "test SoT",
         ],
     );
+    // A freeze window of the agent holds traffic changes like deploys;
+    // a break-glass lets one through.
+    let now = chrono::Utc::now();
+    let (start, end) = (
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let o = op.maestro(&[
+        "freeze",
+        "add",
+        "gw-freeze",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "--agent",
+        AGENT,
+        "--reason",
+        "release freeze",
+        "--actor",
+        "Gateway Tester <gw@example.org>",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let (o, _) = set(&op, &nodes, "primary");
+    let said = stdout(&o) + &stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{said}");
+    assert!(said.contains("gw-freeze"), "{said}");
+    assert_eq!(traffic(&op, &nodes)[0].1, "split:50", "nothing changed");
+    let o = op.maestro(&[
+        "--json",
+        "gateway",
+        "set",
+        AGENT,
+        "--limit",
+        "n25",
+        "--traffic",
+        "split:40",
+        "--break-glass",
+        "--reason",
+        "the canary leaks",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(traffic(&op, &nodes)[0].1, "split:40");
     let o = op.maestro(&[
         "kill",
         AGENT,
