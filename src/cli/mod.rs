@@ -6,6 +6,7 @@ mod drift_cmd;
 mod drive;
 mod fleet_cmd;
 mod freeze_cmd;
+mod gateway_cmd;
 mod kill_cmd;
 mod play_cmd;
 pub(crate) mod printer;
@@ -99,9 +100,12 @@ pub enum Command {
     /// Enable an agent on nodes: its runtime where missing, then its current version, healthy
     Enable(agent_cmd::ToggleArgs),
     /// Disable an agent on nodes: stop and remove its service (files kept for a later enable)
-    Disable(agent_cmd::ToggleArgs),
+    Disable(agent_cmd::DisableArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
+    /// The traffic layer on each node: which of an agent's instances answers its clients
+    #[command(subcommand)]
+    Gateway(gateway_cmd::GatewayCommand),
     /// List, add and remove freeze windows (each change is a git commit)
     #[command(subcommand)]
     Freeze(freeze_cmd::FreezeCommand),
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drift(args) => drift_cmd::drift(&sot, cli.db, args, cli.json),
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
+        Command::Gateway(cmd) => gateway_cmd::gateway(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),

@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod gateway;
+
 use common::fleet::{Fleet, Layout, Operator};
 
 /// Nodes n01..n30 on 127.0.30.x (MAESTRO_ROLLOUT_NET moves them).
@@ -23,12 +25,4 @@ pub fn fleet() -> &'static Fleet {
 /// An operator whose SoT holds nodes `nodes` of this binary's fleet.
 pub fn operator(nodes: &[usize]) -> Operator {
     Operator::on(fleet(), nodes)
-}
-
-#[test]
-fn the_rollout_fleet_starts_and_answers() {
-    let op = operator(&[1]);
-    let o = op.maestro(&["exec", "--limit", "n01", "--", "echo", "up"]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    assert!(common::stdout(&o).contains("up"), "{}", common::stdout(&o));
 }
