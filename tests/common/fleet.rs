@@ -65,19 +65,34 @@ pub fn fleet_of(layout: &Layout) -> &'static Fleet {
         );
         let dir = std::env::temp_dir().join(format!("maestro-test-fleet-{}", std::process::id()));
         let net = std::env::var(layout.net_var).unwrap_or_else(|_| layout.default_net.into());
-        let o = Command::new("bash")
-            .env("FLEET_NET_PREFIX", &net)
-            .arg(script())
-            .args(["start", dir.to_str().unwrap(), &layout.size.to_string(), "--owner-pid"])
-            .arg(std::process::id().to_string())
-            .output()
-            .expect("bash runs");
-        assert!(
-            o.status.success(),
-            "starting the test fleet failed:\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let start = || {
+            Command::new("bash")
+                .env("FLEET_NET_PREFIX", &net)
+                .arg(script())
+                .args(["start", dir.to_str().unwrap(), &layout.size.to_string(), "--owner-pid"])
+                .arg(std::process::id().to_string())
+                .output()
+                .expect("bash runs")
+        };
+        let text = |o: &std::process::Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        // Starting 30-99 sshd nodes on a loaded 2-core machine has failed
+        // once with every node exiting at startup and nothing in its log
+        // (seen once, while the previous test binary's fleet was stopping):
+        // one more try, with the first failure printed, is what an operator
+        // would do. A second failure fails the tests.
+        let mut o = start();
+        if !o.status.success() {
+            eprintln!("starting the test fleet failed once; trying again:\n{}", text(&o));
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            o = start();
+        }
+        assert!(o.status.success(), "starting the test fleet failed:\n{}", text(&o));
         let env = std::fs::read_to_string(dir.join("fleet.env")).unwrap();
         let port = env
             .lines()
