@@ -8,6 +8,7 @@ mod fleet_cmd;
 mod freeze_cmd;
 mod kill_cmd;
 mod play_cmd;
+mod rollout_cmd;
 pub(crate) mod printer;
 mod sim_cmd;
 mod sot_cmd;
@@ -102,6 +103,9 @@ pub enum Command {
     Disable(agent_cmd::ToggleArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
+    /// Progressive delivery: canary rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)
+    #[command(subcommand)]
+    Rollout(rollout_cmd::RolloutCommand),
     /// List, add and remove freeze windows (each change is a git commit)
     #[command(subcommand)]
     Freeze(freeze_cmd::FreezeCommand),
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drift(args) => drift_cmd::drift(&sot, cli.db, args, cli.json),
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
+        Command::Rollout(cmd) => rollout_cmd::rollout(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),

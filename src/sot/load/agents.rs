@@ -38,6 +38,7 @@ impl Loader<'_> {
                     "env",
                     "health",
                     "keep",
+                    "rollout",
                 ],
                 &what,
             );
@@ -164,6 +165,10 @@ impl Loader<'_> {
             if let Some(p) = &profile {
                 self.refer(RefKind::Profile, idx, p);
             }
+            let rollout = cx!(self, idx).string(at, "rollout", &what);
+            if let Some(r) = &rollout {
+                self.refer(RefKind::Strategy, idx, r);
+            }
             out.insert(
                 name.clone(),
                 Agent {
@@ -182,6 +187,7 @@ impl Loader<'_> {
                     env,
                     health,
                     keep,
+                    rollout: rollout.map(|r| r.value),
                 },
             );
         }
