@@ -111,7 +111,10 @@ fn engage(
         Ok(ids) => {
             for id in ids {
                 if json {
-                    out!("{}", json!({"event": "rollout_aborted", "rollout": id, "reason": "kill switch"}));
+                    out!(
+                        "{}",
+                        json!({"event": "rollout_aborted", "rollout": id, "reason": "kill switch"})
+                    );
                 } else {
                     eprintln!("rollout {id} aborted: the kill switch was engaged");
                 }

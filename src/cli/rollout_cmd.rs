@@ -115,7 +115,13 @@ fn event_line(e: &RolloutEvent, json: bool) -> String {
         RolloutEvent::Deploy { version, nodes, .. } => {
             format!("  deploying {version} to {}", nodes.join(", "))
         }
-        RolloutEvent::Node { node, version, ok, detail, .. } => format!(
+        RolloutEvent::Node {
+            node,
+            version,
+            ok,
+            detail,
+            ..
+        } => format!(
             "    {node}: {} {version}: {detail}",
             if *ok { "ok" } else { "FAILED" }
         ),
@@ -124,7 +130,12 @@ fn event_line(e: &RolloutEvent, json: bool) -> String {
             crate::rollout::view::outcome_glyph(measurement.outcome),
             measurement.message
         ),
-        RolloutEvent::Gate { gate, outcome, reason, .. } => {
+        RolloutEvent::Gate {
+            gate,
+            outcome,
+            reason,
+            ..
+        } => {
             format!("  gate {gate}: {}: {reason}", outcome.as_str())
         }
         RolloutEvent::Rollback { version, nodes, .. } => {
@@ -137,7 +148,11 @@ fn event_line(e: &RolloutEvent, json: bool) -> String {
             rollout.from_version.as_deref().unwrap_or("-"),
             rollout.to_version,
             rollout.status,
-            rollout.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            rollout
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ),
     };
     sanitize(text.as_bytes())
@@ -152,7 +167,10 @@ fn error_exit(e: &RolloutError, json: bool) -> Exit {
     };
     let msg = sanitize(e.to_string().as_bytes());
     if json {
-        out!("{}", serde_json::json!({"event": "error", "exit": exit.code(), "message": msg}));
+        out!(
+            "{}",
+            serde_json::json!({"event": "error", "exit": exit.code(), "message": msg})
+        );
     } else {
         eprintln!("error: {msg}");
     }
@@ -167,10 +185,17 @@ fn ended_exit(e: &Ended) -> Exit {
     }
 }
 
-pub fn rollout(root: &Path, db: Option<PathBuf>, cmd: RolloutCommand, json: bool) -> anyhow::Result<Exit> {
+pub fn rollout(
+    root: &Path,
+    db: Option<PathBuf>,
+    cmd: RolloutCommand,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let db = db.unwrap_or_else(crate::store::default_path);
     match cmd {
-        RolloutCommand::Status { id, watch } => status(&db, id.as_deref().unwrap_or("last"), watch, json),
+        RolloutCommand::Status { id, watch } => {
+            status(&db, id.as_deref().unwrap_or("last"), watch, json)
+        }
         RolloutCommand::List { limit } => list(&db, limit, json),
         RolloutCommand::Pause { id } => {
             let s = Settings {
@@ -193,7 +218,9 @@ pub fn rollout(root: &Path, db: Option<PathBuf>, cmd: RolloutCommand, json: bool
             let (agent, version) = crate::agent::split_ref(&args.agent);
             let Some(version) = version else {
                 return Ok(error_exit(
-                    &RolloutError::Invalid(format!("name the version to roll out: maestro rollout start {agent}@VERSION")),
+                    &RolloutError::Invalid(format!(
+                        "name the version to roll out: maestro rollout start {agent}@VERSION"
+                    )),
                     json,
                 ));
             };
@@ -253,7 +280,11 @@ pub fn rollout(root: &Path, db: Option<PathBuf>, cmd: RolloutCommand, json: bool
 /// rollout's events printed as they come.
 fn drive_verb<F, Fut>(root: &Path, db: &Path, json: bool, verb: F) -> anyhow::Result<Exit>
 where
-    F: FnOnce(crate::ops::SotSource, crate::ops::Launch, tokio::sync::mpsc::UnboundedSender<RolloutEvent>) -> Fut
+    F: FnOnce(
+            crate::ops::SotSource,
+            crate::ops::Launch,
+            tokio::sync::mpsc::UnboundedSender<RolloutEvent>,
+        ) -> Fut
         + Send
         + 'static,
     Fut: std::future::Future<Output = crate::rollout::Result<Done>> + Send + 'static,
@@ -305,7 +336,10 @@ fn status(db: &Path, id: &str, watch: bool, json: bool) -> anyhow::Result<Exit> 
     loop {
         let Some(o) = overview(&store, id)? else {
             return Ok(error_exit(
-                &RolloutError::Invalid(format!("no rollout `{id}` in {} (see `maestro rollout list`)", db.display())),
+                &RolloutError::Invalid(format!(
+                    "no rollout `{id}` in {} (see `maestro rollout list`)",
+                    db.display()
+                )),
                 json,
             ));
         };
@@ -345,14 +379,24 @@ fn list(db: &Path, limit: usize, json: bool) -> anyhow::Result<Exit> {
     }
     out!(
         "{:30}  {:16}  {:17}  {:12}  {:11}  {:>4}  {:>6}  REASON",
-        "ROLLOUT", "AGENT", "VERSIONS", "STRATEGY", "STATUS", "STEP", "WEIGHT"
+        "ROLLOUT",
+        "AGENT",
+        "VERSIONS",
+        "STRATEGY",
+        "STATUS",
+        "STEP",
+        "WEIGHT"
     );
     for r in rows {
         let line = format!(
             "{:30}  {:16}  {:17}  {:12}  {:11}  {:>4}  {:>5}%  {}",
             r.id,
             r.agent,
-            format!("{}→{}", r.from_version.as_deref().unwrap_or("-"), r.to_version),
+            format!(
+                "{}→{}",
+                r.from_version.as_deref().unwrap_or("-"),
+                r.to_version
+            ),
             r.strategy,
             r.status.as_str(),
             r.step + 1,

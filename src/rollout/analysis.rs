@@ -216,10 +216,7 @@ pub fn judge(gate: &GateSpec, values: &Values, stable: Option<&Values>) -> (Outc
     }
     let mut ctx = serde_json::to_value(values).unwrap_or_default();
     if let (Some(s), Some(obj)) = (stable, ctx.as_object_mut()) {
-        obj.insert(
-            "stable".into(),
-            serde_json::to_value(s).unwrap_or_default(),
-        );
+        obj.insert("stable".into(), serde_json::to_value(s).unwrap_or_default());
     }
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -246,14 +243,22 @@ pub fn judge(gate: &GateSpec, values: &Values, stable: Option<&Values>) -> (Outc
     let shown = |src: &str| format!("`{src}`");
     if let Some(f) = &gate.failure {
         match eval(f) {
-            Ok(true) => return (Outcome::Fail, format!("failure condition {} is true", shown(f))),
+            Ok(true) => {
+                return (
+                    Outcome::Fail,
+                    format!("failure condition {} is true", shown(f)),
+                );
+            }
             Ok(false) => {}
             Err(e) => return (Outcome::Inconclusive, e),
         }
     }
     match (&gate.success, &gate.failure) {
         (Some(s), failure) => match eval(s) {
-            Ok(true) => (Outcome::Pass, format!("success condition {} is true", shown(s))),
+            Ok(true) => (
+                Outcome::Pass,
+                format!("success condition {} is true", shown(s)),
+            ),
             // Only a success condition: not met is a failure (Argo's rule);
             // with both, neither met is inconclusive.
             Ok(false) if failure.is_none() => (
@@ -266,7 +271,10 @@ pub fn judge(gate: &GateSpec, values: &Values, stable: Option<&Values>) -> (Outc
             ),
             Err(e) => (Outcome::Inconclusive, e),
         },
-        (None, Some(f)) => (Outcome::Pass, format!("failure condition {} is false", shown(f))),
+        (None, Some(f)) => (
+            Outcome::Pass,
+            format!("failure condition {} is false", shown(f)),
+        ),
         (None, None) => (Outcome::Inconclusive, "the gate has no condition".into()),
     }
 }
@@ -330,7 +338,10 @@ mod tests {
         assert_eq!(judge(&g, &values(100.0, 20.0), None).0, Outcome::Fail);
         assert_eq!(judge(&g, &values(100.0, 1.0), None).0, Outcome::Pass);
         // between the two: neither holds
-        assert_eq!(judge(&g, &values(100.0, 7.0), None).0, Outcome::Inconclusive);
+        assert_eq!(
+            judge(&g, &values(100.0, 7.0), None).0,
+            Outcome::Inconclusive
+        );
     }
 
     #[test]
@@ -354,8 +365,14 @@ mod tests {
     fn conditions_compare_with_the_stable_version() {
         let g = gate(Some("error_rate <= stable.error_rate + 0.01"), None);
         let stable = values(100.0, 1.0);
-        assert_eq!(judge(&g, &values(100.0, 1.0), Some(&stable)).0, Outcome::Pass);
-        assert_eq!(judge(&g, &values(100.0, 9.0), Some(&stable)).0, Outcome::Fail);
+        assert_eq!(
+            judge(&g, &values(100.0, 1.0), Some(&stable)).0,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(&g, &values(100.0, 9.0), Some(&stable)).0,
+            Outcome::Fail
+        );
         let (o, _) = judge(&g, &values(100.0, 1.0), None);
         assert_eq!(o, Outcome::Inconclusive);
     }

@@ -179,13 +179,18 @@ impl Controller {
     /// or did. `Some` ends the drive.
     async fn control(&mut self) -> Result<Option<Ended>> {
         let Some(now) = self.store.rollout(&self.rollout.id)? else {
-            return Ok(Some(Ended::Detached("the rollout is gone from the store".into())));
+            return Ok(Some(Ended::Detached(
+                "the rollout is gone from the store".into(),
+            )));
         };
         if now.status != RolloutStatus::Progressing {
             let why = format!(
                 "rollout is now {}{}",
                 now.status,
-                now.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                now.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             );
             self.rollout = now;
             return Ok(Some(Ended::Detached(why)));
@@ -207,7 +212,14 @@ impl Controller {
             }
             Some("pause") => {
                 self.rollout.requested = None;
-                self.journal("result", "pause", None, None, Some(true), "paused by an operator")?;
+                self.journal(
+                    "result",
+                    "pause",
+                    None,
+                    None,
+                    Some(true),
+                    "paused by an operator",
+                )?;
                 let why = "paused by an operator (maestro rollout pause); `maestro rollout resume` continues".to_string();
                 self.finish(RolloutStatus::Paused, "paused", Some(why.clone()))?;
                 return Ok(Some(Ended::Paused(why)));
@@ -275,7 +287,14 @@ impl Controller {
                 if let Some(end) = self.set_weight(100, batch, max_fail_percent).await? {
                     return Ok(end);
                 }
-                self.journal("result", "complete", None, Some(&self.rollout.to_version.clone()), Some(true), "every node runs the new version")?;
+                self.journal(
+                    "result",
+                    "complete",
+                    None,
+                    Some(&self.rollout.to_version.clone()),
+                    Some(true),
+                    "every node runs the new version",
+                )?;
                 self.finish(RolloutStatus::Completed, "done", None)?;
                 return Ok(Ended::Completed);
             }
@@ -286,7 +305,9 @@ impl Controller {
                 step: step.describe(),
             });
             // A promote asked for while the last step ran applies to it only.
-            if self.rollout.requested.as_deref() == Some("promote") && !matches!(step, Step::Pause(_) | Step::Analysis { .. }) {
+            if self.rollout.requested.as_deref() == Some("promote")
+                && !matches!(step, Step::Pause(_) | Step::Analysis { .. })
+            {
                 self.rollout.requested = None;
                 self.store.request_rollout(&self.rollout.id, None)?;
             }
@@ -299,7 +320,14 @@ impl Controller {
                     }
                 }
                 Step::Pause(None) => {
-                    self.journal("intent", "pause", None, None, None, "pause = {}: waiting for promote")?;
+                    self.journal(
+                        "intent",
+                        "pause",
+                        None,
+                        None,
+                        None,
+                        "pause = {}: waiting for promote",
+                    )?;
                     let why = format!(
                         "step {} of {}: pause = {{}}; `maestro rollout promote {}` continues, `abort` rolls back",
                         i + 1,
@@ -322,7 +350,14 @@ impl Controller {
                     let elapsed = match started {
                         Some(e) => (crate::fleet::event::now_ms() - e.at_ms).max(0) as u64,
                         None => {
-                            self.journal("intent", "pause", None, None, None, &format!("pause {}", super::spec::human_ms(*ms)))?;
+                            self.journal(
+                                "intent",
+                                "pause",
+                                None,
+                                None,
+                                None,
+                                &format!("pause {}", super::spec::human_ms(*ms)),
+                            )?;
                             0
                         }
                     };
@@ -335,7 +370,14 @@ impl Controller {
                         self.rollout.requested = None;
                         self.store.request_rollout(&self.rollout.id, None)?;
                     }
-                    self.journal("result", "pause", None, None, Some(true), if promoted { "promoted" } else { "pause over" })?;
+                    self.journal(
+                        "result",
+                        "pause",
+                        None,
+                        None,
+                        Some(true),
+                        if promoted { "promoted" } else { "pause over" },
+                    )?;
                 }
                 Step::Analysis { gate } => {
                     self.rollout.phase = "analysis".into();
@@ -379,7 +421,8 @@ impl Controller {
             if e.entry != "result" || e.ok != Some(true) || e.version.as_ref() != Some(to) {
                 continue;
             }
-            if e.action == "observe" || (e.action == "deploy" && e.attempt == self.rollout.attempt) {
+            if e.action == "observe" || (e.action == "deploy" && e.attempt == self.rollout.attempt)
+            {
                 done.insert(node);
             }
         }
@@ -433,7 +476,12 @@ impl Controller {
 
     /// Bring the new version to the first `weight` percent of the nodes,
     /// `batch` at a time; more failures than `max_fail_percent` abort.
-    async fn set_weight(&mut self, weight: u8, batch: usize, max_fail_percent: u8) -> Result<Option<Ended>> {
+    async fn set_weight(
+        &mut self,
+        weight: u8,
+        batch: usize,
+        max_fail_percent: u8,
+    ) -> Result<Option<Ended>> {
         let total = self.rollout.nodes.len();
         let want = if weight == 0 {
             0
@@ -468,7 +516,14 @@ impl Controller {
                     // holds the rest: paused, nothing half-sent.
                     let why = format!("the next deploy was not admitted: {r}");
                     for n in chunk {
-                        self.journal("result", "deploy", Some(n), Some(&to), Some(false), "not admitted")?;
+                        self.journal(
+                            "result",
+                            "deploy",
+                            Some(n),
+                            Some(&to),
+                            Some(false),
+                            "not admitted",
+                        )?;
                     }
                     self.finish(RolloutStatus::Paused, "paused", Some(why.clone()))?;
                     return Ok(Some(Ended::Paused(why)));
@@ -476,7 +531,14 @@ impl Controller {
                 Err(e) => return Err(e.into()),
             };
             for (node, ok, detail) in results {
-                self.journal("result", "deploy", Some(&node), Some(&to), Some(ok), &detail)?;
+                self.journal(
+                    "result",
+                    "deploy",
+                    Some(&node),
+                    Some(&to),
+                    Some(ok),
+                    &detail,
+                )?;
                 self.emit(RolloutEvent::Node {
                     id: self.rollout.id.clone(),
                     node: node.clone(),
@@ -555,12 +617,20 @@ impl Controller {
                     version: from.clone(),
                     nodes: todo.clone(),
                 });
-                let gate = Gate::rollback(Some(self.settings.db.clone()), self.settings.actor.clone());
+                let gate =
+                    Gate::rollback(Some(self.settings.db.clone()), self.settings.actor.clone());
                 match self.deploy(&todo, &from, &gate).await {
                     Ok(results) => {
                         let mut bad = Vec::new();
                         for (node, ok, detail) in results {
-                            self.journal("result", "rollback", Some(&node), Some(&from), Some(ok), &detail)?;
+                            self.journal(
+                                "result",
+                                "rollback",
+                                Some(&node),
+                                Some(&from),
+                                Some(ok),
+                                &detail,
+                            )?;
                             self.emit(RolloutEvent::Node {
                                 id: self.rollout.id.clone(),
                                 node: node.clone(),
@@ -573,7 +643,8 @@ impl Controller {
                             }
                         }
                         if !bad.is_empty() {
-                            reason.push_str(&format!("; the rollback failed on {}", bad.join(", ")));
+                            reason
+                                .push_str(&format!("; the rollback failed on {}", bad.join(", ")));
                         }
                     }
                     Err(e) => reason.push_str(&format!("; the rollback was not run: {e}")),
@@ -591,7 +662,8 @@ impl Controller {
     async fn analysis(&mut self, gate: &GateSpec) -> Result<std::result::Result<Decision, Ended>> {
         let (attempt, step) = (self.rollout.attempt, self.rollout.step);
         let journal = self.store.journal(&self.rollout.id)?;
-        let at_step = |e: &&JournalEntry| e.attempt == attempt && e.step == Some(step) && e.action == "gate";
+        let at_step =
+            |e: &&JournalEntry| e.attempt == attempt && e.step == Some(step) && e.action == "gate";
         if let Some(done) = journal.iter().filter(at_step).find(|e| e.entry == "result") {
             // Decided before a crash: the decision stands.
             let outcome = match done.ok {
@@ -605,7 +677,14 @@ impl Controller {
             }));
         }
         if !journal.iter().filter(at_step).any(|e| e.entry == "intent") {
-            self.journal("intent", "gate", None, Some(&self.rollout.to_version.clone()), None, &gate.name)?;
+            self.journal(
+                "intent",
+                "gate",
+                None,
+                Some(&self.rollout.to_version.clone()),
+                None,
+                &gate.name,
+            )?;
         }
         let previous: Vec<Measurement> = self
             .store
@@ -629,8 +708,9 @@ impl Controller {
                     .iter()
                     .filter_map(|n| sot.node_index.get(n).copied())
                     .collect();
-                let (specs, _) = crate::fleet::resolve::connect_specs(&sot, &indices, &self.settings.connect)
-                    .map_err(|e| RolloutError::Invalid(e.to_string()))?;
+                let (specs, _) =
+                    crate::fleet::resolve::connect_specs(&sot, &indices, &self.settings.connect)
+                        .map_err(|e| RolloutError::Invalid(e.to_string()))?;
                 let every = Duration::from_millis((gate.interval_ms / 2).clamp(250, 1000));
                 let telemetry = crate::telemetry::start(
                     specs,
@@ -657,7 +737,14 @@ impl Controller {
             Outcome::Fail => Some(false),
             Outcome::Inconclusive => None,
         };
-        self.journal("result", "gate", None, Some(&self.rollout.to_version.clone()), ok, &decision.reason)?;
+        self.journal(
+            "result",
+            "gate",
+            None,
+            Some(&self.rollout.to_version.clone()),
+            ok,
+            &decision.reason,
+        )?;
         self.emit(RolloutEvent::Gate {
             id: self.rollout.id.clone(),
             step,
@@ -680,19 +767,29 @@ impl Controller {
         let mut promoted = false;
         // The first samples (and rates) need two readings of every node.
         let ready = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < ready && !analysis::all_sampled(&crate::telemetry::lock(state), &nodes) {
+        while Instant::now() < ready
+            && !analysis::all_sampled(&crate::telemetry::lock(state), &nodes)
+        {
             if let Some(end) = self.wait(POLL, &mut promoted).await? {
                 return Ok(Err(end));
             }
         }
         if first && gate.initial_delay_ms > 0 {
-            if let Some(end) = self.wait(Duration::from_millis(gate.initial_delay_ms), &mut promoted).await? {
+            if let Some(end) = self
+                .wait(Duration::from_millis(gate.initial_delay_ms), &mut promoted)
+                .await?
+            {
                 return Ok(Err(end));
             }
         }
         let agent = self.rollout.agent.clone();
         let take = |state: &crate::telemetry::SharedState| {
-            analysis::snapshot(&crate::telemetry::lock(state), &agent, &nodes, Instant::now())
+            analysis::snapshot(
+                &crate::telemetry::lock(state),
+                &agent,
+                &nodes,
+                Instant::now(),
+            )
         };
         let mut before = take(state);
         loop {
@@ -704,7 +801,10 @@ impl Controller {
                     reason: "skipped by promote".into(),
                 }));
             }
-            if let Some(end) = self.wait(Duration::from_millis(gate.interval_ms), &mut promoted).await? {
+            if let Some(end) = self
+                .wait(Duration::from_millis(gate.interval_ms), &mut promoted)
+                .await?
+            {
                 return Ok(Err(end));
             }
             if promoted {
@@ -723,7 +823,12 @@ impl Controller {
                 obj.insert("stable".into(), serde_json::to_value(s).unwrap_or_default());
             }
             let seq = outcomes.len() as u32 + 1;
-            let message = format!("measurement {seq}/{}: {}: {why} ({})", gate.count, outcome.as_str(), brief(&new));
+            let message = format!(
+                "measurement {seq}/{}: {}: {why} ({})",
+                gate.count,
+                outcome.as_str(),
+                brief(&new)
+            );
             let m = Measurement {
                 rollout_id: self.rollout.id.clone(),
                 attempt: self.rollout.attempt,
@@ -741,7 +846,10 @@ impl Controller {
             outcomes.push(outcome);
             *last = Some(message.clone());
             if let Some(o) = analysis::decide(gate, outcomes) {
-                return Ok(Ok(Decision { outcome: o, reason: message }));
+                return Ok(Ok(Decision {
+                    outcome: o,
+                    reason: message,
+                }));
             }
             before = after;
         }
@@ -763,7 +871,9 @@ pub fn brief(v: &analysis::Values) -> String {
 }
 
 /// The node each version runs on, for the status tree.
-pub fn by_version(versions: &std::collections::BTreeMap<String, String>) -> HashMap<String, Vec<String>> {
+pub fn by_version(
+    versions: &std::collections::BTreeMap<String, String>,
+) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for (n, v) in versions {
         out.entry(v.clone()).or_default().push(n.clone());

@@ -163,13 +163,19 @@ pub enum RolloutEvent {
 
 /// The version each node runs, as the journal tells it (what the rollout
 /// saw at its start, then each deploy and rollback that succeeded).
-pub fn node_versions(r: &Rollout, journal: &[crate::store::JournalEntry]) -> BTreeMap<String, String> {
+pub fn node_versions(
+    r: &Rollout,
+    journal: &[crate::store::JournalEntry],
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in journal {
         let (Some(node), Some(version)) = (&e.node, &e.version) else {
             continue;
         };
-        if e.entry == "result" && e.ok == Some(true) && matches!(e.action.as_str(), "observe" | "deploy" | "rollback") {
+        if e.entry == "result"
+            && e.ok == Some(true)
+            && matches!(e.action.as_str(), "observe" | "deploy" | "rollback")
+        {
             out.insert(node.clone(), version.clone());
         }
     }

@@ -137,9 +137,18 @@ pub const METRICS: &[(&str, &str)] = &[
     ("errors", "requests answered with an error"),
     ("request_rate", "requests per second"),
     ("error_rate", "errors / requests (0..1)"),
-    ("latency_p50", "median request latency, seconds (worst node)"),
-    ("latency_p90", "90th percentile latency, seconds (worst node)"),
-    ("latency_p99", "99th percentile latency, seconds (worst node)"),
+    (
+        "latency_p50",
+        "median request latency, seconds (worst node)",
+    ),
+    (
+        "latency_p90",
+        "90th percentile latency, seconds (worst node)",
+    ),
+    (
+        "latency_p99",
+        "99th percentile latency, seconds (worst node)",
+    ),
     ("cpu", "CPU, percent of one core (mean over nodes)"),
     ("memory", "resident memory, MiB (mean over nodes)"),
     ("restarts", "agent starts during the measurement"),

@@ -64,8 +64,8 @@ pub async fn start(
     events: UnboundedSender<RolloutEvent>,
 ) -> Result<(Ended, Rollout)> {
     let sot = source.sot.clone();
-    let agent = crate::agent::find(&sot, &req.agent)
-        .map_err(|e| RolloutError::Invalid(e.to_string()))?;
+    let agent =
+        crate::agent::find(&sot, &req.agent).map_err(|e| RolloutError::Invalid(e.to_string()))?;
     let strategy = req.strategy.clone().or_else(|| agent.rollout.clone()).ok_or_else(|| {
         RolloutError::Invalid(format!(
             "agent `{}` names no rollout strategy: add `rollout = \"NAME\"` to it in agents.toml, or pass --strategy NAME",
@@ -230,7 +230,14 @@ pub async fn promote(
             r.id, r.status, r.id
         )));
     }
-    admit(&source, &settings, &gate, &r.agent, &r.to_version, Targets::Nodes(r.nodes.clone()))?;
+    admit(
+        &source,
+        &settings,
+        &gate,
+        &r.agent,
+        &r.to_version,
+        Targets::Nodes(r.nodes.clone()),
+    )?;
     let what = if full { "full" } else { "promote" };
     if r.status == RolloutStatus::Progressing && driven_elsewhere(&r) {
         store.request_rollout(&r.id, Some(what))?;
@@ -321,7 +328,10 @@ pub fn pause(settings: &Settings, id: &str) -> Result<Rollout> {
         RolloutStatus::Progressing => {
             r.status = RolloutStatus::Paused;
             r.phase = "paused".into();
-            r.reason = Some("paused by an operator (maestro rollout pause); `maestro rollout resume` continues".into());
+            r.reason = Some(
+                "paused by an operator (maestro rollout pause); `maestro rollout resume` continues"
+                    .into(),
+            );
             store.save_rollout(&r)?;
         }
         RolloutStatus::Paused => {}
@@ -382,7 +392,14 @@ pub async fn retry(
             r.id, r.status
         )));
     }
-    admit(&source, &settings, &gate, &r.agent, &r.to_version, Targets::Nodes(r.nodes.clone()))?;
+    admit(
+        &source,
+        &settings,
+        &gate,
+        &r.agent,
+        &r.to_version,
+        Targets::Nodes(r.nodes.clone()),
+    )?;
     r.attempt += 1;
     r.step = 0;
     r.weight = 0;
@@ -419,9 +436,19 @@ pub async fn undo(
         )));
     }
     let to = to.or_else(|| r.from_version.clone()).ok_or_else(|| {
-        RolloutError::Invalid(format!("rollout {} had no stable version: name one with --to VERSION", r.id))
+        RolloutError::Invalid(format!(
+            "rollout {} had no stable version: name one with --to VERSION",
+            r.id
+        ))
     })?;
-    admit(&source, &settings, &gate, &r.agent, &to, Targets::Nodes(r.nodes.clone()))?;
+    admit(
+        &source,
+        &settings,
+        &gate,
+        &r.agent,
+        &to,
+        Targets::Nodes(r.nodes.clone()),
+    )?;
     let plan = Plan::immediate();
     let new = store.create_rollout(&NewRollout {
         id: format!("ro-{}", new_run_id()),
@@ -453,7 +480,10 @@ pub fn kill_switch_engaged(db: &std::path::Path, agent: &str, reason: &str) -> R
     for mut r in agents {
         r.status = RolloutStatus::Aborted;
         r.phase = "aborted".into();
-        r.reason = Some(format!("the kill switch was engaged for {}: {reason}", r.agent));
+        r.reason = Some(format!(
+            "the kill switch was engaged for {}: {reason}",
+            r.agent
+        ));
         r.requested = None;
         store.save_rollout(&r)?;
         let e = crate::store::JournalEntry {

@@ -114,13 +114,29 @@ pub fn tree(o: &Overview) -> Vec<String> {
             r.from_version.as_deref().unwrap_or("-"),
             r.to_version
         ),
-        format!("Strategy:  {} ({}), target {}", r.strategy, o.kind, r.target),
-        format!("Status:    {} {}{}", status_glyph(r.status), r.status, if r.attempt > 1 { format!(" (attempt {})", r.attempt) } else { String::new() }),
+        format!(
+            "Strategy:  {} ({}), target {}",
+            r.strategy, o.kind, r.target
+        ),
+        format!(
+            "Status:    {} {}{}",
+            status_glyph(r.status),
+            r.status,
+            if r.attempt > 1 {
+                format!(" (attempt {})", r.attempt)
+            } else {
+                String::new()
+            }
+        ),
     ];
     if let Some(reason) = &r.reason {
         out.push(format!("Reason:    {reason}"));
     }
-    out.push(format!("Weight:    {:>3}% {}", r.weight, weight_bar(r.weight, 20)));
+    out.push(format!(
+        "Weight:    {:>3}% {}",
+        r.weight,
+        weight_bar(r.weight, 20)
+    ));
     out.push("Steps:".into());
     for s in &o.steps {
         let mark = match s.state {
@@ -139,7 +155,11 @@ pub fn tree(o: &Overview) -> Vec<String> {
         } else {
             ""
         };
-        out.push(format!("  {v}{role}: {} node(s): {}", nodes.len(), nodes.join(" ")));
+        out.push(format!(
+            "  {v}{role}: {} node(s): {}",
+            nodes.len(),
+            nodes.join(" ")
+        ));
     }
     if !o.measurements.is_empty() {
         out.push("Measurements:".into());

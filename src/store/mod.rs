@@ -60,7 +60,9 @@ pub enum StoreError {
     #[error("run store: {0}")]
     Corrupt(String),
     /// Another rollout of the agent is active (the store's unique index).
-    #[error("rollout {id} of {agent} is already {status}: only one rollout of an agent may be active (see `maestro rollout status {id}`; promote, abort or resume it)")]
+    #[error(
+        "rollout {id} of {agent} is already {status}: only one rollout of an agent may be active (see `maestro rollout status {id}`; promote, abort or resume it)"
+    )]
     ActiveRollout {
         agent: String,
         id: String,

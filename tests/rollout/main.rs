@@ -28,7 +28,9 @@ pub fn operator(nodes: &[usize]) -> Operator {
 #[test]
 fn the_rollout_fleet_starts_and_answers() {
     let op = operator(&[1]);
-    let o = op.maestro(&["exec", "--limit", "n01", "--", "echo", "up"]);
+    let o = op.maestro(&["exec", "n01", "--", "echo", "up"]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(common::stdout(&o).contains("up"), "{}", common::stdout(&o));
 }
+
+mod canary;

@@ -183,8 +183,7 @@ impl<'a> Loader<'a> {
         // would otherwise show up again as a cascade of dangling references.
         if !self.syntax_failed {
             self.resolve(
-                &nodes, &groups, &models, &agents, &profiles, &playbooks, &baselines,
-                &rollouts,
+                &nodes, &groups, &models, &agents, &profiles, &playbooks, &baselines, &rollouts,
             );
         }
 

@@ -7,8 +7,10 @@ use std::ops::Range;
 use super::Loader;
 use super::tables::Named;
 use crate::diag::{Code, suggest};
-use crate::rollout::spec::{Definitions, GateSpec, Kind, METRICS, Step, Strategy, Traffic, Unavailable};
 use crate::rollout::FILE;
+use crate::rollout::spec::{
+    Definitions, GateSpec, Kind, METRICS, Step, Strategy, Traffic, Unavailable,
+};
 use crate::sot::schema::{At, Cx, Table, Value, get};
 
 /// A gate name used by a strategy, checked once every gate is read.
@@ -87,7 +89,10 @@ fn bounded(cx: &mut Cx<'_>, t: &Table<'_>, key: &str, what: &str, max: i64) -> O
         cx.error(
             Code::BadValue,
             v.span,
-            format!("`{key}` in {what} must be between 0 and {max}, found {}", v.value),
+            format!(
+                "`{key}` in {what} must be between 0 and {max}, found {}",
+                v.value
+            ),
         );
         None
     }
@@ -120,12 +125,18 @@ fn gate(cx: &mut Cx<'_>, name: &str, header: Range<usize>, t: &Table<'_>) -> Opt
     let count = bounded(cx, t, "count", &what, 10_000).unwrap_or(1);
     if count == 0 {
         if let Some(v) = get(t, "count") {
-            cx.error(Code::BadValue, v.span(), format!("`count` in {what} must be at least 1"));
+            cx.error(
+                Code::BadValue,
+                v.span(),
+                format!("`count` in {what} must be at least 1"),
+            );
         }
     }
     Some(GateSpec {
         name: name.to_string(),
-        interval_ms: duration_ms(cx, t, "interval", &what).unwrap_or(60_000).max(100),
+        interval_ms: duration_ms(cx, t, "interval", &what)
+            .unwrap_or(60_000)
+            .max(100),
         count: count.max(1) as u32,
         initial_delay_ms: duration_ms(cx, t, "initial_delay", &what).unwrap_or(0),
         failure_limit: bounded(cx, t, "failure_limit", &what, 10_000).unwrap_or(0) as u32,
@@ -146,7 +157,10 @@ fn check_expression(cx: &mut Cx<'_>, e: &At<String>, what: &str) {
             cx.error_hint(
                 Code::BadValue,
                 e.span.clone(),
-                format!("the condition `{}` in {what} does not parse: {err}", e.value),
+                format!(
+                    "the condition `{}` in {what} does not parse: {err}",
+                    e.value
+                ),
                 "write an expression such as \"error_rate < 0.05 and latency_p99 < 0.5\"",
             );
             return;
@@ -167,13 +181,20 @@ fn check_expression(cx: &mut Cx<'_>, e: &At<String>, what: &str) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!(
                 "a condition may use: {}",
-                METRICS.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
+                METRICS
+                    .iter()
+                    .map(|(m, _)| *m)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         cx.error_hint(
             Code::BadValue,
             e.span.clone(),
-            format!("the condition `{}` in {what} uses `{n}`, which maestro does not measure", e.value),
+            format!(
+                "the condition `{}` in {what} uses `{n}`, which maestro does not measure",
+                e.value
+            ),
             hint,
         );
     }
@@ -220,7 +241,11 @@ fn strategy(
         "canary" => {
             let what = format!("the canary of {what}");
             let c = cx.table(t, "canary", &what)?.value;
-            cx.check_keys(c, &["traffic", "steps", "max_unavailable", "max_fail_percent"], &what);
+            cx.check_keys(
+                c,
+                &["traffic", "steps", "max_unavailable", "max_fail_percent"],
+                &what,
+            );
             let traffic = match cx.string(c, "traffic", &what) {
                 None => Traffic::Nodes,
                 Some(s) if s.value == "nodes" => Traffic::Nodes,
@@ -257,7 +282,8 @@ fn strategy(
                     },
                 },
             };
-            let max_fail_percent = bounded(cx, c, "max_fail_percent", &what, 100).unwrap_or(0) as u8;
+            let max_fail_percent =
+                bounded(cx, c, "max_fail_percent", &what, 100).unwrap_or(0) as u8;
             let mut steps = Vec::new();
             match get(c, "steps") {
                 None => cx.missing(
@@ -271,7 +297,13 @@ fn strategy(
                         for (i, item) in items.iter().enumerate() {
                             let swhat = format!("step {} of {what}", i + 1);
                             let Value::Table(st) = item.get_ref() else {
-                                cx.error(Code::Type, item.span(), format!("{swhat} must be a table such as {{ set_weight = 10 }}"));
+                                cx.error(
+                                    Code::Type,
+                                    item.span(),
+                                    format!(
+                                        "{swhat} must be a table such as {{ set_weight = 10 }}"
+                                    ),
+                                );
                                 continue;
                             };
                             if let Some(s) = step(cx, st, item.span(), &swhat, &mut gate_ref) {
@@ -279,7 +311,11 @@ fn strategy(
                             }
                         }
                     }
-                    _ => cx.error(Code::Type, v.span(), format!("`steps` in {what} must be an array of steps")),
+                    _ => cx.error(
+                        Code::Type,
+                        v.span(),
+                        format!("`steps` in {what} must be an array of steps"),
+                    ),
                 },
             }
             Kind::Canary {
@@ -295,7 +331,8 @@ fn strategy(
             cx.check_keys(b, &["pre_promotion", "scale_down_delay"], &what);
             Kind::BlueGreen {
                 pre_promotion: gate_ref(cx, b, "pre_promotion", &what),
-                scale_down_delay_ms: duration_ms(cx, b, "scale_down_delay", &what).unwrap_or(30_000),
+                scale_down_delay_ms: duration_ms(cx, b, "scale_down_delay", &what)
+                    .unwrap_or(30_000),
             }
         }
         _ => {

@@ -215,7 +215,11 @@ impl RolloutStore for SqliteStore {
     }
 
     fn append_journal(&mut self, id: &str, e: &JournalEntry) -> Result<i64> {
-        let tx = self.conn.transaction()?;
+        // Immediate: a deferred transaction that reads and then writes is
+        // refused at once (not retried) when another connection wrote in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let seq: i64 = tx.query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_journal WHERE rollout_id = ?1",
             params![id],
