@@ -207,7 +207,9 @@ pub fn rollout(
             };
             match verbs::pause(&s, &id) {
                 Ok(r) => {
-                    let e = RolloutEvent::Rollout { rollout: r };
+                    let e = RolloutEvent::Rollout {
+                        rollout: Box::new(r),
+                    };
                     out!("{}", event_line(&e, json));
                     Ok(Exit::Ok)
                 }

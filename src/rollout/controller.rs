@@ -170,7 +170,7 @@ impl Controller {
         self.store.release_rollout(&self.rollout.id, &self.me)?;
         self.rollout.controller = None;
         self.emit(RolloutEvent::Rollout {
-            rollout: self.rollout.clone(),
+            rollout: Box::new(self.rollout.clone()),
         });
         Ok(())
     }
@@ -774,13 +774,13 @@ impl Controller {
                 return Ok(Err(end));
             }
         }
-        if first && gate.initial_delay_ms > 0 {
-            if let Some(end) = self
+        if first
+            && gate.initial_delay_ms > 0
+            && let Some(end) = self
                 .wait(Duration::from_millis(gate.initial_delay_ms), &mut promoted)
                 .await?
-            {
-                return Ok(Err(end));
-            }
+        {
+            return Ok(Err(end));
         }
         let agent = self.rollout.agent.clone();
         let take = |state: &crate::telemetry::SharedState| {
@@ -842,7 +842,9 @@ impl Controller {
                 message: message.clone(),
             };
             self.store.record_measurement(&m)?;
-            self.emit(RolloutEvent::Measurement { measurement: m });
+            self.emit(RolloutEvent::Measurement {
+                measurement: Box::new(m),
+            });
             outcomes.push(outcome);
             *last = Some(message.clone());
             if let Some(o) = analysis::decide(gate, outcomes) {

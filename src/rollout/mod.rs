@@ -142,7 +142,7 @@ pub enum RolloutEvent {
         detail: String,
     },
     Measurement {
-        measurement: Measurement,
+        measurement: Box<Measurement>,
     },
     Gate {
         id: String,
@@ -157,7 +157,7 @@ pub enum RolloutEvent {
         nodes: Vec<String>,
     },
     Rollout {
-        rollout: Rollout,
+        rollout: Box<Rollout>,
     },
 }
 

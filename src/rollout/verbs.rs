@@ -174,7 +174,9 @@ pub async fn start(
         };
         store.append_journal(&id, &e)?;
     }
-    let _ = events.send(RolloutEvent::Rollout { rollout: r.clone() });
+    let _ = events.send(RolloutEvent::Rollout {
+        rollout: Box::new(r.clone()),
+    });
     Controller::new(store, settings, source, launch, events, r)?
         .drive()
         .await

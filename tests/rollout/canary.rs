@@ -390,10 +390,9 @@ fn wait_for(
         if let Some(s) = json_lines(&stdout(&o))
             .into_iter()
             .find(|v| v["event"] == "rollout_status")
+            && until(&s["status"])
         {
-            if until(&s["status"]) {
-                return s["status"].clone();
-            }
+            return s["status"].clone();
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));

@@ -123,14 +123,14 @@ fn gate(cx: &mut Cx<'_>, name: &str, header: Range<usize>, t: &Table<'_>) -> Opt
         check_expression(cx, e, &what);
     }
     let count = bounded(cx, t, "count", &what, 10_000).unwrap_or(1);
-    if count == 0 {
-        if let Some(v) = get(t, "count") {
-            cx.error(
-                Code::BadValue,
-                v.span(),
-                format!("`count` in {what} must be at least 1"),
-            );
-        }
+    if count == 0
+        && let Some(v) = get(t, "count")
+    {
+        cx.error(
+            Code::BadValue,
+            v.span(),
+            format!("`count` in {what} must be at least 1"),
+        );
     }
     Some(GateSpec {
         name: name.to_string(),
