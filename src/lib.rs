@@ -33,6 +33,8 @@ pub mod fleet;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod freeze;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod gateway;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod harden;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod killswitch;

@@ -4,6 +4,12 @@
 //! under the node's supervisor, health-checked, and rolled back by the node
 //! itself when the new version is not healthy.
 //!
+//! Each agent has two slots on a node ([`Slot`]): the primary instance on
+//! the agent's `port`, and the preview instance on its gateway's
+//! `preview_port`, which a rollout (or `deploy --slot preview`) stands up
+//! beside the primary without touching it; the node's gateway
+//! ([`crate::gateway`]) decides which of them answers clients.
+//!
 //! The node-side half is `node.sh` (POSIX sh, the layout is in its header
 //! and in the README). This module renders it for one node and action,
 //! parses what it reports, and turns that into run results. It never prints.
@@ -41,8 +47,68 @@ pub enum AgentError {
         "agent `{0}` has no `command` in agents.toml: maestro cannot start it (e.g. command = \"./run\")"
     )]
     NoCommand(String),
+    #[error(
+        "agent `{0}` has no `gateway` in agents.toml, so no port for a preview instance (e.g. gateway = {{ port = 9081, preview_port = 18081 }})"
+    )]
+    NoPreviewPort(String),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+}
+
+/// Which instance of an agent on a node: the primary one (on the agent's
+/// `port`, what clients get by default) or the preview one beside it (on
+/// the gateway's `preview_port`: a canary, the green of blue/green, a
+/// shadow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    #[default]
+    Primary,
+    Preview,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Primary => "primary",
+            Slot::Preview => "preview",
+        }
+    }
+
+    /// The port this slot of `agent` listens on, if it has one.
+    pub fn port(self, agent: &Agent) -> Option<u16> {
+        match self {
+            Slot::Primary => agent.port,
+            Slot::Preview => agent.gateway.map(|g| g.preview_port),
+        }
+    }
+
+    /// The slot can run `agent`: the preview needs a gateway's `preview_port`.
+    pub fn check(self, agent: &Agent) -> Result<(), AgentError> {
+        match self {
+            Slot::Preview if agent.gateway.is_none() => {
+                Err(AgentError::NoPreviewPort(agent.name.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Slot {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Slot, String> {
+        match s {
+            "primary" => Ok(Slot::Primary),
+            "preview" => Ok(Slot::Preview),
+            other => Err(format!("no slot `{other}`: primary or preview")),
+        }
+    }
 }
 
 /// `AGENT[@VERSION]` as typed.
@@ -219,16 +285,24 @@ pub struct NodeParams {
     pub env: String,
 }
 
-/// The environment an agent runs with on `node`: what maestro tells it
-/// (name, version, model, autonomy, tags, address), then the registry's
-/// `env`, then the version's.
-pub fn render_env(sot: &Sot, agent: &Agent, version: &AgentVersion, node: &Node) -> NodeParams {
+/// The environment an agent's instance in `slot` runs with on `node`:
+/// what maestro tells it (name, version, slot, model, autonomy, tags,
+/// address and the slot's port), then the registry's `env`, then the
+/// version's.
+pub fn render_env(
+    sot: &Sot,
+    agent: &Agent,
+    version: &AgentVersion,
+    node: &Node,
+    slot: Slot,
+) -> NodeParams {
     let host = loopback(sot, node);
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("MAESTRO_AGENT".into(), agent.name.clone());
     env.insert("MAESTRO_AGENT_VERSION".into(), version.version.clone());
+    env.insert("MAESTRO_AGENT_SLOT".into(), slot.as_str().into());
     env.insert("MAESTRO_AGENT_HOST".into(), host.clone());
-    if let Some(p) = agent.port {
+    if let Some(p) = slot.port(agent) {
         env.insert("MAESTRO_AGENT_PORT".into(), p.to_string());
     }
     env.insert(
@@ -264,8 +338,10 @@ pub fn render_env(sot: &Sot, agent: &Agent, version: &AgentVersion, node: &Node)
     NodeParams { host, env: text }
 }
 
-/// Run `action` for `agent` on one node; the artifact goes on stdin when
-/// `artifact` is given. Returns the node's report (or why there is none).
+/// Run `action` for `agent`'s instance in `slot` on one node; the artifact
+/// goes on stdin when `artifact` is given. Returns the node's report (or
+/// why there is none).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_action(
     session: &Session,
     ctx: &NodeContext,
@@ -274,8 +350,9 @@ pub async fn run_action(
     target: Option<(&AgentVersion, Option<&Artifact>)>,
     params: &NodeParams,
     probe_health: bool,
+    slot: Slot,
 ) -> Result<Report, String> {
-    let script = node::script(action, agent, target, params, probe_health);
+    let script = node::script(action, agent, target, params, probe_health, slot);
     let command = if ctx.login_user == "root" {
         format!("/bin/sh -c {}", crate::fleet::quote::sh_quote(&script))
     } else {
@@ -325,8 +402,11 @@ pub async fn run_action(
     Ok(report)
 }
 
-/// One node's deploy (or its check): probe, then send and switch only where
-/// something must change.
+/// One node's deploy (or its check) into `slot`: probe, then send and
+/// switch only where something must change. A deploy to the preview slot
+/// never touches the primary instance; a preview that fails its health
+/// check is stopped and reported failed (there is nothing to roll back to).
+/// `params` must be rendered for the same slot ([`render_env`]).
 pub async fn deploy_node(
     session: Arc<Session>,
     ctx: NodeContext,
@@ -334,9 +414,13 @@ pub async fn deploy_node(
     params: NodeParams,
     check: bool,
     diff: bool,
+    slot: Slot,
 ) -> NodeResult {
     let started = std::time::Instant::now();
-    let name = format!("deploy {}", job.label());
+    let name = match slot {
+        Slot::Primary => format!("deploy {}", job.label()),
+        Slot::Preview => format!("deploy {} (preview)", job.label()),
+    };
     let finish = |outcome: NodeOutcome, detail: String, change: &Option<String>| {
         let task = TaskResult {
             index: 0,
@@ -370,6 +454,9 @@ pub async fn deploy_node(
         r.duration_ms = started.elapsed().as_millis() as u64;
         r
     };
+    if let Err(e) = slot.check(&job.agent) {
+        return fail(e.to_string());
+    }
     let target = Some((&job.version, None));
     let probe = match run_action(
         &session,
@@ -379,6 +466,7 @@ pub async fn deploy_node(
         target,
         &params,
         false,
+        slot,
     )
     .await
     {
@@ -387,6 +475,10 @@ pub async fn deploy_node(
     };
     let state = probe.state.clone().unwrap_or_default();
     let v = &job.version.version;
+    let agent_slot = match slot {
+        Slot::Primary => job.agent.name.clone(),
+        Slot::Preview => format!("{} (preview)", job.agent.name),
+    };
     let change = Some(format!(
         "--- {node} {agent} (running)\n+++ {node} {agent} (after the deploy)\n-version {}\n-sha256 {}\n+version {}\n+sha256 {}\n",
         state.version_or_nothing(),
@@ -398,7 +490,7 @@ pub async fn deploy_node(
         job.version.version,
         job.version.sha256,
         node = ctx.node,
-        agent = job.agent.name,
+        agent = agent_slot,
     ));
     if state.killed {
         return finish(
@@ -454,6 +546,7 @@ pub async fn deploy_node(
         Some((&job.version, artifact)),
         &params,
         false,
+        slot,
     )
     .await
     {
@@ -482,12 +575,14 @@ pub async fn deploy_node(
     }
 }
 
-/// One node's `disable`: stop and remove the service, keep the files.
+/// One node's `disable` of the instance in `slot`: stop and remove its
+/// service, keep the files. The other slot keeps running.
 pub async fn disable_node(
     session: Arc<Session>,
     ctx: NodeContext,
     agent: Arc<Agent>,
     params: NodeParams,
+    slot: Slot,
 ) -> NodeResult {
     let started = std::time::Instant::now();
     let mut r = NodeResult::new(&ctx.node, NodeStatus::Ok);
@@ -499,6 +594,7 @@ pub async fn disable_node(
         None,
         &params,
         false,
+        slot,
     )
     .await;
     let (outcome, detail) = match report {
@@ -511,7 +607,10 @@ pub async fn disable_node(
     };
     let task = TaskResult {
         index: 0,
-        name: format!("disable {}", agent.name),
+        name: match slot {
+            Slot::Primary => format!("disable {}", agent.name),
+            Slot::Preview => format!("disable {} (preview)", agent.name),
+        },
         status: outcome.task_status(),
         message: format!("{}: {detail}", outcome.as_str()),
         diff: None,
@@ -535,8 +634,12 @@ pub async fn disable_node(
 pub struct AgentOnNode {
     pub node: String,
     pub agent: String,
+    /// The primary instance.
     #[serde(flatten)]
     pub state: NodeAgentState,
+    /// The preview instance, when the node has (or had) one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<NodeAgentState>,
     /// The SoT's `current` for the agent.
     pub expected: Option<String>,
     /// Runs something else than the SoT's `current` (or nothing).
@@ -560,10 +663,25 @@ pub async fn status_node(
             host: loopback(sot, node),
             env: String::new(),
         };
-        let r = run_action(session, ctx, Action::Status, agent, None, &params, true).await;
-        let (state, error) = match r {
-            Ok(rep) => (rep.state.unwrap_or_default(), None),
-            Err(e) => (NodeAgentState::default(), Some(e)),
+        let r = run_action(
+            session,
+            ctx,
+            Action::Status,
+            agent,
+            None,
+            &params,
+            true,
+            Slot::Primary,
+        )
+        .await;
+        let (state, preview, error) = match r {
+            Ok(rep) => (
+                rep.state.unwrap_or_default(),
+                rep.preview
+                    .filter(|p| !p.version.is_empty() || p.running || !p.current.is_empty()),
+                None,
+            ),
+            Err(e) => (NodeAgentState::default(), None, Some(e)),
         };
         let expected = agent.current.clone();
         // Only nodes that run (or ran) the agent can differ; the rest do
@@ -575,6 +693,7 @@ pub async fn status_node(
             node: ctx.node.clone(),
             agent: agent.name.clone(),
             state,
+            preview,
             expected,
             differs,
             error,
@@ -590,7 +709,9 @@ pub fn status_result(ctx: &NodeContext, found: &[AgentOnNode]) -> NodeResult {
     for (index, a) in found.iter().enumerate() {
         let (status, message) = match &a.error {
             Some(e) => (TaskStatus::Failed, e.clone()),
-            None if a.state.version.is_empty() => (TaskStatus::Skipped, "not deployed".into()),
+            None if a.state.version.is_empty() && a.preview.is_none() => {
+                (TaskStatus::Skipped, "not deployed".into())
+            }
             None => (
                 if a.differs {
                     TaskStatus::Changed
@@ -645,6 +766,18 @@ impl AgentOnNode {
             && expected != &s.version
         {
             out.push_str(&format!(" (SoT: {expected})"));
+        }
+        if let Some(p) = &self.preview {
+            out.push_str(&format!(
+                "; preview {} {}",
+                p.version_or_nothing(),
+                if p.running { "running" } else { "stopped" }
+            ));
+            match p.healthy {
+                Some(true) => out.push_str(", healthy"),
+                Some(false) => out.push_str(", unhealthy"),
+                None => {}
+            }
         }
         out
     }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Action, Artifact, NodeParams};
+use super::{Action, Artifact, NodeParams, Slot};
 use crate::fleet::quote::sh_quote;
 use crate::sot::model::{Agent, AgentVersion, HealthProbe};
 
@@ -12,13 +12,15 @@ fn seconds(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-/// The script: quoted assignments, then `node.sh`.
+/// The script: quoted assignments, then `node.sh`. `slot` is the instance
+/// a probe, deploy or disable works on (a status reports both).
 pub fn script(
     action: Action,
     agent: &Agent,
     target: Option<(&AgentVersion, Option<&Artifact>)>,
     params: &NodeParams,
     probe_health: bool,
+    slot: Slot,
 ) -> String {
     let (version, digest, transfer) = match target {
         Some((v, a)) => (v.version.as_str(), v.sha256.as_str(), a.is_some()),
@@ -36,8 +38,9 @@ pub fn script(
         Action::Deploy => "deploy",
         Action::Disable => "disable",
     };
-    let vars: [(&str, String); 17] = [
+    let vars: [(&str, String); 19] = [
         ("a_action", action.into()),
+        ("a_slot", slot.as_str().into()),
         ("a_name", agent.name.clone()),
         ("a_version", version.into()),
         ("a_digest", digest.into()),
@@ -45,8 +48,15 @@ pub fn script(
         ("a_command", agent.command.clone().unwrap_or_default()),
         ("a_host", params.host.clone()),
         (
-            "a_port",
+            "a_primary_port",
             agent.port.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        (
+            "a_preview_port",
+            agent
+                .gateway
+                .map(|g| g.preview_port.to_string())
+                .unwrap_or_default(),
         ),
         ("a_metrics", metrics.into()),
         ("a_keep", agent.keep.to_string()),
@@ -72,6 +82,9 @@ pub fn script(
 pub struct NodeAgentState {
     pub version: String,
     pub digest: String,
+    /// The port this instance listens on (the agent's `port`, or the
+    /// gateway's `preview_port` for the preview slot).
+    pub port: Option<u16>,
     /// Unix seconds since the version runs.
     pub since: Option<u64>,
     pub previous: String,
@@ -107,7 +120,10 @@ impl NodeAgentState {
 /// Everything the script said.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// The slot the action worked on; for a status, the primary.
     pub state: Option<NodeAgentState>,
+    /// A status's preview slot.
+    pub preview: Option<NodeAgentState>,
     pub have: Option<bool>,
     pub free_kb: Option<u64>,
     pub result: Option<String>,
@@ -132,7 +148,8 @@ pub fn parse(stdout: &[u8]) -> Report {
             r.detail = detail;
         }
         let mut words = head.split(' ').filter(|w| !w.is_empty()).peekable();
-        let is_state = words.peek() == Some(&"state");
+        let head_word = words.peek().copied();
+        let is_state = matches!(head_word, Some("state" | "preview"));
         if is_state {
             words.next();
         }
@@ -144,6 +161,7 @@ pub fn parse(stdout: &[u8]) -> Report {
             match k {
                 "version" => st.version = v.into(),
                 "digest" => st.digest = v.into(),
+                "port" => st.port = v.parse().ok(),
                 "since" => st.since = v.parse().ok(),
                 "previous" => st.previous = v.into(),
                 "enabled" => st.enabled = v != "0",
@@ -159,8 +177,10 @@ pub fn parse(stdout: &[u8]) -> Report {
                 _ => {}
             }
         }
-        if is_state {
-            r.state = Some(st);
+        match head_word {
+            Some("state") => r.state = Some(st),
+            Some("preview") => r.preview = Some(st),
+            _ => {}
         }
     }
     r
@@ -184,6 +204,57 @@ mod tests {
         assert_eq!(
             r.detail.as_deref(),
             Some("1.2.0 failed (GET x=1 failed); back on 1.1.0")
+        );
+    }
+
+    #[test]
+    fn a_status_reports_both_slots() {
+        let r = parse(b"@@maestro state slot=primary port=8081 version=1.0.0 digest=a since=1 previous= enabled=1 running=1 pid=7 killed=0 current=1.0.0 healthy=1\n@@maestro preview slot=preview port=18081 version=1.1.0 digest=b since=2 previous= enabled=1 running=1 pid=9 killed=0 current=1.1.0 healthy=1\n");
+        let (p, q) = (r.state.unwrap(), r.preview.unwrap());
+        assert_eq!((p.version.as_str(), p.port), ("1.0.0", Some(8081)));
+        assert_eq!(
+            (q.version.as_str(), q.port, q.pid),
+            ("1.1.0", Some(18081), Some(9))
+        );
+    }
+
+    #[test]
+    fn the_slot_and_both_ports_reach_the_script_quoted() {
+        let mut agent = crate::sot::model::Agent {
+            name: "a".into(),
+            description: None,
+            model: "m".into(),
+            provider: None,
+            autonomy: crate::sot::model::Autonomy(1),
+            owner: None,
+            profile: None,
+            current: None,
+            tags: Default::default(),
+            versions: Vec::new(),
+            command: Some("./run; echo $(id)".into()),
+            port: Some(8081),
+            env: Default::default(),
+            health: Default::default(),
+            keep: 3,
+            gateway: None,
+        };
+        let params = NodeParams {
+            host: "127.0.0.1".into(),
+            env: String::new(),
+        };
+        let s = script(Action::Status, &agent, None, &params, false, Slot::Primary);
+        assert!(s.contains("a_slot=primary\n"), "{s}");
+        assert!(s.contains("a_preview_port=''\n"), "{s}");
+        assert!(s.contains("a_command='./run; echo $(id)'\n"), "{s}");
+        agent.gateway = Some(crate::sot::model::AgentGateway {
+            port: 9081,
+            preview_port: 18081,
+        });
+        let s = script(Action::Deploy, &agent, None, &params, false, Slot::Preview);
+        assert!(s.contains("a_slot=preview\n"), "{s}");
+        assert!(
+            s.contains("a_primary_port=8081\na_preview_port=18081\n"),
+            "{s}"
         );
     }
 

@@ -10,6 +10,16 @@
 #   /var/log/maestro/agents/NAME.log
 #   /run/maestro/agent-NAME.pid         PID and start time; the agent leads its session
 #
+# The preview slot (a_slot=preview): a second instance of the agent beside
+# the primary one, on its own port, for canaries, blue/green and shadows
+# behind the node's gateway. Its files are the primary's with `preview`:
+#   /opt/maestro/agents/NAME/preview -> VERSION
+#   /var/lib/maestro/agents/NAME/{state.preview,env.preview}
+#   /var/log/maestro/agents/NAME.preview.log
+#   /run/maestro/agent-NAME.preview.pid, unit maestro-agent-NAME-preview
+# A job on one slot never stops, switches or prunes what the other runs.
+# Both slots share the lock, the data directory and the kill marker.
+#
 # Once the artifact is in, the deploy runs to its end even if the controller
 # goes away (SIGHUP and SIGPIPE ignored; output to a closed channel is lost,
 # the work is not): a node is never left between versions by a dropped
@@ -20,11 +30,21 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 a_base=/opt/maestro/agents/$a_name
 a_var=/var/lib/maestro/agents/$a_name
-a_state=$a_var/state
 a_killed=$a_var/killed
-a_pidfile=/run/maestro/agent-$a_name.pid
-a_log=/var/log/maestro/agents/$a_name.log
-a_unit=maestro-agent-$a_name
+# The files of one slot; the port it listens on.
+_slot() {
+    case $1 in
+        preview) a_which=preview a_sfx=.preview a_link=$a_base/preview a_port=$a_preview_port
+            a_unit=maestro-agent-$a_name-preview ;;
+        *) a_which=primary a_sfx= a_link=$a_base/current a_port=$a_primary_port
+            a_unit=maestro-agent-$a_name ;;
+    esac
+    a_state=$a_var/state$a_sfx
+    a_envf=$a_var/env$a_sfx
+    a_pidfile=/run/maestro/agent-$a_name$a_sfx.pid
+    a_log=/var/log/maestro/agents/$a_name$a_sfx.log
+}
+_slot "$a_slot"
 if [ -d /run/systemd/system ]; then a_init=systemd; else a_init=none; fi
 
 _say() { printf '@@maestro %s\n' "$*" 2>/dev/null; }
@@ -66,7 +86,7 @@ _write_state() { # version digest since previous enabled
     t=$a_var/.state.$$
     {
         printf 'agent=%s\nversion=%s\ndigest=%s\nsince=%s\nprevious=%s\n' "$a_name" "$1" "$2" "$3" "$4"
-        printf 'host=%s\nport=%s\nmetrics=%s\npidfile=%s\nenabled=%s\n' "$a_host" "$a_port" "$a_metrics" "$a_pidfile" "$5"
+        printf 'host=%s\nport=%s\nmetrics=%s\npidfile=%s\nenabled=%s\nslot=%s\n' "$a_host" "$a_port" "$a_metrics" "$a_pidfile" "$5" "$a_which"
     } >"$t" && mv -f "$t" "$a_state" || _fail "cannot write $a_state"
 }
 
@@ -113,7 +133,7 @@ _start() {
         t=/etc/systemd/system/.$a_unit.service.$$
         {
             printf '[Unit]\nDescription=maestro agent %s\n\n[Service]\n' "$a_name"
-            printf 'WorkingDirectory=%s/current\nEnvironmentFile=%s/env\n' "$a_base" "$a_var"
+            printf 'WorkingDirectory=%s\nEnvironmentFile=%s\n' "$a_link" "$a_envf"
             printf "ExecCondition=/bin/sh -c '! test -e %s'\n" "$a_killed"
             printf "ExecStart=/bin/sh -c 'exec %s'\n" "$a_command"
             printf 'Restart=on-failure\nStandardOutput=append:%s\nStandardError=append:%s\n' "$a_log" "$a_log"
@@ -126,7 +146,7 @@ _start() {
     command -v setsid >/dev/null 2>&1 || _fail "no setsid on this node"
     env -i PATH="$PATH" HOME="$a_var/data" LANG=C.UTF-8 \
         setsid /bin/sh -c 'set -a; . "$1"; set +a; cd "$2" || exit 1; eval "exec $3"' \
-        "agent-$a_name" "$a_var/env" "$a_base/current/" "$a_command" \
+        "agent-$a_name$a_sfx" "$a_envf" "$a_link/" "$a_command" \
         </dev/null >>"$a_log" 2>&1 &
     pid=$!
     read -r st <"/proc/$pid/stat" || _fail "$a_name did not start"
@@ -160,7 +180,7 @@ _probe_once() {
     case $a_health in
         http) _http_ok "http://$a_host:$a_port$a_health_arg" "$a_timeout" || { a_probe_error=${a_probe_error:-"GET http://$a_host:$a_port$a_health_arg failed"}; return 1; } ;;
         command)
-            (cd "$a_base/current/" && set -a && . "$a_var/env" && set +a && eval "$a_health_arg") </dev/null >/dev/null 2>&1 \
+            (cd "$a_link/" && set -a && . "$a_envf" && set +a && eval "$a_health_arg") </dev/null >/dev/null 2>&1 \
                 || { a_probe_error="the health command failed: $a_health_arg"; return 1; } ;;
     esac
     return 0
@@ -188,55 +208,63 @@ _digest_of() {
     a_got=$1
 }
 
-_switch() { # version: point `current` at it, atomically
-    ln -s "$1" "$a_base/.current.$$" || _fail "cannot create a link in $a_base"
-    mv -T -f "$a_base/.current.$$" "$a_base/current" 2>/dev/null \
-        || { rm -f "$a_base/current" && mv -f "$a_base/.current.$$" "$a_base/current"; } \
-        || _fail "cannot switch $a_base/current to $1"
+_switch() { # version: point the slot's link (`current`, `preview`) at it, atomically
+    t=$a_base/.${a_link##*/}.$$
+    ln -s "$1" "$t" || _fail "cannot create a link in $a_base"
+    mv -T -f "$t" "$a_link" 2>/dev/null \
+        || { rm -f "$a_link" && mv -f "$t" "$a_link"; } \
+        || _fail "cannot switch $a_link to $1"
 }
 
 # The new environment; the running one is kept beside it until the new
 # version is healthy, so a rollback restarts the old version as it ran.
 _write_env() {
-    rm -f "$a_var/env.previous"
-    [ ! -f "$a_var/env" ] || cp -p "$a_var/env" "$a_var/env.previous" || _fail "cannot keep $a_var/env"
+    rm -f "$a_envf.previous"
+    [ ! -f "$a_envf" ] || cp -p "$a_envf" "$a_envf.previous" || _fail "cannot keep $a_envf"
     t=$a_var/.env.$$
-    printf '%s' "$a_env" >"$t" && chmod 0600 "$t" && mv -f "$t" "$a_var/env" || _fail "cannot write $a_var/env"
+    printf '%s' "$a_env" >"$t" && chmod 0600 "$t" && mv -f "$t" "$a_envf" || _fail "cannot write $a_envf"
 }
 
-# Keep `keep` versions: the running one, the previous one, then the newest.
+# Keep `keep` versions: the running one, the previous one, then the newest;
+# never the version the other slot runs.
 _prune() {
     n=0
+    other=$a_base/preview; [ "$a_which" = preview ] && other=$a_base/current
+    o=; [ -L "$other" ] && o=$(readlink "$other")
     for d in $(ls -t "$a_base" 2>/dev/null); do
-        case $d in current | .*) continue ;; esac
+        case $d in current | preview | .*) continue ;; esac
         [ -d "$a_base/$d" ] && [ ! -L "$a_base/$d" ] || continue
         n=$((n + 1))
-        [ "$d" = "$a_version" ] || [ "$d" = "$1" ] && continue
+        [ "$d" = "$a_version" ] || [ "$d" = "$1" ] || [ "$d" = "$o" ] && continue
         [ $n -le "$a_keep" ] || rm -rf -- "${a_base:?}/$d"
     done
 }
 
-_status() {
+_status() { # word: `state` (the slot worked on, or the primary) or `preview`
     _read_state
     run=0; _running && run=1
     killed=0; [ -e "$a_killed" ] && killed=1
-    link=; [ -L "$a_base/current" ] && link=$(readlink "$a_base/current")
+    link=; [ -L "$a_link" ] && link=$(readlink "$a_link")
     healthy=
-    if [ "$run" = 1 ] && [ "${a_probe:-0}" = 1 ]; then
+    if [ "$run" = 1 ] && [ "${a_probe:-0}" = 1 ] && { [ -n "$a_port" ] || [ "$a_health" != http ]; }; then
         healthy=0; _probe_once && healthy=1
     fi
-    _say "state" "version=$s_version" "digest=$s_digest" "since=$s_since" "previous=$s_previous" \
+    _say "$1" "slot=$a_which" "port=$a_port" "version=$s_version" "digest=$s_digest" "since=$s_since" "previous=$s_previous" \
         "enabled=$s_enabled" "running=$run" "pid=$a_pid" "killed=$killed" "current=$link" "healthy=$healthy"
 }
 
 case $a_action in
 status)
-    _status
+    # Both slots: the primary as `state`, the preview instance as `preview`.
+    _slot primary
+    _status state
+    _slot preview
+    _status preview
     ;;
 probe)
     # What a deploy of a_version would do: it needs the artifact unless the
     # version is already unpacked with the right digest.
-    _status
+    _status state
     have=0
     if [ -f "$a_base/$a_version/.maestro-sha256" ]; then
         read -r d <"$a_base/$a_version/.maestro-sha256" && [ "$d" = "$a_digest" ] && have=1
@@ -270,7 +298,7 @@ deploy)
     read -r d <"$a_base/$a_version/.maestro-sha256" 2>/dev/null
     [ "$d" = "$a_digest" ] || _fail "$a_base/$a_version is not the artifact with sha256 $a_digest (send it again)"
     old_running=0; _running && old_running=1
-    link=; [ -L "$a_base/current" ] && link=$(readlink "$a_base/current")
+    link=; [ -L "$a_link" ] && link=$(readlink "$a_link")
     if [ "$s_version" = "$a_version" ] && [ "$s_digest" = "$a_digest" ] && [ "$link" = "$a_version" ] \
         && [ "$old_running" = 1 ] && [ "$s_enabled" != 0 ]; then
         _say "result=unchanged" "detail=$a_version is running"
@@ -285,16 +313,23 @@ deploy)
     if _healthy; then
         since=$(date +%s)
         _write_state "$a_version" "$a_digest" "$since" "$previous" 1
-        rm -f "$a_var/env.previous"
+        rm -f "$a_envf.previous"
         _prune "$previous"
         _say "result=deployed" "from=$s_version" "detail=healthy"
         _unlock; exit 0
     fi
     why=$a_probe_error
     _stop
+    if [ "$a_which" = preview ]; then
+        # A preview has nothing to go back to: it is stopped, the primary
+        # was never touched.
+        rm -f "$a_link" "$a_envf.previous"
+        _write_state "" "" "" "" 0
+        _fail "$a_version failed its health check ($why) in the preview slot; the preview instance is stopped, the primary was not touched"
+    fi
     if [ -n "$previous" ] && [ -f "$a_base/$previous/.maestro-sha256" ]; then
         read -r pd <"$a_base/$previous/.maestro-sha256"
-        [ ! -f "$a_var/env.previous" ] || mv -f "$a_var/env.previous" "$a_var/env"
+        [ ! -f "$a_envf.previous" ] || mv -f "$a_envf.previous" "$a_envf"
         _switch "$previous"
         _start
         back=healthy; _healthy || back="unhealthy: $a_probe_error"
@@ -302,7 +337,7 @@ deploy)
         _say "result=rolled_back" "to=$previous" "detail=$a_version failed its health check ($why); back on $previous ($back)"
         _unlock; exit 1
     fi
-    rm -f "$a_base/current"
+    rm -f "$a_link"
     _write_state "" "" "" "" 0
     _fail "$a_version failed its health check ($why) and there is no previous version to go back to; the agent is stopped"
     ;;

@@ -30,6 +30,11 @@ pub struct DeployArgs {
     /// Show the version and digest each node changes from and to
     #[arg(long, short = 'D')]
     pub diff: bool,
+    /// Which instance: `primary` (what clients get), or `preview`, a second
+    /// instance beside it on the gateway's preview_port that never touches
+    /// the primary (see `maestro gateway set`)
+    #[arg(long, default_value = "primary", value_parser = ["primary", "preview"])]
+    pub slot: String,
     /// Apply without asking (required when not on a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -106,6 +111,7 @@ pub fn deploy(
     let job = JobSpec::Deploy {
         agent: agent.to_string(),
         version: version.map(str::to_string),
+        slot: args.slot.parse().map_err(anyhow::Error::msg)?,
     };
     let play = as_play_args(
         &args.limit,
@@ -194,21 +200,30 @@ pub fn status(
         let rows: Vec<&crate::agent::AgentOnNode> = outcome
             .agents
             .iter()
-            .filter(|a| !a.state.version.is_empty() || a.error.is_some() || args.agent.is_some())
+            .filter(|a| {
+                !a.state.version.is_empty()
+                    || a.preview.is_some()
+                    || a.error.is_some()
+                    || args.agent.is_some()
+            })
             .collect();
         let nw = rows.iter().map(|a| a.node.len()).max().unwrap_or(4).max(4);
-        let aw = rows.iter().map(|a| a.agent.len()).max().unwrap_or(5).max(5);
+        let aw = rows
+            .iter()
+            .map(|a| a.agent.len() + if a.preview.is_some() { 10 } else { 0 })
+            .max()
+            .unwrap_or(5)
+            .max(5);
         text.push_str(&format!(
             "  {:nw$}  {:aw$}  {:10} {:12} {:9} {:19} STATE\n",
             "NODE", "AGENT", "VERSION", "SHA256", "HEALTH", "SINCE"
         ));
-        for a in &rows {
-            let s = &a.state;
-            let mark = if a.differs || a.error.is_some() {
-                "!"
-            } else {
-                " "
-            };
+        let row = |text: &mut String,
+                   mark: &str,
+                   node: &str,
+                   agent: &str,
+                   s: &crate::agent::NodeAgentState,
+                   state: String| {
             let health = match (s.running, s.healthy, s.killed) {
                 (_, _, true) => "killed",
                 (false, _, _) if s.version.is_empty() => "-",
@@ -222,15 +237,8 @@ pub fn status(
                 .and_then(|t| chrono::DateTime::from_timestamp(t as i64, 0))
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_else(|| "-".into());
-            let state = match &a.error {
-                Some(e) => e.clone(),
-                None if s.version.is_empty() => "not deployed".into(),
-                None => a.summary(),
-            };
             text.push_str(&format!(
-                "{mark} {:nw$}  {:aw$}  {:10} {:12} {:9} {:19} {}\n",
-                a.node,
-                a.agent,
+                "{mark} {node:nw$}  {agent:aw$}  {:10} {:12} {:9} {:19} {}\n",
                 if s.version.is_empty() {
                     "-"
                 } else {
@@ -245,6 +253,35 @@ pub fn status(
                 since,
                 state
             ));
+        };
+        for a in &rows {
+            let s = &a.state;
+            let mark = if a.differs || a.error.is_some() {
+                "!"
+            } else {
+                " "
+            };
+            let state = match &a.error {
+                Some(e) => e.clone(),
+                None if s.version.is_empty() => "not deployed".into(),
+                None => a.summary(),
+            };
+            row(&mut text, mark, &a.node, &a.agent, s, state);
+            if let Some(p) = &a.preview {
+                let port = p.port.map(|p| format!(" on port {p}")).unwrap_or_default();
+                let state = format!(
+                    "preview slot{port}, {}",
+                    if p.running { "running" } else { "stopped" }
+                );
+                row(
+                    &mut text,
+                    " ",
+                    &a.node,
+                    &format!("{} (preview)", a.agent),
+                    p,
+                    state,
+                );
+            }
         }
         let differ = outcome.agents.iter().filter(|a| a.differs).count();
         if differ > 0 {

@@ -6,6 +6,7 @@ mod drift_cmd;
 mod drive;
 mod fleet_cmd;
 mod freeze_cmd;
+mod gateway_cmd;
 mod kill_cmd;
 mod play_cmd;
 pub(crate) mod printer;
@@ -106,6 +107,9 @@ pub enum Command {
     /// Progressive delivery: canary rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)
     #[command(subcommand)]
     Rollout(rollout_cmd::RolloutCommand),
+    /// The traffic layer on each node: which of an agent's instances answers its clients
+    #[command(subcommand)]
+    Gateway(gateway_cmd::GatewayCommand),
     /// List, add and remove freeze windows (each change is a git commit)
     #[command(subcommand)]
     Freeze(freeze_cmd::FreezeCommand),
@@ -398,6 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
         Command::Rollout(cmd) => rollout_cmd::rollout(&sot, cli.db, cmd, cli.json),
+        Command::Gateway(cmd) => gateway_cmd::gateway(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),

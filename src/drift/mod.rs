@@ -391,6 +391,7 @@ pub fn repairs(report: &Report) -> Vec<(JobSpec, Vec<String>)> {
                 JobSpec::Deploy {
                     agent: f.subject.clone(),
                     version: None,
+                    slot: crate::agent::Slot::Primary,
                 },
             ),
             Kind::Playbook => match last_job(&f.subject) {
@@ -545,7 +546,8 @@ mod tests {
         assert!(jobs.contains(&(
             JobSpec::Deploy {
                 agent: "a".into(),
-                version: None
+                version: None,
+                slot: crate::agent::Slot::Primary,
             },
             vec!["n1".into(), "n2".into()]
         )));

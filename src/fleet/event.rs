@@ -258,10 +258,13 @@ pub enum RunKind {
     /// The kill switch (or its release) on the target nodes.
     #[serde(rename = "kill")]
     Kill,
+    /// `gateway set` / `gateway status`: the traffic an agent's gateway applies.
+    #[serde(rename = "gateway")]
+    Gateway,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 9] = [
+    pub const ALL: [RunKind; 10] = [
         RunKind::Exec,
         RunKind::Check,
         RunKind::Play,
@@ -271,6 +274,7 @@ impl RunKind {
         RunKind::Disable,
         RunKind::Status,
         RunKind::Kill,
+        RunKind::Gateway,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -284,6 +288,7 @@ impl RunKind {
             RunKind::Disable => "disable",
             RunKind::Status => "status",
             RunKind::Kill => "kill",
+            RunKind::Gateway => "gateway",
         }
     }
 

@@ -9,6 +9,11 @@
 //! The last line it prints is the verdict the controller reads
 //! ([`VERDICT_PREFIX`]): `stopped PID…`, `already-stopped`, `remaining
 //! PID…` (exit 1), `released`, or `error` (exit 1, the reason on stderr).
+//!
+//! An agent has two instances on a node (the primary and the preview slot,
+//! `agent-NAME.pid` and `agent-NAME.preview.pid`, units `maestro-agent-NAME`
+//! and `maestro-agent-NAME-preview`): a kill stops both, and the one marker
+//! blocks both from starting again.
 
 use crate::fleet::quote::sh_quote;
 
@@ -74,7 +79,7 @@ if [ "$ALL" = 1 ]; then
     done
     for f in /run/maestro/agent-*.pid; do
         [ -e "$f" ] || continue
-        f=${f##*/agent-}; add_name "${f%.pid}"
+        f=${f##*/agent-}; f=${f%.pid}; add_name "${f%.preview}"
     done
 fi
 "#;
@@ -126,6 +131,7 @@ find_procs() {
     P=
     for a in $names; do
         leader "/run/maestro/agent-$a.pid" && G="$G $L"
+        leader "/run/maestro/agent-$a.preview.pid" && G="$G $L"
     done
     if [ "$ALL" = 1 ]; then
         hits=$(grep -lzE '^MAESTRO_AGENT=.' /proc/[0-9]*/environ 2>/dev/null)
@@ -161,10 +167,11 @@ for a in $names; do mark "$a"; done
 was=
 if [ "$sysd" = 1 ]; then
     for a in $names; do
-        u=maestro-agent-$a.service
-        systemctl is-active --quiet "$u" 2>/dev/null && was="$was $u"
-        systemctl mask --runtime "$u" >/dev/null 2>&1
-        systemctl stop "$u" >/dev/null 2>&1
+        for u in "maestro-agent-$a.service" "maestro-agent-$a-preview.service"; do
+            systemctl is-active --quiet "$u" 2>/dev/null && was="$was $u"
+            systemctl mask --runtime "$u" >/dev/null 2>&1
+            systemctl stop "$u" >/dev/null 2>&1
+        done
     done
 fi
 find_procs
@@ -182,8 +189,9 @@ if [ -n "$G$P" ]; then
     exit 1
 fi
 for a in $names; do
-    f=/run/maestro/agent-$a.pid
-    [ -f "$f" ] && [ ! -L "$f" ] && rm -f "$f"
+    for f in "/run/maestro/agent-$a.pid" "/run/maestro/agent-$a.preview.pid"; do
+        [ -f "$f" ] && [ ! -L "$f" ] && rm -f "$f"
+    done
 done
 if [ -n "$stopped$was" ]; then say stopped $stopped; else say already-stopped; fi
 "#;
@@ -193,7 +201,7 @@ for a in $names; do
     case " $KEEP " in *" all "* | *" $a "*) continue ;; esac
     f=$B/$a/killed
     [ -L "$B" ] || [ -L "$B/$a" ] || rm -f "$f" || die "cannot remove $f"
-    [ "$sysd" = 1 ] && systemctl unmask --runtime "maestro-agent-$a.service" >/dev/null 2>&1
+    [ "$sysd" = 1 ] && systemctl unmask --runtime "maestro-agent-$a.service" "maestro-agent-$a-preview.service" >/dev/null 2>&1
 done
 say released
 "#;

@@ -78,10 +78,12 @@ pub enum JobSpec {
         section: Option<String>,
     },
     /// `maestro deploy AGENT[@VERSION]`: a registry version, verified,
-    /// switched to, health-checked (default version: the agent's `current`).
+    /// switched to, health-checked (default version: the agent's `current`),
+    /// in the agent's primary slot or (`--slot preview`) beside it.
     Deploy {
         agent: String,
         version: Option<String>,
+        slot: agent::Slot,
     },
     /// `maestro enable AGENT`: the runtime where missing, then the agent's
     /// current version, healthy.
@@ -95,6 +97,17 @@ pub enum JobSpec {
     /// engaged in the SoT first: [`crate::killswitch::change::engage`]).
     /// With `release`: the markers removed, nothing started.
     Kill { agent: String, release: bool },
+    /// `maestro gateway set AGENT --traffic T`: the node's nginx sends the
+    /// agent's clients to its primary, its preview, a split or a mirror.
+    /// Sending traffic to an agent is held like starting it: a kill switch
+    /// or a freeze window of the agent blocks it.
+    GatewaySet {
+        agent: String,
+        traffic: crate::gateway::Traffic,
+    },
+    /// `maestro gateway status AGENT`: the traffic each node's gateway
+    /// applies (reads only).
+    GatewayStatus { agent: String },
 }
 
 impl JobSpec {
@@ -102,7 +115,9 @@ impl JobSpec {
     /// switch or a freeze window holds back.
     pub fn agent_started(&self) -> Option<&str> {
         match self {
-            JobSpec::Deploy { agent, .. } | JobSpec::Enable { agent } => Some(agent),
+            JobSpec::Deploy { agent, .. }
+            | JobSpec::Enable { agent }
+            | JobSpec::GatewaySet { agent, .. } => Some(agent),
             _ => None,
         }
     }
@@ -195,6 +210,7 @@ enum Work {
         deploy: Arc<agent::Deploy>,
         params: Arc<HashMap<String, agent::NodeParams>>,
         runtime: Option<Box<PlayWork>>,
+        slot: agent::Slot,
     },
     Disable {
         agent: Arc<Agent>,
@@ -205,6 +221,11 @@ enum Work {
     },
     /// The kill switch's node script, per node.
     Kill(Arc<std::collections::HashMap<String, String>>),
+    /// The gateway of one agent on each node (`traffic`: set it; none: read it).
+    Gateway {
+        targets: Arc<HashMap<String, crate::gateway::Result<crate::gateway::Target>>>,
+        traffic: Option<crate::gateway::Traffic>,
+    },
 }
 
 /// A playbook (or a profile's playbooks) and where its files are.
@@ -301,7 +322,11 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 format!("install --profile {profile}"),
             )
         }
-        JobSpec::Deploy { agent, version } => {
+        JobSpec::Deploy {
+            agent,
+            version,
+            slot,
+        } => {
             let deploy = agent::Deploy::resolve(
                 sot,
                 agent,
@@ -309,8 +334,13 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 &agent::artifact::default_cache(),
             )
             .map_err(|e| OpsError::Invalid(e.to_string()))?;
-            let description = format!("deploy {}", deploy.label());
-            (deploy_work(sot, &indices, deploy, None), description)
+            slot.check(&deploy.agent)
+                .map_err(|e| OpsError::Invalid(e.to_string()))?;
+            let description = match slot {
+                agent::Slot::Primary => format!("deploy {}", deploy.label()),
+                agent::Slot::Preview => format!("deploy {} --slot preview", deploy.label()),
+            };
+            (deploy_work(sot, &indices, deploy, None, *slot), description)
         }
         JobSpec::Enable { agent } => {
             let deploy =
@@ -333,7 +363,10 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 None => None,
             };
             let description = format!("enable {}", deploy.label());
-            (deploy_work(sot, &indices, deploy, runtime), description)
+            (
+                deploy_work(sot, &indices, deploy, runtime, agent::Slot::Primary),
+                description,
+            )
         }
         JobSpec::AgentStatus { agent } => {
             let agents: Vec<Agent> = match agent {
@@ -377,6 +410,44 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                     params: Arc::new(params),
                 },
                 format!("disable {agent}"),
+            )
+        }
+        JobSpec::GatewaySet { agent, .. } | JobSpec::GatewayStatus { agent } => {
+            let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
+            if a.gateway.is_none() {
+                return Err(OpsError::Invalid(
+                    crate::gateway::GatewayError::NoGateway(a.name.clone()).to_string(),
+                ));
+            }
+            let mut targets = HashMap::new();
+            let mut bad = Vec::new();
+            for &i in &indices {
+                let node = &sot.nodes[i];
+                match crate::gateway::Target::of(sot, a, node) {
+                    Ok(t) => {
+                        targets.insert(node.name.clone(), Ok(t));
+                    }
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            // A node whose address cannot go into nginx's config is found
+            // before any node is touched.
+            if !bad.is_empty() {
+                return Err(OpsError::Invalid(bad.join("\n")));
+            }
+            let (traffic, description) = match &request.job {
+                JobSpec::GatewaySet { traffic, .. } => (
+                    Some(*traffic),
+                    format!("gateway set {agent} --traffic {traffic}"),
+                ),
+                _ => (None, format!("gateway status {agent}")),
+            };
+            (
+                Work::Gateway {
+                    targets: Arc::new(targets),
+                    traffic,
+                },
+                description,
             )
         }
         JobSpec::Kill { agent, release } => {
@@ -477,6 +548,7 @@ fn deploy_work(
     indices: &[usize],
     deploy: agent::Deploy,
     runtime: Option<Box<PlayWork>>,
+    slot: agent::Slot,
 ) -> Work {
     let params = indices
         .iter()
@@ -484,7 +556,7 @@ fn deploy_work(
             let node = &sot.nodes[i];
             (
                 node.name.clone(),
-                agent::render_env(sot, &deploy.agent, &deploy.version, node),
+                agent::render_env(sot, &deploy.agent, &deploy.version, node, slot),
             )
         })
         .collect();
@@ -492,6 +564,7 @@ fn deploy_work(
         deploy: Arc::new(deploy),
         params: Arc::new(params),
         runtime,
+        slot,
     }
 }
 
@@ -558,6 +631,8 @@ pub struct Outcome {
     pub audit: Option<RunReport>,
     /// For `agent status`: what each node runs of each agent.
     pub agents: Vec<agent::AgentOnNode>,
+    /// For `gateway set` and `gateway status`: each node's gateway.
+    pub gateways: Vec<crate::gateway::GatewayOnNode>,
 }
 
 impl Outcome {
@@ -568,6 +643,7 @@ impl Outcome {
             report,
             compliance,
             agents: Vec::new(),
+            gateways: Vec::new(),
             audit: None,
         }
     }
@@ -651,7 +727,9 @@ impl Prepared {
     pub fn changes_nodes(&self) -> bool {
         !matches!(
             self.work,
-            Work::Harden { apply: false, .. } | Work::AgentStatus { .. }
+            Work::Harden { apply: false, .. }
+                | Work::AgentStatus { .. }
+                | Work::Gateway { traffic: None, .. }
         )
     }
 
@@ -794,12 +872,13 @@ impl Prepared {
         .await
     }
 
-    /// `target`: the deploy and each node's parameters.
+    /// `target`: the deploy, each node's parameters and the slot.
     async fn run_deploy(
         &self,
-        (deploy, params): (
+        (deploy, params, slot): (
             &Arc<agent::Deploy>,
             &Arc<HashMap<String, agent::NodeParams>>,
+            agent::Slot,
         ),
         check: bool,
         specs: &[ConnectSpec],
@@ -825,7 +904,7 @@ impl Prepared {
                     host: "127.0.0.1".into(),
                     env: String::new(),
                 });
-                agent::deploy_node(session, ctx, deploy.clone(), p, check, diff)
+                agent::deploy_node(session, ctx, deploy.clone(), p, check, diff, slot)
             },
         )
         .await
@@ -885,10 +964,15 @@ impl Prepared {
                     .await;
                 Plan::from_check(&self.description, &report)
             }
-            Work::Deploy { deploy, params, .. } => {
+            Work::Deploy {
+                deploy,
+                params,
+                slot,
+                ..
+            } => {
                 let report = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         true,
                         &self.specs,
                         &launch.run_id,
@@ -925,6 +1009,22 @@ impl Prepared {
                 &self.nodes,
                 "stop the agent's processes and confirm none is left",
             ),
+            Work::Gateway {
+                traffic: Some(t), ..
+            } => Plan::static_plan(
+                &self.description,
+                true,
+                &self.nodes,
+                &format!(
+                    "send the agent's clients to {t} (nginx -t first, then a graceful reload)"
+                ),
+            ),
+            Work::Gateway { traffic: None, .. } => Plan::static_plan(
+                &self.description,
+                false,
+                &self.nodes,
+                "read the gateway's traffic (changes nothing)",
+            ),
         }
     }
 
@@ -956,9 +1056,14 @@ impl Prepared {
                 self.run_harden(baseline, Mode::Check, &launch.run_id, launch, &[])
                     .await
             }
-            Work::Deploy { deploy, params, .. } => {
+            Work::Deploy {
+                deploy,
+                params,
+                slot,
+                ..
+            } => {
                 self.run_deploy(
-                    (deploy, params),
+                    (deploy, params, *slot),
                     true,
                     &self.specs,
                     &launch.run_id,
@@ -975,6 +1080,12 @@ impl Prepared {
             }
             Work::Kill(_) => {
                 return Err(OpsError::Invalid("a kill has no check mode".into()));
+            }
+            Work::Gateway { .. } => {
+                return Err(OpsError::Invalid(format!(
+                    "{} has no check mode",
+                    self.description
+                )));
             }
         };
         Ok(Outcome::of(report, None))
@@ -1012,6 +1123,7 @@ impl Prepared {
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: Some(audited),
                 }
             }
@@ -1030,10 +1142,11 @@ impl Prepared {
                 deploy,
                 params,
                 runtime: None,
+                slot,
             } => {
                 let report = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         false,
                         &self.specs,
                         &launch.run_id,
@@ -1047,6 +1160,7 @@ impl Prepared {
                 deploy,
                 params,
                 runtime: Some(runtime),
+                slot,
             } => {
                 // enable: the runtime where missing (an idempotent install),
                 // then the agent on the nodes where that worked.
@@ -1066,7 +1180,7 @@ impl Prepared {
                     .collect();
                 let mut deployed = self
                     .run_deploy(
-                        (deploy, params),
+                        (deploy, params, *slot),
                         false,
                         &ready,
                         &new_run_id(),
@@ -1091,6 +1205,7 @@ impl Prepared {
                     report: deployed,
                     compliance: None,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: None,
                 }
             }
@@ -1136,6 +1251,46 @@ impl Prepared {
                 outcome.agents = agents;
                 outcome
             }
+            Work::Gateway { targets, traffic } => {
+                let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let (targets, traffic, sink) = (targets.clone(), *traffic, collected.clone());
+                let report = run_nodes(
+                    self.specs.clone(),
+                    self.run_options(RunKind::Gateway, self.description.clone(), overrides),
+                    launch.bus.run(&launch.run_id),
+                    launch.cancel.clone(),
+                    move |session, ctx| {
+                        let sink = sink.clone();
+                        let target = targets.get(&ctx.node).cloned().unwrap_or_else(|| {
+                            Err(crate::gateway::GatewayError::NoReport {
+                                node: ctx.node.clone(),
+                                detail: "not a target of this job".into(),
+                            })
+                        });
+                        async move {
+                            let (result, on) = match traffic {
+                                Some(t) => crate::gateway::set_node(session, ctx, target, t).await,
+                                None => crate::gateway::status_node(session, ctx, target).await,
+                            };
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(on);
+                            result
+                        }
+                    },
+                )
+                .await;
+                let mut gateways =
+                    std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
+                let order: HashMap<&str, usize> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.as_str(), i))
+                    .collect();
+                gateways.sort_by_key(|g| order.get(g.node.as_str()).copied());
+                let mut outcome = Outcome::of(report, None);
+                outcome.gateways = gateways;
+                outcome
+            }
             Work::Disable { agent, params } => {
                 let params = params.clone();
                 let agent = agent.clone();
@@ -1149,7 +1304,7 @@ impl Prepared {
                             host: "127.0.0.1".into(),
                             env: String::new(),
                         });
-                        agent::disable_node(session, ctx, agent.clone(), p)
+                        agent::disable_node(session, ctx, agent.clone(), p, agent::Slot::Primary)
                     },
                 )
                 .await;
@@ -1187,6 +1342,7 @@ impl Prepared {
                     compliance: Some(harden::compliance(baseline, &audited)),
                     report: audited,
                     agents: Vec::new(),
+                    gateways: Vec::new(),
                     audit: None,
                 }
             }

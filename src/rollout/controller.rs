@@ -450,6 +450,7 @@ impl Controller {
         let job = JobSpec::Deploy {
             agent: self.rollout.agent.clone(),
             version: Some(version.to_string()),
+            slot: crate::agent::Slot::Primary,
         };
         let prepared = ops::prepare(self.source.clone(), self.settings_request(job, nodes))?;
         let launch = Launch {

@@ -44,6 +44,7 @@ fn admit(
     let job = JobSpec::Deploy {
         agent: agent.to_string(),
         version: Some(version.to_string()),
+        slot: crate::agent::Slot::Primary,
     };
     let prepared = ops::prepare(source.clone(), request(settings, job, targets))?;
     if let Decision::Refused(r) = gate.admit(&prepared) {

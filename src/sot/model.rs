@@ -196,6 +196,19 @@ pub struct Agent {
     pub keep: u32,
     /// The rollout strategy `maestro rollout start` uses (`rollouts.toml`).
     pub rollout: Option<String>,
+    /// The node-local gateway in front of the agent's two instances, when
+    /// it has one (`gateway = { port, preview_port }`).
+    pub gateway: Option<AgentGateway>,
+}
+
+/// `gateway = { port = 9081, preview_port = 18081 }`: clients talk to the
+/// node's nginx on `loopback:port`; the primary instance listens on the
+/// agent's `port` as always, the preview instance (the second slot, for
+/// canaries, blue/green and shadows) on `preview_port`. All three differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AgentGateway {
+    pub port: u16,
+    pub preview_port: u16,
 }
 
 impl Agent {

@@ -71,6 +71,7 @@ pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
         Job::Deploy(agent) => JobSpec::Deploy {
             agent: agent.clone(),
             version: None,
+            slot: crate::agent::Slot::Primary,
         },
         Job::Enable(agent) => JobSpec::Enable {
             agent: agent.clone(),

@@ -847,6 +847,7 @@ fn agent_status(killed: bool) -> Vec<crate::agent::AgentOnNode> {
                 } else {
                     "a".repeat(64)
                 },
+                port: Some(8083),
                 since: Some((NOW / 1000 - 3600) as u64),
                 previous: String::new(),
                 enabled: true,
@@ -856,6 +857,7 @@ fn agent_status(killed: bool) -> Vec<crate::agent::AgentOnNode> {
                 current: version.into(),
                 healthy: (running && !killed).then_some(healthy),
             },
+            preview: None,
             expected: Some("2.1.0".into()),
             differs: version != "2.1.0" || !running || killed,
             error: None,
@@ -870,6 +872,7 @@ fn agent_status(killed: bool) -> Vec<crate::agent::AgentOnNode> {
         node: "gw-eu-01".into(),
         agent: "fleet-doctor".into(),
         state: Default::default(),
+        preview: None,
         expected: Some("2.1.0".into()),
         differs: false,
         error: Some("connection refused (127.0.0.1:22)".into()),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod fleet;
+pub mod load;
 
 /// The maestro binary under test, with a clean environment for SoT lookups.
 pub fn maestro() -> Command {

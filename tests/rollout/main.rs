@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod gateway;
+
 use common::fleet::{Fleet, Layout, Operator};
 
 /// Nodes n01..n30 on 127.0.30.x (MAESTRO_ROLLOUT_NET moves them).

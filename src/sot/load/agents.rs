@@ -39,6 +39,7 @@ impl Loader<'_> {
                     "health",
                     "keep",
                     "rollout",
+                    "gateway",
                 ],
                 &what,
             );
@@ -144,6 +145,17 @@ impl Loader<'_> {
                 }
                 None => 3,
             };
+            let gateway = cx
+                .table(at, "gateway", &what)
+                .and_then(|g| gateway(&mut cx, g, port, &what));
+            if name.ends_with(".preview") || name.ends_with("-preview") {
+                cx.error_hint(
+                    Code::BadValue,
+                    header.clone(),
+                    format!("the name of {what} ends with `preview`"),
+                    "a node names the second instance of agent NAME `NAME.preview` (pidfile) and `NAME-preview` (unit); choose another name",
+                );
+            }
             let current = cx.string(at, "current", &what);
             let profile = cx.string(at, "profile", &what);
             let description = cx.string(at, "description", &what).map(|d| d.value);
@@ -188,6 +200,7 @@ impl Loader<'_> {
                     health,
                     keep,
                     rollout: rollout.map(|r| r.value),
+                    gateway,
                 },
             );
         }
@@ -229,6 +242,67 @@ fn env_map(cx: &mut Cx<'_>, t: &Table<'_>, what: &str) -> BTreeMap<String, Strin
         }
     }
     out
+}
+
+/// `gateway = { port, preview_port }`: two ports in range, distinct from
+/// each other and from the agent's own `port`, which it needs.
+fn gateway(
+    cx: &mut Cx<'_>,
+    g: At<&Table<'_>>,
+    port: Option<u16>,
+    what: &str,
+) -> Option<AgentGateway> {
+    let gwhat = format!("the gateway of {what}");
+    let t = g.value;
+    cx.check_keys(t, &["port", "preview_port"], &gwhat);
+    let read = |cx: &mut Cx<'_>, key: &str| {
+        let v = cx.integer(t, key, &gwhat);
+        if v.is_none() && get(t, key).is_none() {
+            cx.missing(g.span.clone(), key, &gwhat, "18081");
+        }
+        v.and_then(|p| check_port(cx, &p).map(|n| (n, p.span)))
+    };
+    let listen = read(cx, "port");
+    let preview = read(cx, "preview_port");
+    let Some(primary) = port else {
+        cx.error_hint(
+            Code::BadValue,
+            g.span,
+            format!("{what} has a gateway but no `port`"),
+            "the gateway forwards to the agent's `port` (the primary instance); set e.g. `port = 8081`",
+        );
+        return None;
+    };
+    let mut ok = listen.is_some() && preview.is_some();
+    for (p, key) in [(&listen, "port"), (&preview, "preview_port")] {
+        if let Some((p, span)) = p
+            && *p == primary
+        {
+            cx.error_hint(
+                Code::BadPort,
+                span.clone(),
+                format!("`{key}` of {gwhat} is {p}, the agent's own `port`"),
+                "the gateway, the primary and the preview instance each need their own port",
+            );
+            ok = false;
+        }
+    }
+    let (Some((listen, _)), Some((preview, _))) = (listen, preview) else {
+        return None;
+    };
+    if ok && listen == preview {
+        cx.error_hint(
+            Code::BadPort,
+            g.span,
+            format!("`port` and `preview_port` of {gwhat} are both {listen}"),
+            "the gateway listens on `port`; the preview instance on `preview_port`",
+        );
+        ok = false;
+    }
+    ok.then_some(AgentGateway {
+        port: listen,
+        preview_port: preview,
+    })
 }
 
 /// `[agent.NAME.health]`: `http = "/healthz"` or `command = "..."`, with
