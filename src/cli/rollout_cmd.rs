@@ -235,7 +235,7 @@ pub fn rollout(
             let s = settings(&db, &args.fleet);
             drive_verb(root, &db, json, move |source, launch, tx| async move {
                 let g = gate(&s.db);
-                verbs::start(source, s, req, g, launch, tx)
+                verbs::start(source, s, req, &g, launch, tx)
                     .await
                     .map(|(e, r)| Done::Drove(e, r))
             })
@@ -244,7 +244,7 @@ pub fn rollout(
             let s = settings(&db, &fleet);
             drive_verb(root, &db, json, move |source, launch, tx| async move {
                 let g = gate(&s.db);
-                verbs::promote(source, s, &id, full, g, launch, tx).await
+                verbs::promote(source, s, &id, full, &g, launch, tx).await
             })
         }
         RolloutCommand::Resume { id, fleet } => {
@@ -263,14 +263,14 @@ pub fn rollout(
             let s = settings(&db, &fleet);
             drive_verb(root, &db, json, move |source, launch, tx| async move {
                 let g = gate(&s.db);
-                verbs::retry(source, s, &id, g, launch, tx).await
+                verbs::retry(source, s, &id, &g, launch, tx).await
             })
         }
         RolloutCommand::Undo { id, to, fleet } => {
             let s = settings(&db, &fleet);
             drive_verb(root, &db, json, move |source, launch, tx| async move {
                 let g = gate(&s.db);
-                verbs::undo(source, s, &id, to, g, launch, tx)
+                verbs::undo(source, s, &id, to, &g, launch, tx)
                     .await
                     .map(|(e, r)| Done::Drove(e, r))
             })

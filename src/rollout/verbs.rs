@@ -60,7 +60,7 @@ pub async fn start(
     source: SotSource,
     settings: Settings,
     req: StartRequest,
-    gate: Gate,
+    gate: &Gate,
     launch: Launch,
     events: UnboundedSender<RolloutEvent>,
 ) -> Result<(Ended, Rollout)> {
@@ -89,7 +89,7 @@ pub async fn start(
     let prepared = admit(
         &source,
         &settings,
-        &gate,
+        gate,
         &req.agent,
         &req.version,
         Targets::Pattern(req.limit.clone()),
@@ -120,7 +120,7 @@ pub async fn start(
         cancel: launch.cancel.clone(),
         run_id: new_run_id(),
     };
-    let seen = status.apply(&gate, &observe_launch).await?;
+    let seen = status.apply(gate, &observe_launch).await?;
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     let mut problems = Vec::new();
     for a in &seen.agents {
@@ -222,7 +222,7 @@ pub async fn promote(
     settings: Settings,
     id: &str,
     full: bool,
-    gate: Gate,
+    gate: &Gate,
     launch: Launch,
     events: UnboundedSender<RolloutEvent>,
 ) -> Result<Done> {
@@ -236,7 +236,7 @@ pub async fn promote(
     admit(
         &source,
         &settings,
-        &gate,
+        gate,
         &r.agent,
         &r.to_version,
         Targets::Nodes(r.nodes.clone()),
@@ -384,7 +384,7 @@ pub async fn retry(
     source: SotSource,
     settings: Settings,
     id: &str,
-    gate: Gate,
+    gate: &Gate,
     launch: Launch,
     events: UnboundedSender<RolloutEvent>,
 ) -> Result<Done> {
@@ -398,7 +398,7 @@ pub async fn retry(
     admit(
         &source,
         &settings,
-        &gate,
+        gate,
         &r.agent,
         &r.to_version,
         Targets::Nodes(r.nodes.clone()),
@@ -427,7 +427,7 @@ pub async fn undo(
     settings: Settings,
     id: &str,
     to: Option<String>,
-    gate: Gate,
+    gate: &Gate,
     launch: Launch,
     events: UnboundedSender<RolloutEvent>,
 ) -> Result<(Ended, Rollout)> {
@@ -447,7 +447,7 @@ pub async fn undo(
     admit(
         &source,
         &settings,
-        &gate,
+        gate,
         &r.agent,
         &to,
         Targets::Nodes(r.nodes.clone()),
