@@ -353,14 +353,7 @@ pub async fn run_action(
     slot: Slot,
 ) -> Result<Report, String> {
     let script = node::script(action, agent, target, params, probe_health, slot);
-    let command = if ctx.login_user == "root" {
-        format!("/bin/sh -c {}", crate::fleet::quote::sh_quote(&script))
-    } else {
-        format!(
-            "sudo -n -- /bin/sh -c {}",
-            crate::fleet::quote::sh_quote(&script)
-        )
-    };
+    let command = root_command(&ctx.login_user, &script);
     let mut stdout = Vec::new();
     let request = Request {
         command: &command,
@@ -400,6 +393,17 @@ pub async fn run_action(
         return Err(why);
     }
     Ok(report)
+}
+
+/// `script` run as root with `/bin/sh -c`, through `sudo -n` for a login
+/// user that is not root (the node scripts of agents and the gateway).
+pub(crate) fn root_command(login_user: &str, script: &str) -> String {
+    let quoted = crate::fleet::quote::sh_quote(script);
+    if login_user == "root" {
+        format!("/bin/sh -c {quoted}")
+    } else {
+        format!("sudo -n -- /bin/sh -c {quoted}")
+    }
 }
 
 /// One node's deploy (or its check) into `slot`: probe, then send and

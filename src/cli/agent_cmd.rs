@@ -62,6 +62,16 @@ pub struct ToggleArgs {
     pub fleet: FleetArgs,
 }
 
+/// `maestro disable AGENT [--slot preview]`.
+#[derive(Args, Debug, Clone)]
+pub struct DisableArgs {
+    #[command(flatten)]
+    pub toggle: ToggleArgs,
+    /// Which instance: `primary`, or `preview` (the primary keeps running)
+    #[arg(long, default_value = "primary", value_parser = ["primary", "preview"])]
+    pub slot: String,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
     /// One agent [default: every agent in the registry]
@@ -147,12 +157,14 @@ pub fn enable(
 pub fn disable(
     root: &Path,
     db: Option<PathBuf>,
-    args: ToggleArgs,
+    args: DisableArgs,
     json: bool,
 ) -> anyhow::Result<Exit> {
     let job = JobSpec::Disable {
-        agent: args.agent.clone(),
+        agent: args.toggle.agent.clone(),
+        slot: args.slot.parse().map_err(anyhow::Error::msg)?,
     };
+    let args = args.toggle;
     let play = as_play_args(
         &args.limit,
         args.check,

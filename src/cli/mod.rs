@@ -101,7 +101,7 @@ pub enum Command {
     /// Enable an agent on nodes: its runtime where missing, then its current version, healthy
     Enable(agent_cmd::ToggleArgs),
     /// Disable an agent on nodes: stop and remove its service (files kept for a later enable)
-    Disable(agent_cmd::ToggleArgs),
+    Disable(agent_cmd::DisableArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
     /// Progressive delivery: canary rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)

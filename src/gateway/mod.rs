@@ -165,6 +165,9 @@ pub struct Target {
     pub host: std::net::IpAddr,
     pub primary_port: u16,
     pub gateway: AgentGateway,
+    /// The agent's HTTP health check path, if it has one: a traffic that
+    /// gives clients to the preview is refused while the preview fails it.
+    pub health_path: Option<String>,
 }
 
 impl Target {
@@ -178,11 +181,16 @@ impl Target {
             node: node.name.clone(),
             host: host.clone(),
         })?;
+        let health_path = match &agent.health.probe {
+            crate::sot::model::HealthProbe::Http { path } => Some(path.clone()),
+            _ => None,
+        };
         Ok(Target {
             agent: agent.name.clone(),
             host: ip,
             primary_port,
             gateway,
+            health_path,
         })
     }
 
@@ -218,6 +226,16 @@ fn script(action: &str, target: &Target, traffic: Option<Traffic>) -> String {
         (
             "g_conf",
             traffic.map(|t| target.config(t)).unwrap_or_default(),
+        ),
+        (
+            "g_check",
+            match (traffic, &target.health_path) {
+                (Some(t), Some(path)) if t.preview_share() > 0 => format!(
+                    "http://{}{path}",
+                    std::net::SocketAddr::new(target.host, target.gateway.preview_port)
+                ),
+                _ => String::new(),
+            },
         ),
     ];
     let mut s = String::with_capacity(NODE_SH.len() + 2048);
@@ -279,12 +297,7 @@ fn parse(stdout: &[u8]) -> Report {
 }
 
 async fn run_script(session: &Session, ctx: &NodeContext, script: &str) -> Result<Report> {
-    let quoted = sh_quote(script);
-    let command = if ctx.login_user == "root" {
-        format!("/bin/sh -c {quoted}")
-    } else {
-        format!("sudo -n -- /bin/sh -c {quoted}")
-    };
+    let command = crate::agent::root_command(&ctx.login_user, script);
     let mut stdout = Vec::new();
     let request = Request {
         command: &command,
@@ -343,7 +356,7 @@ pub async fn apply(
         Some("started") => Change::Started,
         Some("reloaded") => Change::Reloaded,
         Some("unchanged") => Change::Unchanged,
-        Some("invalid") => return Err(GatewayError::Refused { node, detail }),
+        Some("invalid" | "refused") => return Err(GatewayError::Refused { node, detail }),
         _ => return Err(GatewayError::Failed { node, detail }),
     };
     Ok(Applied {
@@ -381,6 +394,20 @@ pub struct GatewayOnNode {
     pub ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl GatewayOnNode {
+    fn new(ctx: &NodeContext, target: &Result<Target>) -> GatewayOnNode {
+        GatewayOnNode {
+            node: ctx.node.clone(),
+            agent: target.as_ref().map(|t| t.agent.clone()).unwrap_or_default(),
+            address: target.as_ref().ok().map(|t| t.address().to_string()),
+            state: GatewayState::default(),
+            change: None,
+            ms: None,
+            error: None,
+        }
+    }
 }
 
 fn task_result(ctx: &NodeContext, name: String, status: TaskStatus, message: String) -> NodeResult {
@@ -425,17 +452,8 @@ pub async fn set_node(
     traffic: Traffic,
 ) -> (NodeResult, GatewayOnNode) {
     let started = std::time::Instant::now();
-    let agent = target.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
-    let name = format!("gateway {agent} {traffic}");
-    let mut on = GatewayOnNode {
-        node: ctx.node.clone(),
-        agent: agent.clone(),
-        address: target.as_ref().ok().map(|t| t.address().to_string()),
-        state: GatewayState::default(),
-        change: None,
-        ms: None,
-        error: None,
-    };
+    let mut on = GatewayOnNode::new(&ctx, &target);
+    let name = format!("gateway {} {traffic}", on.agent);
     let applied = match &target {
         Ok(t) => apply(&session, &ctx, t, traffic).await,
         Err(e) => Err(e.clone()),
@@ -489,21 +507,12 @@ pub async fn status_node(
     target: Result<Target>,
 ) -> (NodeResult, GatewayOnNode) {
     let started = std::time::Instant::now();
-    let agent = target.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
-    let mut on = GatewayOnNode {
-        node: ctx.node.clone(),
-        agent: agent.clone(),
-        address: target.as_ref().ok().map(|t| t.address().to_string()),
-        state: GatewayState::default(),
-        change: None,
-        ms: None,
-        error: None,
-    };
+    let mut on = GatewayOnNode::new(&ctx, &target);
     let got = match &target {
         Ok(t) => status(&session, &ctx, t).await,
         Err(e) => Err(e.clone()),
     };
-    let name = format!("gateway {agent}");
+    let name = format!("gateway {}", on.agent);
     let mut r = match got {
         Ok(st) => {
             let message = match (&st.traffic, st.running) {

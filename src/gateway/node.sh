@@ -142,8 +142,24 @@ _errlog() {
     e=$(tail -n 3 "$L/error.log" 2>/dev/null | tr '\n' ' ')
 }
 
+_http_ok() { # url timeout_seconds
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS -o /dev/null --max-time "$2" "$1" 2>/dev/null
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -O /dev/null -T "$2" "$1" 2>/dev/null
+    else
+        python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))' "$1" "$2" 2>/dev/null
+    fi
+}
+
 _set() {
     _find_nginx || _fail "no nginx on this node: install the distribution's nginx (nginx-light on Debian)"
+    # Clients are sent to the preview only when it answers its health check.
+    if [ -n "$g_check" ] && ! _http_ok "$g_check" 2; then
+        _status
+        _say "result=refused" "detail=the preview instance does not answer its health check ($g_check), so it gets no clients; deploy it first (maestro deploy $g_agent@VERSION --slot preview); nothing was changed"
+        exit 1
+    fi
     _dirs
     _lock
     # Stage the complete new config: this agent's new file, every other

@@ -9,6 +9,7 @@ fn target() -> Target {
             port: 9081,
             preview_port: 18081,
         },
+        health_path: Some("/healthz".into()),
     }
 }
 
@@ -192,6 +193,13 @@ fn the_script_quotes_every_value_and_parses_as_sh() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Only a traffic that gives clients to the preview checks its health.
+    assert!(
+        text.contains("g_check=http://127.0.0.1:18081/healthz\n"),
+        "{text}"
+    );
+    let text = script("set", &t, Some(Traffic::Mirror { percent: 100 }));
+    assert!(text.contains("g_check=''\n"), "{text}");
 }
 
 #[test]

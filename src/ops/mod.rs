@@ -89,7 +89,9 @@ pub enum JobSpec {
     /// current version, healthy.
     Enable { agent: String },
     /// `maestro disable AGENT`: the service stopped and removed, files kept.
-    Disable { agent: String },
+    /// With `slot` preview: only the preview instance (what a rollout's
+    /// abort does); the primary keeps running.
+    Disable { agent: String, slot: agent::Slot },
     /// `maestro agent status [AGENT]`: what each node runs (reads only).
     AgentStatus { agent: Option<String> },
     /// `maestro kill AGENT|--all`: the agent stopped on every target node,
@@ -215,6 +217,7 @@ enum Work {
     Disable {
         agent: Arc<Agent>,
         params: Arc<HashMap<String, agent::NodeParams>>,
+        slot: agent::Slot,
     },
     AgentStatus {
         agents: Arc<Vec<Agent>>,
@@ -388,7 +391,7 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 description,
             )
         }
-        JobSpec::Disable { agent } => {
+        JobSpec::Disable { agent, slot } => {
             let a = agent::find(sot, agent).map_err(|e| OpsError::Invalid(e.to_string()))?;
             let params = indices
                 .iter()
@@ -408,8 +411,12 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
                 Work::Disable {
                     agent: Arc::new(a.clone()),
                     params: Arc::new(params),
+                    slot: *slot,
                 },
-                format!("disable {agent}"),
+                match slot {
+                    agent::Slot::Primary => format!("disable {agent}"),
+                    agent::Slot::Preview => format!("disable {agent} --slot preview"),
+                },
             )
         }
         JobSpec::GatewaySet { agent, .. } | JobSpec::GatewayStatus { agent } => {
@@ -827,6 +834,15 @@ impl Prepared {
         }
     }
 
+    /// Each target node's place in SoT order, to sort what nodes reported.
+    fn node_order(&self) -> HashMap<&str, usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect()
+    }
+
     fn password(&self) -> Option<String> {
         self.settings
             .become_password
@@ -988,11 +1004,14 @@ impl Prepared {
                 &self.nodes,
                 "read the agents' state (changes nothing)",
             ),
-            Work::Disable { agent, .. } => Plan::static_plan(
+            Work::Disable { agent, slot, .. } => Plan::static_plan(
                 &self.description,
                 true,
                 &self.nodes,
-                &format!("stop {} and remove its service; its files stay", agent.name),
+                &format!(
+                    "stop {}'s {slot} instance and remove its service; its files stay",
+                    agent.name
+                ),
             ),
             Work::Harden {
                 baseline,
@@ -1240,12 +1259,7 @@ impl Prepared {
                 .await;
                 let mut agents =
                     std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
-                let order: HashMap<&str, usize> = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n.as_str(), i))
-                    .collect();
+                let order = self.node_order();
                 agents.sort_by_key(|a| (order.get(a.node.as_str()).copied(), a.agent.clone()));
                 let mut outcome = Outcome::of(report, None);
                 outcome.agents = agents;
@@ -1280,20 +1294,18 @@ impl Prepared {
                 .await;
                 let mut gateways =
                     std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
-                let order: HashMap<&str, usize> = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n.as_str(), i))
-                    .collect();
+                let order = self.node_order();
                 gateways.sort_by_key(|g| order.get(g.node.as_str()).copied());
                 let mut outcome = Outcome::of(report, None);
                 outcome.gateways = gateways;
                 outcome
             }
-            Work::Disable { agent, params } => {
-                let params = params.clone();
-                let agent = agent.clone();
+            Work::Disable {
+                agent,
+                params,
+                slot,
+            } => {
+                let (params, agent, slot) = (params.clone(), agent.clone(), *slot);
                 let report = run_nodes(
                     self.specs.clone(),
                     self.run_options(RunKind::Disable, self.description.clone(), overrides),
@@ -1304,7 +1316,7 @@ impl Prepared {
                             host: "127.0.0.1".into(),
                             env: String::new(),
                         });
-                        agent::disable_node(session, ctx, agent.clone(), p, agent::Slot::Primary)
+                        agent::disable_node(session, ctx, agent.clone(), p, slot)
                     },
                 )
                 .await;

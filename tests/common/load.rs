@@ -93,7 +93,7 @@ impl Report {
     }
 
     /// 2xx answers given by `version`.
-    pub fn from_version(&self, version: &str) -> u64 {
+    pub fn answered_by(&self, version: &str) -> u64 {
         self.by_version.get(version).copied().unwrap_or(0)
     }
 

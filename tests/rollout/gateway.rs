@@ -233,7 +233,7 @@ fn on_node(i: usize, script: &str) -> (bool, String) {
 }
 
 fn share(r: &Report, version: &str) -> f64 {
-    r.from_version(version) as f64 / r.ok().max(1) as f64
+    r.answered_by(version) as f64 / r.ok().max(1) as f64
 }
 
 #[test]
@@ -296,15 +296,33 @@ fn a_split_gives_the_preview_its_share_and_a_preview_deploy_leaves_the_primary_a
     // 30% up to requests in flight; 5 points either way is the tolerance.
     let p = share(&report, V2);
     assert!((0.25..=0.35).contains(&p), "preview share {p:.3}: {report}");
-    assert_eq!(
-        report.from_version(V1) + report.from_version(V2),
-        report.ok()
-    );
+    assert_eq!(report.answered_by(V1) + report.answered_by(V2), report.ok());
 
     // The same traffic again changes nothing and reloads nothing.
     for e in set_ok(&op, &nodes, "split:30") {
         assert_eq!(e["change"], "unchanged", "{e}");
     }
+
+    // The preview taken down under the split: its share falls back to the
+    // primary (a refused connection is retried there), no client fails.
+    let load = Load::start(&[gateway_addr(20)], 4);
+    load.wait_for(100, Duration::from_secs(30));
+    let o = op.maestro(&[
+        "--json", "disable", AGENT, "--slot", "preview", "--limit", "n20", "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let mark = load.snapshot();
+    let later = load.wait_for(200, Duration::from_secs(30)).since(&mark);
+    let report = load.stop();
+    assert_eq!(report.failed(), 0, "{report}");
+    assert_eq!(later.answered_by(V2), 0, "{later}");
+    let st = agent_status(&op, 20);
+    assert_eq!(
+        (st["running"].clone(), st["pid"].clone()),
+        (true.into(), before["pid"].clone()),
+        "{st}"
+    );
+    assert_eq!(st["preview"]["running"], false, "{st}");
 }
 
 #[test]
@@ -348,12 +366,12 @@ fn blue_green_switches_under_continuous_load_fail_no_request() {
         "new-connection clients saw failures: {fresh}"
     );
     assert!(
-        kept.from_version(V1) > 0 && kept.from_version(V2) > 0,
+        kept.answered_by(V1) > 0 && kept.answered_by(V2) > 0,
         "{kept}"
     );
     assert!(fresh.ok() > 100, "{fresh}");
     assert_eq!(
-        later.from_version(V2),
+        later.answered_by(V2),
         0,
         "once switched to the primary, only the primary answers: {later}"
     );
@@ -381,7 +399,7 @@ fn a_mirror_answers_every_client_from_the_primary_and_copies_each_request_to_the
     );
     assert_eq!(report.failed(), 0, "{report}");
     assert_eq!(
-        report.from_version(V1),
+        report.answered_by(V1),
         report.ok(),
         "every client answer comes from the primary: {report}"
     );
@@ -431,7 +449,7 @@ fn a_config_nginx_refuses_changes_nothing_and_the_old_traffic_keeps_flowing() {
     eprintln!("refused config: {report}");
     assert_eq!(report.failed(), 0, "{report}");
     assert_eq!(
-        report.from_version(V2),
+        report.answered_by(V2),
         0,
         "traffic stayed on the primary: {report}"
     );
@@ -442,7 +460,7 @@ fn a_config_nginx_refuses_changes_nothing_and_the_old_traffic_keeps_flowing() {
 }
 
 #[test]
-fn the_kill_switch_stops_both_instances_and_blocks_both() {
+fn a_freeze_holds_traffic_changes_and_the_kill_switch_stops_and_blocks_both_instances() {
     let nodes = [25];
     let op = operator(&nodes, None);
     both(&op, &nodes);
@@ -471,6 +489,49 @@ fn the_kill_switch_stops_both_instances_and_blocks_both() {
             "test SoT",
         ],
     );
+    // A freeze window of the agent holds traffic changes like deploys;
+    // a break-glass lets one through.
+    let now = chrono::Utc::now();
+    let (start, end) = (
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let o = op.maestro(&[
+        "freeze",
+        "add",
+        "gw-freeze",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "--agent",
+        AGENT,
+        "--reason",
+        "release freeze",
+        "--actor",
+        "Gateway Tester <gw@example.org>",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let (o, _) = set(&op, &nodes, "primary");
+    let said = stdout(&o) + &stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{said}");
+    assert!(said.contains("gw-freeze"), "{said}");
+    assert_eq!(traffic(&op, &nodes)[0].1, "split:50", "nothing changed");
+    let o = op.maestro(&[
+        "--json",
+        "gateway",
+        "set",
+        AGENT,
+        "--limit",
+        "n25",
+        "--traffic",
+        "split:40",
+        "--break-glass",
+        "--reason",
+        "the canary leaks",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(traffic(&op, &nodes)[0].1, "split:40");
     let o = op.maestro(&[
         "kill",
         AGENT,
@@ -558,6 +619,14 @@ fn hostile_values_never_reach_a_shell_or_nginx() {
         ),
     )
     .unwrap();
+    // No client goes to a preview that is not there (or not healthy).
+    let (o, entries) = set(&op, &[26], "split:10");
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let error = entries[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not answer its health check"),
+        "{error}"
+    );
     deploy(&op, V2, "preview", &[26]);
     let (_, env) = on_node(
         26,
@@ -574,5 +643,5 @@ fn hostile_values_never_reach_a_shell_or_nginx() {
     let load = Load::start(&[gateway_addr(26)], 2);
     load.wait_for(50, Duration::from_secs(30));
     let r = load.stop();
-    assert_eq!((r.failed(), r.from_version(V2)), (0, r.ok()), "{r}");
+    assert_eq!((r.failed(), r.answered_by(V2)), (0, r.ok()), "{r}");
 }
