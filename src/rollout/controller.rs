@@ -82,6 +82,8 @@ pub struct Controller {
     plan: Plan,
     pub rollout: Rollout,
     me: String,
+    /// The weight is the gateways' split (the new version in the preview slot).
+    gateway: bool,
 }
 
 /// A gate's decision and why.
@@ -102,6 +104,13 @@ impl Controller {
         rollout: Rollout,
     ) -> Result<Controller> {
         let plan = Plan::of(&rollout)?;
+        let gateway = matches!(
+            &plan.strategy.kind,
+            Kind::Canary {
+                traffic: super::Traffic::Gateway,
+                ..
+            }
+        );
         Ok(Controller {
             store,
             settings,
@@ -111,6 +120,7 @@ impl Controller {
             plan,
             rollout,
             me: me(),
+            gateway,
         })
     }
 
@@ -264,7 +274,7 @@ impl Controller {
             steps,
             max_unavailable,
             max_fail_percent,
-            ..
+            traffic,
         } = self.plan.strategy.kind.clone()
         else {
             return Err(RolloutError::Invalid(format!(
@@ -274,6 +284,7 @@ impl Controller {
             )));
         };
         let batch = max_unavailable.batch(self.rollout.nodes.len());
+        self.gateway = traffic == super::Traffic::Gateway;
         loop {
             if let Some(end) = self.control().await? {
                 return Ok(end);
@@ -284,7 +295,12 @@ impl Controller {
                     self.rollout.requested = None;
                     self.store.request_rollout(&self.rollout.id, None)?;
                 }
-                if let Some(end) = self.set_weight(100, batch, max_fail_percent).await? {
+                let end = if self.gateway {
+                    self.gateway_complete(batch, max_fail_percent).await?
+                } else {
+                    self.set_weight(100, batch, max_fail_percent).await?
+                };
+                if let Some(end) = end {
                     return Ok(end);
                 }
                 self.journal(
@@ -315,7 +331,12 @@ impl Controller {
                 Step::SetWeight(w) => {
                     self.rollout.phase = "deploy".into();
                     self.save()?;
-                    if let Some(end) = self.set_weight(*w, batch, max_fail_percent).await? {
+                    let end = if self.gateway {
+                        self.gateway_weight(*w).await?
+                    } else {
+                        self.set_weight(*w, batch, max_fail_percent).await?
+                    };
+                    if let Some(end) = end {
                         return Ok(end);
                     }
                 }
@@ -452,6 +473,16 @@ impl Controller {
             version: Some(version.to_string()),
             slot: crate::agent::Slot::Primary,
         };
+        self.run_job(job, nodes, gate).await
+    }
+
+    /// Run `job` on `nodes` through `gate`: per node, ok and what it said.
+    async fn run_job(
+        &mut self,
+        job: JobSpec,
+        nodes: &[String],
+        gate: &Gate,
+    ) -> std::result::Result<Vec<(String, bool, String)>, OpsError> {
         let prepared = ops::prepare(self.source.clone(), self.settings_request(job, nodes))?;
         let launch = Launch {
             bus: self.launch.bus.clone(),
@@ -577,6 +608,11 @@ impl Controller {
         self.rollout.phase = "rollback".into();
         self.save()?;
         self.journal("intent", "abort", None, None, None, &reason)?;
+        let mut reason = reason;
+        if self.gateway {
+            let notes = self.gateway_back().await?;
+            reason.push_str(&notes);
+        }
         let journal = self.store.journal(&self.rollout.id)?;
         let attempt = self.rollout.attempt;
         let mut touched: Vec<String> = Vec::new();
@@ -600,7 +636,6 @@ impl Controller {
             .filter(|n| touched.contains(n) && !restored.contains(*n))
             .cloned()
             .collect();
-        let mut reason = reason;
         match (self.rollout.from_version.clone(), todo.is_empty()) {
             (_, true) => {}
             (None, false) => {
@@ -656,6 +691,200 @@ impl Controller {
         self.journal("result", "abort", None, None, Some(true), &reason)?;
         self.finish(RolloutStatus::Aborted, "aborted", Some(reason.clone()))?;
         Ok(Ended::Aborted(reason))
+    }
+
+    /// Run `job` on every node, journaled under `action` (detail `what`);
+    /// returns the nodes that failed with why.
+    async fn on_all(
+        &mut self,
+        action: &str,
+        what: &str,
+        job: JobSpec,
+        gate: &Gate,
+    ) -> Result<Vec<(String, String)>> {
+        let nodes = self.rollout.nodes.clone();
+        for n in &nodes {
+            self.journal("intent", action, Some(n), None, None, what)?;
+        }
+        let results = match self.run_job(job, &nodes, gate).await {
+            Ok(r) => r,
+            Err(OpsError::Refused(r)) => nodes
+                .iter()
+                .map(|n| (n.clone(), false, format!("not admitted: {r}")))
+                .collect(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut failed = Vec::new();
+        for (node, ok, detail) in results {
+            self.journal(
+                "result",
+                action,
+                Some(&node),
+                None,
+                Some(ok),
+                &format!("{what}: {detail}"),
+            )?;
+            if !ok {
+                failed.push((node, detail));
+            }
+        }
+        Ok(failed)
+    }
+
+    fn gateway_job(&self, traffic: crate::gateway::Traffic) -> JobSpec {
+        JobSpec::GatewaySet {
+            agent: self.rollout.agent.clone(),
+            traffic,
+        }
+    }
+
+    /// The new version in every node's preview slot (once), then the
+    /// gateways' split at `weight`.
+    async fn gateway_weight(&mut self, weight: u8) -> Result<Option<Ended>> {
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let to = self.rollout.to_version.clone();
+        let attempt = self.rollout.attempt;
+        let previewed: BTreeSet<String> = self
+            .store
+            .journal(&self.rollout.id)?
+            .into_iter()
+            .filter(|e| {
+                e.attempt == attempt
+                    && e.action == "preview"
+                    && e.entry == "result"
+                    && e.ok == Some(true)
+            })
+            .filter_map(|e| e.node)
+            .collect();
+        let todo: Vec<String> = self
+            .rollout
+            .nodes
+            .iter()
+            .filter(|n| !previewed.contains(*n))
+            .cloned()
+            .collect();
+        if !todo.is_empty() {
+            for n in &todo {
+                self.journal("intent", "preview", Some(n), Some(&to), None, "")?;
+            }
+            self.emit(RolloutEvent::Deploy {
+                id: self.rollout.id.clone(),
+                version: format!("{to} (preview slot)"),
+                nodes: todo.clone(),
+            });
+            let job = JobSpec::Deploy {
+                agent: self.rollout.agent.clone(),
+                version: Some(to.clone()),
+                slot: crate::agent::Slot::Preview,
+            };
+            let results = self.run_job(job, &todo, &gate).await?;
+            let mut failed = Vec::new();
+            for (node, ok, detail) in results {
+                self.journal(
+                    "result",
+                    "preview",
+                    Some(&node),
+                    Some(&to),
+                    Some(ok),
+                    &detail,
+                )?;
+                self.emit(RolloutEvent::Node {
+                    id: self.rollout.id.clone(),
+                    node: node.clone(),
+                    version: to.clone(),
+                    ok,
+                    detail: detail.clone(),
+                });
+                if !ok {
+                    failed.push(format!("{node}: {detail}"));
+                }
+            }
+            if !failed.is_empty() {
+                let reason = format!(
+                    "the new version failed in the preview slot: {}",
+                    failed.join("; ")
+                );
+                return Ok(Some(self.abort(reason).await?));
+            }
+        }
+        let traffic = match weight {
+            0 => crate::gateway::Traffic::Primary,
+            100.. => crate::gateway::Traffic::Preview,
+            w => crate::gateway::Traffic::Split { preview_percent: w },
+        };
+        let job = self.gateway_job(traffic);
+        let failed = self
+            .on_all("traffic", &traffic.to_string(), job, &gate)
+            .await?;
+        if let Some((node, why)) = failed.first() {
+            let reason = format!("the gateway could not be set to {traffic} on {node}: {why}");
+            return Ok(Some(self.abort(reason).await?));
+        }
+        self.rollout.weight = weight;
+        self.save()?;
+        Ok(None)
+    }
+
+    /// The end of a gateway canary: all traffic to the preview, the primary
+    /// redeployed to the new version, traffic back to the primary, the
+    /// preview stopped.
+    async fn gateway_complete(
+        &mut self,
+        batch: usize,
+        max_fail_percent: u8,
+    ) -> Result<Option<Ended>> {
+        if let Some(end) = self.gateway_weight(100).await? {
+            return Ok(Some(end));
+        }
+        if let Some(end) = self.set_weight(100, batch, max_fail_percent).await? {
+            return Ok(Some(end));
+        }
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let job = self.gateway_job(crate::gateway::Traffic::Primary);
+        let failed = self.on_all("traffic", "primary", job, &gate).await?;
+        if let Some((node, why)) = failed.first() {
+            let reason = format!("the gateway could not be set back to primary on {node}: {why}");
+            return Ok(Some(self.abort(reason).await?));
+        }
+        let stop = JobSpec::Disable {
+            agent: self.rollout.agent.clone(),
+            slot: crate::agent::Slot::Preview,
+        };
+        self.on_all("preview-stop", "preview stopped", stop, &gate)
+            .await?;
+        Ok(None)
+    }
+
+    /// Abort's first half with a gateway: traffic to the primary (the
+    /// stable version) on every node, then the preview stopped. Returns
+    /// what went wrong, for the reason.
+    async fn gateway_back(&mut self) -> Result<String> {
+        let gate = Gate::rollback(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let mut notes = String::new();
+        let job = self.gateway_job(crate::gateway::Traffic::Primary);
+        let failed = self.on_all("traffic", "primary", job, &gate).await?;
+        if !failed.is_empty() {
+            let names: Vec<&str> = failed.iter().map(|f| f.0.as_str()).collect();
+            notes.push_str(&format!(
+                "; traffic could not be set back to primary on {}",
+                names.join(", ")
+            ));
+        }
+        let stop = JobSpec::Disable {
+            agent: self.rollout.agent.clone(),
+            slot: crate::agent::Slot::Preview,
+        };
+        let failed = self
+            .on_all("preview-stop", "preview stopped", stop, &gate)
+            .await?;
+        if !failed.is_empty() {
+            let names: Vec<&str> = failed.iter().map(|f| f.0.as_str()).collect();
+            notes.push_str(&format!(
+                "; the preview could not be stopped on {}",
+                names.join(", ")
+            ));
+        }
+        Ok(notes)
     }
 
     /// Run (or continue) the step's gate. `Err(end)`: the drive ended

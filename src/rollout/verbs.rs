@@ -75,9 +75,10 @@ pub async fn start(
     })?;
     let plan = Plan::from_sot(&sot.rollouts, &strategy)?;
     if let super::Kind::Canary { traffic, .. } = &plan.strategy.kind {
-        if *traffic == super::Traffic::Gateway {
+        if *traffic == super::Traffic::Gateway && agent.gateway.is_none() {
             return Err(RolloutError::Invalid(format!(
-                "strategy `{strategy}` sends traffic through the gateway, which this maestro does not drive yet; use traffic = \"nodes\""
+                "strategy `{strategy}` splits traffic at the gateway, and agent `{}` has none: add `gateway = {{ port = ..., preview_port = ... }}` to it in agents.toml",
+                req.agent
             )));
         }
     } else {

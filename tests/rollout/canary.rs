@@ -20,6 +20,8 @@ use crate::{fleet, operator};
 
 const AGENT: &str = "fleet-doctor";
 const PORT: u16 = 8083;
+const GATEWAY: u16 = 9083;
+const PREVIEW: u16 = 18083;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,6 +58,10 @@ steps = [
   { analysis = { gate = "steady" } },
   { set_weight = 100 },
 ]
+
+[strategy.split.canary]
+traffic = "gateway"
+steps = [{ set_weight = 50 }, { analysis = { gate = "healthy" } }, { set_weight = 100 }]
 
 [strategy.hold.canary]
 steps = [{ set_weight = 100 }, { pause = {} }]
@@ -109,6 +115,7 @@ fn rollout_operator(nodes: &[usize]) -> Operator {
         format!(
             "[agent.fleet-doctor]\nmodel = \"claude-sonnet\"\nautonomy = \"L3\"\ncurrent = \"2.0.3\"\n\
              command = \"./run\"\nport = {PORT}\nrollout = \"progressive\"\n\
+             gateway = {{ port = {GATEWAY}, preview_port = {PREVIEW} }}\n\
              health = {{ http = \"/healthz\", interval = \"200ms\", retries = 25, min_healthy = \"300ms\" }}\n\n{}{}{}{}",
             v("2.0.3", "2.0.3", ""),
             v("2.1.0", "2.1.0", ""),
@@ -377,6 +384,68 @@ fn a_version_with_twenty_percent_errors_fails_its_gate_and_rolls_back_by_itself(
     assert!(v.iter().all(|(_, v)| v == "2.0.3"), "{v:?}");
     assert_eq!(starts(18), ["2.0.3", "2.3.0", "2.0.3"]);
     assert_eq!(starts(19), ["2.0.3"]);
+    drop(_traffic);
+
+    // The same version split at each node's nginx gateway: v2 in the
+    // preview slot gets 50% of real client traffic, fails the gate, and
+    // maestro sets traffic back to the primary (v1) and stops the preview.
+    let o = op.maestro(&[
+        "gateway",
+        "set",
+        AGENT,
+        "--limit",
+        &names(&nodes),
+        "--traffic",
+        "primary",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let gateways: Vec<std::net::SocketAddr> = nodes
+        .iter()
+        .map(|&i| format!("{}:{GATEWAY}", fleet().address(i)).parse().unwrap())
+        .collect();
+    let load = crate::common::load::Load::start(&gateways, 4);
+    let o = op.maestro(&[
+        "rollout",
+        "start",
+        "fleet-doctor@2.3.0",
+        "--strategy",
+        "split",
+        "--limit",
+        "fleet",
+    ]);
+    let during = load.stop();
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    // The split really sent clients to v2.
+    assert!(during.answered_by("2.3.0") > 0, "{during:?}");
+    let s = rollout_status(&op);
+    assert_eq!(s["rollout"]["status"], "aborted", "{s}");
+    let m = &s["measurements"][0];
+    assert_eq!(m["outcome"], "fail", "{s}");
+    let rate = m["metrics"]["error_rate"].as_f64().unwrap();
+    assert!((0.15..=0.25).contains(&rate), "{m}");
+    // After the rollback: every answer from v1, none failed; nodes run v1.
+    let after = crate::common::load::Load::start(&gateways, 4);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = after.stop();
+    assert!(after.ok() > 20, "{after:?}");
+    assert_eq!(after.failed(), 0, "{after:?}");
+    assert_eq!(after.answered_by("2.0.3"), after.ok(), "{after:?}");
+    let o = op.maestro(&[
+        "--json",
+        "gateway",
+        "status",
+        AGENT,
+        "--limit",
+        &names(&nodes),
+    ]);
+    for g in json_lines(&stdout(&o))
+        .iter()
+        .filter(|v| v["event"] == "gateway")
+    {
+        assert_eq!(g["gateway"]["traffic"]["kind"], "primary", "{g}");
+    }
+    let v = versions(&op, &nodes);
+    assert!(v.iter().all(|(_, v)| v == "2.0.3"), "{v:?}");
 }
 
 fn wait_for(
