@@ -83,7 +83,7 @@ pub async fn start(
         }
     } else {
         return Err(RolloutError::Invalid(format!(
-            "strategy `{strategy}` is a {} rollout, which needs the gateway; this maestro drives canary rollouts with traffic = \"nodes\"",
+            "strategy `{strategy}` is a {} rollout; this maestro drives canary rollouts (traffic = \"nodes\" or \"gateway\") only",
             plan.strategy.kind.name()
         )));
     }
