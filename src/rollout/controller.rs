@@ -86,6 +86,70 @@ pub struct Controller {
     gateway: bool,
 }
 
+/// One phase of a blue/green or shadow rollout.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// The new version into every node's preview slot (healthy, or abort).
+    Preview,
+    /// Every node's gateway to this traffic.
+    Traffic(crate::gateway::Traffic),
+    /// A gate: pass goes on, fail aborts, inconclusive pauses.
+    Gate(String),
+    /// Wait `ms` from the start of phase `since_step` (promote ends it).
+    Hold { ms: u64, since_step: u32 },
+}
+
+impl Phase {
+    fn describe(&self) -> String {
+        match self {
+            Phase::Preview => "preview: the new version in the preview slot".into(),
+            Phase::Traffic(t) => format!("traffic {t}"),
+            Phase::Gate(g) => format!("analysis {g}"),
+            Phase::Hold { ms, .. } => format!("hold {}", super::spec::human_ms(*ms)),
+        }
+    }
+
+    /// The phases of a blue/green or shadow strategy (`None` for a canary).
+    fn of(kind: &Kind) -> Option<Vec<Phase>> {
+        use crate::gateway::Traffic as T;
+        match kind {
+            Kind::Canary { .. } => None,
+            Kind::BlueGreen {
+                pre_promotion,
+                scale_down_delay_ms,
+            } => {
+                let mut p = vec![Phase::Preview];
+                p.extend(pre_promotion.clone().map(Phase::Gate));
+                p.push(Phase::Traffic(T::Preview));
+                let since = p.len() as u32;
+                p.push(Phase::Hold {
+                    ms: *scale_down_delay_ms,
+                    since_step: since,
+                });
+                Some(p)
+            }
+            Kind::Shadow {
+                mirror_percent,
+                duration_ms,
+                gate,
+            } => {
+                let mut p = vec![
+                    Phase::Preview,
+                    Phase::Traffic(T::Mirror {
+                        percent: *mirror_percent,
+                    }),
+                ];
+                p.extend(gate.clone().map(Phase::Gate));
+                p.push(Phase::Hold {
+                    ms: *duration_ms,
+                    since_step: 1,
+                });
+                Some(p)
+            }
+        }
+    }
+}
+
 /// A gate's decision and why.
 struct Decision {
     outcome: Outcome,
@@ -104,10 +168,10 @@ impl Controller {
         rollout: Rollout,
     ) -> Result<Controller> {
         let plan = Plan::of(&rollout)?;
-        let gateway = matches!(
+        let gateway = !matches!(
             &plan.strategy.kind,
             Kind::Canary {
-                traffic: super::Traffic::Gateway,
+                traffic: super::Traffic::Nodes,
                 ..
             }
         );
@@ -270,6 +334,9 @@ impl Controller {
     }
 
     async fn run(&mut self) -> Result<Ended> {
+        if let Some(phases) = Phase::of(&self.plan.strategy.kind) {
+            return self.run_phases(phases).await;
+        }
         let Kind::Canary {
             steps,
             max_unavailable,
@@ -359,73 +426,168 @@ impl Controller {
                     return Ok(Ended::Paused(why));
                 }
                 Step::Pause(Some(ms)) => {
-                    self.rollout.phase = "pause".into();
-                    self.save()?;
-                    let journal = self.store.journal(&self.rollout.id)?;
-                    let started = journal.iter().rev().find(|e| {
-                        e.attempt == self.rollout.attempt
-                            && e.step == Some(self.rollout.step)
-                            && e.action == "pause"
-                            && e.entry == "intent"
-                    });
-                    let elapsed = match started {
-                        Some(e) => (crate::fleet::event::now_ms() - e.at_ms).max(0) as u64,
-                        None => {
-                            self.journal(
-                                "intent",
-                                "pause",
-                                None,
-                                None,
-                                None,
-                                &format!("pause {}", super::spec::human_ms(*ms)),
-                            )?;
-                            0
-                        }
-                    };
-                    let mut promoted = false;
-                    let left = Duration::from_millis(ms.saturating_sub(elapsed));
-                    if let Some(end) = self.wait(left, &mut promoted).await? {
+                    let step = self.rollout.step;
+                    if let Some(end) = self.timed_pause(*ms, step, "pause").await? {
                         return Ok(end);
                     }
-                    if promoted {
-                        self.rollout.requested = None;
-                        self.store.request_rollout(&self.rollout.id, None)?;
-                    }
-                    self.journal(
-                        "result",
-                        "pause",
-                        None,
-                        None,
-                        Some(true),
-                        if promoted { "promoted" } else { "pause over" },
-                    )?;
                 }
                 Step::Analysis { gate } => {
-                    self.rollout.phase = "analysis".into();
-                    self.save()?;
-                    let spec = self.plan.gates.get(gate).cloned().ok_or_else(|| {
-                        RolloutError::Invalid(format!("the rollout's plan has no gate `{gate}`"))
-                    })?;
-                    let decision = match self.analysis(&spec).await? {
-                        Ok(d) => d,
-                        Err(end) => return Ok(end),
-                    };
-                    match decision.outcome {
-                        Outcome::Pass => {}
-                        Outcome::Fail => {
-                            let reason = format!("gate `{gate}` failed: {}", decision.reason);
-                            return self.abort(reason).await;
-                        }
-                        Outcome::Inconclusive => {
-                            let why = format!(
-                                "gate `{gate}` inconclusive: {}; `maestro rollout promote {}` skips it, `abort` rolls back",
-                                decision.reason, self.rollout.id
-                            );
-                            self.finish(RolloutStatus::Paused, "waiting", Some(why.clone()))?;
-                            return Ok(Ended::Paused(why));
-                        }
+                    if let Some(end) = self.gate_step(gate).await? {
+                        return Ok(end);
                     }
                 }
+            }
+            self.rollout.step += 1;
+            self.save()?;
+        }
+    }
+
+    /// A timed wait of `ms` measured from `since_step`'s start (its pause
+    /// intent, or the result of the traffic it set), so a resumed
+    /// controller waits only what is left. A promote ends it early.
+    async fn timed_pause(
+        &mut self,
+        ms: u64,
+        since_step: u32,
+        phase: &str,
+    ) -> Result<Option<Ended>> {
+        self.rollout.phase = phase.into();
+        self.save()?;
+        let journal = self.store.journal(&self.rollout.id)?;
+        let attempt = self.rollout.attempt;
+        let own = self.rollout.step;
+        let started = journal.iter().find(|e| {
+            e.attempt == attempt
+                && e.step == Some(since_step)
+                && ((e.action == "pause" && e.entry == "intent")
+                    || (since_step != own && e.action == "traffic" && e.entry == "result"))
+        });
+        let elapsed = match started {
+            Some(e) => (crate::fleet::event::now_ms() - e.at_ms).max(0) as u64,
+            None => {
+                self.journal(
+                    "intent",
+                    "pause",
+                    None,
+                    None,
+                    None,
+                    &format!("{phase} {}", super::spec::human_ms(ms)),
+                )?;
+                0
+            }
+        };
+        let mut promoted = false;
+        let left = Duration::from_millis(ms.saturating_sub(elapsed));
+        if let Some(end) = self.wait(left, &mut promoted).await? {
+            return Ok(Some(end));
+        }
+        if promoted {
+            self.rollout.requested = None;
+            self.store.request_rollout(&self.rollout.id, None)?;
+        }
+        self.journal(
+            "result",
+            "pause",
+            None,
+            None,
+            Some(true),
+            if promoted { "promoted" } else { "pause over" },
+        )?;
+        Ok(None)
+    }
+
+    /// An analysis step: pass goes on, fail aborts (rolls back), inconclusive pauses.
+    async fn gate_step(&mut self, gate: &str) -> Result<Option<Ended>> {
+        self.rollout.phase = "analysis".into();
+        self.save()?;
+        let spec = self.plan.gates.get(gate).cloned().ok_or_else(|| {
+            RolloutError::Invalid(format!("the rollout's plan has no gate `{gate}`"))
+        })?;
+        let decision = match self.analysis(&spec).await? {
+            Ok(d) => d,
+            Err(end) => return Ok(Some(end)),
+        };
+        match decision.outcome {
+            Outcome::Pass => Ok(None),
+            Outcome::Fail => {
+                let reason = format!("gate `{gate}` failed: {}", decision.reason);
+                Ok(Some(self.abort(reason).await?))
+            }
+            Outcome::Inconclusive => {
+                let why = format!(
+                    "gate `{gate}` inconclusive: {}; `maestro rollout promote {}` skips it, `abort` rolls back",
+                    decision.reason, self.rollout.id
+                );
+                self.finish(RolloutStatus::Paused, "waiting", Some(why.clone()))?;
+                Ok(Some(Ended::Paused(why)))
+            }
+        }
+    }
+
+    /// Blue/green and shadow as a list of phases over the gateway; the
+    /// rollout's `step` is the phase index, journaled like a canary's steps.
+    async fn run_phases(&mut self, phases: Vec<Phase>) -> Result<Ended> {
+        self.gateway = true;
+        let all = self.rollout.nodes.len();
+        loop {
+            if let Some(end) = self.control().await? {
+                return Ok(end);
+            }
+            let i = self.rollout.step as usize;
+            if self.rollout.requested.as_deref() == Some("full") || i >= phases.len() {
+                if self.rollout.requested.as_deref() == Some("full") {
+                    self.rollout.requested = None;
+                    self.store.request_rollout(&self.rollout.id, None)?;
+                }
+                if let Some(end) = self.gateway_complete(all, 0).await? {
+                    return Ok(end);
+                }
+                self.journal(
+                    "result",
+                    "complete",
+                    None,
+                    Some(&self.rollout.to_version.clone()),
+                    Some(true),
+                    "every node runs the new version",
+                )?;
+                self.finish(RolloutStatus::Completed, "done", None)?;
+                return Ok(Ended::Completed);
+            }
+            let phase = phases[i].clone();
+            self.emit(RolloutEvent::Step {
+                id: self.rollout.id.clone(),
+                index: i as u32,
+                step: phase.describe(),
+            });
+            if self.rollout.requested.as_deref() == Some("promote")
+                && !matches!(phase, Phase::Hold { .. } | Phase::Gate(_))
+            {
+                self.rollout.requested = None;
+                self.store.request_rollout(&self.rollout.id, None)?;
+            }
+            let end = match &phase {
+                Phase::Preview => {
+                    self.rollout.phase = "deploy".into();
+                    self.save()?;
+                    self.gateway_preview().await?
+                }
+                Phase::Traffic(t) => {
+                    self.rollout.phase = "traffic".into();
+                    self.save()?;
+                    self.gateway_traffic(*t).await?
+                }
+                Phase::Gate(g) => self.gate_step(g).await?,
+                Phase::Hold { ms, since_step } => {
+                    let what = if *since_step == self.rollout.step {
+                        "scale_down_delay"
+                    } else {
+                        "shadow"
+                    };
+                    self.timed_pause(*ms, *since_step, what).await?
+                }
+            };
+            if let Some(end) = end {
+                return Ok(end);
             }
             self.rollout.step += 1;
             self.save()?;
@@ -741,6 +903,21 @@ impl Controller {
     /// The new version in every node's preview slot (once), then the
     /// gateways' split at `weight`.
     async fn gateway_weight(&mut self, weight: u8) -> Result<Option<Ended>> {
+        if let Some(end) = self.gateway_preview().await? {
+            return Ok(Some(end));
+        }
+        let traffic = match weight {
+            0 => crate::gateway::Traffic::Primary,
+            100.. => crate::gateway::Traffic::Preview,
+            w => crate::gateway::Traffic::Split { preview_percent: w },
+        };
+        self.gateway_traffic(traffic).await
+    }
+
+    /// The new version in every node's preview slot, once per attempt (a
+    /// node with a journaled result is not deployed again); a node whose
+    /// preview fails its health aborts the rollout.
+    async fn gateway_preview(&mut self) -> Result<Option<Ended>> {
         let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
         let to = self.rollout.to_version.clone();
         let attempt = self.rollout.attempt;
@@ -807,11 +984,13 @@ impl Controller {
                 return Ok(Some(self.abort(reason).await?));
             }
         }
-        let traffic = match weight {
-            0 => crate::gateway::Traffic::Primary,
-            100.. => crate::gateway::Traffic::Preview,
-            w => crate::gateway::Traffic::Split { preview_percent: w },
-        };
+        Ok(None)
+    }
+
+    /// Every node's gateway to `traffic` (journaled per node); a node that
+    /// cannot be set aborts the rollout.
+    async fn gateway_traffic(&mut self, traffic: crate::gateway::Traffic) -> Result<Option<Ended>> {
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
         let job = self.gateway_job(traffic);
         let failed = self
             .on_all("traffic", &traffic.to_string(), job, &gate)
@@ -820,7 +999,7 @@ impl Controller {
             let reason = format!("the gateway could not be set to {traffic} on {node}: {why}");
             return Ok(Some(self.abort(reason).await?));
         }
-        self.rollout.weight = weight;
+        self.rollout.weight = traffic.preview_share();
         self.save()?;
         Ok(None)
     }

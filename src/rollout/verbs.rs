@@ -74,17 +74,18 @@ pub async fn start(
         ))
     })?;
     let plan = Plan::from_sot(&sot.rollouts, &strategy)?;
-    if let super::Kind::Canary { traffic, .. } = &plan.strategy.kind {
-        if *traffic == super::Traffic::Gateway && agent.gateway.is_none() {
-            return Err(RolloutError::Invalid(format!(
-                "strategy `{strategy}` splits traffic at the gateway, and agent `{}` has none: add `gateway = {{ port = ..., preview_port = ... }}` to it in agents.toml",
-                req.agent
-            )));
+    let through_gateway = !matches!(
+        &plan.strategy.kind,
+        super::Kind::Canary {
+            traffic: super::Traffic::Nodes,
+            ..
         }
-    } else {
+    );
+    if through_gateway && agent.gateway.is_none() {
         return Err(RolloutError::Invalid(format!(
-            "strategy `{strategy}` is a {} rollout; this maestro drives canary rollouts (traffic = \"nodes\" or \"gateway\") only",
-            plan.strategy.kind.name()
+            "strategy `{strategy}` ({}) moves traffic at the gateway, and agent `{}` has none: add `gateway = {{ port = ..., preview_port = ... }}` to it in agents.toml",
+            plan.strategy.kind.name(),
+            req.agent
         )));
     }
     let prepared = admit(
