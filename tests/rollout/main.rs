@@ -36,3 +36,4 @@ fn the_rollout_fleet_starts_and_answers() {
 }
 
 mod canary;
+mod strategies;
