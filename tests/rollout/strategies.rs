@@ -24,6 +24,9 @@ const ROLLOUTS: &str = r#"
 [strategy.bluegreen.blue_green]
 scale_down_delay = "1s"
 
+[strategy.bluegreen-slow.blue_green]
+scale_down_delay = "60s"
+
 [strategy.mirror.shadow]
 mirror_percent = 100
 duration = "3s"
@@ -184,8 +187,9 @@ fn agent_status(op: &Operator, node: usize) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no agent status: {out}"))
 }
 
+/// `rollout status last --json` (its exit code follows the rollout's status).
 fn rollout_status(op: &Operator) -> serde_json::Value {
-    let out = ok(op, &["--json", "rollout", "status", "last"]);
+    let out = stdout(&op.maestro(&["--json", "rollout", "status", "last"]));
     json_lines(&out)
         .into_iter()
         .find(|v| v["event"] == "rollout_status")
@@ -260,8 +264,51 @@ fn strategies_blue_green_under_continuous_load_fails_no_request_and_ends_on_the_
         },
     );
     kept.wait_for(200, Duration::from_secs(30));
-    let started = Instant::now();
     let what = format!("{AGENT}@{V2}");
+
+    // First an abort during scale_down_delay: an instant switch back to
+    // the old primary, which kept running.
+    let mut bin = op.command(&[
+        "rollout",
+        "start",
+        &what,
+        "--strategy",
+        "bluegreen-slow",
+        "--limit",
+        "fleet",
+    ]);
+    let child = std::thread::spawn(move || bin.output().unwrap());
+    let until = Instant::now() + Duration::from_secs(90);
+    while traffic(&op, &nodes).iter().any(|t| t != "preview") {
+        assert!(
+            Instant::now() < until,
+            "no switch: {:?}",
+            traffic(&op, &nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kept.wait_for(100, Duration::from_secs(30));
+    ok(&op, &["rollout", "abort", "last"]);
+    let o = child.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = rollout_status(&op);
+    assert_eq!(s["rollout"]["status"], "aborted", "{s}");
+    assert!(traffic(&op, &nodes).iter().all(|t| t == "primary"));
+    let mark = kept.snapshot();
+    let back = kept.wait_for(200, Duration::from_secs(30)).since(&mark);
+    eprintln!("blue/green aborted in scale_down_delay; after the abort: {back}");
+    assert_eq!(
+        back.answered_by(V1),
+        back.ok(),
+        "after the abort only v1 answers: {back}"
+    );
+    for &i in &nodes {
+        let st = agent_status(&op, i);
+        assert_eq!(st["version"], V1, "n{i:02}: {st}");
+        assert_eq!(st["preview"]["running"], false, "n{i:02}: {st}");
+    }
+
+    let started = Instant::now();
     let o = op.maestro(&[
         "rollout",
         "start",
