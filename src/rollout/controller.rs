@@ -1291,3 +1291,66 @@ pub fn by_version(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::Traffic as T;
+
+    #[test]
+    fn blue_green_and_shadow_phases_in_order_with_their_holds_anchored() {
+        let bg = Phase::of(&Kind::BlueGreen {
+            pre_promotion: Some("healthy".into()),
+            scale_down_delay_ms: 1000,
+        })
+        .unwrap();
+        let d: Vec<String> = bg.iter().map(Phase::describe).collect();
+        assert_eq!(
+            d,
+            [
+                "preview: the new version in the preview slot",
+                "analysis healthy",
+                "traffic preview",
+                "hold 1s"
+            ]
+        );
+        // The delay counts from its own start.
+        assert!(matches!(bg[3], Phase::Hold { since_step: 3, .. }));
+        let plain = Phase::of(&Kind::BlueGreen {
+            pre_promotion: None,
+            scale_down_delay_ms: 0,
+        })
+        .unwrap();
+        assert!(matches!(plain[1], Phase::Traffic(T::Preview)));
+        assert!(matches!(plain[2], Phase::Hold { since_step: 2, .. }));
+        let shadow = Phase::of(&Kind::Shadow {
+            mirror_percent: 30,
+            duration_ms: 3000,
+            gate: Some("healthy".into()),
+        })
+        .unwrap();
+        assert!(matches!(
+            shadow[1],
+            Phase::Traffic(T::Mirror { percent: 30 })
+        ));
+        assert!(matches!(&shadow[2], Phase::Gate(g) if g == "healthy"));
+        // The shadow's duration counts from the mirror's start (phase 1),
+        // so the gate runs inside it.
+        assert!(matches!(
+            shadow[3],
+            Phase::Hold {
+                ms: 3000,
+                since_step: 1
+            }
+        ));
+        assert!(
+            Phase::of(&Kind::Canary {
+                traffic: crate::rollout::Traffic::Gateway,
+                steps: vec![],
+                max_unavailable: crate::rollout::spec::Unavailable::Count(1),
+                max_fail_percent: 0,
+            })
+            .is_none()
+        );
+    }
+}
