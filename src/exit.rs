@@ -17,6 +17,9 @@ pub enum Exit {
     Blocked = 4,
     /// maestro itself failed (I/O, git, database).
     Internal = 5,
+    /// A rollout is paused, waiting for `promote` or `abort` (a `pause = {}`
+    /// step, an inconclusive gate).
+    Paused = 6,
 }
 
 impl Exit {
@@ -39,4 +42,5 @@ Exit codes:
   2  invalid input (bad SoT, bad arguments, refused change); nothing was changed
   3  denied by policy
   4  blocked by the kill switch or a freeze window
-  5  maestro itself failed (I/O, git, database)";
+  5  maestro itself failed (I/O, git, database)
+  6  a rollout is paused, waiting for promote or abort (pause step, inconclusive gate)";

@@ -43,6 +43,8 @@ pub mod ops;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod playbook;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod rollout;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod sim;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod sot;

@@ -9,6 +9,7 @@ It answers on http://$MAESTRO_AGENT_HOST:$MAESTRO_AGENT_PORT:
   anything else: a JSON answer naming the agent, its version and the node;
             AGENT_ERROR_RATE (0..1) of them fail with 500, each delayed by
             AGENT_LATENCY_MS.
+AGENT_METRICS=0 makes /metrics answer 404: a version that reports no metrics.
 Each start appends a line to $MAESTRO_AGENT_DATA/starts (the start counter).
 Python standard library only.
 """
@@ -31,6 +32,7 @@ NODE = os.environ.get("MAESTRO_NODE", socket.gethostname())
 ERROR_RATE = min(max(float(os.environ.get("AGENT_ERROR_RATE", "0") or 0), 0.0), 1.0)
 LATENCY = max(float(os.environ.get("AGENT_LATENCY_MS", "0") or 0), 0.0) / 1000.0
 HEALTHY = os.environ.get("AGENT_HEALTHY", "1") != "0"
+METRICS = os.environ.get("AGENT_METRICS", "1") != "0"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 lock = threading.Lock()
@@ -97,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         global requests, errors, duration_sum
         if self.path == "/healthz":
             return self.answer(200 if HEALTHY else 503, "ok\n" if HEALTHY else "unhealthy\n")
+        if self.path == "/metrics" and not METRICS:
+            return self.answer(404, "no metrics\n")
         if self.path == "/metrics":
             return self.answer(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
         started = time.monotonic()

@@ -237,6 +237,7 @@ mod tests {
             health: Default::default(),
             keep: 3,
             gateway: None,
+            rollout: None,
         };
         let params = NodeParams {
             host: "127.0.0.1".into(),

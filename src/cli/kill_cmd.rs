@@ -102,6 +102,26 @@ fn engage(
             ),
         }
     }
+    // The kill switch ends every active rollout of the agent: its
+    // controller stops at its next look at the store, nothing rolls back
+    // (the agent is being stopped everywhere).
+    let store = db.clone().unwrap_or_else(crate::store::default_path);
+    let rollout_agent = if agent == ALL { "--all" } else { agent };
+    match crate::rollout::verbs::kill_switch_engaged(&store, rollout_agent, &intent.reason) {
+        Ok(ids) => {
+            for id in ids {
+                if json {
+                    out!(
+                        "{}",
+                        json!({"event": "rollout_aborted", "rollout": id, "reason": "kill switch"})
+                    );
+                } else {
+                    eprintln!("rollout {id} aborted: the kill switch was engaged");
+                }
+            }
+        }
+        Err(e) => eprintln!("warning: could not end the agent's active rollouts: {e}"),
+    }
     // The nodes this run reaches: the operator's --limit, else everything
     // the kill switch holds.
     let target = args

@@ -10,6 +10,7 @@ mod gateway_cmd;
 mod kill_cmd;
 mod play_cmd;
 pub(crate) mod printer;
+mod rollout_cmd;
 mod sim_cmd;
 mod sot_cmd;
 mod telemetry_cmd;
@@ -103,6 +104,9 @@ pub enum Command {
     Disable(agent_cmd::DisableArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
+    /// Progressive delivery: canary rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)
+    #[command(subcommand)]
+    Rollout(rollout_cmd::RolloutCommand),
     /// The traffic layer on each node: which of an agent's instances answers its clients
     #[command(subcommand)]
     Gateway(gateway_cmd::GatewayCommand),
@@ -397,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drift(args) => drift_cmd::drift(&sot, cli.db, args, cli.json),
         Command::Metrics(cmd) => telemetry_cmd::metrics(&sot, cli.db, cmd),
         Command::Kill(args) => kill_cmd::kill(&sot, cli.db, args, cli.json),
+        Command::Rollout(cmd) => rollout_cmd::rollout(&sot, cli.db, cmd, cli.json),
         Command::Gateway(cmd) => gateway_cmd::gateway(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),

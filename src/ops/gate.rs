@@ -124,6 +124,17 @@ impl Gate {
         }
     }
 
+    /// The gate of a rollback to the stable version (a rollout's abort or
+    /// failed gate): only the kill switch holds it. A freeze window does
+    /// not: putting back what ran before is what a freeze protects.
+    pub fn rollback(store: Option<PathBuf>, actor: impl Into<String>) -> Gate {
+        Gate {
+            checks: vec![Box::new(crate::killswitch::KillSwitchCheck)],
+            approvals: store,
+            actor: actor.into(),
+        }
+    }
+
     pub fn with(mut self, check: impl Check + 'static) -> Gate {
         self.checks.push(Box::new(check));
         self

@@ -210,6 +210,8 @@ pub struct Agent {
     pub health: HealthCheck,
     /// Versions kept on a node for instant rollback (the running one included).
     pub keep: u32,
+    /// The rollout strategy `maestro rollout start` uses (`rollouts.toml`).
+    pub rollout: Option<String>,
     /// The node-local gateway in front of the agent's two instances, when
     /// it has one (`gateway = { port, preview_port }`).
     pub gateway: Option<AgentGateway>,
@@ -319,6 +321,8 @@ pub struct Sot {
     pub killswitch: Vec<crate::killswitch::Engaged>,
     /// Freeze windows (`freeze.toml`), in file order.
     pub freeze: Vec<crate::freeze::Window>,
+    /// Rollout strategies and gates (`rollouts.toml`).
+    pub rollouts: crate::rollout::spec::Definitions,
     #[serde(skip)]
     pub(crate) node_index: HashMap<String, usize>,
 }

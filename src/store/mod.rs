@@ -22,8 +22,14 @@ use serde::Serialize;
 use crate::bus::Envelope;
 use crate::fleet::event::{NodeResult, NodeStatus, RunKind};
 
+pub mod rollouts;
 pub mod schema;
 mod sqlite;
+
+pub use rollouts::{
+    JournalEntry, Measurement, NewRollout, Outcome as GateOutcome, Rollout, RolloutStatus,
+    RolloutStore,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -53,6 +59,15 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("run store: {0}")]
     Corrupt(String),
+    /// Another rollout of the agent is active (the store's unique index).
+    #[error(
+        "rollout {id} of {agent} is already {status}: only one rollout of an agent may be active (see `maestro rollout status {id}`; promote, abort or resume it)"
+    )]
+    ActiveRollout {
+        agent: String,
+        id: String,
+        status: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

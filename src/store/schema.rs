@@ -130,6 +130,64 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX compliance_by_node ON compliance_history(node, at_ms);
     ",
+    // 5: rollouts (progressive delivery): one row per rollout, the journal of
+    // its intents and results, and every gate measurement with its values.
+    // At most one active (progressing or paused) rollout per agent, enforced
+    // here so two operators on one store cannot start two. Written with IF
+    // NOT EXISTS so it applies whichever of migrations 5 and 6 lands first.
+    "
+    CREATE TABLE IF NOT EXISTS rollouts (
+        id           TEXT PRIMARY KEY,
+        agent        TEXT NOT NULL,
+        from_version TEXT,
+        to_version   TEXT NOT NULL,
+        strategy     TEXT NOT NULL,
+        definition   TEXT NOT NULL,         -- JSON: the strategy and its gates as started
+        target       TEXT NOT NULL,
+        nodes        TEXT NOT NULL,         -- JSON array, in rollout order
+        attempt      INTEGER NOT NULL,
+        phase        TEXT NOT NULL,
+        step         INTEGER NOT NULL,
+        weight       INTEGER NOT NULL,
+        status       TEXT NOT NULL,         -- progressing | paused | completed | aborted
+        reason       TEXT,
+        requested    TEXT,                  -- pause | abort | promote | full: for the controller
+        controller   TEXT,                  -- PID@HOST of the process driving it
+        lease_ms     INTEGER,
+        created_by   TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS rollouts_one_active_per_agent
+        ON rollouts(agent) WHERE status IN ('progressing', 'paused');
+    CREATE TABLE IF NOT EXISTS rollout_journal (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        seq        INTEGER NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        attempt    INTEGER NOT NULL,
+        step       INTEGER,
+        entry      TEXT NOT NULL,           -- intent | result
+        action     TEXT NOT NULL,           -- observe | deploy | rollback | gate | pause | promote | abort | traffic
+        node       TEXT,
+        version    TEXT,
+        ok         INTEGER,
+        detail     TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, seq)
+    );
+    CREATE TABLE IF NOT EXISTS rollout_measurements (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        attempt    INTEGER NOT NULL,
+        step       INTEGER NOT NULL,
+        gate       TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        version    TEXT NOT NULL,
+        outcome    TEXT NOT NULL,           -- pass | fail | inconclusive
+        metrics    TEXT NOT NULL,           -- JSON: the values measured (and stable's)
+        message    TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, attempt, step, seq)
+    );
+    ",
 ];
 
 /// The schema version this maestro writes.

@@ -650,3 +650,5 @@ impl TelemetryStore for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+mod rollouts;

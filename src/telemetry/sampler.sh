@@ -15,6 +15,8 @@
 #   N IFACE RX_BYTES TX_BYTES         one per interface but lo
 #   G CSV                             one per GPU (nvidia-smi's last loop)
 #   A NAME ENABLED VERSION DIGEST PID STATE UTIME STIME RSS_PAGES
+#                                     (the preview slot's instance: NAME@preview,
+#                                     from state.preview)
 #   B NAME                            then the agent's /metrics body, raw,
 #   NONCE RC                          ended by this line (nothing in a body can
 #                                     forge it: the nonce came on stdin)
@@ -136,55 +138,59 @@ while IFS= read -r tick; do
     set +f
     for d in "$root"/var/lib/maestro/agents/*/; do
         set -f
-        [ -f "${d}state" ] && [ ! -L "${d}state" ] || continue
-        name= version= digest= host= port= metrics= pidfile= enabled=
-        while IFS='=' read -r k v; do
-            case $k in
-                agent) name=$v ;;
-                version) version=$v ;;
-                digest) digest=$v ;;
-                host) host=$v ;;
-                port) port=$v ;;
-                metrics) metrics=$v ;;
-                pidfile) pidfile=$v ;;
-                enabled) enabled=$v ;;
-            esac
-        done <"${d}state"
-        # Values reach a URL and the output: only what the contract allows.
-        case $name in '' | *[!a-z0-9_-]*) continue ;; esac
-        case $version in '' | *[!A-Za-z0-9._+-]*) version=- ;; esac
-        case $digest in '' | *[!0-9a-f]*) digest=- ;; esac
-        case $enabled in 0 | 1) ;; *) enabled=- ;; esac
-        pid=- state=- ut=0 stt=0 rss=0
-        case $pidfile in /*)
-            pid= start=
-            { read -r pid; read -r start; } <"$root$pidfile" 2>/dev/null
-            case $pid:$start in
-                *[!0-9:]* | :* | *:) pid=- ;;
-                *)
-                    if read -r stat <"/proc/$pid/stat" 2>/dev/null; then
-                        set -- ${stat##*) }
-                        # $1 state, $12 utime, $13 stime, $20 start time, $22 rss pages
-                        if [ $# -ge 22 ] && [ "${20}" = "$start" ]; then
-                            state=$1 ut=${12} stt=${13} rss=${22}
+        for sf in "${d}state" "${d}state.preview"; do
+            [ -f "$sf" ] && [ ! -L "$sf" ] || continue
+            name= version= digest= host= port= metrics= pidfile= enabled=
+            while IFS='=' read -r k v; do
+                case $k in
+                    agent) name=$v ;;
+                    version) version=$v ;;
+                    digest) digest=$v ;;
+                    host) host=$v ;;
+                    port) port=$v ;;
+                    metrics) metrics=$v ;;
+                    pidfile) pidfile=$v ;;
+                    enabled) enabled=$v ;;
+                esac
+            done <"$sf"
+            # Values reach a URL and the output: only what the contract allows.
+            case $name in '' | *[!a-z0-9_-]*) continue ;; esac
+            # The preview slot (blue/green, canary by gateway) is its own instance.
+            [ "$sf" = "${d}state" ] || name=$name@preview
+            case $version in '' | *[!A-Za-z0-9._+-]*) version=- ;; esac
+            case $digest in '' | *[!0-9a-f]*) digest=- ;; esac
+            case $enabled in 0 | 1) ;; *) enabled=- ;; esac
+            pid=- state=- ut=0 stt=0 rss=0
+            case $pidfile in /*)
+                pid= start=
+                { read -r pid; read -r start; } <"$root$pidfile" 2>/dev/null
+                case $pid:$start in
+                    *[!0-9:]* | :* | *:) pid=- ;;
+                    *)
+                        if read -r stat <"/proc/$pid/stat" 2>/dev/null; then
+                            set -- ${stat##*) }
+                            # $1 state, $12 utime, $13 stime, $20 start time, $22 rss pages
+                            if [ $# -ge 22 ] && [ "${20}" = "$start" ]; then
+                                state=$1 ut=${12} stt=${13} rss=${22}
+                            else
+                                state=gone
+                            fi
                         else
                             state=gone
-                        fi
-                    else
-                        state=gone
-                    fi ;;
-            esac ;;
-        esac
-        printf 'A %s %s %s %s %s %s %s %s %s\n' "$name" "$enabled" "$version" "$digest" \
-            "$pid" "$state" "$ut" "$stt" "$rss"
-        case $state in gone | - | Z) continue ;; esac
-        case $port in '' | *[!0-9]*) continue ;; esac
-        case $metrics in /*) ;; *) continue ;; esac
-        case $metrics in *[!A-Za-z0-9/._~-]*) continue ;; esac
-        case $host in *[!A-Za-z0-9.:-]* | '') continue ;; *:*) host="[$host]" ;; esac
-        printf 'B %s\n' "$name"
-        fetch "http://$host:$port$metrics"
-        printf '\n%s %s\n' "$nonce" "$?"
+                        fi ;;
+                esac ;;
+            esac
+            printf 'A %s %s %s %s %s %s %s %s %s\n' "$name" "$enabled" "$version" "$digest" \
+                "$pid" "$state" "$ut" "$stt" "$rss"
+            case $state in gone | - | Z) continue ;; esac
+            case $port in '' | *[!0-9]*) continue ;; esac
+            case $metrics in /*) ;; *) continue ;; esac
+            case $metrics in *[!A-Za-z0-9/._~-]*) continue ;; esac
+            case $host in *[!A-Za-z0-9.:-]* | '') continue ;; *:*) host="[$host]" ;; esac
+            printf 'B %s\n' "$name"
+            fetch "http://$host:$port$metrics"
+            printf '\n%s %s\n' "$nonce" "$?"
+        done
     done
     set -f
     printf 'E %s\n' "$seq"

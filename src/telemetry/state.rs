@@ -96,6 +96,8 @@ pub struct AgentPoint {
     /// Request latency percentiles in seconds, from the histogram's buckets
     /// over the last few samples.
     pub p50_s: Option<f64>,
+    /// Read by rollout gates (`latency_p90`).
+    pub p90_s: Option<f64>,
     pub p95_s: Option<f64>,
     pub p99_s: Option<f64>,
 }
@@ -433,6 +435,7 @@ fn agent_point(
     {
         let buckets = bucket_delta(&first.buckets, &last.buckets);
         p.p50_s = histogram_quantile(0.50, &buckets);
+        p.p90_s = histogram_quantile(0.90, &buckets);
         p.p95_s = histogram_quantile(0.95, &buckets);
         p.p99_s = histogram_quantile(0.99, &buckets);
     }

@@ -19,6 +19,8 @@ pub enum ViewId {
     Agents,
     /// `:top`: live telemetry.
     Top,
+    /// `:rollouts`: progressive delivery.
+    Rollouts,
 }
 
 /// The kinds of input line at the bottom of the screen.
@@ -85,6 +87,35 @@ pub enum AgentJob {
     Enable,
 }
 
+/// What `P`, `A` and `U` do to the selected rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutVerb {
+    Promote,
+    Abort,
+    Undo,
+}
+
+impl RolloutVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutVerb::Promote => "promote",
+            RolloutVerb::Abort => "abort",
+            RolloutVerb::Undo => "undo",
+        }
+    }
+}
+
+/// A rollout verb, pinned to the rollout (and its nodes) when the key was pressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutPlan {
+    pub verb: RolloutVerb,
+    pub id: String,
+    pub agent: String,
+    pub nodes: Vec<String>,
+    /// What it does, as shown.
+    pub summary: String,
+}
+
 /// A kill switch to engage, pinned when the panel opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillPlan {
@@ -105,6 +136,8 @@ pub struct KillPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     Exec(ExecPlan),
+    /// `P`/`A`/`U` in :rollouts: a verb on exactly this rollout.
+    Rollout(RolloutPlan),
     /// Quit while a run is in flight (the run is cancelled).
     QuitDuringRun,
 }

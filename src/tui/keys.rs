@@ -14,6 +14,7 @@ pub enum Scope {
     Live,
     Agents,
     Top,
+    Rollouts,
     Prompt,
     Confirm,
 }
@@ -30,6 +31,7 @@ impl Scope {
             Scope::Live => "live run",
             Scope::Agents => "agents",
             Scope::Top => "telemetry (:top)",
+            Scope::Rollouts => "rollouts (:rollouts)",
             Scope::Prompt => "command line, filter and exec prompt",
             Scope::Confirm => "confirmation",
         }
@@ -121,6 +123,25 @@ pub const KEYMAP: &[KeyHelp] = &[
     key(Agents, "r", "ask the nodes again", Some("reload")),
     key(Top, "Enter", "the node's charts", Some("charts")),
     key(Top, "Esc", "back from the charts", None),
+    key(Rollouts, "j k", "select a rollout", None),
+    key(
+        Rollouts,
+        "P",
+        "promote: leave the pause or inconclusive gate (asks first)",
+        Some("promote"),
+    ),
+    key(
+        Rollouts,
+        "A",
+        "abort: roll the new version back everywhere (asks first)",
+        Some("abort"),
+    ),
+    key(
+        Rollouts,
+        "U",
+        "undo a finished rollout: its nodes back at once (asks first)",
+        Some("undo"),
+    ),
     key(Prompt, "Enter", "run / apply", None),
     key(Prompt, "Tab", "complete the command", None),
     key(Prompt, "Esc", "cancel", None),
@@ -138,6 +159,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "top",
         "live telemetry: CPU, memory, GPU, agent requests, errors, p95",
+    ),
+    (
+        "rollouts",
+        "rollouts: steps, weight, nodes per version, gate measurements",
     ),
     ("live", "the run in flight (or the last one started here)"),
     ("exec", "exec CMD: run CMD on the marked nodes (asks first)"),

@@ -337,6 +337,16 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let _ = tx.send(Msg::RunEnded { error });
             });
         }
+        Effect::LoadRollouts => read_store(tx, db, |s| {
+            Msg::Rollouts(s.and_then(|s| load_rollouts(&s).map_err(|e| e.to_string())))
+        }),
+        Effect::Rollout(plan) => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let result = run_rollout_verb(&shared, plan).await;
+                let _ = tx.send(Msg::RolloutDone(result));
+            });
+        }
         Effect::Kill(plan) => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {
@@ -417,6 +427,70 @@ async fn run_kill(
 }
 
 /// Open the store off the event loop, read, and send the result back.
+/// Every rollout (newest first, at most 50) as the Rollouts view shows it.
+fn load_rollouts(store: &SqliteStore) -> crate::store::Result<Vec<crate::rollout::view::Overview>> {
+    use crate::store::RolloutStore;
+    let mut out = Vec::new();
+    for r in store.rollouts(50)? {
+        let journal = store.journal(&r.id)?;
+        let measurements = store.measurements(&r.id)?;
+        out.push(crate::rollout::view::Overview::new(
+            &r,
+            &journal,
+            measurements,
+        ));
+    }
+    Ok(out)
+}
+
+/// A confirmed rollout verb, through the same engine functions as
+/// `maestro rollout promote|abort|undo` (promote and undo pass the
+/// console's gate).
+async fn run_rollout_verb(
+    shared: &Shared,
+    plan: crate::tui::action::RolloutPlan,
+) -> Result<String, String> {
+    use crate::rollout::verbs::{self, Done};
+    use crate::tui::action::RolloutVerb;
+    let settings = crate::rollout::Settings {
+        connect: shared.ctx.connect.clone(),
+        forks: shared.ctx.forks,
+        limits: shared.ctx.limits.clone(),
+        db: shared.stores.db.clone(),
+        actor: std::env::var("MAESTRO_ACTOR")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "console".into()),
+    };
+    let launch = Launch {
+        bus: shared.bus.clone(),
+        cancel: Cancel::new(),
+        run_id: new_run_id(),
+    };
+    // The view reads progress from the store; the events are not needed here.
+    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let source = shared.ctx.source.clone();
+    let gate = &shared.ctx.gate;
+    let done = match plan.verb {
+        RolloutVerb::Promote => {
+            verbs::promote(source, settings, &plan.id, false, gate, launch, events).await
+        }
+        RolloutVerb::Abort => verbs::abort(source, settings, &plan.id, launch, events).await,
+        RolloutVerb::Undo => verbs::undo(source, settings, &plan.id, None, gate, launch, events)
+            .await
+            .map(|(e, r)| Done::Drove(e, r)),
+    };
+    match done {
+        Ok(Done::Drove(ended, r)) => Ok(format!("rollout {}: {} ({ended:?})", r.id, r.status)),
+        Ok(Done::Asked(r)) => Ok(format!(
+            "asked the controller of {} to {}",
+            r.id,
+            plan.verb.as_str()
+        )),
+        Err(e) => Err(format!("rollout {} {}: {e}", plan.id, plan.verb.as_str())),
+    }
+}
+
 fn read_store(
     tx: UnboundedSender<Msg>,
     db: PathBuf,

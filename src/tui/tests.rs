@@ -1340,3 +1340,216 @@ fn telemetry_view() {
     app.dispatch(Action::Show(super::action::ViewId::Fleet));
     snap("fleet_live", &app);
 }
+
+// ---- rollouts ----------------------------------------------------------------
+
+fn rollout_row(
+    id: &str,
+    status: crate::store::RolloutStatus,
+    step: u32,
+    weight: u8,
+    reason: Option<&str>,
+) -> crate::store::Rollout {
+    use crate::rollout::spec::{Kind, Step, Strategy, Traffic, Unavailable};
+    let plan = crate::rollout::Plan {
+        strategy: Strategy {
+            name: "progressive".into(),
+            kind: Kind::Canary {
+                traffic: Traffic::Nodes,
+                steps: vec![
+                    Step::SetWeight(10),
+                    Step::Pause(None),
+                    Step::SetWeight(50),
+                    Step::Analysis {
+                        gate: "healthy".into(),
+                    },
+                    Step::SetWeight(100),
+                ],
+                max_unavailable: Unavailable::Percent(25),
+                max_fail_percent: 0,
+            },
+        },
+        gates: Default::default(),
+    };
+    crate::store::Rollout {
+        id: id.into(),
+        agent: "support-triage".into(),
+        from_version: Some("1.3.2".into()),
+        to_version: "1.4.0".into(),
+        strategy: "progressive".into(),
+        definition: serde_json::to_string(&plan).unwrap(),
+        target: "gpu".into(),
+        nodes: vec![
+            "gpu-eu-01".into(),
+            "gpu-eu-02".into(),
+            "gpu-us-01".into(),
+            "cpu-eu-01".into(),
+        ],
+        attempt: 1,
+        phase: "deploy".into(),
+        step,
+        weight,
+        status,
+        reason: reason.map(str::to_string),
+        requested: None,
+        controller: None,
+        lease_ms: None,
+        created_by: "ops".into(),
+        created_ms: NOW - 60_000,
+        updated_ms: NOW,
+    }
+}
+
+fn rollout_overview(
+    r: crate::store::Rollout,
+    on_new: usize,
+    rates: &[(crate::store::GateOutcome, Option<f64>)],
+) -> crate::rollout::view::Overview {
+    let journal: Vec<crate::store::JournalEntry> = r
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| crate::store::JournalEntry {
+            seq: i as i64,
+            at_ms: NOW,
+            attempt: 1,
+            step: None,
+            entry: "result".into(),
+            action: "observe".into(),
+            node: Some(n.clone()),
+            version: Some(if i < on_new { "1.4.0" } else { "1.3.2" }.into()),
+            ok: Some(true),
+            detail: String::new(),
+        })
+        .collect();
+    let measurements = rates
+        .iter()
+        .enumerate()
+        .map(|(i, (o, rate))| crate::store::Measurement {
+            rollout_id: r.id.clone(),
+            attempt: 1,
+            step: 3,
+            gate: "healthy".into(),
+            seq: i as u32 + 1,
+            at_ms: NOW,
+            version: "1.4.0".into(),
+            outcome: *o,
+            metrics: match rate {
+                Some(x) => serde_json::json!({"error_rate": x, "requests": 120.0, "nodes": 2.0}),
+                None => serde_json::json!({"nodes": 0.0}),
+            },
+            message: format!("measurement {}/3: {}", i + 1, o.as_str()),
+        })
+        .collect();
+    crate::rollout::view::Overview::new(&r, &journal, measurements)
+}
+
+fn rollouts_app() -> App {
+    use crate::store::GateOutcome::*;
+    use crate::store::RolloutStatus::*;
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "rollouts");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadRollouts)),
+        "entering :rollouts reads the store"
+    );
+    app.on_msg(Msg::Rollouts(Ok(vec![
+        rollout_overview(
+            rollout_row("ro-5-progressing", Progressing, 3, 50, None),
+            2,
+            &[(Pass, Some(0.0))],
+        ),
+        rollout_overview(
+            rollout_row(
+                "ro-4-paused",
+                Paused,
+                1,
+                10,
+                Some("step 2 of 5: pause = {}; promote continues"),
+            ),
+            1,
+            &[],
+        ),
+        rollout_overview(
+            rollout_row(
+                "ro-3-inconclusive",
+                Paused,
+                3,
+                50,
+                Some("gate `healthy` inconclusive: no metrics"),
+            ),
+            2,
+            &[(Inconclusive, None)],
+        ),
+        rollout_overview(
+            rollout_row(
+                "ro-2-aborted",
+                Aborted,
+                3,
+                0,
+                Some("gate `healthy` failed: error_rate 0.2"),
+            ),
+            0,
+            &[(Pass, Some(0.01)), (Fail, Some(0.2))],
+        ),
+        rollout_overview(
+            rollout_row("ro-1-completed", Completed, 5, 100, None),
+            4,
+            &[(Pass, Some(0.0)), (Pass, Some(0.01))],
+        ),
+    ])));
+    app
+}
+
+#[test]
+fn rollouts_view_in_progress_paused_inconclusive_aborted_and_complete() {
+    let mut app = rollouts_app();
+    for name in [
+        "progressing",
+        "paused",
+        "inconclusive",
+        "aborted",
+        "completed",
+    ] {
+        snap(&format!("rollouts_{name}"), &app);
+        press(&mut app, KeyCode::Char('j'));
+    }
+}
+
+#[test]
+fn rollout_keys_confirm_a_pinned_rollout_and_say_why_when_they_do_not_apply() {
+    let mut app = rollouts_app();
+    // Completed: nothing to promote or abort, but it can be undone.
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Char('j'));
+    }
+    press(&mut app, KeyCode::Char('P'));
+    let text = render(&app, 160, 48);
+    assert!(
+        text.contains("promote does not apply: rollout ro-1-completed is completed"),
+        "{text}"
+    );
+    // The paused one: P asks first, with the rollout pinned.
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Char('k'));
+    }
+    press(&mut app, KeyCode::Char('P'));
+    snap("rollouts_confirm_promote", &app);
+    // The list refreshes under the dialog: what runs is still ro-4-paused.
+    app.on_msg(Msg::Rollouts(Ok(Vec::new())));
+    press(&mut app, KeyCode::Char('y'));
+    let effects = app.take_effects();
+    let plan = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Rollout(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("confirming runs the verb");
+    assert_eq!(plan.id, "ro-4-paused");
+    assert_eq!(plan.verb, super::action::RolloutVerb::Promote);
+}

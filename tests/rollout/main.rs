@@ -26,3 +26,14 @@ pub fn fleet() -> &'static Fleet {
 pub fn operator(nodes: &[usize]) -> Operator {
     Operator::on(fleet(), nodes)
 }
+
+#[test]
+fn the_rollout_fleet_starts_and_answers() {
+    let op = operator(&[1]);
+    let o = op.maestro(&["exec", "n01", "--", "echo", "up"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(common::stdout(&o).contains("up"), "{}", common::stdout(&o));
+}
+
+mod canary;
+mod strategies;

@@ -38,6 +38,7 @@ impl Loader<'_> {
                     "env",
                     "health",
                     "keep",
+                    "rollout",
                     "gateway",
                 ],
                 &what,
@@ -176,6 +177,10 @@ impl Loader<'_> {
             if let Some(p) = &profile {
                 self.refer(RefKind::Profile, idx, p);
             }
+            let rollout = cx!(self, idx).string(at, "rollout", &what);
+            if let Some(r) = &rollout {
+                self.refer(RefKind::Strategy, idx, r);
+            }
             out.insert(
                 name.clone(),
                 Agent {
@@ -194,6 +199,7 @@ impl Loader<'_> {
                     env,
                     health,
                     keep,
+                    rollout: rollout.map(|r| r.value),
                     gateway,
                 },
             );

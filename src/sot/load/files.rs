@@ -23,6 +23,7 @@ pub(super) enum Role {
     Agents,
     KillSwitch,
     Freeze,
+    Rollouts,
     Profile,
     Playbook,
     Baseline,
@@ -75,6 +76,7 @@ impl Files {
         plan.push((AGENTS_FILE.into(), Role::Agents, top));
         plan.push((crate::killswitch::FILE.into(), Role::KillSwitch, top));
         plan.push((crate::freeze::FILE.into(), Role::Freeze, top));
+        plan.push((crate::rollout::FILE.into(), Role::Rollouts, top));
         for (dir, role) in [
             (&dirs[0], Role::Profile),
             (&dirs[1], Role::Playbook),

@@ -75,6 +75,7 @@ mod models;
 mod nodes;
 mod profiles;
 mod refs;
+mod rollouts;
 mod rules;
 mod scope;
 mod settings;
@@ -166,6 +167,12 @@ impl<'a> Loader<'a> {
                 self.freeze(idx, &t, &mut freeze, &mut scopes);
             }
         }
+        let mut rollouts = crate::rollout::spec::Definitions::default();
+        for (idx, _) in self.files_of(Role::Rollouts) {
+            if let Some(t) = self.parse(idx) {
+                self.rollouts(idx, &t, &mut rollouts);
+            }
+        }
         let (profiles, playbooks, baselines) = self.library();
 
         if let Some(settings) = &settings {
@@ -176,7 +183,7 @@ impl<'a> Loader<'a> {
         // would otherwise show up again as a cascade of dangling references.
         if !self.syntax_failed {
             self.resolve(
-                &nodes, &groups, &models, &agents, &profiles, &playbooks, &baselines,
+                &nodes, &groups, &models, &agents, &profiles, &playbooks, &baselines, &rollouts,
             );
         }
 
@@ -215,6 +222,7 @@ impl<'a> Loader<'a> {
             baselines,
             killswitch,
             freeze,
+            rollouts,
             node_index: HashMap::new(),
         }
         .indexed();

@@ -34,6 +34,7 @@ pub(super) enum RefKind {
     Baseline,
     AgentVersion,
     Agent,
+    Strategy,
 }
 
 impl RefKind {
@@ -47,6 +48,7 @@ impl RefKind {
             RefKind::Baseline => "hardening baseline",
             RefKind::AgentVersion => "version",
             RefKind::Agent => "agent",
+            RefKind::Strategy => "rollout strategy",
         }
     }
 }
@@ -67,6 +69,7 @@ impl Loader<'_> {
         profiles: &BTreeMap<String, Profile>,
         playbooks: &[String],
         baselines: &[String],
+        rollouts: &crate::rollout::spec::Definitions,
     ) {
         let node_names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         let node_set: std::collections::HashSet<&str> = node_names.iter().copied().collect();
@@ -98,6 +101,10 @@ impl Loader<'_> {
                     agents.contains_key(&r.name),
                     agents.keys().map(String::as_str).collect(),
                 ),
+                RefKind::Strategy => (
+                    rollouts.strategies.contains_key(&r.name),
+                    rollouts.strategies.keys().map(String::as_str).collect(),
+                ),
                 RefKind::AgentVersion => {
                     let agent = r.agent.as_deref().and_then(|a| agents.get(a));
                     let versions: Vec<&str> = agent
@@ -118,6 +125,7 @@ impl Loader<'_> {
                 RefKind::Playbook => "the playbooks directory".to_string(),
                 RefKind::Baseline => "the hardening directory".to_string(),
                 RefKind::Agent => super::AGENTS_FILE.to_string(),
+                RefKind::Strategy => format!("[strategy.NAME] in {}", crate::rollout::FILE),
                 RefKind::AgentVersion => format!(
                     "[agent.{}.versions]",
                     r.agent.as_deref().unwrap_or_default()

@@ -34,8 +34,21 @@ impl Loader<'_> {
         key: &str,
         file: &str,
     ) -> Vec<Named<'t, 'i>> {
+        cx!(self, idx).check_keys(t, &[key], file);
+        self.named_tables_of(idx, t, key, file)
+    }
+
+    /// [`Loader::named_tables`] for a file that holds more than one kind of
+    /// table (`[strategy.NAME]` and `[gate.NAME]`): its keys are the
+    /// caller's to check.
+    pub(super) fn named_tables_of<'t, 'i>(
+        &mut self,
+        idx: usize,
+        t: &'t Table<'i>,
+        key: &str,
+        file: &str,
+    ) -> Vec<Named<'t, 'i>> {
         let mut cx = cx!(self, idx);
-        cx.check_keys(t, &[key], file);
         let Some(all) = cx.table(t, key, file) else {
             return Vec::new();
         };

@@ -48,6 +48,7 @@ impl App {
             ViewId::Runs => self.runs.draw(frame, body),
             ViewId::Agents => self.agents.draw(frame, body),
             ViewId::Top => self.telemetry.draw(frame, body),
+            ViewId::Rollouts => self.rollouts.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -197,6 +198,7 @@ impl App {
             ViewId::Runs => Scope::Runs,
             ViewId::Agents => Scope::Agents,
             ViewId::Top => Scope::Top,
+            ViewId::Rollouts => Scope::Rollouts,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

@@ -23,6 +23,7 @@ use super::components::kill::KillPanel;
 use super::components::live::LiveView;
 use super::components::node::{NodeCompliance, NodeView};
 use super::components::prompt::Prompt;
+use super::components::rollouts::RolloutsView;
 use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
 use super::components::telemetry::TelemetryView;
@@ -81,6 +82,10 @@ pub enum Effect {
     /// Engage the kill switch in the SoT, then stop the agent on the
     /// plan's nodes (its run has the plan's id).
     Kill(KillPlan),
+    /// Read every rollout's overview from the store.
+    LoadRollouts,
+    /// Run a rollout verb (promote, abort, undo) as `maestro rollout` would.
+    Rollout(crate::tui::action::RolloutPlan),
 }
 
 /// Results of background work and engine events, for the app.
@@ -114,6 +119,9 @@ pub enum Msg {
     /// Something the operator should know (the store failed, ssh_config warnings).
     Warning(String),
     Agents(Result<Vec<crate::agent::AgentOnNode>, String>),
+    Rollouts(Result<Vec<crate::rollout::view::Overview>, String>),
+    /// A rollout verb from :rollouts ended (what it said).
+    RolloutDone(Result<String, String>),
     /// The kill switch was engaged in the SoT (with its commit, when one
     /// was made), or could not be.
     KillEngaged(Result<(Engaged, Option<String>), String>),
@@ -142,6 +150,8 @@ pub struct App {
     runs: RunsView,
     agents: AgentsView,
     telemetry: TelemetryView,
+    rollouts: RolloutsView,
+    rollouts_loaded_ms: i64,
     telemetry_started: bool,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
@@ -172,6 +182,8 @@ impl App {
             agents: AgentsView::new(&sot),
             telemetry: TelemetryView::new(),
             telemetry_started: false,
+            rollouts: RolloutsView::new(),
+            rollouts_loaded_ms: 0,
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -205,6 +217,11 @@ impl App {
 
     pub fn set_now(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
+        // :rollouts is live: read the store again about once a second.
+        if self.view() == ViewId::Rollouts && now_ms - self.rollouts_loaded_ms >= 1000 {
+            self.rollouts_loaded_ms = now_ms;
+            self.effects.push(Effect::LoadRollouts);
+        }
         self.fleet.set_now(now_ms);
         self.runs.set_now(now_ms);
         if let Some(n) = &mut self.node {
@@ -281,6 +298,7 @@ impl App {
                 ViewId::Runs => self.runs.handle_key(key),
                 ViewId::Agents => self.agents.handle_key(key),
                 ViewId::Top => self.telemetry.handle_key(key),
+                ViewId::Rollouts => self.rollouts.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -400,6 +418,10 @@ impl App {
                 self.confirm = None;
                 match pending {
                     Pending::Exec(plan) => self.start_exec(plan),
+                    Pending::Rollout(plan) => {
+                        self.say(Level::Info, format!("{}: running…", plan.summary));
+                        self.effects.push(Effect::Rollout(plan));
+                    }
                     Pending::QuitDuringRun => {
                         if let Some(c) = &self.cancel {
                             c.cancel_all();
@@ -533,6 +555,10 @@ impl App {
                 self.agents.set_status(Loadable::Loading);
                 self.effects.push(Effect::LoadAgents);
             }
+            ViewId::Rollouts => {
+                self.rollouts_loaded_ms = self.now_ms;
+                self.effects.push(Effect::LoadRollouts);
+            }
             ViewId::Top if !self.telemetry_started => {
                 self.telemetry_started = true;
                 self.effects.push(Effect::StartTelemetry);
@@ -585,6 +611,7 @@ impl App {
             "runs" => Action::Show(ViewId::Runs),
             "agents" => Action::Show(ViewId::Agents),
             "top" => Action::Show(ViewId::Top),
+            "rollouts" => Action::Show(ViewId::Rollouts),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -721,6 +748,14 @@ impl App {
             Msg::LastResults(Err(e)) => self.say(Level::Warn, format!("run store: {e}")),
             Msg::Runs(r) => self.runs.set_runs(loadable(r)),
             Msg::Agents(r) => self.agents.set_status(loadable(r)),
+            Msg::Rollouts(r) => self.rollouts.set(r),
+            Msg::RolloutDone(r) => {
+                match r {
+                    Ok(m) => self.say(Level::Info, m),
+                    Err(e) => self.say(Level::Warn, e),
+                }
+                self.effects.push(Effect::LoadRollouts);
+            }
             Msg::Telemetry(Ok(s)) => {
                 self.fleet.set_live(&s);
                 self.telemetry.set_summary(s);
@@ -909,6 +944,7 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Live => "live run",
         ViewId::Agents => "agents",
         ViewId::Top => "telemetry",
+        ViewId::Rollouts => "rollouts",
     }
 }
 

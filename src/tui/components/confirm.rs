@@ -128,6 +128,31 @@ impl ConfirmDialog {
                 }
                 (" confirm: exec ".to_string(), lines)
             }
+            Pending::Rollout(plan) => {
+                let mut names = plan.nodes[..plan.nodes.len().min(NAMES_SHOWN)].join(", ");
+                if plan.nodes.len() > NAMES_SHOWN {
+                    names.push_str(&format!(", … and {} more", plan.nodes.len() - NAMES_SHOWN));
+                }
+                let lines = vec![
+                    Line::from(format!("Rollout {} of {}:", plan.verb.as_str(), plan.agent)),
+                    Line::from(""),
+                    Line::styled(
+                        format!(
+                            "  {}",
+                            crate::terminal_text::sanitize(plan.summary.as_bytes())
+                        ),
+                        header_style(),
+                    ),
+                    Line::from(""),
+                    Line::from(vec![Span::styled("nodes  ", dim()), Span::raw(names)]),
+                    Line::from(""),
+                    Line::styled(
+                        "promote passes the admission gate (kill switch, freeze windows) first",
+                        dim(),
+                    ),
+                ];
+                (format!(" confirm: rollout {} ", plan.verb.as_str()), lines)
+            }
             Pending::QuitDuringRun => (
                 " confirm: quit ".to_string(),
                 vec![
@@ -217,7 +242,7 @@ impl ConfirmDialog {
             }
         };
         let yes = match self.pending {
-            Pending::Exec(_) => "[ y: run ]",
+            Pending::Exec(_) | Pending::Rollout(_) => "[ y: run ]",
             Pending::QuitDuringRun => "[ y: quit ]",
         };
         lines.push(Line::from(vec![

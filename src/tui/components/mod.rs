@@ -13,6 +13,7 @@ pub mod list;
 pub mod live;
 pub mod node;
 pub mod prompt;
+pub mod rollouts;
 pub mod run;
 pub mod runs;
 pub mod telemetry;
