@@ -104,7 +104,7 @@ pub enum Command {
     Disable(agent_cmd::DisableArgs),
     /// Kill switch: stop an agent (or --all) on every node and keep it stopped; --release lifts it
     Kill(kill_cmd::KillArgs),
-    /// Progressive delivery: canary rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)
+    /// Progressive delivery: canary, blue/green and shadow rollouts gated by live metrics (start, status, promote, pause, resume, abort, undo, retry)
     #[command(subcommand)]
     Rollout(rollout_cmd::RolloutCommand),
     /// The traffic layer on each node: which of an agent's instances answers its clients

@@ -1,7 +1,8 @@
-//! Progressive delivery of agents: canary rollouts over the fleet's nodes,
-//! gated by live metrics, rolled back by themselves when a gate or a
-//! node's health fails, journaled in the store so a crashed controller is
-//! resumed without redeploying a node or repeating a gate's decision.
+//! Progressive delivery of agents: canary, blue/green and shadow rollouts,
+//! over the fleet's nodes or behind each node's gateway, gated by live
+//! metrics, rolled back by themselves when a gate or a node's health
+//! fails, journaled in the store so a crashed controller is resumed
+//! without redeploying a node or repeating a gate's decision.
 //!
 //! - [`spec`]: strategies and gates as `rollouts.toml` defines them.
 //! - [`analysis`]: gate measurements over the telemetry and their verdicts.

@@ -6,7 +6,7 @@
 //! mirror that never answers a client from the preview, a config nginx
 //! refuses changing nothing, the kill switch taking both instances down.
 //!
-//! Nodes n20..n30 are this file's.
+//! Nodes n20..n26 are this file's (n27..n30 are strategies.rs').
 
 use std::net::SocketAddr;
 use std::path::Path;
