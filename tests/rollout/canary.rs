@@ -9,31 +9,18 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::fleet::Operator;
 use crate::common::{stderr, stdout};
-use crate::{fleet, operator};
+use crate::{digest, fleet, json_lines, names, operator, repo};
 
 const AGENT: &str = "fleet-doctor";
 const PORT: u16 = 8083;
 const GATEWAY: u16 = 9083;
 const PREVIEW: u16 = 18083;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn digest(file: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("sot/agents.toml")).unwrap();
-    let at = text.find(&format!("artifacts/{file}")).unwrap();
-    let rest = &text[at..];
-    let q = rest.find("sha256 = \"").unwrap() + 10;
-    rest[q..q + 64].to_string()
-}
 
 const ROLLOUTS: &str = r#"
 [strategy.progressive.canary]
@@ -126,21 +113,6 @@ fn rollout_operator(nodes: &[usize]) -> Operator {
     .unwrap();
     std::fs::write(op.sot.join("rollouts.toml"), ROLLOUTS).unwrap();
     op
-}
-
-fn names(nodes: &[usize]) -> String {
-    nodes
-        .iter()
-        .map(|i| format!("n{i:02}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
 }
 
 /// node -> running version (`agent status --json`).

@@ -15,38 +15,23 @@ use std::time::Duration;
 use crate::common::fleet::Operator;
 use crate::common::load::{Connection, Load, Options, Report};
 use crate::common::{git, stderr, stdout};
+use crate::{digest, json_lines, names, repo};
 
-const AGENT: &str = "support-triage";
-const V1: &str = "1.3.2";
-const V2: &str = "1.4.0";
-const PORT: u16 = 8081;
-const GATEWAY: u16 = 9081;
-const PREVIEW: u16 = 18081;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn digest(file: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("sot/agents.toml")).unwrap();
-    let at = text.find(&format!("artifacts/{file}")).unwrap();
-    let rest = &text[at..];
-    let q = rest.find("sha256 = \"").unwrap() + 10;
-    rest[q..q + 64].to_string()
-}
+pub(crate) const AGENT: &str = "support-triage";
+pub(crate) const V1: &str = "1.3.2";
+pub(crate) const V2: &str = "1.4.0";
+pub(crate) const PORT: u16 = 8081;
+pub(crate) const GATEWAY: u16 = 9081;
+pub(crate) const PREVIEW: u16 = 18081;
 
 fn name(i: usize) -> String {
     format!("n{i:02}")
 }
 
-fn names(nodes: &[usize]) -> String {
-    nodes.iter().map(|&i| name(i)).collect::<Vec<_>>().join(",")
-}
-
 /// An operator with `nodes` (each agent bound to the node's own address)
 /// and support-triage 1.3.2 and 1.4.0 behind a gateway. `loopback`
 /// overrides the node variable (for the hostile-value test).
-fn operator(nodes: &[usize], loopback: Option<&str>) -> Operator {
+pub(crate) fn operator(nodes: &[usize], loopback: Option<&str>) -> Operator {
     let op = crate::operator(nodes);
     let f = crate::fleet();
     let mut text = String::new();
@@ -85,13 +70,6 @@ fn operator(nodes: &[usize], loopback: Option<&str>) -> Operator {
     )
     .unwrap();
     op
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
 }
 
 /// Deploy `version` into `slot` on `nodes`; every node must be deployed.

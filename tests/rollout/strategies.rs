@@ -6,19 +6,13 @@
 //! uses n20–n26).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::fleet::Operator;
 use crate::common::load::{Connection, Load, Options};
 use crate::common::{stderr, stdout};
-
-const AGENT: &str = "support-triage";
-const V1: &str = "1.3.2";
-const V2: &str = "1.4.0";
-const PORT: u16 = 8081;
-const GATEWAY: u16 = 9081;
-const PREVIEW: u16 = 18081;
+use crate::gateway::{AGENT, GATEWAY, PREVIEW, V1, V2};
+use crate::{json_lines, names};
 
 const ROLLOUTS: &str = r#"
 [strategy.bluegreen.blue_green]
@@ -40,72 +34,12 @@ success = "error_rate < 0.05 and requests > 0"
 failure = "error_rate >= 0.1"
 "#;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn digest(file: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("sot/agents.toml")).unwrap();
-    let at = text.find(&format!("artifacts/{file}")).unwrap();
-    let rest = &text[at..];
-    let q = rest.find("sha256 = \"").unwrap() + 10;
-    rest[q..q + 64].to_string()
-}
-
-fn names(nodes: &[usize]) -> String {
-    nodes
-        .iter()
-        .map(|i| format!("n{i:02}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// An operator with `nodes`, support-triage 1.3.2 and 1.4.0 behind a
-/// gateway, and the strategies above.
+/// The gateway tests' operator (support-triage 1.3.2 and 1.4.0 behind a
+/// gateway on `nodes`) with the strategies above.
 fn operator(nodes: &[usize]) -> Operator {
-    let op = crate::operator(nodes);
-    let f = crate::fleet();
-    let mut text = String::new();
-    for &i in nodes {
-        text.push_str(&format!(
-            "[node.n{i:02}]\naddress = \"{a}\"\ngroups = [\"fleet\"]\ntags = {{ env = \"test\", region = \"eu-west\" }}\nvars = {{ loopback = \"{a}\" }}\n\n",
-            a = f.address(i)
-        ));
-    }
-    std::fs::write(op.sot.join("nodes.toml"), text).unwrap();
-    let art = op.sot.join("artifacts");
-    std::fs::create_dir_all(&art).unwrap();
-    for v in [V1, V2] {
-        let file = format!("{AGENT}-{v}.tar.gz");
-        std::fs::copy(repo().join("sot/artifacts").join(&file), art.join(&file)).unwrap();
-    }
-    std::fs::write(
-        op.sot.join("models.toml"),
-        "[model.llama]\nprovider = \"local\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        op.sot.join("agents.toml"),
-        format!(
-            "[agent.{AGENT}]\nmodel = \"llama\"\nautonomy = \"L2\"\ncurrent = \"{V1}\"\ncommand = \"./run\"\n\
-             port = {PORT}\ngateway = {{ port = {GATEWAY}, preview_port = {PREVIEW} }}\n\
-             health = {{ http = \"/healthz\", interval = \"100ms\", retries = 50, min_healthy = \"300ms\" }}\n\n\
-             [agent.{AGENT}.versions.\"{V1}\"]\nartifact = \"artifacts/{AGENT}-{V1}.tar.gz\"\nsha256 = \"{}\"\n\n\
-             [agent.{AGENT}.versions.\"{V2}\"]\nartifact = \"artifacts/{AGENT}-{V2}.tar.gz\"\nsha256 = \"{}\"\n",
-            digest(&format!("{AGENT}-{V1}.tar.gz")),
-            digest(&format!("{AGENT}-{V2}.tar.gz")),
-        ),
-    )
-    .unwrap();
+    let op = crate::gateway::operator(nodes, None);
     std::fs::write(op.sot.join("rollouts.toml"), ROLLOUTS).unwrap();
     op
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
 }
 
 fn ok(op: &Operator, args: &[&str]) -> String {
