@@ -20,6 +20,8 @@
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod agent;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod approval;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod bus;
 pub mod cli;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
@@ -37,11 +39,15 @@ pub mod gateway;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod harden;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod identity;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod killswitch;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod ops;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod playbook;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod policy;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod rollout;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

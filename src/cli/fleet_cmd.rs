@@ -37,7 +37,52 @@ pub fn connect_options(f: &FleetArgs) -> ConnectOptions {
 /// The SoT at `root`, with its label and commit for the runs.
 pub fn load_source(root: &Path) -> anyhow::Result<SotSource> {
     let sot = sot::load(root)?;
+    resolve_identity(&sot)?;
     Ok(SotSource::new(Arc::new(sot), root))
+}
+
+/// The operator as proven once per process (see [`crate::identity`]).
+static IDENTITY: std::sync::OnceLock<crate::identity::Actor> = std::sync::OnceLock::new();
+
+/// Prove who runs this command against the SoT's people.toml: the key file
+/// of `--identity`/`MAESTRO_IDENTITY`, else the ssh-agent's keys, else the
+/// typed name, unverified. A named key that proves nobody is an error
+/// (exit 2): it must not quietly fall back to a typed name.
+pub fn resolve_identity(sot: &sot::Sot) -> anyhow::Result<crate::identity::Actor> {
+    if let Some(a) = IDENTITY.get() {
+        return Ok(a.clone());
+    }
+    let lookup = crate::identity::Lookup {
+        key_file: std::env::var_os("MAESTRO_IDENTITY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        claimed: actor(),
+        use_agent: true,
+    };
+    // Its own thread and runtime: callers may already be inside one.
+    let sot_for = sot.clone();
+    let resolved = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+            .and_then(|rt| {
+                rt.block_on(crate::identity::resolve(&sot_for, &lookup))
+                    .map_err(anyhow::Error::from)
+            })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the identity lookup panicked"))?
+    .map_err(|e| InvalidInput(format!("MAESTRO_IDENTITY: {e}")))?;
+    Ok(IDENTITY.get_or_init(|| resolved).clone())
+}
+
+/// The identity proven for this process, or the typed name.
+pub fn identity() -> crate::identity::Actor {
+    IDENTITY
+        .get()
+        .cloned()
+        .unwrap_or_else(|| crate::identity::Actor::unverified(actor()))
 }
 
 /// A job request with the connection flags every fleet command shares.
@@ -58,7 +103,7 @@ pub fn request(job: JobSpec, targets: Targets, fleet: &FleetArgs) -> JobRequest 
 /// The admission gate for jobs started from the command line; approvals
 /// are kept in the run store at `db`.
 pub fn gate(db: &Path) -> Gate {
-    Gate::new(Some(db.to_path_buf()), actor())
+    Gate::new(Some(db.to_path_buf()), identity())
 }
 
 /// Who runs this command, as recorded with approvals and break-glasses.

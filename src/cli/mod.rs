@@ -9,6 +9,7 @@ mod freeze_cmd;
 mod gateway_cmd;
 mod kill_cmd;
 mod play_cmd;
+mod policy_cmd;
 pub(crate) mod printer;
 mod rollout_cmd;
 mod sim_cmd;
@@ -113,6 +114,19 @@ pub enum Command {
     /// List, add and remove freeze windows (each change is a git commit)
     #[command(subcommand)]
     Freeze(freeze_cmd::FreezeCommand),
+    /// Cedar policies of the SoT: list them, explain a decision, run their tests
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// Who maestro takes you for: a person of people.toml proven by your SSH key, or unverified
+    Whoami,
+    /// Approval requests held by the two-person rule, with their valid signatures
+    Approvals {
+        /// Also requests that are no longer pending
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a held job: sign its plan with your SSH key (MAESTRO_IDENTITY or ssh-agent)
+    Approve(policy_cmd::ApproveArgs),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -404,6 +418,20 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Rollout(cmd) => rollout_cmd::rollout(&sot, cli.db, cmd, cli.json),
         Command::Gateway(cmd) => gateway_cmd::gateway(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
+        Command::Policy(cmd) => policy_cmd::policy(&sot, cmd, cli.json),
+        Command::Whoami => policy_cmd::whoami(&sot, cli.json),
+        Command::Approvals { all } => policy_cmd::approvals(
+            &sot,
+            &cli.db.unwrap_or_else(crate::store::default_path),
+            all,
+            cli.json,
+        ),
+        Command::Approve(args) => policy_cmd::approve(
+            &sot,
+            &cli.db.unwrap_or_else(crate::store::default_path),
+            args,
+            cli.json,
+        ),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),

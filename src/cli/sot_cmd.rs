@@ -5,6 +5,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::json;
 
+use super::printer::sanitize;
+
 use super::out;
 use super::{AgentCommand, Change, InitArgs, NodeCommand};
 use crate::exit::Exit;
@@ -64,13 +66,45 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
 
 pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
+    // The policy tests are part of the SoT: a policy change that breaks one
+    // makes the SoT invalid (exit 2), as a dangling reference does.
+    let policy_tests = sot
+        .policies
+        .as_deref()
+        .map(|p| p.run_tests(&sot))
+        .unwrap_or_default();
+    let failed: Vec<_> = policy_tests.iter().filter(|r| !r.passed).collect();
+    if !failed.is_empty() {
+        let file = root
+            .join(crate::policy::DIR)
+            .join(crate::policy::TESTS_FILE);
+        for r in &failed {
+            eprintln!(
+                "{}:{}: policy test `{}` fails: {}",
+                file.display(),
+                r.line,
+                sanitize(r.name.as_bytes()),
+                sanitize(r.problem.as_deref().unwrap_or("").as_bytes())
+            );
+        }
+        eprintln!(
+            "{} of {} policy tests fail; `maestro policy explain` shows a decision",
+            failed.len(),
+            policy_tests.len()
+        );
+        return Ok(Exit::InvalidInput);
+    }
+    let policies = sot.policies.as_deref().map_or(0, |p| p.len());
     let msg = format!(
-        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows",
+        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} people, {} policies ({} tests pass), {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows",
         root.display(),
         sot.nodes.len(),
         sot.groups.len(),
         sot.models.len(),
         sot.agents.len(),
+        sot.people.len(),
+        policies,
+        policy_tests.len(),
         sot.profiles.len(),
         sot.playbooks.len(),
         sot.baselines.len(),
@@ -81,7 +115,8 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
         out!(
             "{}",
             json!({"event": "sot_valid", "sot": root, "nodes": sot.nodes.len(), "groups": sot.groups.len(),
-                   "models": sot.models.len(), "agents": sot.agents.len(), "profiles": sot.profiles.len(),
+                   "models": sot.models.len(), "agents": sot.agents.len(), "people": sot.people.len(),
+                   "policies": policies, "policy_tests": policy_tests.len(), "profiles": sot.profiles.len(),
                    "kill_switches": sot.killswitch.len(), "freeze_windows": sot.freeze.len()})
         );
     } else {

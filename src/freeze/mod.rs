@@ -290,7 +290,7 @@ pub struct FreezeCheck {
 
 impl FreezeCheck {
     /// The windows that would hold `job` now.
-    fn holding<'a>(&self, job: &'a Prepared) -> Vec<(&'a Window, Opening)> {
+    pub(crate) fn holding<'a>(&self, job: &'a Prepared) -> Vec<(&'a Window, Opening)> {
         let sot = job.sot();
         let agents: Vec<String> = match job.job() {
             // Jobs that stop things, and ad-hoc commands, are never held.

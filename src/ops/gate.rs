@@ -106,28 +106,58 @@ pub struct Gate {
     checks: Vec<Box<dyn Check>>,
     /// Where approvals are kept (the run store).
     approvals: Option<PathBuf>,
-    /// Who asks (recorded with an approval request).
-    actor: String,
+    /// Who asks (recorded with an approval request; what policies judge).
+    actor: crate::identity::Actor,
 }
 
 impl Gate {
     /// The checks that apply everywhere, with approvals kept in `store`.
-    pub fn new(store: Option<PathBuf>, actor: impl Into<String>) -> Gate {
+    pub fn new(store: Option<PathBuf>, actor: impl Into<crate::identity::Actor>) -> Gate {
+        let actor = actor.into();
         Gate {
             checks: vec![
                 Box::new(ProfileRules),
+                Box::new(crate::policy::PolicyCheck {
+                    actor: actor.clone(),
+                    store: store.clone(),
+                    break_glass: false,
+                }),
                 Box::new(crate::killswitch::KillSwitchCheck),
                 Box::new(crate::freeze::FreezeCheck::default()),
+                Box::new(crate::approval::ApprovalCheck {
+                    store: store.clone(),
+                    actor: actor.clone(),
+                }),
             ],
             approvals: store,
-            actor: actor.into(),
+            actor,
         }
+    }
+
+    /// Who the gate admits jobs for.
+    pub fn actor(&self) -> &crate::identity::Actor {
+        &self.actor
+    }
+
+    /// The policy decision for `job`, per node (none when the SoT has no
+    /// policies): what a confirmation shows before `y`.
+    pub fn policy_answer(
+        &self,
+        job: &Prepared,
+    ) -> Option<crate::policy::Result<crate::policy::Answer>> {
+        let policies = job.sot().policies.as_deref()?;
+        let check = crate::policy::PolicyCheck {
+            actor: self.actor.clone(),
+            store: self.approvals.clone(),
+            break_glass: false,
+        };
+        Some(policies.decide(&check.question(job), job.sot()))
     }
 
     /// The gate of a rollback to the stable version (a rollout's abort or
     /// failed gate): only the kill switch holds it. A freeze window does
     /// not: putting back what ran before is what a freeze protects.
-    pub fn rollback(store: Option<PathBuf>, actor: impl Into<String>) -> Gate {
+    pub fn rollback(store: Option<PathBuf>, actor: impl Into<crate::identity::Actor>) -> Gate {
         Gate {
             checks: vec![Box::new(crate::killswitch::KillSwitchCheck)],
             approvals: store,
@@ -152,10 +182,21 @@ impl Gate {
     /// The gate with `--break-glass`: jobs held only by freeze windows go
     /// through, and the override is recorded with their runs.
     pub fn with_break_glass(self, glass: crate::freeze::BreakGlass) -> Gate {
-        self.replacing(crate::freeze::FreezeCheck {
+        let policy = crate::policy::PolicyCheck {
+            actor: self.actor.clone(),
+            store: self.approvals.clone(),
+            break_glass: true,
+        };
+        let has_policy = self.checks.iter().any(|c| c.name() == "policy");
+        let gate = self.replacing(crate::freeze::FreezeCheck {
             break_glass: Some(glass),
             now: None,
-        })
+        });
+        if has_policy {
+            gate.replacing(policy)
+        } else {
+            gate
+        }
     }
 
     /// The overrides the checks made for `job` (see [`Check::overrides`]).
@@ -202,8 +243,10 @@ impl Gate {
         self.approval(job, approve)
     }
 
-    /// A job that needs approval: allowed once approved, denied once
-    /// rejected, otherwise held as pending in the store.
+    /// A job that needs approval: denied once rejected, otherwise held as
+    /// pending in the store under its plan digest. Only the approval check
+    /// lets it through (with a quorum of valid signatures): a row marked
+    /// approved in the store proves nothing by itself.
     fn approval(&self, job: &Prepared, reasons: Vec<String>) -> Decision {
         let held = |class, reasons, approval| {
             Decision::Refused(Refusal {
@@ -217,15 +260,13 @@ impl Gate {
             reasons.push("no run store to keep the approval in".into());
             return held(RefusalClass::Denied, reasons, None);
         };
-        let fingerprint = job.fingerprint();
-        let store =
-            SqliteStore::open(path).and_then(|mut s| match s.approval_for(&fingerprint)? {
-                Some(a) if a.state != ApprovalState::Pending => Ok(a),
-                _ => s.request_approval(&fingerprint, job.description(), &reasons, &self.actor),
-            });
+        let plan = crate::approval::plan_digest(job);
+        let store = SqliteStore::open(path).and_then(|mut s| match s.approval_for(&plan)? {
+            Some(a) if a.state == ApprovalState::Rejected => Ok(a),
+            _ => s.request_approval(&plan, job.description(), &reasons, self.actor.name()),
+        });
         match store {
             Ok(a) => match a.state {
-                ApprovalState::Approved => Decision::Allow,
                 ApprovalState::Rejected => held(
                     RefusalClass::Denied,
                     vec![format!(
@@ -235,7 +276,9 @@ impl Gate {
                     )],
                     Some(a.id),
                 ),
-                ApprovalState::Pending => held(RefusalClass::AwaitingApproval, reasons, Some(a.id)),
+                ApprovalState::Pending | ApprovalState::Approved => {
+                    held(RefusalClass::AwaitingApproval, reasons, Some(a.id))
+                }
             },
             Err(e) => {
                 let mut reasons = reasons;

@@ -96,6 +96,16 @@ impl std::str::FromStr for Autonomy {
     }
 }
 
+/// A person of `people.toml`: who may act, in which teams, proven by which
+/// SSH keys (OpenSSH public-key lines, checked when the SoT loads).
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+    pub teams: Vec<String>,
+    pub keys: Vec<String>,
+}
+
 /// A model in the registry (served locally or reached through a provider).
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
@@ -323,6 +333,13 @@ pub struct Sot {
     pub freeze: Vec<crate::freeze::Window>,
     /// Rollout strategies and gates (`rollouts.toml`).
     pub rollouts: crate::rollout::spec::Definitions,
+    /// The people of `people.toml`, by name.
+    pub people: BTreeMap<String, Person>,
+    /// The Cedar policies of `policies/`, with the entities built from this
+    /// SoT; none when the SoT has no `policies/` directory (every job is
+    /// then allowed, as before policies existed).
+    #[serde(skip)]
+    pub policies: Option<std::sync::Arc<crate::policy::Policies>>,
     #[serde(skip)]
     pub(crate) node_index: HashMap<String, usize>,
 }

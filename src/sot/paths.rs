@@ -96,12 +96,18 @@ pub fn read_source(anchor: &Path, path: &Path, display: PathBuf) -> std::io::Res
 
 /// `*.toml` files directly in `dir`, sorted; none when it does not exist.
 pub fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    files_with_extension(dir, "toml")
+}
+
+/// The regular files of `dir` whose extension is `ext`, sorted; none when
+/// `dir` does not exist.
+pub fn files_with_extension(dir: &Path, ext: &str) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd {
                 let p = e?.path();
-                if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+                if p.extension().is_some_and(|x| x == ext) && p.is_file() {
                     out.push(p);
                 }
             }

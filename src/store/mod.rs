@@ -298,4 +298,23 @@ pub trait RunStore: Send {
         by: &str,
         comment: Option<&str>,
     ) -> Result<Approval>;
+    /// One approval by id.
+    fn approval(&self, id: &str) -> Result<Option<Approval>>;
+    /// Record one person's signature of an approval (a second signature by
+    /// the same person replaces the first: one person is one approval).
+    fn add_approval_signature(&mut self, signature: &ApprovalSignature) -> Result<()>;
+    fn approval_signatures(&self, id: &str) -> Result<Vec<ApprovalSignature>>;
+}
+
+/// One person's signature of an approval request, as stored. Nothing here
+/// is trusted: [`crate::approval`] verifies it against people.toml each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalSignature {
+    pub approval_id: String,
+    pub person: String,
+    pub key: String,
+    pub plan: String,
+    pub signature: String,
+    pub signed_ms: i64,
+    pub expires_ms: i64,
 }

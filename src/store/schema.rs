@@ -188,6 +188,22 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout_id, attempt, step, seq)
     );
     ",
+    // 6: signed approvals. Each row is one person's SSH signature over a
+    // request's plan digest; whoever counts them verifies them again
+    // against people.toml, so a row written by hand proves nothing.
+    "
+    ALTER TABLE approvals ADD COLUMN expires_ms INTEGER;
+    CREATE TABLE approval_signatures (
+        approval_id TEXT NOT NULL REFERENCES approvals(id),
+        person      TEXT NOT NULL,           -- as the signer claimed; checked on every count
+        key         TEXT NOT NULL,           -- SHA256 fingerprint of the signing key
+        plan        TEXT NOT NULL,           -- the plan digest that was signed
+        signature   TEXT NOT NULL,           -- armored SSHSIG, namespace maestro-approval
+        signed_ms   INTEGER NOT NULL,
+        expires_ms  INTEGER NOT NULL,
+        PRIMARY KEY (approval_id, person)
+    );
+    ",
 ];
 
 /// The schema version this maestro writes.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema::{self, Migrated};
 use super::{
-    Approval, ApprovalState, ComplianceRecord, Facts, LastResult, Note, Result, Rollup, RunRow,
-    RunState, RunStore, StoreError, TelemetryStore,
+    Approval, ApprovalSignature, ApprovalState, ComplianceRecord, Facts, LastResult, Note, Result,
+    Rollup, RunRow, RunState, RunStore, StoreError, TelemetryStore,
 };
 use crate::bus::{Envelope, Subscriber, SubscriberError};
 use crate::fleet::event::{
@@ -482,6 +482,54 @@ impl RunStore for SqliteStore {
             )));
         }
         Ok(approval)
+    }
+
+    fn approval(&self, id: &str) -> Result<Option<Approval>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("{APPROVAL_SELECT} WHERE id = ?1"),
+                params![id],
+                SqliteStore::approval_row,
+            )
+            .optional()?)
+    }
+
+    fn add_approval_signature(&mut self, s: &ApprovalSignature) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO approval_signatures
+             (approval_id, person, key, plan, signature, signed_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.approval_id,
+                s.person,
+                s.key,
+                s.plan,
+                s.signature,
+                s.signed_ms,
+                s.expires_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn approval_signatures(&self, id: &str) -> Result<Vec<ApprovalSignature>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT approval_id, person, key, plan, signature, signed_ms, expires_ms
+             FROM approval_signatures WHERE approval_id = ?1 ORDER BY signed_ms, person",
+        )?;
+        let rows = st.query_map(params![id], |r| {
+            Ok(ApprovalSignature {
+                approval_id: r.get(0)?,
+                person: r.get(1)?,
+                key: r.get(2)?,
+                plan: r.get(3)?,
+                signature: r.get(4)?,
+                signed_ms: r.get(5)?,
+                expires_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

@@ -9,7 +9,7 @@ use toml::de::DeTable;
 
 use super::{AGENTS_FILE, GROUPS_FILE, MODELS_FILE, NODES_DIR, NODES_FILE, SETTINGS_FILE};
 use crate::diag::{Diagnostic, SourceFile, display_path};
-use crate::sot::paths::{Source, read_source, toml_files};
+use crate::sot::paths::{Source, files_with_extension, read_source};
 use crate::sot::schema::{Value, get};
 use crate::sot::{Result, SotError};
 
@@ -24,6 +24,12 @@ pub(super) enum Role {
     KillSwitch,
     Freeze,
     Rollouts,
+    People,
+    /// A Cedar policy file (`policies/*.cedar`), the policy schema and the
+    /// policy tests: read here, parsed by [`crate::policy`].
+    Policy,
+    PolicySchema,
+    PolicyTests,
     Profile,
     Playbook,
     Baseline,
@@ -77,6 +83,23 @@ impl Files {
         plan.push((crate::killswitch::FILE.into(), Role::KillSwitch, top));
         plan.push((crate::freeze::FILE.into(), Role::Freeze, top));
         plan.push((crate::rollout::FILE.into(), Role::Rollouts, top));
+        plan.push((super::people::PEOPLE_FILE.into(), Role::People, top));
+        let policies = Path::new(crate::policy::DIR);
+        plan.extend(
+            list_files(&root.join(policies), overrides, policies, "cedar")?
+                .into_iter()
+                .map(|p| (p, Role::Policy, top)),
+        );
+        plan.push((
+            policies.join(crate::policy::SCHEMA_FILE),
+            Role::PolicySchema,
+            top,
+        ));
+        plan.push((
+            policies.join(crate::policy::TESTS_FILE),
+            Role::PolicyTests,
+            top,
+        ));
         for (dir, role) in [
             (&dirs[0], Role::Profile),
             (&dirs[1], Role::Playbook),
@@ -162,7 +185,18 @@ fn list_toml(
     overrides: &HashMap<PathBuf, String>,
     rel_dir: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = toml_files(dir)
+    list_files(dir, overrides, rel_dir, "toml")
+}
+
+/// The `*.EXT` files of `dir` (relative to the SoT as `rel_dir`), with
+/// overridden files that would be there after a change.
+fn list_files(
+    dir: &Path,
+    overrides: &HashMap<PathBuf, String>,
+    rel_dir: &Path,
+    ext: &str,
+) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = files_with_extension(dir, ext)
         .map_err(|source| SotError::Io {
             path: dir.to_path_buf(),
             source,
@@ -172,7 +206,7 @@ fn list_toml(
         .collect();
     for k in overrides.keys() {
         if k.parent() == Some(rel_dir)
-            && k.extension().is_some_and(|x| x == "toml")
+            && k.extension().is_some_and(|x| x == ext)
             && !out.contains(k)
         {
             out.push(k.clone());

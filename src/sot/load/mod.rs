@@ -73,6 +73,7 @@ mod groups;
 mod killswitch;
 mod models;
 mod nodes;
+mod people;
 mod profiles;
 mod refs;
 mod rollouts;
@@ -173,6 +174,12 @@ impl<'a> Loader<'a> {
                 self.rollouts(idx, &t, &mut rollouts);
             }
         }
+        let mut people = BTreeMap::new();
+        for (idx, _) in self.files_of(Role::People) {
+            if let Some(t) = self.parse(idx) {
+                self.people(idx, &t, &mut people);
+            }
+        }
         let (profiles, playbooks, baselines) = self.library();
 
         if let Some(settings) = &settings {
@@ -211,7 +218,7 @@ impl<'a> Loader<'a> {
             n.groups.sort();
         }
         let sot = Sot {
-            root: self.root,
+            root: self.root.clone(),
             settings,
             nodes,
             groups,
@@ -223,11 +230,41 @@ impl<'a> Loader<'a> {
             killswitch,
             freeze,
             rollouts,
+            people,
+            policies: None,
             node_index: HashMap::new(),
         }
         .indexed();
         scope::check(&sot, self.files, &scopes)?;
-        Ok(sot)
+        self.policies(sot)
+    }
+
+    /// The Cedar policies, read against the finished SoT (their entities
+    /// are its people, nodes, agents and models).
+    fn policies(&self, mut sot: Sot) -> Result<Sot> {
+        let of = |role| {
+            self.roles
+                .iter()
+                .enumerate()
+                .filter(move |(_, (r, _))| *r == role)
+                .map(|(i, _)| &self.files[i])
+        };
+        let sources = crate::policy::load::Sources {
+            policies: of(Role::Policy).collect(),
+            schema: of(Role::PolicySchema).next(),
+            tests: of(Role::PolicyTests).next(),
+        };
+        match crate::policy::load(&sot, &sources) {
+            Ok(p) => {
+                sot.policies = p.map(std::sync::Arc::new);
+                Ok(sot)
+            }
+            Err(diags) => {
+                let mut d = Diagnostics(diags);
+                d.sort();
+                Err(SotError::Invalid(d))
+            }
+        }
     }
 }
 

@@ -1,0 +1,154 @@
+use std::path::Path;
+
+use super::*;
+use crate::identity::Actor;
+
+/// The example SoT with its policies files replaced (paths relative to it).
+fn example_with(files: &[(&str, &str)]) -> std::result::Result<crate::sot::Sot, String> {
+    let overrides = files
+        .iter()
+        .map(|(p, t)| (std::path::PathBuf::from(p), t.to_string()))
+        .collect();
+    crate::sot::load::load_with(Path::new("sot"), &overrides).map_err(|e| e.to_string())
+}
+
+fn ada() -> Actor {
+    Actor::Person {
+        name: "ada".into(),
+        key: "test".into(),
+    }
+}
+
+#[test]
+fn the_example_policies_pass_their_own_tests() {
+    let sot = example_with(&[]).unwrap();
+    let policies = sot
+        .policies
+        .as_deref()
+        .expect("the example SoT ships policies");
+    assert!(policies.len() >= 8, "{:?}", policies);
+    let results = policies.run_tests(&sot);
+    assert!(results.len() >= 15);
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn a_deploy_to_a_mixed_target_is_decided_per_node() {
+    let sot = example_with(&[]).unwrap();
+    let policies = sot.policies.as_deref().unwrap();
+    let linus = Actor::Person {
+        name: "linus".into(),
+        key: "test".into(),
+    };
+    let nodes = vec!["gw-eu-01".to_string(), "gw-us-01".to_string()];
+    let answer = policies
+        .decide(
+            &Question {
+                actor: &linus,
+                action: "deploy",
+                agent: Some("invoice-extractor"),
+                nodes: &nodes,
+                context: JobContext::now(2, true),
+            },
+            &sot,
+        )
+        .unwrap();
+    assert!(!answer.allowed());
+    assert!(answer.nodes[0].allowed, "{:?}", answer.nodes[0]);
+    let us = &answer.nodes[1];
+    assert!(!us.allowed);
+    assert!(us.policies.contains(&"model-jurisdiction".to_string()));
+    let reason = us.reason(policies);
+    assert!(reason.contains("policies/guardrails.cedar:"), "{reason}");
+    assert!(reason.contains("may not serve"), "{reason}");
+}
+
+#[test]
+fn a_policy_that_does_not_parse_is_reported_at_its_line_and_column() {
+    let err = example_with(&[(
+        "policies/extra.cedar",
+        "// one\n@id(\"broken\")\npermit (principal, action, resource) when { principal.nosuch == };\n",
+    )])
+    .unwrap_err();
+    assert!(err.contains("policies/extra.cedar:3:"), "{err}");
+}
+
+#[test]
+fn strict_validation_refuses_an_unguarded_tag_and_names_the_policy() {
+    let err = example_with(&[(
+        "policies/extra.cedar",
+        "@id(\"unguarded\")\nforbid (principal, action, resource)\nwhen { resource.getTag(\"env\") == \"prod\" };\n",
+    )])
+    .unwrap_err();
+    assert!(err.contains("policies/extra.cedar:"), "{err}");
+    assert!(err.contains("unguarded"), "{err}");
+}
+
+#[test]
+fn a_policy_without_an_id_and_a_duplicate_id_are_errors() {
+    let err = example_with(&[(
+        "policies/extra.cedar",
+        "permit (principal, action, resource);\n\n@id(\"anyone-reads\")\npermit (principal, action, resource);\n",
+    )])
+    .unwrap_err();
+    assert!(err.contains("policies/extra.cedar:1:1"), "{err}");
+    assert!(err.contains("has no `@id"), "{err}");
+    assert!(err.contains("`anyone-reads` is also used"), "{err}");
+}
+
+#[test]
+fn a_forbid_that_errors_at_run_time_still_denies() {
+    // Overflow is the error strict validation cannot rule out.
+    let sot = example_with(&[(
+        "policies/extra.cedar",
+        "@id(\"overflowing\")\nforbid (principal, action, resource)\nwhen { context.targets * 9223372036854775807 > 1 };\n",
+    )])
+    .unwrap();
+    let policies = sot.policies.as_deref().unwrap();
+    let nodes = vec!["gpu-us-01".to_string()];
+    let answer = policies
+        .decide(
+            &Question {
+                actor: &ada(),
+                action: "play",
+                agent: None,
+                nodes: &nodes,
+                context: JobContext::now(2, true),
+            },
+            &sot,
+        )
+        .unwrap();
+    let node = &answer.nodes[0];
+    assert!(
+        !node.allowed,
+        "an erroring forbid must not open a hole: {node:?}"
+    );
+    assert!(!node.errors.is_empty());
+    assert!(node.reason(policies).contains("counts as a denial"));
+}
+
+#[test]
+fn a_failing_policy_test_names_the_test_and_the_decision() {
+    let sot = example_with(&[(
+        "policies/tests.toml",
+        "[[test]]\nname = \"wrong on purpose\"\nactor = \"grace\"\naction = \"exec\"\nnode = \"gpu-eu-01\"\nexpect = \"allow\"\n",
+    )])
+    .unwrap();
+    let results = sot.policies.as_deref().unwrap().run_tests(&sot);
+    assert_eq!(results.len(), 1);
+    assert!(!results[0].passed);
+    assert_eq!(results[0].line, 3);
+    let problem = results[0].problem.as_deref().unwrap();
+    assert!(problem.contains("expected allow, got deny"), "{problem}");
+}
+
+#[test]
+fn a_test_naming_an_unknown_node_is_a_sot_error() {
+    let err = example_with(&[(
+        "policies/tests.toml",
+        "[[test]]\nname = \"t\"\nactor = \"grace\"\naction = \"exec\"\nnode = \"nope\"\nexpect = \"allow\"\n",
+    )])
+    .unwrap_err();
+    assert!(err.contains("policies/tests.toml:5:8"), "{err}");
+}
