@@ -9,7 +9,7 @@ fn example_with(files: &[(&str, &str)]) -> std::result::Result<crate::sot::Sot, 
         .iter()
         .map(|(p, t)| (std::path::PathBuf::from(p), t.to_string()))
         .collect();
-    crate::sot::load::load_with(Path::new("sot"), &overrides).map_err(|e| e.to_string())
+    crate::sot::load_with(Path::new("sot"), &overrides).map_err(|e| e.to_string())
 }
 
 fn ada() -> Actor {

@@ -12,6 +12,7 @@ mod killswitch;
 mod modules;
 mod ops;
 mod playbook;
+mod policy;
 mod ssh;
 mod telemetry;
 mod tui;

@@ -1,0 +1,244 @@
+//! Policy and approvals on the real fleet: the example SoT's Cedar policies
+//! deny a deploy of an EU-only agent to a US node and refuse the whole job
+//! (the EU node is not touched either); an L4 agent's deploy waits for two
+//! distinct people's signed approvals, the requester's own and one for
+//! another plan not counting.
+//!
+//! Nodes n97 (jurisdiction eu) and n98 (jurisdiction us) are this file's.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::agents::{agent_operator, get};
+use crate::common::fleet::{Operator, fleet};
+use crate::common::{stderr, stdout};
+
+const EU: usize = 97;
+const US: usize = 98;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A key pair made with ssh-keygen; returns (private key path, public line).
+fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen runs (openssh-client is installed by .ci/run)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_string())
+}
+
+struct People {
+    requester: PathBuf,
+    alice: PathBuf,
+    bob: PathBuf,
+}
+
+/// The agents operator's SoT made governed: jurisdiction and PII tags on
+/// the nodes, the example policies, three people with fresh keys, an
+/// EU-only agent and an L4 agent.
+fn governed_operator() -> (Operator, People) {
+    let op = agent_operator(&[EU, US]);
+    let f = fleet();
+    let mut nodes = String::new();
+    for (i, j) in [(EU, "eu"), (US, "us")] {
+        nodes.push_str(&format!(
+            "[node.n{i:02}]\naddress = \"{a}\"\ngroups = [\"fleet\"]\n\
+             tags = {{ env = \"test\", region = \"eu-west\", jurisdiction = \"{j}\", pii = \"restricted\" }}\n\
+             vars = {{ loopback = \"{a}\" }}\n\n",
+            a = f.address(i)
+        ));
+    }
+    std::fs::write(op.sot.join("nodes.toml"), nodes).unwrap();
+    std::fs::write(
+        op.sot.join("models.toml"),
+        "[model.eu-only]\nprovider = \"vllm\"\njurisdictions = [\"eu\"]\n\n\
+         [model.anywhere]\nprovider = \"vllm\"\njurisdictions = [\"eu\", \"us\"]\n",
+    )
+    .unwrap();
+    // Two agents on fleet-doctor's artifacts: one whose model serves only
+    // in the EU, one at L4 (two-person rule).
+    let agents = std::fs::read_to_string(op.sot.join("agents.toml")).unwrap();
+    let eu_agent = agents
+        .replace("[agent.fleet-doctor", "[agent.eu-doctor")
+        .replace("model = \"claude-sonnet\"", "model = \"eu-only\"")
+        .replace(
+            "autonomy = \"L3\"",
+            "autonomy = \"L2\"\nowner = \"ops\"\ntags = { pii = \"none\" }",
+        );
+    let l4_agent = agents
+        .replace("model = \"claude-sonnet\"", "model = \"anywhere\"")
+        .replace(
+            "autonomy = \"L3\"",
+            "autonomy = \"L4\"\nowner = \"ops\"\ntags = { pii = \"none\" }",
+        );
+    std::fs::write(
+        op.sot.join("agents.toml"),
+        format!("{l4_agent}\n{eu_agent}"),
+    )
+    .unwrap();
+    let keys = op.tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let mut people = String::new();
+    let mut paths = Vec::new();
+    for name in ["requester", "alice", "bob"] {
+        let (path, public) = keypair(&keys, name);
+        people.push_str(&format!(
+            "[person.{name}]\nemail = \"{name}@example.org\"\nteams = [\"ops\"]\nkeys = [\"{public}\"]\n\n"
+        ));
+        paths.push(path);
+    }
+    std::fs::write(op.sot.join("people.toml"), people).unwrap();
+    let policies = op.sot.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for f in ["schema.cedarschema", "base.cedar", "guardrails.cedar"] {
+        std::fs::copy(repo().join("sot/policies").join(f), policies.join(f)).unwrap();
+    }
+    let check = op.maestro(&["sot", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let bob = paths.pop().unwrap();
+    let alice = paths.pop().unwrap();
+    let requester = paths.pop().unwrap();
+    (
+        op,
+        People {
+            requester,
+            alice,
+            bob,
+        },
+    )
+}
+
+fn as_person(op: &Operator, key: &Path, args: &[&str]) -> Output {
+    op.command(args)
+        .env("MAESTRO_IDENTITY", key)
+        .output()
+        .expect("maestro runs")
+}
+
+fn both(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+/// The approval id a held job printed (`approval apr-…`).
+fn approval_id(o: &Output) -> String {
+    let text = both(o);
+    let at = text
+        .find("apr-")
+        .unwrap_or_else(|| panic!("no approval id in: {text}"));
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+#[test]
+fn a_policy_denial_refuses_the_whole_job_and_an_l4_deploy_waits_for_two_other_peoples_signatures() {
+    let (op, people) = governed_operator();
+    let limit = format!("n{EU:02},n{US:02}");
+
+    // Unproven, nothing changes.
+    let typed = op.maestro(&["deploy", "eu-doctor", "--limit", &limit, "--yes"]);
+    assert_eq!(typed.status.code(), Some(3), "{}", both(&typed));
+    assert!(
+        both(&typed).contains("unverified-changes-nothing"),
+        "{}",
+        both(&typed)
+    );
+
+    // The EU-only agent to an EU and a US node: denied as a whole.
+    let denied = as_person(
+        &op,
+        &people.requester,
+        &["deploy", "eu-doctor", "--limit", &limit, "--yes"],
+    );
+    let text = both(&denied);
+    assert_eq!(denied.status.code(), Some(3), "{text}");
+    assert!(text.contains("model-jurisdiction"), "{text}");
+    assert!(text.contains(&format!("n{US:02}")), "{text}");
+    assert!(
+        !text.contains(&format!("n{EU:02}: ")),
+        "the EU node is allowed: {text}"
+    );
+    assert!(get(EU, "/healthz").is_none(), "the EU node was touched");
+    assert!(get(US, "/healthz").is_none(), "the US node was touched");
+
+    // The L4 agent: held for approval, nothing deployed.
+    let deploy = ["deploy", "fleet-doctor", "--limit", "n97", "--yes"];
+    let held = as_person(&op, &people.requester, &deploy);
+    assert_eq!(held.status.code(), Some(4), "{}", both(&held));
+    assert!(
+        both(&held).contains("0 of 2 valid approvals"),
+        "{}",
+        both(&held)
+    );
+    let id = approval_id(&held);
+    assert!(get(EU, "/healthz").is_none());
+
+    // The requester cannot approve their own job.
+    let own = as_person(&op, &people.requester, &["approve", &id]);
+    assert_eq!(own.status.code(), Some(2), "{}", both(&own));
+    assert!(both(&own).contains("cannot approve"), "{}", both(&own));
+
+    // Alice approves; one is not enough.
+    let a = as_person(&op, &people.alice, &["approve", &id]);
+    assert!(a.status.success(), "{}", both(&a));
+    assert!(stdout(&a).contains("1 of 2"), "{}", stdout(&a));
+    let again = as_person(&op, &people.alice, &["approve", &id]);
+    assert!(
+        stdout(&again).contains("1 of 2"),
+        "the same person twice counts once: {}",
+        stdout(&again)
+    );
+    let still = as_person(&op, &people.requester, &deploy);
+    assert_eq!(still.status.code(), Some(4), "{}", both(&still));
+    assert!(
+        both(&still).contains("1 of 2 valid approvals"),
+        "{}",
+        both(&still)
+    );
+
+    // Bob approves another plan (another version): it does not count for this one.
+    let other_plan = ["deploy", "fleet-doctor@2.0.3", "--limit", "n97", "--yes"];
+    let other = as_person(&op, &people.requester, &other_plan);
+    assert_eq!(other.status.code(), Some(4), "{}", both(&other));
+    let other_id = approval_id(&other);
+    assert_ne!(other_id, id);
+    let b = as_person(&op, &people.bob, &["approve", &other_id]);
+    assert!(b.status.success(), "{}", both(&b));
+    // Bob's signature copied onto the first request in the store does not
+    // count either: it signed the other request and plan.
+    let conn = rusqlite::Connection::open(&op.db).unwrap();
+    conn.execute(
+        "INSERT INTO approval_signatures SELECT ?1, person, key, plan, signature, signed_ms, expires_ms
+         FROM approval_signatures WHERE approval_id = ?2",
+        rusqlite::params![id, other_id],
+    )
+    .unwrap();
+    drop(conn);
+    let forged = as_person(&op, &people.requester, &deploy);
+    assert_eq!(forged.status.code(), Some(4), "{}", both(&forged));
+    let list = op.maestro(&["approvals"]);
+    assert!(
+        stdout(&list).contains("not counted: bob (the signature does not verify"),
+        "{}",
+        stdout(&list)
+    );
+
+    // Bob approves this plan: two distinct people, the job runs.
+    let b = as_person(&op, &people.bob, &["approve", &id]);
+    assert!(stdout(&b).contains("2 of 2"), "{}", both(&b));
+    let runs = as_person(&op, &people.requester, &deploy);
+    assert!(runs.status.success(), "{}", both(&runs));
+    let (code, _) = get(EU, "/healthz").expect("fleet-doctor answers on n97");
+    assert_eq!(code, 200);
+}
