@@ -43,6 +43,8 @@ pub mod identity;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod killswitch;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod ledger;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod ops;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod playbook;
@@ -50,6 +52,8 @@ pub mod playbook;
 pub mod policy;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod rollout;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod secrets;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod sim;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

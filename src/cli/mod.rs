@@ -8,6 +8,7 @@ mod fleet_cmd;
 mod freeze_cmd;
 mod gateway_cmd;
 mod kill_cmd;
+mod ledger_cmd;
 mod play_cmd;
 mod policy_cmd;
 pub(crate) mod printer;
@@ -117,6 +118,9 @@ pub enum Command {
     /// Cedar policies of the SoT: list them, explain a decision, run their tests
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// The evidence ledger: show entries, verify the hash chain and signed checkpoints
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCommand),
     /// Who maestro takes you for: a person of people.toml proven by your SSH key, or unverified
     Whoami,
     /// Approval requests held by the two-person rule, with their valid signatures
@@ -419,6 +423,12 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Gateway(cmd) => gateway_cmd::gateway(&sot, cli.db, cmd, cli.json),
         Command::Freeze(cmd) => freeze_cmd::freeze(&sot, cmd, cli.json),
         Command::Policy(cmd) => policy_cmd::policy(&sot, cmd, cli.json),
+        Command::Ledger(cmd) => ledger_cmd::ledger(
+            &sot,
+            &cli.db.clone().unwrap_or_else(crate::store::default_path),
+            cmd,
+            cli.json,
+        ),
         Command::Whoami => policy_cmd::whoami(&sot, cli.json),
         Command::Approvals { all } => policy_cmd::approvals(
             &sot,

@@ -134,6 +134,11 @@ impl Gate {
         }
     }
 
+    /// The run store approvals (and, beside it, the ledger) are kept in.
+    pub fn store_path(&self) -> Option<&std::path::Path> {
+        self.approvals.as_deref()
+    }
+
     /// Who the gate admits jobs for.
     pub fn actor(&self) -> &crate::identity::Actor {
         &self.actor
@@ -206,7 +211,29 @@ impl Gate {
 
     /// Run every check; the strictest answer wins (invalid, then deny, then
     /// block, then approval), with the reasons of every check that gave it.
+    ///
+    /// A refusal is final for the face that asked, so it is recorded in the
+    /// ledger here, with the policies that decided; an admission is
+    /// recorded by [`Prepared::apply`] just before the job runs.
     pub fn admit(&self, job: &Prepared) -> Decision {
+        let decision = self.decide(job);
+        if let (Decision::Refused(refusal), Some(store)) = (&decision, self.store_path()) {
+            let answer = self.policy_answer(job).and_then(|a| a.ok());
+            let mut r = super::evidence::base_record(job, &self.actor);
+            r.policy = super::evidence::policy_hits(answer.as_ref());
+            r.decision = serde_json::to_value(refusal.class)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "refused".into());
+            r.note = Some(refusal.reasons.join("\n"));
+            r.approvals = refusal.approval.iter().cloned().collect();
+            // A refusal that cannot be recorded is still a refusal.
+            let _ = super::evidence::append(store, r);
+        }
+        decision
+    }
+
+    fn decide(&self, job: &Prepared) -> Decision {
         let mut invalid = Vec::new();
         let mut deny = Vec::new();
         let mut block = Vec::new();

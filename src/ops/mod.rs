@@ -28,6 +28,7 @@ use crate::playbook::{self, Playbook};
 use crate::sot::model::Agent;
 use crate::sot::{Profile, Sot};
 
+pub mod evidence;
 pub mod gate;
 pub mod plan;
 
@@ -45,6 +46,9 @@ pub enum OpsError {
     /// The gate did not admit the job.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The job's evidence could not be recorded, so it did not run (exit 5).
+    #[error("the ledger could not record the job, so nothing ran: {0}")]
+    Evidence(String),
 }
 
 impl OpsError {
@@ -52,6 +56,7 @@ impl OpsError {
         match self {
             OpsError::Invalid(_) | OpsError::Diagnostics(_) => Exit::InvalidInput,
             OpsError::Refused(r) => r.class.exit(),
+            OpsError::Evidence(_) => Exit::Internal,
         }
     }
 }
@@ -1048,14 +1053,37 @@ impl Prepared {
     }
 
     /// Admit the job through `gate`, then run it. Refused jobs touch no node.
+    /// Every decision goes into the ledger beside the run store before any
+    /// node is touched (a job whose evidence cannot be written does not
+    /// run), and the results after.
     pub async fn apply(&self, gate: &Gate, launch: &Launch) -> Result<Outcome> {
-        if let Decision::Refused(r) = gate.admit(self) {
+        let started = std::time::Instant::now();
+        let decision = gate.admit(self);
+        let record = match (&decision, gate.store_path()) {
+            (Decision::Allow, Some(store)) => {
+                let answer = gate.policy_answer(self).and_then(|a| a.ok());
+                let mut r = evidence::base_record(self, gate.actor());
+                r.policy = evidence::policy_hits(answer.as_ref());
+                r.decision = "allow".into();
+                evidence::append(store, r.clone())
+                    .map_err(|e| OpsError::Evidence(e.to_string()))?;
+                Some((store.to_path_buf(), r))
+            }
+            _ => None,
+        };
+        if let Decision::Refused(r) = decision {
             return Err(OpsError::Refused(r));
         }
         // What the gate let through only because someone broke the glass
         // is recorded with the run.
         let overrides = gate.overrides(self);
-        Ok(self.run(launch, &overrides).await)
+        let outcome = self.run(launch, &overrides).await;
+        if let Some((store, r)) = record {
+            // The run happened; a failure to record its results leaves the
+            // decision entry without its result, which `ledger show` shows.
+            let _ = evidence::conclude(&store, self, r, &outcome, started);
+        }
+        Ok(outcome)
     }
 
     /// The same as [`Prepared::apply`] in check mode: changes nothing, so

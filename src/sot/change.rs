@@ -345,3 +345,39 @@ impl Transaction {
         })
     }
 }
+
+/// Append a signed ledger checkpoint to `ledger/checkpoints.jsonl` (and
+/// record the ledger key's public half in `ledger/key.pub` the first
+/// time): one commit, through the same checks as every SoT write.
+pub fn commit_ledger(
+    root: &Path,
+    intent: &Intent,
+    key: &crate::ledger::LedgerKey,
+    checkpoint: &crate::ledger::Checkpoint,
+) -> Result<Committed> {
+    let io = |e: crate::ledger::LedgerError| SotError::Refused(e.to_string());
+    let mut tx = Transaction::begin(root, intent, "ledger")?;
+    let checkpoints = PathBuf::from(crate::ledger::CHECKPOINTS_FILE);
+    let mut text = tx.read(&checkpoints)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let line = serde_json::to_string(checkpoint)
+        .map_err(|e| SotError::Refused(format!("encoding the checkpoint: {e}")))?;
+    text.push_str(&line);
+    text.push('\n');
+    let mut files = vec![(checkpoints, text)];
+    let public = PathBuf::from(crate::ledger::PUBLIC_KEY_FILE);
+    let recorded = tx.read(&public)?;
+    let ours = key.public_openssh().map_err(io)?;
+    if recorded.trim().is_empty() {
+        files.push((public, format!("{}\n", ours.trim())));
+    } else if recorded.trim() != ours.trim() {
+        return Err(SotError::Refused(format!(
+            "{} names another ledger key than this controller's ({}); a second controller needs the same key",
+            crate::ledger::PUBLIC_KEY_FILE,
+            key.fingerprint()
+        )));
+    }
+    tx.commit(files, "ledger")
+}

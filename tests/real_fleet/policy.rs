@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::agents::{agent_operator, get};
+use super::agents::{agent_operator, commit_sot, get};
 use crate::common::fleet::{Operator, fleet};
 use crate::common::{stderr, stdout};
 
@@ -103,8 +103,12 @@ fn governed_operator() -> (Operator, People) {
     for f in ["schema.cedarschema", "base.cedar", "guardrails.cedar"] {
         std::fs::copy(repo().join("sot/policies").join(f), policies.join(f)).unwrap();
     }
+    // A ledger directory: each job's signed checkpoint is committed here.
+    std::fs::create_dir_all(op.sot.join("ledger")).unwrap();
+    std::fs::write(op.sot.join("ledger/.keep"), "").unwrap();
     let check = op.maestro(&["sot", "check"]);
     assert!(check.status.success(), "{}", stderr(&check));
+    commit_sot(&op);
     let bob = paths.pop().unwrap();
     let alice = paths.pop().unwrap();
     let requester = paths.pop().unwrap();
@@ -241,4 +245,72 @@ fn a_policy_denial_refuses_the_whole_job_and_an_l4_deploy_waits_for_two_other_pe
     assert!(runs.status.success(), "{}", both(&runs));
     let (code, _) = get(EU, "/healthz").expect("fleet-doctor answers on n97");
     assert_eq!(code, 200);
+    let exec = as_person(&op, &people.alice, &["exec", &limit, "--", "true"]);
+    assert!(exec.status.success(), "{}", both(&exec));
+
+    ledger_holds_the_evidence_and_shows_tampering(&op);
+}
+
+/// Every decision above is in the ledger, signed checkpoints are in the
+/// SoT's history, and tampering with the file is named.
+fn ledger_holds_the_evidence_and_shows_tampering(op: &Operator) {
+    let show = op.maestro(&["--json", "ledger", "show"]);
+    assert!(show.status.success(), "{}", both(&show));
+    let entries: Vec<serde_json::Value> = stdout(&show)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bodies: Vec<&serde_json::Value> = entries.iter().map(|e| &e["entry"]["body"]).collect();
+    assert!(
+        bodies.iter().any(|b| b["decision"] == "denied"
+            && b["policy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["policy"] == "model-jurisdiction")),
+        "the denial is recorded with its policy: {bodies:#?}"
+    );
+    assert!(bodies.iter().any(|b| b["decision"] == "awaiting_approval"));
+    let ran: Vec<_> = bodies.iter().filter(|b| b["decision"] == "ran").collect();
+    assert_eq!(ran.len(), 2, "the deploy and the exec ran");
+    assert!(ran.iter().all(|b| b["actor"]["verified"] == true));
+    let log = crate::common::git(&op.sot, &["log", "--format=%s"]);
+    assert!(log.contains("ledger: ledger checkpoint"), "{log}");
+    assert!(op.sot.join("ledger/key.pub").exists());
+
+    let ok = op.maestro(&["ledger", "verify"]);
+    assert!(ok.status.success(), "{}", both(&ok));
+    assert!(
+        stdout(&ok).contains(&format!("{} entries", entries.len())),
+        "{}",
+        stdout(&ok)
+    );
+
+    let file = op.db.with_file_name("ledger.jsonl");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let tampered = |text: String, expect: &str| {
+        std::fs::write(&file, text).unwrap();
+        let v = op.maestro(&["ledger", "verify"]);
+        assert_eq!(v.status.code(), Some(1), "{}", both(&v));
+        assert!(
+            stdout(&v).contains(expect),
+            "expected {expect:?}: {}",
+            stdout(&v)
+        );
+    };
+    // One byte of one entry.
+    tampered(
+        original.replacen("\"decision\":\"denied\"", "\"decision\":\"demied\"", 1),
+        "edited",
+    );
+    // The last three entries cut off: only the committed checkpoint sees it.
+    tampered(
+        lines[..lines.len() - 3]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        "a signed checkpoint recorded",
+    );
+    std::fs::write(&file, original).unwrap();
 }
