@@ -276,10 +276,12 @@ pub async fn resolve(sot: &Sot, lookup: &Lookup) -> Result<Actor> {
     if let Some(path) = &lookup.key_file {
         return prove(sot, &Signer::from_file(path)?);
     }
-    if lookup.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() && !sot.people.is_empty() {
-        if let Ok(actor) = prove_with_agent(sot).await {
-            return Ok(actor);
-        }
+    if lookup.use_agent
+        && std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && !sot.people.is_empty()
+        && let Ok(actor) = prove_with_agent(sot).await
+    {
+        return Ok(actor);
     }
     Ok(Actor::unverified(lookup.claimed.clone()))
 }

@@ -51,7 +51,7 @@ pub(super) fn base_record(job: &Prepared, who: &Actor) -> Record {
         .insert("plan".into(), crate::approval::plan_digest(job));
     for (k, v) in &job.settings.extra_vars {
         // Variables are recorded masked when they look like secrets.
-        let shown = if crate::secrets::Scanner::default().is_secret(v) {
+        let shown = if crate::secrets::Scanner::default().is_secret_var(k, v) {
             "****".to_string()
         } else {
             v.clone()

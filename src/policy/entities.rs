@@ -26,7 +26,7 @@ fn string(s: &str) -> RestrictedExpression {
 /// schema refuses (the caller reports it against the schema file).
 pub(super) fn build(
     sot: &Sot,
-) -> std::result::Result<Vec<Entity>, cedar_policy::EntityAttrEvaluationError> {
+) -> std::result::Result<Vec<Entity>, Box<cedar_policy::EntityAttrEvaluationError>> {
     let mut out = Vec::new();
     let mut teams = BTreeSet::new();
     for person in sot.people.values() {
