@@ -47,6 +47,8 @@ pub enum Code {
     MissingFile,
     /// A file is a symlink that leads outside the SoT (or its library directory).
     OutsideSot,
+    /// A value that looks like a credential (the secret scanner's rules).
+    Secret,
 }
 
 impl Code {
@@ -65,6 +67,7 @@ impl Code {
             Code::BadValue => "bad-value",
             Code::MissingFile => "missing-file",
             Code::OutsideSot => "outside-sot",
+            Code::Secret => "secret",
         }
     }
 }

@@ -673,3 +673,117 @@ fn node_add_file_must_be_a_file_the_loader_reads() {
         stdout(&show)
     );
 }
+
+/// A token that looks like GitHub's (ghp_ + 36), random each run.
+fn github_token() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let mut x = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let body: String = (0..36)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    format!("ghp_{body}")
+}
+
+#[test]
+fn a_secret_is_never_committed_and_sot_check_names_where_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let before = std::fs::read_to_string(sot.join("nodes.toml")).unwrap();
+    let commits = commit_count(&sot);
+    let token = github_token();
+
+    // A write that would commit it is refused, with the place and the rule.
+    let tag = format!("owner={token}");
+    let o = run(&[
+        "--sot",
+        s,
+        "node",
+        "tag",
+        "gpu-eu-01",
+        &tag,
+        "--reason",
+        "who owns it",
+        "--actor",
+        ACTOR,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("secret[") || err.contains("error[secret]"),
+        "{err}"
+    );
+    assert!(err.contains("github-token"), "{err}");
+    assert!(err.contains("nodes.toml:"), "{err}");
+    assert!(
+        !err.contains(&token),
+        "the secret itself is never printed: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sot.join("nodes.toml")).unwrap(),
+        before
+    );
+    assert_eq!(commit_count(&sot), commits);
+
+    // A file written behind maestro's back is found by `sot check`.
+    std::fs::write(sot.join("notes.txt"), format!("ci token: {token}\n")).unwrap();
+    let o = run(&["--sot", s, "sot", "check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("notes.txt:1:11"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(&token));
+
+    // Allowed by its fingerprint (the hint names it), the SoT is clean again.
+    let hint = stderr(&o);
+    let at = hint.find("fingerprints = [\"").unwrap() + 17;
+    let fp = &hint[at..at + 64];
+    std::fs::write(
+        sot.join("secrets.toml"),
+        format!("[allow]\nfingerprints = [\"{fp}\"]\n"),
+    )
+    .unwrap();
+    let o = run(&["--sot", s, "sot", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A bad allowlist is an error at its line and column.
+    std::fs::write(
+        sot.join("secrets.toml"),
+        "[allow]\nregexes = [\"(unclosed\"]\n",
+    )
+    .unwrap();
+    let o = run(&["--sot", s, "sot", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("secrets.toml:2:"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_history_scan_finds_a_secret_a_later_commit_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = init_sot(tmp.path(), "fleet");
+    let s = sot.to_str().unwrap();
+    let token = github_token();
+    let id = ["-c", "user.name=Eve", "-c", "user.email=eve@example.org"];
+    std::fs::write(sot.join("notes.txt"), format!("token {token}\n")).unwrap();
+    git(&sot, &["add", "notes.txt"]);
+    git(&sot, &[id[0], id[1], id[2], id[3], "commit", "-qm", "oops"]);
+    git(&sot, &["rm", "-q", "notes.txt"]);
+    git(
+        &sot,
+        &[id[0], id[1], id[2], id[3], "commit", "-qm", "remove it"],
+    );
+    let clean = run(&["--sot", s, "sot", "scan"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let o = run(&["--sot", s, "sot", "scan", "--history"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(":notes.txt:1:7"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(&token));
+}

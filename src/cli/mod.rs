@@ -235,6 +235,12 @@ pub enum SotCommand {
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
     },
+    /// Scan the SoT for secrets (keys, tokens, passwords); --history scans every commit (exit 2 on a hit)
+    Scan {
+        /// Every blob the git history ever added, not only the working tree
+        #[arg(long)]
+        history: bool,
+    },
 }
 
 /// Who makes a change and why; both end up in the commit.
@@ -397,6 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     match command {
         Command::Init(args) => sot_cmd::init(args),
         Command::Sot(SotCommand::Check) => sot_cmd::check(&sot, cli.json),
+        Command::Sot(SotCommand::Scan { history }) => sot_cmd::scan(&sot, history, cli.json),
         Command::Sot(SotCommand::Log { limit }) => sot_cmd::log(&sot, limit, cli.json),
         Command::Node(cmd) => sot_cmd::node(&sot, cmd, cli.json),
         Command::Agent(AgentCommand::Status(args)) => {

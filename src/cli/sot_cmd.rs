@@ -66,6 +66,18 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
 
 pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
+    // No secret in any file of the SoT or its libraries.
+    let secrets = sot::secrets::scan_tree(
+        root,
+        &[
+            sot.settings.profiles_dir.clone(),
+            sot.settings.playbooks_dir.clone(),
+            sot.settings.hardening_dir.clone(),
+        ],
+    );
+    if !secrets.is_empty() {
+        return Err(SotError::Invalid(secrets).into());
+    }
     // The policy tests are part of the SoT: a policy change that breaks one
     // makes the SoT invalid (exit 2), as a dangling reference does.
     let policy_tests = sot
@@ -121,6 +133,41 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
         );
     } else {
         out!("{msg}");
+    }
+    Ok(Exit::Ok)
+}
+
+/// `maestro sot scan [--history]`: the secret scanner over the SoT (its
+/// working tree and libraries, or every blob of its history).
+pub fn scan(root: &Path, history: bool, json: bool) -> anyhow::Result<Exit> {
+    let sot = sot::load(root)?;
+    let found = if history {
+        sot::secrets::scan_history(root)
+            .with_context(|| format!("reading the history of {}", root.display()))?
+    } else {
+        sot::secrets::scan_tree(
+            root,
+            &[
+                sot.settings.profiles_dir.clone(),
+                sot.settings.playbooks_dir.clone(),
+                sot.settings.hardening_dir.clone(),
+            ],
+        )
+    };
+    if !found.is_empty() {
+        return Err(SotError::Invalid(found).into());
+    }
+    if json {
+        out!(
+            "{}",
+            json!({"event": "secrets_scan", "sot": root, "history": history, "findings": 0})
+        );
+    } else {
+        out!(
+            "{}: no secrets found{}",
+            root.display(),
+            if history { " in any commit" } else { "" }
+        );
     }
     Ok(Exit::Ok)
 }

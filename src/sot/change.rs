@@ -322,6 +322,11 @@ impl Transaction {
             Err(SotError::Invalid(d)) => return Err(SotError::InvalidChange(d)),
             Err(e) => return Err(e),
         }
+        // Nothing that looks like a credential is committed.
+        let secrets = super::secrets::scan_files(&self.root, &files);
+        if !secrets.is_empty() {
+            return Err(SotError::InvalidChange(secrets));
+        }
         // Writers that go through maestro wait for the lock; one that does not
         // (an editor, a script) must not have its edit overwritten either.
         for (rel, then) in &self.read {

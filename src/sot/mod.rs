@@ -15,6 +15,7 @@ pub mod lock;
 pub mod model;
 pub mod paths;
 mod schema;
+pub mod secrets;
 
 use std::path::PathBuf;
 
