@@ -23,6 +23,12 @@ pub enum LedgerCommand {
         #[arg(short = 'n', long)]
         limit: Option<usize>,
     },
+    /// A run's entries as an in-toto Statement v1 in a DSSE envelope signed by the ledger key
+    Export {
+        /// The run to export
+        #[arg(long)]
+        run: String,
+    },
     /// Check the hash chain and the signed checkpoints committed in the SoT (exit 1 names the first bad entry)
     Verify,
 }
@@ -81,6 +87,27 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
                     }
                 );
             }
+            Ok(Exit::Ok)
+        }
+        LedgerCommand::Export { run } => {
+            let entries = ledger::read(&path, Some(&run)).map_err(input)?;
+            if entries.is_empty() {
+                return Err(InvalidInput(format!("the ledger has no entries of run {run}")).into());
+            }
+            let last = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+            let checkpoints_file = root.join(ledger::CHECKPOINTS_FILE);
+            let checkpoints = if checkpoints_file.exists() {
+                ledger::checkpoint::read_all(&checkpoints_file).map_err(input)?
+            } else {
+                Vec::new()
+            };
+            let covering = checkpoints
+                .iter()
+                .filter(|c| c.size >= last)
+                .min_by_key(|c| c.size);
+            let key = ledger::LedgerKey::load(evidence::key_path(db)).map_err(input)?;
+            let envelope = ledger::export::export(&run, &entries, covering, &key)?;
+            out!("{}", serde_json::to_string(&envelope)?);
             Ok(Exit::Ok)
         }
         LedgerCommand::Verify => {

@@ -187,6 +187,20 @@ impl LedgerKey {
         fingerprint(self.key.public_key())
     }
 
+    /// A raw ed25519 signature (64 bytes) over `message`: what DSSE
+    /// envelopes carry ([`super::export`]).
+    pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>> {
+        use russh::keys::signature::Signer;
+        let sig: ssh_key::Signature =
+            self.key
+                .try_sign(message)
+                .map_err(|e| LedgerError::Signature {
+                    size: 0,
+                    message: format!("signing an export: {e}"),
+                })?;
+        Ok(sig.as_bytes().to_vec())
+    }
+
     /// Sign "the ledger had `size` entries ending in `head`", now.
     pub fn sign_checkpoint(&self, size: u64, head: &str) -> Result<Checkpoint> {
         let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);

@@ -35,6 +35,7 @@ mod canonical;
 pub mod chain;
 pub mod checkpoint;
 pub mod entry;
+pub mod export;
 pub mod verify;
 
 #[cfg(test)]
@@ -76,6 +77,9 @@ pub enum LedgerError {
     Signature { size: u64, message: String },
     #[error("encoding a ledger entry: {0}")]
     Encode(serde_json::Error),
+    /// A DSSE envelope that does not verify or does not decode.
+    #[error("the envelope does not verify: {0}")]
+    Envelope(String),
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;

@@ -278,6 +278,22 @@ fn ledger_holds_the_evidence_and_shows_tampering(op: &Operator) {
     assert!(log.contains("ledger: ledger checkpoint"), "{log}");
     assert!(op.sot.join("ledger/key.pub").exists());
 
+    // The deploy's run as an attestation: an in-toto statement in a DSSE
+    // envelope, its subjects the run's entries.
+    let run = ran[0]["run"].as_str().unwrap();
+    let export = op.maestro(&["ledger", "export", "--run", run]);
+    assert!(export.status.success(), "{}", both(&export));
+    let envelope: serde_json::Value = serde_json::from_str(&stdout(&export)).unwrap();
+    assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
+    assert_eq!(envelope["signatures"].as_array().unwrap().len(), 1);
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert!(statement["predicate"]["checkpoint"]["signature"].is_string());
+
     let ok = op.maestro(&["ledger", "verify"]);
     assert!(ok.status.success(), "{}", both(&ok));
     assert!(
