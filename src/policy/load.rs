@@ -266,5 +266,11 @@ pub fn load(
         origins,
         order,
         tests,
+        // Conservative: a mention anywhere, comments included, turns the
+        // sharing of decisions off.
+        node_identity: sources
+            .policies
+            .iter()
+            .any(|f| f.text.contains("Node::") || f.text.contains(".name")),
     }))
 }

@@ -94,6 +94,10 @@ pub struct Policies {
     origins: BTreeMap<String, Origin>,
     order: Vec<String>,
     tests: Vec<TestCase>,
+    /// Whether any policy can tell two nodes with the same groups and tags
+    /// apart (names a node or reads its `name`); if none can, one decision
+    /// serves every node of the same kind.
+    node_identity: bool,
 }
 
 impl std::fmt::Debug for Policies {

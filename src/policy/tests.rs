@@ -152,3 +152,35 @@ fn a_test_naming_an_unknown_node_is_a_sot_error() {
     .unwrap_err();
     assert!(err.contains("policies/tests.toml:5:8"), "{err}");
 }
+
+#[test]
+fn a_policy_that_names_a_node_is_decided_for_that_node_alone() {
+    // gw-eu-01 and gw-eu-02 have the same groups and tags: decisions are
+    // shared between such nodes only while no policy can tell them apart.
+    let sot = example_with(&[(
+        "policies/extra.cedar",
+        "@id(\"not-this-one\")\nforbid (principal, action, resource == Maestro::Node::\"gw-eu-02\");\n",
+    )])
+    .unwrap();
+    let policies = sot.policies.as_deref().unwrap();
+    let linus = Actor::Person {
+        name: "linus".into(),
+        key: "test".into(),
+    };
+    let nodes = vec!["gw-eu-01".to_string(), "gw-eu-02".to_string()];
+    let answer = policies
+        .decide(
+            &Question {
+                actor: &linus,
+                action: "deploy",
+                agent: Some("invoice-extractor"),
+                nodes: &nodes,
+                context: JobContext::now(2, true),
+            },
+            &sot,
+        )
+        .unwrap();
+    assert!(answer.nodes[0].allowed, "{:?}", answer.nodes[0]);
+    assert!(!answer.nodes[1].allowed);
+    assert_eq!(answer.nodes[1].policies, vec!["not-this-one".to_string()]);
+}
