@@ -75,7 +75,9 @@ pub fn message(approval_id: &str, plan: &str, expires_ms: i64) -> Vec<u8> {
 
 /// Whether `job` needs approvals at all.
 pub fn required(job: &Prepared) -> Option<String> {
-    if !job.changes_nodes() {
+    // Stopping an agent never waits for anyone (nor does lifting the stop,
+    // which starts nothing).
+    if !job.changes_nodes() || matches!(job.job(), crate::ops::JobSpec::Kill { .. }) {
         return None;
     }
     let agent = crate::policy::agent_of(job.job())?;

@@ -81,6 +81,46 @@ fn engage(
     intent: &Intent,
     json: bool,
 ) -> anyhow::Result<Exit> {
+    // Policy decides before anything is committed: a kill the policies
+    // refuse leaves the SoT as it was. (The kill job itself needs the
+    // engagement in the SoT, so the question is asked directly here; the
+    // job's own gate asks it again.)
+    {
+        let source = load_source(root)?;
+        let sot = &source.sot;
+        if let Some(policies) = sot.policies.as_deref() {
+            let target = args.limit.clone().unwrap_or_else(|| "all".into());
+            let nodes: Vec<String> = crate::fleet::target::select(sot, &target)
+                .map_err(|e| InvalidInput(e.to_string()))?
+                .into_iter()
+                .map(|i| sot.nodes[i].name.clone())
+                .collect();
+            let actor = super::fleet_cmd::identity();
+            let answer = policies
+                .decide(
+                    &crate::policy::Question {
+                        actor: &actor,
+                        action: "kill",
+                        agent: (agent != ALL).then_some(agent),
+                        nodes: &nodes,
+                        context: crate::policy::JobContext::now(nodes.len(), true),
+                    },
+                    sot,
+                )
+                .map_err(|e| InvalidInput(e.to_string()))?;
+            if !answer.allowed() {
+                return Err(ops::OpsError::Refused(ops::Refusal {
+                    class: ops::RefusalClass::Denied,
+                    reasons: crate::policy::denial(&actor, &answer, policies)
+                        .into_iter()
+                        .map(|r| format!("policy: {r}"))
+                        .collect(),
+                    approval: None,
+                })
+                .into());
+            }
+        }
+    }
     let engagement = change::engage(root, agent, args.limit.as_deref(), intent)?;
     let engaged = engagement.engaged().clone();
     if json {

@@ -61,32 +61,39 @@ impl Check for PolicyCheck {
         if answer.allowed() {
             return Verdict::Allow;
         }
-        let denied: Vec<_> = answer.denied().collect();
-        let mut reasons = vec![format!(
-            "{} may not {} {} of the {} target nodes (the whole job is refused)",
-            self.actor.label(),
-            answer.action,
-            denied.len(),
-            answer.nodes.len()
-        )];
-        // Nodes denied for the same reason are one line, so a denial of a
-        // thousand nodes by one policy stays readable.
-        let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
-        for n in denied {
-            let reason = n.reason(policies);
-            match by_reason.iter_mut().find(|(r, _)| *r == reason) {
-                Some((_, nodes)) => nodes.push(&n.node),
-                None => by_reason.push((reason, vec![&n.node])),
-            }
-        }
-        for (reason, nodes) in by_reason {
-            let shown = if nodes.len() > 8 {
-                format!("{} and {} more", nodes[..8].join(", "), nodes.len() - 8)
-            } else {
-                nodes.join(", ")
-            };
-            reasons.push(format!("{shown}: {reason}"));
-        }
-        Verdict::Deny(reasons)
+        Verdict::Deny(denial(&self.actor, &answer, policies))
     }
+}
+
+/// Why `answer` refuses the job: who may not do what on how many nodes,
+/// then each reason with the nodes it denies (grouped, so a denial of a
+/// thousand nodes by one policy stays readable).
+pub fn denial(actor: &Actor, answer: &super::Answer, policies: &super::Policies) -> Vec<String> {
+    let denied: Vec<_> = answer.denied().collect();
+    let mut reasons = vec![format!(
+        "{} may not {} {} of the {} target nodes (the whole job is refused)",
+        actor.label(),
+        answer.action,
+        denied.len(),
+        answer.nodes.len()
+    )];
+    // Nodes denied for the same reason are one line, so a denial of a
+    // thousand nodes by one policy stays readable.
+    let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
+    for n in denied {
+        let reason = n.reason(policies);
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, nodes)) => nodes.push(&n.node),
+            None => by_reason.push((reason, vec![&n.node])),
+        }
+    }
+    for (reason, nodes) in by_reason {
+        let shown = if nodes.len() > 8 {
+            format!("{} and {} more", nodes[..8].join(", "), nodes.len() - 8)
+        } else {
+            nodes.join(", ")
+        };
+        reasons.push(format!("{shown}: {reason}"));
+    }
+    reasons
 }

@@ -31,7 +31,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use check::PolicyCheck;
+pub use check::{PolicyCheck, denial};
 pub use load::load;
 pub use question::{Answer, JobContext, NodeAnswer, Question, action_of, agent_of};
 pub use suite::{CaseResult, TestCase};

@@ -248,6 +248,21 @@ fn a_policy_denial_refuses_the_whole_job_and_an_l4_deploy_waits_for_two_other_pe
     let exec = as_person(&op, &people.alice, &["exec", &limit, "--", "true"]);
     assert!(exec.status.success(), "{}", both(&exec));
 
+    // A kill the policies refuse (a typed name) commits nothing.
+    let head = crate::common::git(&op.sot, &["rev-parse", "HEAD"]);
+    let kill = op.maestro(&[
+        "kill",
+        "fleet-doctor",
+        "--limit",
+        &limit,
+        "--reason",
+        "test",
+    ]);
+    assert_eq!(kill.status.code(), Some(3), "{}", both(&kill));
+    assert!(!op.sot.join("killswitch.toml").exists());
+    assert_eq!(crate::common::git(&op.sot, &["rev-parse", "HEAD"]), head);
+    assert!(get(EU, "/healthz").is_some(), "the agent still runs");
+
     ledger_holds_the_evidence_and_shows_tampering(&op);
 }
 
