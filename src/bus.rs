@@ -87,6 +87,7 @@ impl Bus {
                 dropped_events: AtomicU64::new(0),
                 dropped_bytes: AtomicU64::new(0),
             }),
+            mask: Arc::from(Vec::new()),
         }
     }
 }
@@ -125,6 +126,10 @@ struct Scope {
 pub struct EventSink {
     bus: Bus,
     scope: Arc<Scope>,
+    /// Values never shown or stored (secret variables, a become password):
+    /// replaced by `****` in every event this sink sends and in the results
+    /// it masks ([`EventSink::mask_result`]).
+    mask: Arc<[String]>,
 }
 
 impl EventSink {
@@ -138,7 +143,79 @@ impl EventSink {
         &self.scope.run_id
     }
 
-    pub fn send(&self, event: Event) {
+    /// The same sink with `values` masked. Values shorter than four
+    /// characters are left alone: masking them would garble ordinary text.
+    pub fn with_mask(mut self, values: Vec<String>) -> EventSink {
+        let mut values: Vec<String> = values.into_iter().filter(|v| v.len() >= 4).collect();
+        // Longest first, so a value containing another is masked whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        self.mask = Arc::from(values);
+        self
+    }
+
+    fn mask_text(&self, text: &mut String) {
+        for v in self.mask.iter() {
+            if text.contains(v.as_str()) {
+                *text = text.replace(v.as_str(), crate::secrets::MASK);
+            }
+        }
+    }
+
+    fn mask_bytes(&self, bytes: &mut Vec<u8>) {
+        for v in self.mask.iter() {
+            let needle = v.as_bytes();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                let mut out = Vec::with_capacity(bytes.len());
+                let mut i = 0;
+                while i < bytes.len() {
+                    if bytes[i..].starts_with(needle) {
+                        out.extend_from_slice(crate::secrets::MASK.as_bytes());
+                        i += needle.len();
+                    } else {
+                        out.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+                *bytes = out;
+            }
+        }
+    }
+
+    /// Mask this sink's values in a node's result (its output, its tasks'
+    /// messages, output and diffs, its error).
+    pub fn mask_result(&self, r: &mut crate::fleet::event::NodeResult) {
+        if self.mask.is_empty() {
+            return;
+        }
+        self.mask_bytes(&mut r.stdout.bytes);
+        self.mask_bytes(&mut r.stderr.bytes);
+        if let Some(e) = &mut r.error {
+            self.mask_text(e);
+        }
+        for t in &mut r.tasks {
+            self.mask_task(t);
+        }
+    }
+
+    fn mask_task(&self, t: &mut crate::fleet::event::TaskResult) {
+        self.mask_text(&mut t.message);
+        for s in [&mut t.diff, &mut t.output].into_iter().flatten() {
+            self.mask_text(s);
+        }
+    }
+
+    pub fn send(&self, mut event: Event) {
+        if !self.mask.is_empty() {
+            match &mut event {
+                Event::Output { data, .. } => self.mask_bytes(data),
+                Event::TaskFinished { task, .. } => self.mask_task(task),
+                Event::NodeFinished { result } => self.mask_result(result),
+                Event::Warning { message, .. } => self.mask_text(message),
+                Event::RunStarted { command, .. } => self.mask_text(command),
+                _ => {}
+            }
+        }
         if let Event::Output { data, .. } = &event {
             let queued = self
                 .bus

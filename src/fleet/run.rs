@@ -132,7 +132,9 @@ where
         let forks = forks.clone();
         let job = job.clone();
         tasks.spawn(async move {
-            let result = run_one(spec, ctx.clone(), forks, job).await;
+            let mut result = run_one(spec, ctx.clone(), forks, job).await;
+            // What the report holds is masked like what the events carry.
+            ctx.events.mask_result(&mut result);
             ctx.events.send(Event::NodeFinished {
                 result: result.clone(),
             });

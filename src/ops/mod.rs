@@ -745,6 +745,24 @@ impl Prepared {
         )
     }
 
+    /// Values of this job that are never shown or stored: extra variables
+    /// that look like secrets (by name and value, as the secret scanner
+    /// judges them) and the become password.
+    pub fn secret_values(&self) -> Vec<String> {
+        let scanner = crate::secrets::Scanner::default();
+        let mut out: Vec<String> = self
+            .settings
+            .extra_vars
+            .iter()
+            .filter(|(k, v)| scanner.is_secret_var(k, v))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if let Some(p) = &self.settings.become_password {
+            out.push(p.expose().to_string());
+        }
+        out
+    }
+
     /// A stable identity of exactly this job (kind, targets, what runs), for
     /// approvals.
     pub fn fingerprint(&self) -> String {
@@ -887,7 +905,7 @@ impl Prepared {
             self.specs.clone(),
             request,
             self.run_options(kind, description, overrides),
-            launch.bus.run(run_id),
+            launch.bus.run(run_id).with_mask(self.secret_values()),
             launch.cancel.clone(),
         )
         .await
@@ -918,7 +936,7 @@ impl Prepared {
         run_nodes(
             specs.to_vec(),
             self.run_options(kind, description, overrides),
-            launch.bus.run(run_id),
+            launch.bus.run(run_id).with_mask(self.secret_values()),
             launch.cancel.clone(),
             move |session, ctx| {
                 let p = params.get(&ctx.node).cloned().unwrap_or(agent::NodeParams {
@@ -955,7 +973,7 @@ impl Prepared {
             mode,
             self.password(),
             self.run_options(kind, description, overrides),
-            launch.bus.run(run_id),
+            launch.bus.run(run_id).with_mask(self.secret_values()),
             launch.cancel.clone(),
         )
         .await
@@ -1145,7 +1163,10 @@ impl Prepared {
                     self.specs.clone(),
                     command.to_string(),
                     self.run_options(RunKind::Exec, self.description.clone(), overrides),
-                    launch.bus.run(&launch.run_id),
+                    launch
+                        .bus
+                        .run(&launch.run_id)
+                        .with_mask(self.secret_values()),
                     launch.cancel.clone(),
                 )
                 .await;
@@ -1179,7 +1200,10 @@ impl Prepared {
                     self.specs.clone(),
                     scripts.clone(),
                     self.run_options(RunKind::Kill, self.description.clone(), overrides),
-                    launch.bus.run(&launch.run_id),
+                    launch
+                        .bus
+                        .run(&launch.run_id)
+                        .with_mask(self.secret_values()),
                     launch.cancel.clone(),
                 )
                 .await;
@@ -1264,7 +1288,10 @@ impl Prepared {
                 let report = run_nodes(
                     self.specs.clone(),
                     self.run_options(RunKind::Status, self.description.clone(), overrides),
-                    launch.bus.run(&launch.run_id),
+                    launch
+                        .bus
+                        .run(&launch.run_id)
+                        .with_mask(self.secret_values()),
                     launch.cancel.clone(),
                     move |session, ctx| {
                         let (sot, agents, sink) = (sot.clone(), agents.clone(), sink.clone());
@@ -1299,7 +1326,10 @@ impl Prepared {
                 let report = run_nodes(
                     self.specs.clone(),
                     self.run_options(RunKind::Gateway, self.description.clone(), overrides),
-                    launch.bus.run(&launch.run_id),
+                    launch
+                        .bus
+                        .run(&launch.run_id)
+                        .with_mask(self.secret_values()),
                     launch.cancel.clone(),
                     move |session, ctx| {
                         let sink = sink.clone();
@@ -1337,7 +1367,10 @@ impl Prepared {
                 let report = run_nodes(
                     self.specs.clone(),
                     self.run_options(RunKind::Disable, self.description.clone(), overrides),
-                    launch.bus.run(&launch.run_id),
+                    launch
+                        .bus
+                        .run(&launch.run_id)
+                        .with_mask(self.secret_values()),
                     launch.cancel.clone(),
                     move |session, ctx| {
                         let p = params.get(&ctx.node).cloned().unwrap_or(agent::NodeParams {

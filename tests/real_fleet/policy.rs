@@ -345,3 +345,100 @@ fn ledger_holds_the_evidence_and_shows_tampering(op: &Operator) {
     );
     std::fs::write(&file, original).unwrap();
 }
+
+/// `KEY=value` and `key: value` lines of the secrets corpus's vars files.
+fn corpus_vars() -> Vec<(String, String)> {
+    let dir = repo().join("tests/secrets/secrets");
+    let mut out = Vec::new();
+    for f in ["agent.vars", "infra.vars"] {
+        for line in std::fs::read_to_string(dir.join(f)).unwrap().lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = match (line.find('='), line.find(": ")) {
+                (Some(e), Some(c)) if c < e => (&line[..c], &line[c + 2..]),
+                (Some(e), _) => (&line[..e], &line[e + 1..]),
+                (None, Some(c)) => (&line[..c], &line[c + 2..]),
+                (None, None) => continue,
+            };
+            let v = v.trim().trim_matches('"').trim_matches('\'');
+            let k: String = k
+                .trim()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            out.push((format!("{k}_{}", out.len()), v.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn secret_variables_never_reach_the_output_the_store_or_the_ledger() {
+    let (op, people) = governed_operator();
+    let vars = corpus_vars();
+    assert!(vars.len() >= 30, "{}", vars.len());
+    // A playbook that echoes every variable and writes them into a file
+    // (shown with --diff): the node gets them, nobody sees them.
+    let mut echo = String::new();
+    let mut file = String::new();
+    for (k, _) in &vars {
+        echo.push_str(&format!(" {{{{ {k} }}}}"));
+        file.push_str(&format!("{k}={{{{ {k} }}}}\\n"));
+    }
+    let pb = op.tmp.path().join("uses-secrets.toml");
+    std::fs::write(
+        &pb,
+        format!(
+            "name = \"uses-secrets\"\n\n[[task]]\nname = \"echo them\"\ncommand = {{ run = \"echo{echo}\" }}\n\n\
+             [[task]]\nname = \"write them\"\ntemplate = {{ path = \"/tmp/secret-vars\", content = \"{file}\", mode = \"0600\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut args = vec![
+        "--json".to_string(),
+        "play".into(),
+        pb.display().to_string(),
+        "--limit".into(),
+        format!("n{EU:02}"),
+        "--diff".into(),
+        "--yes".into(),
+    ];
+    for (k, v) in &vars {
+        args.push("-e".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = as_person(&op, &people.alice, &args);
+    assert!(o.status.success(), "{}", both(&o));
+    let on_node = fleet().node_exec(&format!("n{EU:02}"), &["cat", "/tmp/secret-vars"]);
+    let written = String::from_utf8_lossy(&on_node.stdout).into_owned();
+    assert!(written.contains(&vars[0].1), "the node got the real values");
+
+    let output = both(&o);
+    let store = std::fs::read(&op.db).unwrap();
+    let ledger = std::fs::read(op.db.with_file_name("ledger.jsonl")).unwrap();
+    let mut leaks = Vec::new();
+    for (k, v) in &vars {
+        let needle = v.as_bytes();
+        let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        for (place, hay) in [
+            ("output", output.as_bytes()),
+            ("store", &store[..]),
+            ("ledger", &ledger[..]),
+        ] {
+            if found(hay) {
+                leaks.push(format!("{k} in the {place}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
+    assert!(output.contains("****"), "masked values are shown as ****");
+}
