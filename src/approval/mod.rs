@@ -1,6 +1,6 @@
 //! Two-person approval: a job that changes nodes for an agent at or above
-//! [`MIN_AUTONOMY`] (L4, as seed 003 asks) runs only once [`QUORUM`]
-//! distinct people have signed its plan, neither of them the requester
+//! the SoT's `[approvals] min_autonomy` (L4 by default, as seed 003 asks)
+//! runs only once `quorum` (2) distinct people have signed its plan, neither of them the requester
 //! (GitHub's "the last pusher cannot approve" rule).
 //!
 //! The job itself records the pending request when the gate holds it
@@ -15,7 +15,6 @@
 //! `context.approvals` (Cedar has no set size).
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -25,12 +24,9 @@ use crate::ops::gate::{Check, Verdict};
 use crate::sot::model::Sot;
 use crate::store::{Approval, ApprovalSignature, RunStore, SqliteStore, StoreError};
 
-/// Agents at this autonomy level or above need approvals to change nodes.
-pub const MIN_AUTONOMY: u8 = 4;
-/// Distinct people who must approve.
-pub const QUORUM: usize = 2;
-/// How long a signature counts.
-pub const LIFETIME: Duration = Duration::from_secs(24 * 3600);
+// Which agents, how many people and how long a signature counts are the
+// SoT's `[approvals]` (L4, two people, 24 h by default):
+// [`crate::sot::model::ApprovalSettings`].
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -82,10 +78,11 @@ pub fn required(job: &Prepared) -> Option<String> {
     }
     let agent = crate::policy::agent_of(job.job())?;
     let a = job.sot().agents.get(agent)?;
-    (a.autonomy.0 >= MIN_AUTONOMY).then(|| {
+    let rule = job.sot().settings.approvals;
+    (a.autonomy >= rule.min_autonomy).then(|| {
         format!(
-            "agent `{agent}` is L{}: jobs that change its nodes need signed approvals by {QUORUM} people other than the requester",
-            a.autonomy.0
+            "agent `{agent}` is {}: jobs that change its nodes need signed approvals by {} people other than the requester",
+            a.autonomy, rule.quorum
         )
     })
 }
@@ -226,18 +223,18 @@ pub fn add_signature(
         approval: id.to_string(),
         person: person.name.clone(),
         valid: signatures.iter().filter(|c| c.rejected.is_none()).count(),
-        quorum: QUORUM,
+        quorum: sot.settings.approvals.quorum,
         signatures,
     })
 }
 
 /// The bytes an approver of `id` signs, and the expiry they carry.
-pub fn signing_message(path: &Path, id: &str) -> Result<(Vec<u8>, i64)> {
+pub fn signing_message(path: &Path, sot: &Sot, id: &str) -> Result<(Vec<u8>, i64)> {
     let store = SqliteStore::open(path)?;
     let approval = store
         .approval(id)?
         .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-    let expires = now_ms() + LIFETIME.as_millis() as i64;
+    let expires = now_ms() + sot.settings.approvals.lifetime.as_millis() as i64;
     Ok((message(id, &approval.fingerprint, expires), expires))
 }
 
@@ -263,7 +260,7 @@ pub fn list(path: &Path, sot: &Sot, pending_only: bool) -> Result<Vec<Pending>> 
             let signatures = check_signatures(sot, &approval, &sigs, &approval.fingerprint, now);
             Ok(Pending {
                 valid: signatures.iter().filter(|c| c.rejected.is_none()).count(),
-                quorum: QUORUM,
+                quorum: sot.settings.approvals.quorum,
                 signatures,
                 approval,
             })
@@ -295,13 +292,14 @@ impl Check for ApprovalCheck {
             },
             None => 0,
         };
-        if valid >= QUORUM {
+        let quorum = job.sot().settings.approvals.quorum;
+        if valid >= quorum {
             return Verdict::Allow;
         }
         Verdict::NeedsApproval(vec![
             why,
             format!(
-                "{valid} of {QUORUM} valid approvals so far; approve with `maestro approve ID`, then run the job again"
+                "{valid} of {quorum} valid approvals so far; approve with `maestro approve ID`, then run the job again"
             ),
         ])
     }

@@ -255,7 +255,7 @@ pub fn approvals(root: &Path, db: &Path, all: bool, json: bool) -> anyhow::Resul
 
 pub fn approve(root: &Path, db: &Path, args: ApproveArgs, json: bool) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
-    let (message, expires) = crate::approval::signing_message(db, &args.id)?;
+    let (message, expires) = crate::approval::signing_message(db, &sot, &args.id)?;
     let signature = match std::env::var_os("MAESTRO_IDENTITY").filter(|v| !v.is_empty()) {
         Some(path) => identity::Signer::from_file(Path::new(&path))?
             .sign(identity::APPROVAL_NAMESPACE, &message)?,

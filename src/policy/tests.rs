@@ -184,3 +184,23 @@ fn a_policy_that_names_a_node_is_decided_for_that_node_alone() {
     assert!(!answer.nodes[1].allowed);
     assert_eq!(answer.nodes[1].policies, vec!["not-this-one".to_string()]);
 }
+
+#[test]
+fn the_approval_rule_is_read_from_maestro_toml_and_bad_values_are_located() {
+    let settings = std::fs::read_to_string("sot/maestro.toml").unwrap();
+    let sot = example_with(&[(
+        "maestro.toml",
+        &settings.replace("min_autonomy = \"L4\"", "min_autonomy = \"L3\""),
+    )])
+    .unwrap();
+    assert_eq!(sot.settings.approvals.min_autonomy.0, 3);
+    assert_eq!(sot.settings.approvals.quorum, 2);
+    let bad = settings
+        .replace("quorum = 2", "quorum = 0")
+        .replace("expires = \"24h\"", "expires = \"soon\"");
+    let err = example_with(&[("maestro.toml", &bad)]).unwrap_err();
+    let line = bad.lines().position(|l| l.starts_with("quorum")).unwrap() + 1;
+    assert!(err.contains(&format!("maestro.toml:{line}:10")), "{err}");
+    assert!(err.contains("1 to 10, not 0"), "{err}");
+    assert!(err.contains("not \"soon\""), "{err}");
+}

@@ -31,6 +31,33 @@ pub struct Settings {
     pub profiles_dir: PathBuf,
     pub playbooks_dir: PathBuf,
     pub hardening_dir: PathBuf,
+    /// The two-person rule (`[approvals]`).
+    pub approvals: ApprovalSettings,
+}
+
+/// `[approvals]` of maestro.toml: which agents' jobs need signed approvals,
+/// from how many people other than the requester, valid how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApprovalSettings {
+    pub min_autonomy: Autonomy,
+    pub quorum: usize,
+    #[serde(serialize_with = "seconds")]
+    pub lifetime: std::time::Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Default for ApprovalSettings {
+    /// L4 and above, two people, 24 hours (seed 003's dual control).
+    fn default() -> Self {
+        ApprovalSettings {
+            min_autonomy: Autonomy(4),
+            quorum: 2,
+            lifetime: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// A managed machine.

@@ -17,7 +17,7 @@ impl Loader<'_> {
         let mut cx = cx!(self, idx);
         cx.check_keys(
             t,
-            &["maestro", "connection", "paths", "tags"],
+            &["maestro", "connection", "paths", "tags", "approvals"],
             "maestro.toml",
         );
         let mut s = Settings {
@@ -33,7 +33,45 @@ impl Loader<'_> {
             profiles_dir: "profiles".into(),
             playbooks_dir: "playbooks".into(),
             hardening_dir: "hardening".into(),
+            approvals: ApprovalSettings::default(),
         };
+        let mut cx = cx!(self, idx);
+        if let Some(a) = cx.table(t, "approvals", "maestro.toml") {
+            let what = "[approvals]";
+            cx.check_keys(a.value, &["min_autonomy", "quorum", "expires"], what);
+            if let Some(l) = cx.string(a.value, "min_autonomy", what) {
+                match l.value.parse::<Autonomy>() {
+                    Ok(level) => s.approvals.min_autonomy = level,
+                    Err(e) => cx.error(Code::BadValue, l.span.clone(), e.to_string()),
+                }
+            }
+            if let Some(q) = cx.integer(a.value, "quorum", what) {
+                match usize::try_from(q.value) {
+                    Ok(n) if (1..=10).contains(&n) => s.approvals.quorum = n,
+                    _ => cx.error(
+                        Code::BadValue,
+                        q.span.clone(),
+                        format!(
+                            "quorum is how many people approve: 1 to 10, not {}",
+                            q.value
+                        ),
+                    ),
+                }
+            }
+            if let Some(d) = cx.string(a.value, "expires", what) {
+                match parse_duration(&d.value) {
+                    Some(l) if !l.is_zero() => s.approvals.lifetime = l,
+                    _ => cx.error(
+                        Code::BadValue,
+                        d.span.clone(),
+                        format!(
+                            "expires is a duration such as \"24h\" or \"30m\", not \"{}\"",
+                            d.value
+                        ),
+                    ),
+                }
+            }
+        }
         match cx.table(t, "maestro", "maestro.toml") {
             Some(m) => {
                 let what = "[maestro]";
