@@ -67,14 +67,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
 pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     let sot = sot::load(root)?;
     // No secret in any file of the SoT or its libraries.
-    let secrets = sot::secrets::scan_tree(
-        root,
-        &[
-            sot.settings.profiles_dir.clone(),
-            sot.settings.playbooks_dir.clone(),
-            sot.settings.hardening_dir.clone(),
-        ],
-    );
+    let secrets = scan_working_tree(root, &sot);
     if !secrets.is_empty() {
         return Err(SotError::Invalid(secrets).into());
     }
@@ -137,6 +130,19 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The secret scan of the SoT's files and the libraries it names.
+fn scan_working_tree(root: &Path, sot: &sot::Sot) -> crate::diag::Diagnostics {
+    let s = &sot.settings;
+    sot::secrets::scan_tree(
+        root,
+        &[
+            s.profiles_dir.clone(),
+            s.playbooks_dir.clone(),
+            s.hardening_dir.clone(),
+        ],
+    )
+}
+
 /// `maestro sot scan [--history]`: the secret scanner over the SoT (its
 /// working tree and libraries, or every blob of its history).
 pub fn scan(root: &Path, history: bool, json: bool) -> anyhow::Result<Exit> {
@@ -145,14 +151,7 @@ pub fn scan(root: &Path, history: bool, json: bool) -> anyhow::Result<Exit> {
         sot::secrets::scan_history(root)
             .with_context(|| format!("reading the history of {}", root.display()))?
     } else {
-        sot::secrets::scan_tree(
-            root,
-            &[
-                sot.settings.profiles_dir.clone(),
-                sot.settings.playbooks_dir.clone(),
-                sot.settings.hardening_dir.clone(),
-            ],
-        )
+        scan_working_tree(root, &sot)
     };
     if !found.is_empty() {
         return Err(SotError::Invalid(found).into());

@@ -12,11 +12,40 @@ fn example_with(files: &[(&str, &str)]) -> std::result::Result<crate::sot::Sot, 
     crate::sot::load_with(Path::new("sot"), &overrides).map_err(|e| e.to_string())
 }
 
-fn ada() -> Actor {
+fn person(name: &str) -> Actor {
     Actor::Person {
-        name: "ada".into(),
+        name: name.into(),
         key: "test".into(),
     }
+}
+
+/// Ask `sot`'s policies whether `actor` may `action` (with `agent`) on `nodes`.
+fn ask(
+    sot: &crate::sot::Sot,
+    actor: &Actor,
+    action: &str,
+    agent: Option<&str>,
+    nodes: &[&str],
+) -> Answer {
+    let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    sot.policies
+        .as_deref()
+        .unwrap()
+        .decide(
+            &Question {
+                actor,
+                action,
+                agent,
+                nodes: &nodes,
+                context: JobContext::now(nodes.len(), true),
+            },
+            sot,
+        )
+        .unwrap()
+}
+
+fn ada() -> Actor {
+    person("ada")
 }
 
 #[test]
@@ -37,23 +66,13 @@ fn the_example_policies_pass_their_own_tests() {
 fn a_deploy_to_a_mixed_target_is_decided_per_node() {
     let sot = example_with(&[]).unwrap();
     let policies = sot.policies.as_deref().unwrap();
-    let linus = Actor::Person {
-        name: "linus".into(),
-        key: "test".into(),
-    };
-    let nodes = vec!["gw-eu-01".to_string(), "gw-us-01".to_string()];
-    let answer = policies
-        .decide(
-            &Question {
-                actor: &linus,
-                action: "deploy",
-                agent: Some("invoice-extractor"),
-                nodes: &nodes,
-                context: JobContext::now(2, true),
-            },
-            &sot,
-        )
-        .unwrap();
+    let answer = ask(
+        &sot,
+        &person("linus"),
+        "deploy",
+        Some("invoice-extractor"),
+        &["gw-eu-01", "gw-us-01"],
+    );
     assert!(!answer.allowed());
     assert!(answer.nodes[0].allowed, "{:?}", answer.nodes[0]);
     let us = &answer.nodes[1];
@@ -102,23 +121,11 @@ fn a_forbid_that_errors_at_run_time_still_denies() {
     // Overflow is the error strict validation cannot rule out.
     let sot = example_with(&[(
         "policies/extra.cedar",
-        "@id(\"overflowing\")\nforbid (principal, action, resource)\nwhen { context.targets * 9223372036854775807 > 1 };\n",
+        "@id(\"overflowing\")\nforbid (principal, action, resource)\nwhen { (context.targets + 1) * 9223372036854775807 > 1 };\n",
     )])
     .unwrap();
     let policies = sot.policies.as_deref().unwrap();
-    let nodes = vec!["gpu-us-01".to_string()];
-    let answer = policies
-        .decide(
-            &Question {
-                actor: &ada(),
-                action: "play",
-                agent: None,
-                nodes: &nodes,
-                context: JobContext::now(2, true),
-            },
-            &sot,
-        )
-        .unwrap();
+    let answer = ask(&sot, &ada(), "play", None, &["gpu-us-01"]);
     let node = &answer.nodes[0];
     assert!(
         !node.allowed,
@@ -162,24 +169,13 @@ fn a_policy_that_names_a_node_is_decided_for_that_node_alone() {
         "@id(\"not-this-one\")\nforbid (principal, action, resource == Maestro::Node::\"gw-eu-02\");\n",
     )])
     .unwrap();
-    let policies = sot.policies.as_deref().unwrap();
-    let linus = Actor::Person {
-        name: "linus".into(),
-        key: "test".into(),
-    };
-    let nodes = vec!["gw-eu-01".to_string(), "gw-eu-02".to_string()];
-    let answer = policies
-        .decide(
-            &Question {
-                actor: &linus,
-                action: "deploy",
-                agent: Some("invoice-extractor"),
-                nodes: &nodes,
-                context: JobContext::now(2, true),
-            },
-            &sot,
-        )
-        .unwrap();
+    let answer = ask(
+        &sot,
+        &person("linus"),
+        "deploy",
+        Some("invoice-extractor"),
+        &["gw-eu-01", "gw-eu-02"],
+    );
     assert!(answer.nodes[0].allowed, "{:?}", answer.nodes[0]);
     assert!(!answer.nodes[1].allowed);
     assert_eq!(answer.nodes[1].policies, vec!["not-this-one".to_string()]);
