@@ -261,7 +261,7 @@ fn a_full_disk_under_the_store_is_exit_5_and_says_the_run_was_not_recorded() {
     let mnt = op.tmp.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
         .arg(&mnt)
         .status()
         .unwrap();
