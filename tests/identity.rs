@@ -155,3 +155,77 @@ fn only_a_signature_by_a_persons_key_makes_the_actor_that_person() {
         stderr(&o)
     );
 }
+
+#[test]
+fn init_with_a_key_makes_the_operator_a_person_the_policies_let_act() {
+    let tmp = tempfile::tempdir().unwrap();
+    keygen(tmp.path(), "me");
+    let dir = tmp.path().join("fleet");
+    let o = maestro()
+        .args(["init"])
+        .arg(&dir)
+        .args(["--key"])
+        .arg(tmp.path().join("me.pub"))
+        .args([
+            "--person",
+            "tester",
+            "--actor",
+            "Tess Ter <tess@example.org>",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("you are `tester` in people.toml"),
+        "{}",
+        stdout(&o)
+    );
+    let key = tmp.path().join("me");
+    let who = whoami(&dir, &[("MAESTRO_IDENTITY", key.to_str().unwrap())]);
+    assert!(
+        stdout(&who).starts_with("tester (proven by SHA256:"),
+        "{}",
+        stdout(&who)
+    );
+    // The example policies let the platform team change a staging node.
+    let explain = maestro()
+        .args([
+            "--sot",
+            dir.to_str().unwrap(),
+            "policy",
+            "explain",
+            "--actor",
+            "tester",
+            "exec",
+            "gpu-eu-04",
+        ])
+        .output()
+        .unwrap();
+    assert!(explain.status.success(), "{}", stdout(&explain));
+    assert!(stdout(&explain).contains("allow"), "{}", stdout(&explain));
+
+    // A key that is already an example person's is refused, and nothing is left behind.
+    let again = tmp.path().join("again");
+    let ada = std::fs::read_to_string(dir.join("people.toml")).unwrap();
+    let line = ada
+        .lines()
+        .find(|l| l.starts_with("keys = [\"ssh-ed25519"))
+        .unwrap();
+    let public = &line[9..line.len() - 2];
+    std::fs::write(tmp.path().join("ada.pub"), format!("{public}\n")).unwrap();
+    let o = maestro()
+        .args(["init"])
+        .arg(&again)
+        .args(["--key"])
+        .arg(tmp.path().join("ada.pub"))
+        .args(["--actor", "Tess Ter <tess@example.org>"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already the key of person"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!again.exists());
+}

@@ -221,6 +221,13 @@ pub struct InitArgs {
     /// Name of the fleet [default: the directory's name]
     #[arg(long)]
     pub name: Option<String>,
+    /// Your SSH public key (e.g. ~/.ssh/id_ed25519.pub): you are added to people.toml, in
+    /// the example's teams, so the example policies let you act once your key signs
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Your name in people.toml [default: $USER]
+    #[arg(long, requires = "key")]
+    pub person: Option<String>,
     #[command(flatten)]
     pub who: Who,
 }

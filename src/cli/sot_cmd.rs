@@ -44,16 +44,32 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
         (None, Some((name, email))) => Actor::new(&name, &email)?,
         (None, None) => Actor::new("maestro", "maestro@maestro.local")?,
     };
+    let mut files = example::scaffold(&name);
+    let me = match &args.key {
+        Some(path) => Some(operator_person(path, args.person.as_deref(), &actor)?),
+        None => None,
+    };
+    if let Some((_, table)) = &me
+        && let Some((_, people)) = files
+            .iter_mut()
+            .find(|(p, _)| p.as_path() == Path::new("people.toml"))
+    {
+        people.extend_from_slice(table.as_bytes());
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files = example::scaffold(&name);
     let oid = init_repo(
         dir,
         &files,
         &actor,
         &format!("init: new SoT `{name}` from the maestro example\n\nMaestro-Actor: {actor}\n"),
     )?;
-    // The scaffold must be valid: check it as any SoT.
-    sot::load(dir)?;
+    // The scaffold must be valid: check it as any SoT. One that is not
+    // (the operator's key is already an example person's) is taken back
+    // whole: the directory was empty or absent.
+    if let Err(e) = sot::load(dir) {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e.into());
+    }
     out!(
         "created SoT `{name}` in {} ({} files, commit {})\nnext: maestro --sot {} sot check",
         dir.display(),
@@ -61,7 +77,53 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
         &oid.to_string()[..12],
         dir.display()
     );
+    match &me {
+        Some((person, _)) => out!(
+            "you are `{person}` in people.toml; sign as yourself with ssh-agent or MAESTRO_IDENTITY=YOUR_PRIVATE_KEY (`maestro whoami`)"
+        ),
+        None => out!(
+            "the example policies refuse changes by unproven actors: add yourself to people.toml with your SSH public key (or run init with --key ~/.ssh/id_ed25519.pub)"
+        ),
+    }
     Ok(Exit::Ok)
+}
+
+/// The operator's `[person.NAME]` table for a new SoT: their key, checked,
+/// in the example's platform and owner teams.
+fn operator_person(
+    path: &Path,
+    name: Option<&str>,
+    actor: &Actor,
+) -> anyhow::Result<(String, String)> {
+    let line =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = line.lines().next().unwrap_or("").trim().to_string();
+    crate::identity::parse_public_key(&line)
+        .map_err(|e| super::fleet_cmd::InvalidInput(format!("{}: {e}", path.display())))?;
+    let name = name
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    // The SoT's name rule (the loader checks it again once written).
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !valid {
+        return Err(super::fleet_cmd::InvalidInput(format!(
+            "--person `{name}`: use lowercase letters, digits, `-`, `_` or `.`"
+        ))
+        .into());
+    }
+    let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let table = format!(
+        "\n[person.{name}]\nemail = {}\nteams = [\"platform\", \"team-sre\", \"team-support\", \"team-finance\"]\nkeys = [{}]\n",
+        quoted(&actor.email),
+        quoted(&line)
+    );
+    Ok((name, table))
 }
 
 pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
