@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use super::FleetArgs;
 use super::drive::drive;
-use super::fleet_cmd::{actor, connect_options, gate, load_source};
+use super::fleet_cmd::{connect_options, gate, load_source};
 use super::out;
 use super::printer::{Printer, sanitize};
 use crate::exit::Exit;
@@ -101,7 +101,7 @@ fn settings(db: &Path, fleet: &FleetArgs) -> Settings {
             timeout: fleet.timeout.map(std::time::Duration::from_secs_f64),
         },
         db: db.to_path_buf(),
-        actor: actor(),
+        actor: super::fleet_cmd::identity(),
     }
 }
 
@@ -192,6 +192,14 @@ pub fn rollout(
     json: bool,
 ) -> anyhow::Result<Exit> {
     let db = db.unwrap_or_else(crate::store::default_path);
+    // The verbs that drive a rollout act as the operator's proven identity
+    // (the controller's deploy and gateway jobs are judged by policy).
+    if !matches!(
+        cmd,
+        RolloutCommand::Status { .. } | RolloutCommand::List { .. } | RolloutCommand::Pause { .. }
+    ) {
+        super::fleet_cmd::resolve_identity(&crate::sot::load(root)?)?;
+    }
     match cmd {
         RolloutCommand::Status { id, watch } => {
             status(&db, id.as_deref().unwrap_or("last"), watch, json)
@@ -203,7 +211,7 @@ pub fn rollout(
                 forks: 1,
                 limits: Default::default(),
                 db: db.clone(),
-                actor: actor(),
+                actor: super::fleet_cmd::identity(),
             };
             match verbs::pause(&s, &id) {
                 Ok(r) => {

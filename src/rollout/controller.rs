@@ -38,7 +38,8 @@ pub struct Settings {
     pub forks: usize,
     pub limits: ExecLimits,
     pub db: PathBuf,
-    pub actor: String,
+    /// Who drives the rollout: what its jobs' policies judge.
+    pub actor: crate::identity::Actor,
 }
 
 /// How a controller's drive ended.

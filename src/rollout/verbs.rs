@@ -159,7 +159,7 @@ pub async fn start(
         definition: serde_json::to_string(&plan).unwrap_or_default(),
         target: req.limit.clone(),
         nodes,
-        created_by: settings.actor.clone(),
+        created_by: settings.actor.label(),
         controller: controller::me(),
     })?;
     for a in &seen.agents {
@@ -260,7 +260,7 @@ pub async fn promote(
         node: None,
         version: None,
         ok: Some(true),
-        detail: format!("{what} by {}", settings.actor),
+        detail: format!("{what} by {}", settings.actor.label()),
     };
     store.append_journal(&r.id, &e)?;
     if r.status == RolloutStatus::Paused && r.phase == "waiting" {
@@ -372,7 +372,7 @@ pub async fn abort(
         return Ok(Done::Asked(store.rollout(&r.id)?.unwrap_or(r)));
     }
     Controller::claim(&mut store, &r)?;
-    let actor = settings.actor.clone();
+    let actor = settings.actor.label();
     let mut c = Controller::new(store, settings, source, launch, events, r)?;
     let ended = c
         .abort(format!("aborted by {actor} (maestro rollout abort)"))
@@ -464,7 +464,7 @@ pub async fn undo(
         definition: serde_json::to_string(&plan).unwrap_or_default(),
         target: r.target.clone(),
         nodes: r.nodes.clone(),
-        created_by: settings.actor.clone(),
+        created_by: settings.actor.label(),
         controller: controller::me(),
     })?;
     Controller::new(store, settings, source, launch, events, new)?

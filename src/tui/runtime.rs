@@ -457,9 +457,7 @@ async fn run_rollout_verb(
         forks: shared.ctx.forks,
         limits: shared.ctx.limits.clone(),
         db: shared.stores.db.clone(),
-        actor: std::env::var("MAESTRO_ACTOR")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "console".into()),
+        actor: shared.ctx.gate.actor().clone(),
     };
     let launch = Launch {
         bus: shared.bus.clone(),
