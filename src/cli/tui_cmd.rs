@@ -53,8 +53,10 @@ pub fn tui(root: &Path, db: Option<PathBuf>, args: TuiArgs) -> anyhow::Result<Ex
     if let Some(exit) = require_terminal("maestro") {
         return Ok(exit);
     }
+    let source = super::fleet_cmd::load_source(root)?;
     tui::run(tui::Config {
-        source: super::fleet_cmd::load_source(root)?,
+        actor: super::fleet_cmd::identity(),
+        source,
         title: "maestro".into(),
         db: db.unwrap_or_else(crate::store::default_path),
         connect: connect_options(&args.fleet),

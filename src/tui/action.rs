@@ -21,6 +21,10 @@ pub enum ViewId {
     Top,
     /// `:rollouts`: progressive delivery.
     Rollouts,
+    /// `:ledger`: the evidence ledger and its verification.
+    Ledger,
+    /// `:approvals`: jobs held by the two-person rule.
+    Approvals,
 }
 
 /// The kinds of input line at the bottom of the screen.
@@ -140,6 +144,20 @@ pub enum Pending {
     Rollout(RolloutPlan),
     /// Quit while a run is in flight (the run is cancelled).
     QuitDuringRun,
+    /// `a` in :approvals: sign exactly this request with the operator's key.
+    Approve(ApprovePlan),
+}
+
+/// One approval request as it was shown when `a` was pressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovePlan {
+    pub id: String,
+    pub summary: String,
+    pub requested_by: String,
+    /// The plan digest the signature will cover.
+    pub plan: String,
+    pub valid: usize,
+    pub quorum: usize,
 }
 
 /// Engine work on a fixed set of nodes: an ad-hoc command, or a playbook,

@@ -161,6 +161,9 @@ impl Demo {
                 timeout: None,
             },
             policy: self.policy(),
+            // The demo's SoT has no policies: its jobs run as the demo's
+            // (typed) operator.
+            actor: crate::identity::Actor::unverified("maestro demo"),
         })
     }
 

@@ -15,6 +15,8 @@ pub enum Scope {
     Agents,
     Top,
     Rollouts,
+    Ledger,
+    Approvals,
     Prompt,
     Confirm,
 }
@@ -32,6 +34,8 @@ impl Scope {
             Scope::Agents => "agents",
             Scope::Top => "telemetry (:top)",
             Scope::Rollouts => "rollouts (:rollouts)",
+            Scope::Ledger => "ledger (:ledger)",
+            Scope::Approvals => "approvals (:approvals)",
             Scope::Prompt => "command line, filter and exec prompt",
             Scope::Confirm => "confirmation",
         }
@@ -141,6 +145,14 @@ pub const KEYMAP: &[KeyHelp] = &[
         "U",
         "undo a finished rollout: its nodes back at once (asks first)",
         Some("undo"),
+    ),
+    key(Ledger, "j k", "select an entry (its detail below)", None),
+    key(Approvals, "j k", "select a request", None),
+    key(
+        Approvals,
+        "a",
+        "approve it: sign its plan with your SSH key (asks first)",
+        Some("approve"),
     ),
     key(Prompt, "Enter", "run / apply", None),
     key(Prompt, "Tab", "complete the command", None),

@@ -52,15 +52,14 @@ pub struct Config {
     pub forks: usize,
     pub limits: ExecLimits,
     pub policy: ExecPolicy,
+    /// Who the console's jobs run as (proven by an SSH key, or a typed name).
+    pub actor: crate::identity::Actor,
 }
 
 impl Config {
     /// What the console's runs use.
     pub fn exec_context(&self) -> ExecContext {
-        let actor = std::env::var("MAESTRO_ACTOR")
-            .ok()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into());
+        let actor = self.actor.clone();
         ExecContext {
             source: self.source.clone(),
             connect: self.connect.clone(),

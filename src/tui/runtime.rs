@@ -5,7 +5,8 @@
 //! blocking thread writes each event to the store, then hands it to the app.
 //! Store reads and engine work run in tokio tasks, so drawing never waits.
 
-use std::path::PathBuf;
+use crate::tui::components::ledger::LedgerData;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,14 +107,21 @@ pub async fn plan_exec(
 ) -> Result<(Planned, Vec<String>), String> {
     let prepared = prepare(ctx, plan).await?;
     let warnings = prepared.warnings().to_vec();
+    let policy = match ctx.gate.policy_answer(&prepared) {
+        Some(Ok(a)) => Some(Planned::policy_line(&a)),
+        Some(Err(e)) => Some(format!("cannot ask the policies: {e}")),
+        None => None,
+    };
     let planned = match ctx.gate.admit(&prepared) {
         Decision::Refused(r) => Planned {
             plan: None,
             refusal: Some(r),
+            policy,
         },
         Decision::Allow => Planned {
             plan: Some(prepared.plan(launch).await),
             refusal: None,
+            policy,
         },
     };
     Ok((planned, warnings))
@@ -337,6 +345,26 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let _ = tx.send(Msg::RunEnded { error });
             });
         }
+        Effect::LoadLedger => {
+            let root = shared.ctx.source.sot.root.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Msg::Ledger(load_ledger(&db, &root)));
+            });
+        }
+        Effect::LoadApprovals => {
+            let sot = shared.ctx.source.sot.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Msg::Approvals(
+                    crate::approval::list(&db, &sot, true).map_err(|e| e.to_string()),
+                ));
+            });
+        }
+        Effect::Approve(plan) => {
+            let sot = shared.ctx.source.sot.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Msg::Approved(approve(&db, &sot, &plan).await));
+            });
+        }
         Effect::LoadRollouts => read_store(tx, db, |s| {
             Msg::Rollouts(s.and_then(|s| load_rollouts(&s).map_err(|e| e.to_string())))
         }),
@@ -487,6 +515,57 @@ async fn run_rollout_verb(
         )),
         Err(e) => Err(format!("rollout {} {}: {e}", plan.id, plan.verb.as_str())),
     }
+}
+
+/// The ledger's newest 200 entries (newest first) and its verification
+/// against the SoT's checkpoints.
+fn load_ledger(db: &Path, root: &Path) -> Result<LedgerData, String> {
+    let path = crate::ops::evidence::ledger_path(db);
+    let mut entries = crate::ledger::read(&path, None).map_err(|e| e.to_string())?;
+    let skip = entries.len().saturating_sub(200);
+    entries.drain(..skip);
+    entries.reverse();
+    let verify = (|| {
+        let cp = root.join(crate::ledger::CHECKPOINTS_FILE);
+        let checkpoints = if cp.exists() {
+            crate::ledger::checkpoint::read_all(&cp)?
+        } else {
+            Vec::new()
+        };
+        let key_file = root.join(crate::ledger::PUBLIC_KEY_FILE);
+        let key = if key_file.exists() {
+            Some(crate::ledger::checkpoint::read_public_key(&key_file)?)
+        } else {
+            None
+        };
+        crate::ledger::verify(&path, &checkpoints, key.as_ref())
+    })()
+    .map_err(|e| e.to_string());
+    Ok(LedgerData { entries, verify })
+}
+
+/// `maestro approve ID` from the console: the request's plan signed with
+/// the operator's key file (MAESTRO_IDENTITY) or ssh-agent.
+async fn approve(
+    db: &Path,
+    sot: &crate::sot::Sot,
+    plan: &crate::tui::action::ApprovePlan,
+) -> Result<String, String> {
+    use crate::identity::{self, APPROVAL_NAMESPACE};
+    let (message, expires) =
+        crate::approval::signing_message(db, sot, &plan.id).map_err(|e| e.to_string())?;
+    let signature = match std::env::var_os("MAESTRO_IDENTITY").filter(|v| !v.is_empty()) {
+        Some(path) => identity::Signer::from_file(Path::new(&path))
+            .and_then(|s| s.sign(APPROVAL_NAMESPACE, &message)),
+        None => identity::sign_with_agent(sot, APPROVAL_NAMESPACE, &message).await,
+    }
+    .map_err(|e| e.to_string())?;
+    let signed = crate::approval::add_signature(db, sot, &plan.id, expires, &signature)
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} approved {}: {} of {} valid approvals",
+        signed.person, signed.approval, signed.valid, signed.quorum
+    ))
 }
 
 fn read_store(

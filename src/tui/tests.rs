@@ -63,6 +63,7 @@ fn plan_arrives(app: &mut App) {
             &plan.command,
         )),
         refusal: None,
+        policy: None,
     };
     app.on_msg(Msg::Planned {
         plan,
@@ -1552,4 +1553,304 @@ fn rollout_keys_confirm_a_pinned_rollout_and_say_why_when_they_do_not_apply() {
         .expect("confirming runs the verb");
     assert_eq!(plan.id, "ro-4-paused");
     assert_eq!(plan.verb, super::action::RolloutVerb::Promote);
+}
+
+// ---- guardrails: the policy decision, :ledger, :approvals ----------------
+
+#[test]
+fn a_confirmation_shows_the_policy_denial_and_y_does_not_run_it() {
+    use crate::ops::{self, JobRequest, JobSpec, PlaySettings, SotSource, Targets};
+    // The console on the example SoT (which ships policies), as a typed name.
+    let example = Arc::new(crate::sot::load(Path::new("sot")).unwrap());
+    let mut app = App::new(info(ExecPolicy::Allowed), example.clone(), NOW);
+    app.set_run_ids(|| LIVE_RUN.into());
+    app.take_effects();
+    app.on_msg(Msg::LastResults(Ok(HashMap::new())));
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "gpu-");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('a'));
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "exec hostname");
+    press(&mut app, KeyCode::Enter);
+    let plan = app
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Plan(p) => Some(p),
+            _ => None,
+        })
+        .expect("the dialog asked for a plan");
+    // The gate's real answer for exactly the plan's nodes.
+    let source = SotSource {
+        sot: example,
+        label: "sot".into(),
+        commit: None,
+    };
+    let prepared = ops::prepare(
+        source,
+        JobRequest {
+            job: JobSpec::Exec {
+                command: "hostname".into(),
+            },
+            targets: Targets::Nodes(plan.nodes.clone()),
+            settings: PlaySettings::default(),
+            connect: Default::default(),
+            forks: 10,
+            limits: crate::fleet::ssh::ExecLimits {
+                max_output: 1 << 20,
+                timeout: None,
+            },
+        },
+    )
+    .unwrap();
+    let gate = ops::Gate::new(None, crate::identity::Actor::unverified("ada"));
+    let refusal = match gate.admit(&prepared) {
+        ops::Decision::Refused(r) => r,
+        ops::Decision::Allow => panic!("a typed name may not change production nodes"),
+    };
+    assert_eq!(refusal.class, ops::RefusalClass::Denied);
+    let answer = gate.policy_answer(&prepared).unwrap().unwrap();
+    app.on_msg(Msg::Planned {
+        plan,
+        result: Ok(super::app::Planned {
+            plan: None,
+            refusal: Some(refusal),
+            policy: Some(super::app::Planned::policy_line(&answer)),
+        }),
+    });
+    snap("confirm_policy_denied", &app);
+    let text = render(&app, 160, 48);
+    let n = plan_nodes_in(&text);
+    assert!(n >= 6, "{text}");
+    assert!(
+        text.contains(&format!(
+            "policy: denied for ada (unverified) on {n} of {n} nodes by unverified-changes-nothing"
+        )),
+        "{text}"
+    );
+    press(&mut app, KeyCode::Char('y'));
+    assert!(
+        !app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::StartExec { .. })),
+        "a denied job never starts"
+    );
+    assert!(render(&app, 160, 48).contains("the gate refuses this"));
+}
+
+/// How many nodes the confirmation says the plan runs on.
+fn plan_nodes_in(text: &str) -> usize {
+    let at = text.find("Run this command on ").unwrap() + 20;
+    text[at..].split(' ').next().unwrap().parse().unwrap()
+}
+
+/// A small ledger in `dir`, its entries at fixed times: an admitted and
+/// run deploy by a proven person, a denial of a typed name, a held job.
+fn ledger_file(dir: &Path) -> (std::path::PathBuf, Vec<crate::ledger::Entry>) {
+    use crate::ledger::{Actor, Entry, GENESIS, NodeEntry, PolicyHit, Record};
+    let bodies = vec![
+        Record {
+            run: Some("20251121-075500-a1b2".into()),
+            actor: Actor {
+                name: "linus".into(),
+                verified: true,
+                key: Some("SHA256:6f3Vx0rSGs0vZ4lX2kq0mS5Jm3v2Yx1w8Cq9a1Bz0dE".into()),
+            },
+            action: "deploy".into(),
+            target: "gw-eu-*".into(),
+            description: "deploy invoice-extractor@0.9.1".into(),
+            decision: "ran".into(),
+            policy: vec![PolicyHit {
+                policy: "owners-run-their-agents".into(),
+                effect: "permit".into(),
+                decision: "allow".into(),
+            }],
+            nodes: vec![
+                NodeEntry {
+                    node: "gw-eu-01".into(),
+                    outcome: "ok".into(),
+                },
+                NodeEntry {
+                    node: "gw-eu-02".into(),
+                    outcome: "failed".into(),
+                },
+            ],
+            duration_ms: 4_200,
+            ..Default::default()
+        },
+        Record {
+            actor: Actor {
+                name: "mallory".into(),
+                verified: false,
+                key: None,
+            },
+            action: "exec".into(),
+            target: "gpu".into(),
+            description: "exec rm -rf /srv/models".into(),
+            decision: "denied".into(),
+            policy: vec![PolicyHit {
+                policy: "unverified-changes-nothing".into(),
+                effect: "forbid".into(),
+                decision: "deny".into(),
+            }],
+            note: Some("policy: mallory (unverified) may not exec 3 of the 3 target nodes".into()),
+            ..Default::default()
+        },
+        Record {
+            actor: Actor {
+                name: "grace".into(),
+                verified: true,
+                key: None,
+            },
+            action: "deploy".into(),
+            target: "n97".into(),
+            description: "deploy fleet-doctor@2.1.0".into(),
+            decision: "awaiting_approval".into(),
+            approvals: vec!["apr-20251121-075800-9f00".into()],
+            ..Default::default()
+        },
+    ];
+    let mut prev = GENESIS.to_string();
+    let mut entries = Vec::new();
+    let mut text = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let e = Entry::new(
+            i as u64 + 1,
+            format!("2025-11-21T07:5{}:00.000Z", 5 + i),
+            prev.clone(),
+            body,
+        )
+        .unwrap();
+        prev = e.hash.clone();
+        text.extend(e.to_line().unwrap());
+        entries.push(e);
+    }
+    let path = dir.join("ledger.jsonl");
+    std::fs::write(&path, text).unwrap();
+    (path, entries)
+}
+
+#[test]
+fn ledger_view_shows_who_did_what_the_deciding_policies_and_whether_it_verifies() {
+    use super::components::ledger::LedgerData;
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, entries) = ledger_file(tmp.path());
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "ledger");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadLedger)),
+        "entering :ledger reads it"
+    );
+    let newest_first: Vec<_> = entries.iter().rev().cloned().collect();
+    app.on_msg(Msg::Ledger(Ok(LedgerData {
+        entries: newest_first.clone(),
+        verify: Ok(crate::ledger::verify(&path, &[], None).unwrap()),
+    })));
+    snap("ledger", &app);
+    press(&mut app, KeyCode::Char('j'));
+    snap("ledger_denial", &app);
+    let text = render(&app, 160, 48);
+    assert!(text.contains("verified: 3 entries"), "{text}");
+    assert!(text.contains("mallory (unverified)"), "{text}");
+
+    // One byte changed in the file: the title says so, in words.
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("rm -rf", "rm -rF", 1);
+    std::fs::write(&path, edited).unwrap();
+    app.on_msg(Msg::Ledger(Ok(LedgerData {
+        entries: newest_first,
+        verify: Ok(crate::ledger::verify(&path, &[], None).unwrap()),
+    })));
+    let text = render(&app, 160, 48);
+    assert!(text.contains("NOT VERIFIED: entry 2"), "{text}");
+}
+
+#[test]
+fn approvals_view_lists_held_jobs_and_a_signs_the_pinned_request_after_asking() {
+    use crate::approval::{Counted, Pending as Request};
+    use crate::store::{Approval, ApprovalState};
+    let request = |id: &str, summary: &str, valid: usize, signatures: Vec<Counted>| {
+        Request {
+        approval: Approval {
+            id: id.into(),
+            fingerprint: "9c1e4d2b7a0f5e3c8d6b4a2f0e9c7b5a3d1f8e6c4b2a0f9e7d5c3b1a8f6e4d2c".into(),
+            summary: summary.into(),
+            reasons: vec![
+                "approval: agent `fleet-doctor` is L4: jobs that change its nodes need signed approvals by 2 people other than the requester".into(),
+            ],
+            requested_by: "grace".into(),
+            requested_ms: NOW - 600_000,
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_ms: None,
+            comment: None,
+        },
+        valid,
+        quorum: 2,
+        signatures,
+    }
+    };
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "approvals");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadApprovals)),
+        "entering :approvals reads the store"
+    );
+    app.on_msg(Msg::Approvals(Ok(vec![
+        request(
+            "apr-20251121-075800-9f00",
+            "deploy fleet-doctor@2.1.0",
+            1,
+            vec![
+                Counted {
+                    person: "alice".into(),
+                    key: "SHA256:3j8uk/B34NQvKEg41UwTC42LXtyvREgZ7TImj2J/spk".into(),
+                    signed_ms: NOW - 120_000,
+                    expires_ms: NOW + 86_000_000,
+                    rejected: None,
+                },
+                Counted {
+                    person: "grace".into(),
+                    key: "SHA256:Dtb74s8qvh35AT+EBCY74jujJ8d86DUt2kmNO7Cnmbc".into(),
+                    signed_ms: NOW - 60_000,
+                    expires_ms: NOW + 86_000_000,
+                    rejected: Some("the requester's own approval does not count".into()),
+                },
+            ],
+        ),
+        request(
+            "apr-20251121-075900-1a2b",
+            "enable fleet-doctor",
+            0,
+            Vec::new(),
+        ),
+    ])));
+    snap("approvals", &app);
+    press(&mut app, KeyCode::Char('a'));
+    snap("approvals_confirm", &app);
+    // The list refreshes under the dialog: what is signed is still the first.
+    app.on_msg(Msg::Approvals(Ok(Vec::new())));
+    press(&mut app, KeyCode::Char('y'));
+    let signed = app.take_effects().into_iter().find_map(|e| match e {
+        Effect::Approve(p) => Some(p),
+        _ => None,
+    });
+    assert_eq!(
+        signed.map(|p| p.id).as_deref(),
+        Some("apr-20251121-075800-9f00")
+    );
+    app.on_msg(Msg::Approved(Err(
+        "grace requested this job and cannot approve it; two other people must".into(),
+    )));
+    assert!(render(&app, 160, 48).contains("cannot approve it"));
 }

@@ -405,6 +405,7 @@ fn the_console_and_the_cli_make_the_same_plan() {
         forks: 10,
         limits: Default::default(),
         policy: maestro::ops::ExecPolicy::Allowed,
+        actor: maestro::identity::Actor::unverified("console tester"),
     };
     let ctx = config.exec_context();
     let plan = maestro::tui::action::ExecPlan {

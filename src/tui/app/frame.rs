@@ -49,6 +49,8 @@ impl App {
             ViewId::Agents => self.agents.draw(frame, body),
             ViewId::Top => self.telemetry.draw(frame, body),
             ViewId::Rollouts => self.rollouts.draw(frame, body),
+            ViewId::Ledger => self.ledger.draw(frame, body),
+            ViewId::Approvals => self.approvals.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -199,6 +201,8 @@ impl App {
             ViewId::Agents => Scope::Agents,
             ViewId::Top => Scope::Top,
             ViewId::Rollouts => Scope::Rollouts,
+            ViewId::Ledger => Scope::Ledger,
+            ViewId::Approvals => Scope::Approvals,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

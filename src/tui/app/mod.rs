@@ -15,11 +15,13 @@ mod frame;
 use super::action::{Action, AgentJob, ExecPlan, Job, KillPlan, Pending, PromptKind, ViewId};
 use super::components::Loadable;
 use super::components::agents::AgentsView;
+use super::components::approvals::ApprovalsView;
 use super::components::confirm::ConfirmDialog;
 use super::components::fleet::FleetView;
 use super::components::groups::GroupsView;
 use super::components::help::HelpPopup;
 use super::components::kill::KillPanel;
+use super::components::ledger::{LedgerData, LedgerView};
 use super::components::live::LiveView;
 use super::components::node::{NodeCompliance, NodeView};
 use super::components::prompt::Prompt;
@@ -43,6 +45,38 @@ pub struct Planned {
     /// None when the gate refused the job (nothing was planned).
     pub plan: Option<Plan>,
     pub refusal: Option<Refusal>,
+    /// The policies' decision as the dialog shows it before `y`: who may,
+    /// by which policies (none when the SoT has no policies).
+    pub policy: Option<String>,
+}
+
+impl Planned {
+    /// The line of a policy answer: "allowed for ada by a, b" or the
+    /// denial's count (its reasons are the refusal's).
+    pub fn policy_line(answer: &crate::policy::Answer) -> String {
+        let who = answer.actor.label();
+        if answer.allowed() {
+            let by: Vec<&str> = answer.deciding().into_iter().collect();
+            format!("allowed for {who} by {}", by.join(", "))
+        } else {
+            let denied = answer.denied().count();
+            let mut by: Vec<&str> = answer
+                .denied()
+                .flat_map(|n| n.policies.iter().map(String::as_str))
+                .collect();
+            by.sort();
+            by.dedup();
+            format!(
+                "denied for {who} on {denied} of {} nodes{}",
+                answer.nodes.len(),
+                if by.is_empty() {
+                    " (no policy permits it)".to_string()
+                } else {
+                    format!(" by {}", by.join(", "))
+                }
+            )
+        }
+    }
 }
 
 /// What the header and the dialogs say about where the console works.
@@ -86,6 +120,12 @@ pub enum Effect {
     LoadRollouts,
     /// Run a rollout verb (promote, abort, undo) as `maestro rollout` would.
     Rollout(crate::tui::action::RolloutPlan),
+    /// Read the ledger's newest entries and verify it.
+    LoadLedger,
+    /// Read the pending approval requests.
+    LoadApprovals,
+    /// Sign this request with the operator's key, as `maestro approve`.
+    Approve(crate::tui::action::ApprovePlan),
 }
 
 /// Results of background work and engine events, for the app.
@@ -120,6 +160,10 @@ pub enum Msg {
     Warning(String),
     Agents(Result<Vec<crate::agent::AgentOnNode>, String>),
     Rollouts(Result<Vec<crate::rollout::view::Overview>, String>),
+    Ledger(Result<LedgerData, String>),
+    Approvals(Result<Vec<crate::approval::Pending>, String>),
+    /// An approval from :approvals was signed (what it said) or refused.
+    Approved(Result<String, String>),
     /// A rollout verb from :rollouts ended (what it said).
     RolloutDone(Result<String, String>),
     /// The kill switch was engaged in the SoT (with its commit, when one
@@ -152,6 +196,8 @@ pub struct App {
     telemetry: TelemetryView,
     rollouts: RolloutsView,
     rollouts_loaded_ms: i64,
+    ledger: LedgerView,
+    approvals: ApprovalsView,
     telemetry_started: bool,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
@@ -184,6 +230,8 @@ impl App {
             telemetry_started: false,
             rollouts: RolloutsView::new(),
             rollouts_loaded_ms: 0,
+            ledger: LedgerView::new(),
+            approvals: ApprovalsView::new(),
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -224,6 +272,7 @@ impl App {
         }
         self.fleet.set_now(now_ms);
         self.runs.set_now(now_ms);
+        self.approvals.set_now(now_ms);
         if let Some(n) = &mut self.node {
             n.set_now(now_ms);
         }
@@ -299,6 +348,8 @@ impl App {
                 ViewId::Agents => self.agents.handle_key(key),
                 ViewId::Top => self.telemetry.handle_key(key),
                 ViewId::Rollouts => self.rollouts.handle_key(key),
+                ViewId::Ledger => self.ledger.handle_key(key),
+                ViewId::Approvals => self.approvals.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -427,6 +478,10 @@ impl App {
                             c.cancel_all();
                         }
                         self.quit = true;
+                    }
+                    Pending::Approve(plan) => {
+                        self.say(Level::Info, format!("{}: signing…", plan.id));
+                        self.effects.push(Effect::Approve(plan));
                     }
                 }
             }
@@ -559,6 +614,8 @@ impl App {
                 self.rollouts_loaded_ms = self.now_ms;
                 self.effects.push(Effect::LoadRollouts);
             }
+            ViewId::Ledger => self.effects.push(Effect::LoadLedger),
+            ViewId::Approvals => self.effects.push(Effect::LoadApprovals),
             ViewId::Top if !self.telemetry_started => {
                 self.telemetry_started = true;
                 self.effects.push(Effect::StartTelemetry);
@@ -612,6 +669,8 @@ impl App {
             "agents" => Action::Show(ViewId::Agents),
             "top" => Action::Show(ViewId::Top),
             "rollouts" => Action::Show(ViewId::Rollouts),
+            "ledger" => Action::Show(ViewId::Ledger),
+            "approvals" => Action::Show(ViewId::Approvals),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -749,6 +808,15 @@ impl App {
             Msg::Runs(r) => self.runs.set_runs(loadable(r)),
             Msg::Agents(r) => self.agents.set_status(loadable(r)),
             Msg::Rollouts(r) => self.rollouts.set(r),
+            Msg::Ledger(r) => self.ledger.set(r),
+            Msg::Approvals(r) => self.approvals.set(r),
+            Msg::Approved(r) => {
+                match r {
+                    Ok(m) => self.say(Level::Info, m),
+                    Err(e) => self.say(Level::Warn, e),
+                }
+                self.effects.push(Effect::LoadApprovals);
+            }
             Msg::RolloutDone(r) => {
                 match r {
                     Ok(m) => self.say(Level::Info, m),
@@ -945,6 +1013,8 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Agents => "agents",
         ViewId::Top => "telemetry",
         ViewId::Rollouts => "rollouts",
+        ViewId::Ledger => "ledger",
+        ViewId::Approvals => "approvals",
     }
 }
 

@@ -153,6 +153,38 @@ impl ConfirmDialog {
                 ];
                 (format!(" confirm: rollout {} ", plan.verb.as_str()), lines)
             }
+            Pending::Approve(plan) => (
+                " confirm: approve ".to_string(),
+                vec![
+                    Line::from(format!("Approve {} with your SSH key?", plan.id)),
+                    Line::from(""),
+                    Line::styled(
+                        format!(
+                            "  {}",
+                            crate::terminal_text::sanitize(plan.summary.as_bytes())
+                        ),
+                        header_style(),
+                    ),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("requested by  ", dim()),
+                        Span::raw(crate::terminal_text::sanitize(plan.requested_by.as_bytes())),
+                    ]),
+                    Line::from(vec![
+                        Span::styled("plan          ", dim()),
+                        Span::raw(plan.plan.clone()),
+                    ]),
+                    Line::from(vec![
+                        Span::styled("approvals     ", dim()),
+                        Span::raw(format!("{} of {} so far", plan.valid, plan.quorum)),
+                    ]),
+                    Line::from(""),
+                    Line::styled(
+                        "your signature covers exactly this plan: MAESTRO_IDENTITY's key, else ssh-agent's",
+                        dim(),
+                    ),
+                ],
+            ),
             Pending::QuitDuringRun => (
                 " confirm: quit ".to_string(),
                 vec![
@@ -218,6 +250,17 @@ impl ConfirmDialog {
                 ));
             }
         }
+        if let Some(p) = &planned.policy {
+            let denied = p.starts_with("denied") || p.starts_with("cannot");
+            lines.push(Line::styled(
+                format!("policy: {}", crate::terminal_text::sanitize(p.as_bytes())),
+                if denied {
+                    Style::new().fg(Color::Red)
+                } else {
+                    Style::new().fg(Color::Green)
+                },
+            ));
+        }
         lines.push(match &planned.refusal {
             None => Line::styled("gate: admitted", dim()),
             Some(r) => Line::styled(
@@ -244,6 +287,7 @@ impl ConfirmDialog {
         let yes = match self.pending {
             Pending::Exec(_) | Pending::Rollout(_) => "[ y: run ]",
             Pending::QuitDuringRun => "[ y: quit ]",
+            Pending::Approve(_) => "[ y: sign ]",
         };
         lines.push(Line::from(vec![
             button(yes, self.yes_focused),

@@ -4,11 +4,13 @@
 //! says so), `Some(Action::Redraw)` that the component used it itself.
 
 pub mod agents;
+pub mod approvals;
 pub mod confirm;
 pub mod fleet;
 pub mod groups;
 pub mod help;
 pub mod kill;
+pub mod ledger;
 pub mod list;
 pub mod live;
 pub mod node;
