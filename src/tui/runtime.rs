@@ -394,6 +394,30 @@ async fn run_kill(
     plan: KillPlan,
     tx: &UnboundedSender<Msg>,
 ) -> Result<(), String> {
+    // The policies decide before anything is committed, as `maestro kill`.
+    if let Some(policies) = shared.ctx.source.sot.policies.as_deref() {
+        let actor = shared.ctx.gate.actor().clone();
+        let answer = policies
+            .decide(
+                &crate::policy::Question {
+                    actor: &actor,
+                    action: "kill",
+                    agent: (plan.agent != crate::killswitch::ALL).then_some(plan.agent.as_str()),
+                    nodes: &plan.nodes,
+                    context: crate::policy::JobContext::now(plan.nodes.len(), true),
+                },
+                &shared.ctx.source.sot,
+            )
+            .map_err(|e| e.to_string())?;
+        if !answer.allowed() {
+            let why = format!(
+                "denied by policy, nothing was committed: {}",
+                crate::policy::denial(&actor, &answer, policies).join(" · ")
+            );
+            let _ = tx.send(Msg::KillEngaged(Err(why.clone())));
+            return Err(why);
+        }
+    }
     let root = shared.ctx.source.sot.root.clone();
     let label = shared.ctx.source.label.clone();
     let agent = plan.agent.clone();
