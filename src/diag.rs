@@ -182,7 +182,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// A loaded file's text with a line index, so byte offsets turn into line:col.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     pub display_path: PathBuf,
     pub text: String,

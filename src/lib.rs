@@ -51,6 +51,8 @@ pub mod playbook;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod policy;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod reflect;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod rollout;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod secrets;

@@ -97,6 +97,7 @@ pub fn request(job: JobSpec, targets: Targets, fleet: &FleetArgs) -> JobRequest 
             max_output: fleet.max_output,
             timeout: fleet.timeout.map(Duration::from_secs_f64),
         },
+        lessons: fleet.lesson.clone(),
     }
 }
 

@@ -120,6 +120,10 @@ pub enum Kind {
     Approval,
     /// maestro committed a change to the SoT.
     SotCommit,
+    /// A reflection was answered (its commit in the inputs).
+    Reflection,
+    /// A lesson was promoted to long-term memory.
+    Lesson,
     #[serde(other)]
     Other,
 }

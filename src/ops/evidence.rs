@@ -25,7 +25,8 @@ pub fn key_path(store: &Path) -> PathBuf {
     store.with_file_name("ledger.key")
 }
 
-fn actor(a: &Actor) -> ledger::Actor {
+/// The actor as the ledger records it.
+pub(crate) fn ledger_actor(a: &Actor) -> ledger::Actor {
     match a {
         Actor::Person { name, key } => ledger::Actor {
             name: name.clone(),
@@ -63,7 +64,7 @@ pub(super) fn base_record(job: &Prepared, who: &Actor) -> Record {
             super::JobSpec::Kill { .. } => Kind::Kill,
             _ => Kind::Job,
         },
-        actor: actor(who),
+        actor: ledger_actor(who),
         action: crate::policy::action_of(&job.job).to_string(),
         target: job.target_label.clone(),
         description: job.description.clone(),

@@ -108,6 +108,10 @@ pub struct Gate {
     approvals: Option<PathBuf>,
     /// Who asks (recorded with an approval request; what policies judge).
     actor: crate::identity::Actor,
+    /// Whether the jobs it admits are operations in their own right, whose
+    /// outcomes the SoT's checklists judge (a rollout's own deploys are
+    /// not: the rollout is, when it ends).
+    reflect: bool,
 }
 
 impl Gate {
@@ -131,6 +135,7 @@ impl Gate {
             ],
             approvals: store,
             actor,
+            reflect: true,
         }
     }
 
@@ -167,7 +172,20 @@ impl Gate {
             checks: vec![Box::new(crate::killswitch::KillSwitchCheck)],
             approvals: store,
             actor: actor.into(),
+            reflect: false,
         }
+    }
+
+    /// The same gate for the jobs a rollout makes: their outcomes are the
+    /// rollout's, reflected on when it ends, not one by one.
+    pub fn within_rollout(mut self) -> Gate {
+        self.reflect = false;
+        self
+    }
+
+    /// Whether outcomes of the jobs it admits trigger reflections.
+    pub fn reflects(&self) -> bool {
+        self.reflect
     }
 
     pub fn with(mut self, check: impl Check + 'static) -> Gate {

@@ -177,6 +177,9 @@ pub struct JobRequest {
     pub connect: ConnectOptions,
     pub forks: usize,
     pub limits: ExecLimits,
+    /// Lessons (`lessons.toml`) the operator applies in this job
+    /// (`--lesson ID`): each counts as a use once the job has run.
+    pub lessons: Vec<String>,
 }
 
 /// Where the SoT came from, recorded with every run.
@@ -261,6 +264,7 @@ pub struct Prepared {
     settings: PlaySettings,
     forks: usize,
     limits: ExecLimits,
+    lessons: Vec<String>,
 }
 
 /// Resolve a job against the SoT: targets, connection specs, the playbook
@@ -268,6 +272,7 @@ pub struct Prepared {
 /// [`OpsError::Diagnostics`]: exit 2, nothing touched.
 pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
     let sot = &source.sot;
+    crate::reflect::lesson::check_cited(sot, &request.lessons).map_err(OpsError::Invalid)?;
     let (indices, target_label) = match &request.targets {
         Targets::Pattern(p) => (
             target::select(sot, p).map_err(|e| OpsError::Invalid(e.to_string()))?,
@@ -515,6 +520,7 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         settings: request.settings,
         forks: request.forks,
         limits: request.limits,
+        lessons: request.lessons,
     })
 }
 
@@ -645,6 +651,10 @@ pub struct Outcome {
     pub agents: Vec<agent::AgentOnNode>,
     /// For `gateway set` and `gateway status`: each node's gateway.
     pub gateways: Vec<crate::gateway::GatewayOnNode>,
+    /// Reflections the job left pending (its checklists' triggers fired).
+    pub reflections: Vec<crate::store::Reflection>,
+    /// Why the job's reflections or lesson uses could not be recorded.
+    pub reflection_error: Option<String>,
 }
 
 impl Outcome {
@@ -657,6 +667,8 @@ impl Outcome {
             agents: Vec::new(),
             gateways: Vec::new(),
             audit: None,
+            reflections: Vec::new(),
+            reflection_error: None,
         }
     }
 }
@@ -1095,13 +1107,117 @@ impl Prepared {
         // What the gate let through only because someone broke the glass
         // is recorded with the run.
         let overrides = gate.overrides(self);
-        let outcome = self.run(launch, &overrides).await;
+        let mut outcome = self.run(launch, &overrides).await;
         if let Some((store, r)) = record {
             // The run happened; a failure to record its results leaves the
             // decision entry without its result, which `ledger show` shows.
             let _ = evidence::conclude(&store, self, r, &outcome, started);
         }
+        if let Some(store) = gate.store_path() {
+            let reflected = self.reflect_on(store, gate, &outcome, &overrides);
+            match reflected {
+                Ok(made) => outcome.reflections = made,
+                Err(e) => outcome.reflection_error = Some(e.to_string()),
+            }
+        }
         Ok(outcome)
+    }
+
+    /// The lessons this job applied (`--lesson`), as uses evidenced by its
+    /// run, and the reflections its outcome triggers.
+    fn reflect_on(
+        &self,
+        store: &Path,
+        gate: &Gate,
+        outcome: &Outcome,
+        overrides: &[String],
+    ) -> crate::reflect::Result<Vec<crate::store::Reflection>> {
+        let ops = if gate.reflects() {
+            self.operations(outcome, overrides)
+        } else {
+            Vec::new()
+        };
+        if self.lessons.is_empty() && (ops.is_empty() || self.source.sot.checklists.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut db = crate::store::SqliteStore::open(store)?;
+        let now = crate::reflect::now_ms();
+        crate::reflect::lesson::record_uses(
+            &mut db,
+            &self.lessons,
+            &format!("run:{}", outcome.report.run_id),
+            gate.actor().name(),
+            now,
+        )?;
+        crate::reflect::fire(&self.source.sot, &mut db, &ops, now)
+    }
+
+    /// What this job's outcome was, as the checklists' triggers see it.
+    fn operations(&self, outcome: &Outcome, overrides: &[String]) -> Vec<crate::reflect::Operation> {
+        use crate::reflect::{Operation, Trigger};
+        let agent = crate::policy::agent_of(&self.job)
+            .map(str::to_string)
+            .or_else(|| self.agents_started().into_iter().next());
+        let op = |trigger, measure| Operation {
+            trigger,
+            source: format!("run:{}", outcome.report.run_id),
+            agent: agent.clone(),
+            description: self.description.clone(),
+            measure,
+        };
+        let mut ops = Vec::new();
+        let reports = std::iter::once(&outcome.report).chain(outcome.audit.as_ref());
+        if reports
+            .flat_map(|r| &r.results)
+            .any(|n| matches!(n.status, NodeStatus::Failed | NodeStatus::Unreachable | NodeStatus::TimedOut))
+        {
+            ops.push(op(Trigger::FailedNodes, None));
+        }
+        match &self.job {
+            JobSpec::Kill { release: false, .. } => ops.push(op(Trigger::KillEngaged, None)),
+            JobSpec::Kill { release: true, .. } => ops.push(op(Trigger::KillReleased, None)),
+            JobSpec::Deploy { agent, .. } | JobSpec::Enable { agent } => {
+                if let Some(a) = self.source.sot.agents.get(agent) {
+                    ops.push(op(Trigger::DeployAutonomy, Some(f64::from(a.autonomy.0))));
+                }
+            }
+            _ => {}
+        }
+        if let Some(c) = &outcome.compliance
+            && c.nodes_measured > 0
+        {
+            ops.push(op(Trigger::AuditBelow, Some(c.percent)));
+        }
+        if !overrides.is_empty() {
+            ops.push(op(Trigger::BreakGlass, None));
+        }
+        ops
+    }
+
+    /// The long-term lessons in this job's scope: what its confirmation
+    /// shows ("lessons for this agent: …").
+    pub fn lessons_in_scope(&self) -> Vec<&crate::reflect::Lesson> {
+        crate::reflect::lesson::in_scope(
+            &self.source.sot,
+            crate::policy::action_of(&self.job),
+            &self.agents_started_or_named(),
+            &self.nodes,
+        )
+    }
+
+    /// The lessons the operator cited for this job.
+    pub fn lessons_cited(&self) -> &[String] {
+        &self.lessons
+    }
+
+    fn agents_started_or_named(&self) -> Vec<String> {
+        let mut agents = self.agents_started();
+        if let Some(a) = crate::policy::agent_of(&self.job)
+            && !agents.iter().any(|x| x == a)
+        {
+            agents.push(a.to_string());
+        }
+        agents
     }
 
     /// The same as [`Prepared::apply`] in check mode: changes nothing, so
@@ -1193,6 +1309,8 @@ impl Prepared {
                     agents: Vec::new(),
                     gateways: Vec::new(),
                     audit: Some(audited),
+                    reflections: Vec::new(),
+                    reflection_error: None,
                 }
             }
             Work::Kill(scripts) => {
@@ -1278,6 +1396,8 @@ impl Prepared {
                     agents: Vec::new(),
                     gateways: Vec::new(),
                     audit: None,
+                    reflections: Vec::new(),
+                    reflection_error: None,
                 }
             }
             Work::AgentStatus { agents } => {
@@ -1417,6 +1537,8 @@ impl Prepared {
                     agents: Vec::new(),
                     gateways: Vec::new(),
                     audit: None,
+                    reflections: Vec::new(),
+                    reflection_error: None,
                 }
             }
         }

@@ -56,6 +56,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("gateway", "change"),
     ("kill", "change"),
     ("release", "change"),
+    ("promote", "change"),
     ("audit", "read"),
     ("status", "read"),
 ];

@@ -247,7 +247,36 @@ impl Controller {
         self.emit(RolloutEvent::Rollout {
             rollout: Box::new(self.rollout.clone()),
         });
+        self.reflect();
         Ok(())
+    }
+
+    /// A rollout that ended is an operation the SoT's checklists may want
+    /// reflected on; a reflection that cannot be recorded is journaled.
+    fn reflect(&mut self) {
+        let trigger = match self.rollout.status {
+            RolloutStatus::Completed => crate::reflect::Trigger::RolloutCompleted,
+            RolloutStatus::Aborted => crate::reflect::Trigger::RolloutAborted,
+            _ => return,
+        };
+        let op = crate::reflect::Operation {
+            trigger,
+            source: format!("rollout:{}", self.rollout.id),
+            agent: Some(self.rollout.agent.clone()),
+            description: super::describe_end(&self.rollout),
+            measure: None,
+        };
+        let sot = self.source.sot.clone();
+        if let Err(e) = crate::reflect::fire(&sot, &mut self.store, &[op], crate::reflect::now_ms()) {
+            let _ = self.journal(
+                "result",
+                "reflect",
+                None,
+                None,
+                Some(false),
+                &format!("the rollout's reflection could not be recorded: {e}"),
+            );
+        }
     }
 
     /// Look at the store: renew the lease, and act on what others asked
@@ -621,6 +650,7 @@ impl Controller {
             connect: self.settings.connect.clone(),
             forks: self.settings.forks,
             limits: self.settings.limits.clone(),
+            lessons: Vec::new(),
         }
     }
 
@@ -689,7 +719,7 @@ impl Controller {
             .filter(|n| !done.contains(*n))
             .cloned()
             .collect();
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let to = self.rollout.to_version.clone();
         let mut failed: Vec<(String, String)> = Vec::new();
         for chunk in todo.chunks(batch) {
@@ -919,7 +949,7 @@ impl Controller {
     /// node with a journaled result is not deployed again); a node whose
     /// preview fails its health aborts the rollout.
     async fn gateway_preview(&mut self) -> Result<Option<Ended>> {
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let to = self.rollout.to_version.clone();
         let attempt = self.rollout.attempt;
         let previewed: BTreeSet<String> = self
@@ -991,7 +1021,7 @@ impl Controller {
     /// Every node's gateway to `traffic` (journaled per node); a node that
     /// cannot be set aborts the rollout.
     async fn gateway_traffic(&mut self, traffic: crate::gateway::Traffic) -> Result<Option<Ended>> {
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let job = self.gateway_job(traffic);
         let failed = self
             .on_all("traffic", &traffic.to_string(), job, &gate)
@@ -1019,7 +1049,7 @@ impl Controller {
         if let Some(end) = self.set_weight(100, batch, max_fail_percent).await? {
             return Ok(Some(end));
         }
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone());
+        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let job = self.gateway_job(crate::gateway::Traffic::Primary);
         let failed = self.on_all("traffic", "primary", job, &gate).await?;
         if let Some((node, why)) = failed.first() {

@@ -185,3 +185,21 @@ pub fn node_versions(
     }
     out
 }
+
+/// "rollout ro-… of fleet-doctor 1.4.0 → 1.5.0 (canary) aborted: gate … failed":
+/// how a reflection names the rollout it is about.
+pub fn describe_end(r: &crate::store::Rollout) -> String {
+    format!(
+        "rollout {} of {} {} → {} ({}) {}{}",
+        r.id,
+        r.agent,
+        r.from_version.as_deref().unwrap_or("nothing"),
+        r.to_version,
+        r.strategy,
+        r.status,
+        r.reason
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default()
+    )
+}

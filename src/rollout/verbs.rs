@@ -29,6 +29,7 @@ fn request(settings: &Settings, job: JobSpec, targets: Targets) -> JobRequest {
         connect: settings.connect.clone(),
         forks: settings.forks,
         limits: settings.limits.clone(),
+        lessons: Vec::new(),
     }
 }
 
@@ -98,6 +99,12 @@ pub async fn start(
     )?;
     let nodes = prepared.nodes().to_vec();
     let mut store = SqliteStore::open(&settings.db)?;
+    // The SoT can make learning a condition of the next rollout.
+    if let Some(pending) = crate::reflect::blocking_rollout(&sot, &store, &req.agent)
+        .map_err(|e| RolloutError::Invalid(e.to_string()))?
+    {
+        return Err(ops::OpsError::Refused(crate::reflect::blocking_refusal(&sot, &pending)).into());
+    }
     if let Some(active) = store.active_rollout(&req.agent)? {
         return Err(crate::store::StoreError::ActiveRollout {
             agent: req.agent.clone(),

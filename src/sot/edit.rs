@@ -17,6 +17,8 @@ pub enum Kind {
     Engaged,
     /// `[freeze.NAME]` of freeze.toml.
     Freeze,
+    /// `[lesson.ID]` of lessons.toml.
+    Lesson,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Agent => "agent",
             Kind::Engaged => "engaged",
             Kind::Freeze => "freeze",
+            Kind::Lesson => "lesson",
         }
     }
 }

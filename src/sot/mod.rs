@@ -14,7 +14,7 @@ mod load;
 pub mod lock;
 pub mod model;
 pub mod paths;
-mod schema;
+pub(crate) mod schema;
 pub mod secrets;
 
 use std::path::PathBuf;

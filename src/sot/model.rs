@@ -362,6 +362,10 @@ pub struct Sot {
     pub rollouts: crate::rollout::spec::Definitions,
     /// The people of `people.toml`, by name.
     pub people: BTreeMap<String, Person>,
+    /// Reflection checklists (`checklists/*.toml`), by name.
+    pub checklists: BTreeMap<String, crate::reflect::Checklist>,
+    /// Lessons (`lessons.toml`), by id.
+    pub lessons: BTreeMap<String, crate::reflect::Lesson>,
     /// The Cedar policies of `policies/`, with the entities built from this
     /// SoT; none when the SoT has no `policies/` directory (every job is
     /// then allowed, as before policies existed).

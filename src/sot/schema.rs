@@ -113,6 +113,47 @@ impl Cx<'_> {
         }
     }
 
+    pub fn boolean(&mut self, table: &Table<'_>, key: &str, what: &str) -> Option<At<bool>> {
+        let v = get(table, key)?;
+        match v.get_ref() {
+            Value::Boolean(b) => Some(At {
+                value: *b,
+                span: v.span(),
+            }),
+            _ => {
+                self.type_error(v, key, "true or false", what);
+                None
+            }
+        }
+    }
+
+    /// An integer or a float, as f64.
+    pub fn number(&mut self, table: &Table<'_>, key: &str, what: &str) -> Option<At<f64>> {
+        let v = get(table, key)?;
+        let n = match v.get_ref() {
+            Value::Integer(i) => parse_integer(i.as_str(), i.radix()).map(|n| n as f64),
+            Value::Float(f) => f.as_str().replace('_', "").parse().ok(),
+            _ => {
+                self.type_error(v, key, "a number", what);
+                return None;
+            }
+        };
+        match n {
+            Some(value) if value.is_finite() => Some(At {
+                value,
+                span: v.span(),
+            }),
+            _ => {
+                self.error(
+                    Code::BadValue,
+                    v.span(),
+                    format!("`{key}` in {what} is not a finite number"),
+                );
+                None
+            }
+        }
+    }
+
     pub fn strings(&mut self, table: &Table<'_>, key: &str, what: &str) -> Vec<At<String>> {
         let Some(v) = get(table, key) else {
             return Vec::new();

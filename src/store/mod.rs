@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::bus::Envelope;
 use crate::fleet::event::{NodeResult, NodeStatus, RunKind};
 
+pub mod reflections;
 pub mod rollouts;
 pub mod schema;
 mod sqlite;
@@ -31,6 +32,7 @@ pub use rollouts::{
     RolloutStore,
 };
 
+pub use reflections::{AnswerRecord, LessonUse, NewReflection, Reflection, ReflectionStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -204,6 +204,32 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (approval_id, person)
     );
     ",
+    // 7: reflections an operation left pending (one per checklist and
+    // operation), and each evidenced use of a lesson.
+    "
+    CREATE TABLE reflections (
+        id          TEXT PRIMARY KEY,
+        checklist   TEXT NOT NULL,
+        trigger     TEXT NOT NULL,           -- rollout_aborted | failed_nodes | …
+        source      TEXT NOT NULL,           -- run:ID | rollout:ID
+        agent       TEXT,
+        description TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        answered_ms INTEGER,
+        answered_by TEXT,
+        commit_id   TEXT,                    -- the SoT commit of the answer
+        ledger_hash TEXT,                    -- the ledger entry that records it
+        UNIQUE (checklist, source)
+    );
+    CREATE INDEX reflections_by_created ON reflections(created_ms);
+    CREATE TABLE lesson_uses (
+        lesson   TEXT NOT NULL,
+        evidence TEXT NOT NULL,              -- run:ID | rollout:ID | reflection:ID
+        at_ms    INTEGER NOT NULL,
+        actor    TEXT NOT NULL,
+        PRIMARY KEY (lesson, evidence)
+    );
+    ",
 ];
 
 /// The schema version this maestro writes.

@@ -699,4 +699,5 @@ impl TelemetryStore for SqliteStore {
 #[cfg(test)]
 mod tests;
 
+mod reflections;
 mod rollouts;

@@ -85,6 +85,7 @@ pub fn job_request(ctx: &ExecContext, plan: &ExecPlan) -> JobRequest {
         connect: ctx.connect.clone(),
         forks: ctx.forks,
         limits: ctx.limits.clone(),
+        lessons: Vec::new(),
     }
 }
 
@@ -461,6 +462,7 @@ async fn run_kill(
         connect: shared.ctx.connect.clone(),
         forks: shared.ctx.forks,
         limits: shared.ctx.limits.clone(),
+        lessons: Vec::new(),
     };
     let prepared = tokio::task::spawn_blocking(move || ops::prepare(source, request))
         .await
@@ -625,6 +627,7 @@ async fn agent_status(shared: &Shared) -> Result<Vec<crate::agent::AgentOnNode>,
         connect: ctx.connect.clone(),
         forks: ctx.forks,
         limits: ctx.limits.clone(),
+        lessons: Vec::new(),
     };
     let source = ctx.source.clone();
     let prepared = tokio::task::spawn_blocking(move || ops::prepare(source, request))

@@ -1601,6 +1601,7 @@ fn a_confirmation_shows_the_policy_denial_and_y_does_not_run_it() {
                 max_output: 1 << 20,
                 timeout: None,
             },
+            lessons: Vec::new(),
         },
     )
     .unwrap();

@@ -25,6 +25,9 @@ pub(super) enum Role {
     Freeze,
     Rollouts,
     People,
+    /// Reflection checklists (`checklists/*.toml`) and the lessons registry.
+    Checklist,
+    Lessons,
     /// A Cedar policy file (`policies/*.cedar`), the policy schema and the
     /// policy tests: read here, parsed by [`crate::policy`].
     Policy,
@@ -84,6 +87,13 @@ impl Files {
         plan.push((crate::freeze::FILE.into(), Role::Freeze, top));
         plan.push((crate::rollout::FILE.into(), Role::Rollouts, top));
         plan.push((super::people::PEOPLE_FILE.into(), Role::People, top));
+        let checklists = Path::new(crate::reflect::CHECKLISTS_DIR);
+        plan.extend(
+            list_toml(&root.join(checklists), overrides, checklists)?
+                .into_iter()
+                .map(|p| (p, Role::Checklist, top)),
+        );
+        plan.push((crate::reflect::LESSONS_FILE.into(), Role::Lessons, top));
         let policies = Path::new(crate::policy::DIR);
         plan.extend(
             list_files(&root.join(policies), overrides, policies, "cedar")?

@@ -2,7 +2,7 @@
 //! rule, and either return a [`Sot`] or every problem found.
 //!
 //! One file per registry (`settings`, `nodes`, `groups`, `models`, `agents`,
-//! `killswitch`, `freeze`, `profiles`), each a method of [`Loader`] that reads its tables and records
+//! `killswitch`, `freeze`, `rollouts`, `people`, `checklists`, `lessons`, `profiles`), each a method of [`Loader`] that reads its tables and records
 //! the names it refers to; `refs` resolves those once everything is read,
 //! `files` finds and reads the files, `tables` walks "a table of named
 //! tables" for every registry, and `rules` holds the value rules they share.
@@ -67,10 +67,12 @@ macro_rules! cx {
 }
 
 mod agents;
+mod checklists;
 mod files;
 mod freeze;
 mod groups;
 mod killswitch;
+mod lessons;
 mod models;
 mod nodes;
 mod people;
@@ -180,6 +182,18 @@ impl<'a> Loader<'a> {
                 self.people(idx, &t, &mut people);
             }
         }
+        let mut checklists = BTreeMap::new();
+        for (idx, rel) in self.files_of(Role::Checklist) {
+            if let Some(t) = self.parse(idx) {
+                self.checklists(idx, &rel, &t, &people, &mut checklists);
+            }
+        }
+        let mut lessons = BTreeMap::new();
+        for (idx, _) in self.files_of(Role::Lessons) {
+            if let Some(t) = self.parse(idx) {
+                self.lessons(idx, &t, &mut lessons);
+            }
+        }
         let (profiles, playbooks, baselines) = self.library();
 
         if let Some(settings) = &settings {
@@ -231,6 +245,8 @@ impl<'a> Loader<'a> {
             freeze,
             rollouts,
             people,
+            checklists,
+            lessons,
             policies: None,
             node_index: HashMap::new(),
         }
