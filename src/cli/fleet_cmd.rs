@@ -119,6 +119,53 @@ pub fn print_warnings(prepared: &Prepared) {
     for w in prepared.warnings() {
         eprintln!("warning: {}", sanitize(w.as_bytes()));
     }
+    for line in lesson_lines(prepared) {
+        eprintln!("{line}");
+    }
+}
+
+/// The long-term lessons in a job's scope, as its confirmation shows them:
+/// `lessons for agent fleet-doctor, deploy jobs: …`.
+pub fn lesson_lines(prepared: &Prepared) -> Vec<String> {
+    prepared
+        .lessons_in_scope()
+        .into_iter()
+        .map(|l| {
+            format!(
+                "lesson for {} ({}): {}",
+                l.scope.describe(),
+                l.id,
+                sanitize(l.text.as_bytes())
+            )
+        })
+        .collect()
+}
+
+/// What a job left for reflection: the reflections its outcome triggered
+/// (and where to answer them), or why they could not be recorded.
+pub fn reflection_lines(outcome: &ops::Outcome, json: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &outcome.reflections {
+        out.push(if json {
+            json!({"event": "reflection_pending", "reflection": r}).to_string()
+        } else {
+            format!(
+                "reflection {} pending ({} after {}): maestro reflect {}",
+                r.id,
+                r.checklist,
+                sanitize(r.description.as_bytes()),
+                r.id
+            )
+        });
+    }
+    if let Some(e) = &outcome.reflection_error {
+        out.push(if json {
+            json!({"event": "warning", "message": format!("reflection: {e}")}).to_string()
+        } else {
+            format!("warning: the job's reflection or lesson uses were not recorded: {e}")
+        });
+    }
+    out
 }
 
 pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> anyhow::Result<Exit> {
@@ -150,7 +197,17 @@ pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> any
     let driven = drive(&db, Printer::new(json, true), move |launch| async move {
         prepared.apply(&gate, &launch).await
     })?;
-    Ok(conclude(driven.try_map(|o| o.map(|o| o.report))?))
+    let mut lines = Vec::new();
+    let mut driven = driven.try_map(|o| {
+        o.map(|o| {
+            lines = reflection_lines(&o, json);
+            o.report
+        })
+    })?;
+    for l in &lines {
+        driven.printer.print(l);
+    }
+    Ok(conclude(driven))
 }
 
 pub fn runs(

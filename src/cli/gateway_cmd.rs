@@ -105,6 +105,9 @@ pub fn gateway(
         text = table(&outcome.gateways);
     }
     driven.printer.print(&sanitize(text.trim_end().as_bytes()));
+    for l in super::fleet_cmd::reflection_lines(outcome, json) {
+        driven.printer.print(&l);
+    }
     Ok(exit_for(&outcome.report, driven.store_error.as_ref()))
 }
 

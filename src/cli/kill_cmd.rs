@@ -288,9 +288,13 @@ fn run(
         prepared.apply(&g, &launch).await
     })?;
     let outcome = driven.value?;
+    let reflections = super::fleet_cmd::reflection_lines(&outcome, json);
     let report = outcome.report;
     let nodes = confirmations(&report);
     let mut printer = driven.printer;
+    for l in &reflections {
+        printer.print(l);
+    }
     for c in &nodes {
         if json {
             printer.print(&json!({"event": "kill_node", "node": c.node, "state": c.state, "pids": c.pids, "detail": c.detail}).to_string());

@@ -12,6 +12,7 @@ mod ledger_cmd;
 mod play_cmd;
 mod policy_cmd;
 pub(crate) mod printer;
+mod reflect_cmd;
 mod rollout_cmd;
 mod sim_cmd;
 mod sot_cmd;
@@ -131,6 +132,11 @@ pub enum Command {
     },
     /// Approve a held job: sign its plan with your SSH key (MAESTRO_IDENTITY or ssh-agent)
     Approve(policy_cmd::ApproveArgs),
+    /// Reflection checklists: list pending reflections, answer one (--answers FILE or on the terminal), stats
+    Reflect(reflect_cmd::ReflectArgs),
+    /// Lessons learned by reflections: list them with their uses, promote one to long-term memory
+    #[command(subcommand)]
+    Lesson(reflect_cmd::LessonCommand),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -460,6 +466,18 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             args,
             cli.json,
         ),
+        Command::Reflect(args) => reflect_cmd::reflect(
+            &sot,
+            &cli.db.unwrap_or_else(crate::store::default_path),
+            args,
+            cli.json,
+        ),
+        Command::Lesson(cmd) => reflect_cmd::lesson(
+            &sot,
+            &cli.db.unwrap_or_else(crate::store::default_path),
+            cmd,
+            cli.json,
+        ),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),
@@ -496,15 +514,24 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
         Some(e) if e.is_invalid_input() => Exit::InvalidInput,
         _ if e.downcast_ref::<fleet_cmd::InvalidInput>().is_some() => Exit::InvalidInput,
         _ if let Some(o) = e.downcast_ref::<crate::ops::OpsError>() => o.exit(),
+        _ if let Some(r) = e.downcast_ref::<crate::reflect::ReflectError>() => r.exit(),
         _ => Exit::Internal,
     };
     // Problems with file:line:col, from the SoT or a playbook or baseline.
+    let sot_error =
+        e.downcast_ref::<SotError>()
+            .or(match e.downcast_ref::<crate::reflect::ReflectError>() {
+                Some(crate::reflect::ReflectError::Sot(s)) => Some(s),
+                _ => None,
+            });
     let diagnostics = match (
-        e.downcast_ref::<SotError>(),
+        sot_error,
         e.downcast_ref::<crate::ops::OpsError>(),
+        e.downcast_ref::<crate::reflect::ReflectError>(),
     ) {
-        (Some(SotError::Invalid(d) | SotError::InvalidChange(d)), _) => Some(d),
-        (_, Some(crate::ops::OpsError::Diagnostics(d))) => Some(d),
+        (Some(SotError::Invalid(d) | SotError::InvalidChange(d)), _, _) => Some(d),
+        (_, Some(crate::ops::OpsError::Diagnostics(d)), _) => Some(d),
+        (_, _, Some(crate::reflect::ReflectError::Diagnostics(d))) => Some(d),
         _ => None,
     };
     if json {
@@ -523,7 +550,7 @@ fn report(e: &anyhow::Error, json: bool) -> Exit {
     } else {
         // Errors quote what the operator typed and what the SoT holds (node
         // names, actors): never send their control characters to the terminal.
-        match (e.downcast_ref::<SotError>(), diagnostics) {
+        match (sot_error, diagnostics) {
             (Some(SotError::InvalidChange(_)), _) | (_, None) => eprintln!(
                 "error: {}",
                 crate::terminal_text::sanitize_str(&format!("{e:#}"))

@@ -218,12 +218,17 @@ pub(super) fn playbook_job(
         move |launch| async move { prepared.apply(&gate, &launch).await },
     )?;
     let mut compliance = None;
+    let mut reflections = Vec::new();
     let mut driven = driven.try_map(|o| {
         o.map(|o| {
+            reflections = super::fleet_cmd::reflection_lines(&o, json);
             compliance = o.compliance.zip(o.audit);
             o.report
         })
     })?;
+    for l in &reflections {
+        driven.printer.print(l);
+    }
     // An install of a profile with a baseline ends with an audit: the
     // node's first-boot compliance, recorded in the store.
     let below = compliance.as_ref().is_some_and(|(c, _)| {
@@ -432,6 +437,9 @@ pub fn harden_cmd(
         .expect("hardening jobs report compliance");
     let table = compliance_table(&prepared, &outcome.report, compliance, json);
     driven.printer.print(&table);
+    for l in super::fleet_cmd::reflection_lines(&outcome, json) {
+        driven.printer.print(&l);
+    }
     let exit = exit_for(&outcome.report, driven.store_error.as_ref());
     Ok(match exit {
         Exit::Internal => exit,

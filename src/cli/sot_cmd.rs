@@ -163,7 +163,7 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     }
     let policies = sot.policies.as_deref().map_or(0, |p| p.len());
     let msg = format!(
-        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} people, {} policies ({} tests pass), {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows",
+        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} people, {} policies ({} tests pass), {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows, {} checklists, {} lessons",
         root.display(),
         sot.nodes.len(),
         sot.groups.len(),
@@ -176,7 +176,9 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
         sot.playbooks.len(),
         sot.baselines.len(),
         sot.killswitch.len(),
-        sot.freeze.len()
+        sot.freeze.len(),
+        sot.checklists.len(),
+        sot.lessons.len()
     );
     if json {
         out!(

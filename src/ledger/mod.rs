@@ -43,8 +43,8 @@ mod tests;
 
 pub use chain::{Ledger, read};
 pub use checkpoint::{Checkpoint, LedgerKey, NAMESPACE};
-pub use entry::{Actor, Entry, GENESIS, Inputs, Kind, NodeEntry, PolicyHit, Record};
 pub(crate) use entry::sha256_hex;
+pub use entry::{Actor, Entry, GENESIS, Inputs, Kind, NodeEntry, PolicyHit, Record};
 pub use verify::{Problem, Report, verify};
 
 /// The ledger file, relative to the state directory.

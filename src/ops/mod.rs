@@ -1153,7 +1153,11 @@ impl Prepared {
     }
 
     /// What this job's outcome was, as the checklists' triggers see it.
-    fn operations(&self, outcome: &Outcome, overrides: &[String]) -> Vec<crate::reflect::Operation> {
+    fn operations(
+        &self,
+        outcome: &Outcome,
+        overrides: &[String],
+    ) -> Vec<crate::reflect::Operation> {
         use crate::reflect::{Operation, Trigger};
         let agent = crate::policy::agent_of(&self.job)
             .map(str::to_string)
@@ -1167,10 +1171,12 @@ impl Prepared {
         };
         let mut ops = Vec::new();
         let reports = std::iter::once(&outcome.report).chain(outcome.audit.as_ref());
-        if reports
-            .flat_map(|r| &r.results)
-            .any(|n| matches!(n.status, NodeStatus::Failed | NodeStatus::Unreachable | NodeStatus::TimedOut))
-        {
+        if reports.flat_map(|r| &r.results).any(|n| {
+            matches!(
+                n.status,
+                NodeStatus::Failed | NodeStatus::Unreachable | NodeStatus::TimedOut
+            )
+        }) {
             ops.push(op(Trigger::FailedNodes, None));
         }
         match &self.job {

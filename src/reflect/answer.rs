@@ -21,7 +21,9 @@ use crate::sot::change::{Intent, Transaction};
 use crate::sot::edit::{self, Kind};
 use crate::sot::model::Sot;
 use crate::sot::schema::{Cx, Table, Value, get};
-use crate::store::{AnswerRecord, Reflection, ReflectionStore, RolloutStore, RunStore, SqliteStore};
+use crate::store::{
+    AnswerRecord, Reflection, ReflectionStore, RolloutStore, RunStore, SqliteStore,
+};
 
 /// A string and where it was written (none when it was typed or picked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +133,10 @@ impl Answers {
                     out.items.insert(
                         id,
                         ItemAnswer {
-                            text: cx.string(it, "text", &what).map(|s| s.value).unwrap_or_default(),
+                            text: cx
+                                .string(it, "text", &what)
+                                .map(|s| s.value)
+                                .unwrap_or_default(),
                             evidence: cited(&mut cx, it, &what),
                             span: Some(key.span()),
                         },
@@ -193,7 +198,8 @@ impl Answers {
             }
             let example = if item.evidence.contains(&EvidenceKind::Rollout)
                 && reflection.source.starts_with("rollout:")
-                || item.evidence.contains(&EvidenceKind::Run) && reflection.source.starts_with("run:")
+                || item.evidence.contains(&EvidenceKind::Run)
+                    && reflection.source.starts_with("run:")
             {
                 format!("\"{}\"", reflection.source)
             } else {
@@ -240,7 +246,10 @@ fn lesson(cx: &mut Cx<'_>, t: &Table<'_>, span: Range<usize>, what: &str) -> New
     }
     NewLesson {
         id,
-        text: cx.string(t, "text", what).map(|s| s.value).unwrap_or_default(),
+        text: cx
+            .string(t, "text", what)
+            .map(|s| s.value)
+            .unwrap_or_default(),
         scope,
         evidence: cited(cx, t, what),
         span: Some(span),
@@ -283,17 +292,26 @@ impl Resolver<'_> {
                 .map_err(|e| e.to_string())?
                 .is_some()
                 .then_some(())
-                .ok_or_else(|| format!("there is no run `{value}` in the run store (`maestro runs` lists them)")),
+                .ok_or_else(|| {
+                    format!(
+                        "there is no run `{value}` in the run store (`maestro runs` lists them)"
+                    )
+                }),
             EvidenceKind::Rollout => self
                 .store
                 .rollout(value)
                 .map_err(|e| e.to_string())?
                 .is_some()
                 .then_some(())
-                .ok_or_else(|| format!("there is no rollout `{value}` in the run store (`maestro rollout list`)")),
+                .ok_or_else(|| {
+                    format!(
+                        "there is no rollout `{value}` in the run store (`maestro rollout list`)"
+                    )
+                }),
             EvidenceKind::Ledger => self.ledger_entry(value),
             EvidenceKind::Commit => {
-                let repo = crate::sot::git::SotRepo::open(&self.sot.root).map_err(|e| e.to_string())?;
+                let repo =
+                    crate::sot::git::SotRepo::open(&self.sot.root).map_err(|e| e.to_string())?;
                 repo.repo
                     .revparse_single(value)
                     .ok()
@@ -308,7 +326,9 @@ impl Resolver<'_> {
                         .components()
                         .any(|c| matches!(c, std::path::Component::ParentDir))
                 {
-                    Err(format!("`{value}`: a file is cited by its path inside the SoT"))
+                    Err(format!(
+                        "`{value}`: a file is cited by its path inside the SoT"
+                    ))
                 } else if self.sot.root.join(rel).is_file() {
                     Ok(())
                 } else {
@@ -320,13 +340,18 @@ impl Resolver<'_> {
                     .strip_prefix("https://")
                     .or_else(|| value.strip_prefix("http://"));
                 match rest {
-                    Some(r) if !r.is_empty() && !r.starts_with('/') && !value.contains(char::is_whitespace) => Ok(()),
+                    Some(r)
+                        if !r.is_empty()
+                            && !r.starts_with('/')
+                            && !value.contains(char::is_whitespace) =>
+                    {
+                        Ok(())
+                    }
                     _ => Err(format!("`{value}` is not an http or https URL")),
                 }
             }
-            EvidenceKind::Lesson => {
-                super::lesson::check_cited(self.sot, &[value.to_string()]).map_err(|e| e.to_string())
-            }
+            EvidenceKind::Lesson => super::lesson::check_cited(self.sot, &[value.to_string()])
+                .map_err(|e| e.to_string()),
         };
         found.map(|()| kind)
     }
@@ -445,9 +470,10 @@ pub fn answer(
             )));
         }
     };
-    let person = sot.people.get(name).ok_or_else(|| {
-        ReflectError::Denied(format!("{name} is not in people.toml"))
-    })?;
+    let person = sot
+        .people
+        .get(name)
+        .ok_or_else(|| ReflectError::Denied(format!("{name} is not in people.toml")))?;
     if !checklist.may_answer(person) {
         return Err(ReflectError::Denied(format!(
             "{name} may not answer {} ({}): it is answered by {}",
@@ -502,7 +528,11 @@ pub fn answer(
         answered: stamp(now),
         answered_by: name,
         key,
-        lessons: answers.lessons.iter().map(|l| l.id.value.as_str()).collect(),
+        lessons: answers
+            .lessons
+            .iter()
+            .map(|l| l.id.value.as_str())
+            .collect(),
         item: items,
     };
     let text = format!(
@@ -550,7 +580,10 @@ pub fn answer(
         crate::ledger::Kind::Reflection,
         "reflect",
         &reflection.source,
-        &format!("{what}: {} after {}", checklist.title, reflection.description),
+        &format!(
+            "{what}: {} after {}",
+            checklist.title, reflection.description
+        ),
         &committed.commit,
         digests,
     )?;
@@ -646,7 +679,10 @@ fn check(sot: &Sot, checklist: &Checklist, answers: &Answers, r: &Resolver<'_>) 
         if item.required && !answered {
             out.push(Problem {
                 span: a.and_then(|a| a.span.clone()),
-                message: format!("`{}` is required and not answered: {}", item.id, item.question),
+                message: format!(
+                    "`{}` is required and not answered: {}",
+                    item.id, item.question
+                ),
                 hint: Some(format!("[answer.{}] text = \"…\"", item.id)),
             });
         }
@@ -657,25 +693,35 @@ fn check(sot: &Sot, checklist: &Checklist, answers: &Answers, r: &Resolver<'_>) 
                 message: format!(
                     "the answer to `{}` cites no evidence; it must cite one of: {}",
                     item.id,
-                    item.evidence.iter().map(|k| k.key()).collect::<Vec<_>>().join(", ")
+                    item.evidence
+                        .iter()
+                        .map(|k| k.key())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-                hint: Some("evidence = [\"run:ID\"] (maestro runs), [\"rollout:ID\"], [\"ledger:HASH\"] …".into()),
+                hint: Some(
+                    "evidence = [\"run:ID\"] (maestro runs), [\"rollout:ID\"], [\"ledger:HASH\"] …"
+                        .into(),
+                ),
             });
         }
         for c in &a.evidence {
             match r.check(&c.value) {
-                Ok(kind) if !item.evidence.is_empty() && !item.evidence.contains(&kind) => {
-                    out.push(Problem {
+                Ok(kind) if !item.evidence.is_empty() && !item.evidence.contains(&kind) => out
+                    .push(Problem {
                         span: c.span.clone(),
                         message: format!(
                             "`{}` answers with {} evidence, and it takes {}",
                             item.id,
                             kind.key(),
-                            item.evidence.iter().map(|k| k.key()).collect::<Vec<_>>().join(", ")
+                            item.evidence
+                                .iter()
+                                .map(|k| k.key())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                         hint: None,
-                    })
-                }
+                    }),
                 Ok(_) => {}
                 Err(message) => out.push(Problem {
                     span: c.span.clone(),
@@ -725,12 +771,20 @@ fn check(sot: &Sot, checklist: &Checklist, answers: &Answers, r: &Resolver<'_>) 
         if let Some(a) = &l.scope.agent
             && !sot.agents.contains_key(a)
         {
-            out.push(Problem { span: l.span.clone(), message: format!("lesson `{id}`: there is no agent `{a}`"), hint: None });
+            out.push(Problem {
+                span: l.span.clone(),
+                message: format!("lesson `{id}`: there is no agent `{a}`"),
+                hint: None,
+            });
         }
         if let Some(g) = &l.scope.group
             && !sot.groups.contains_key(g)
         {
-            out.push(Problem { span: l.span.clone(), message: format!("lesson `{id}`: there is no group `{g}`"), hint: None });
+            out.push(Problem {
+                span: l.span.clone(),
+                message: format!("lesson `{id}`: there is no group `{g}`"),
+                hint: None,
+            });
         }
         if let Some(o) = &l.scope.operation
             && !crate::policy::ACTIONS.iter().any(|(a, _)| a == o)
@@ -740,7 +794,11 @@ fn check(sot: &Sot, checklist: &Checklist, answers: &Answers, r: &Resolver<'_>) 
                 message: format!("lesson `{id}`: `{o}` is not a kind of operation"),
                 hint: Some(format!(
                     "one of {}",
-                    crate::policy::ACTIONS.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ")
+                    crate::policy::ACTIONS
+                        .iter()
+                        .map(|(a, _)| *a)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             });
         }
@@ -753,7 +811,11 @@ fn check(sot: &Sot, checklist: &Checklist, answers: &Answers, r: &Resolver<'_>) 
         }
         for c in &l.evidence {
             if let Err(message) = r.check(&c.value) {
-                out.push(Problem { span: c.span.clone(), message, hint: None });
+                out.push(Problem {
+                    span: c.span.clone(),
+                    message,
+                    hint: None,
+                });
             }
         }
     }

@@ -246,13 +246,7 @@ pub struct Promoted {
 /// [`USES_TO_PROMOTE`] evidenced uses, by a proven person whom the
 /// policies allow (action `promote`, on the nodes of the lesson's scope),
 /// as one reviewed commit recorded in the ledger.
-pub fn promote(
-    root: &Path,
-    db: &Path,
-    id: &str,
-    actor: &Actor,
-    reason: &str,
-) -> Result<Promoted> {
+pub fn promote(root: &Path, db: &Path, id: &str, actor: &Actor, reason: &str) -> Result<Promoted> {
     let sot = crate::sot::load(root)?;
     let Some(lesson) = sot.lessons.get(id) else {
         return Err(ReflectError::Invalid(vec![
@@ -271,7 +265,12 @@ pub fn promote(
         )]));
     }
     let store = crate::store::SqliteStore::open(db)?;
-    let status = status_of(lesson, &store.lesson_uses(Some(id))?, &store, super::now_ms());
+    let status = status_of(
+        lesson,
+        &store.lesson_uses(Some(id))?,
+        &store,
+        super::now_ms(),
+    );
     if status.uses < USES_TO_PROMOTE {
         return Err(ReflectError::Invalid(vec![format!(
             "lesson `{id}` has {} evidenced use{} of the {USES_TO_PROMOTE} it needs before promotion{}: cite it with `--lesson {id}` on the operations that apply it",

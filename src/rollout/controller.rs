@@ -267,7 +267,8 @@ impl Controller {
             measure: None,
         };
         let sot = self.source.sot.clone();
-        if let Err(e) = crate::reflect::fire(&sot, &mut self.store, &[op], crate::reflect::now_ms()) {
+        if let Err(e) = crate::reflect::fire(&sot, &mut self.store, &[op], crate::reflect::now_ms())
+        {
             let _ = self.journal(
                 "result",
                 "reflect",
@@ -719,7 +720,8 @@ impl Controller {
             .filter(|n| !done.contains(*n))
             .cloned()
             .collect();
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
+        let gate =
+            Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let to = self.rollout.to_version.clone();
         let mut failed: Vec<(String, String)> = Vec::new();
         for chunk in todo.chunks(batch) {
@@ -949,7 +951,8 @@ impl Controller {
     /// node with a journaled result is not deployed again); a node whose
     /// preview fails its health aborts the rollout.
     async fn gateway_preview(&mut self) -> Result<Option<Ended>> {
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
+        let gate =
+            Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let to = self.rollout.to_version.clone();
         let attempt = self.rollout.attempt;
         let previewed: BTreeSet<String> = self
@@ -1021,7 +1024,8 @@ impl Controller {
     /// Every node's gateway to `traffic` (journaled per node); a node that
     /// cannot be set aborts the rollout.
     async fn gateway_traffic(&mut self, traffic: crate::gateway::Traffic) -> Result<Option<Ended>> {
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
+        let gate =
+            Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let job = self.gateway_job(traffic);
         let failed = self
             .on_all("traffic", &traffic.to_string(), job, &gate)
@@ -1049,7 +1053,8 @@ impl Controller {
         if let Some(end) = self.set_weight(100, batch, max_fail_percent).await? {
             return Ok(Some(end));
         }
-        let gate = Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
+        let gate =
+            Gate::new(Some(self.settings.db.clone()), self.settings.actor.clone()).within_rollout();
         let job = self.gateway_job(crate::gateway::Traffic::Primary);
         let failed = self.on_all("traffic", "primary", job, &gate).await?;
         if let Some((node, why)) = failed.first() {

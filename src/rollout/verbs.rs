@@ -103,7 +103,9 @@ pub async fn start(
     if let Some(pending) = crate::reflect::blocking_rollout(&sot, &store, &req.agent)
         .map_err(|e| RolloutError::Invalid(e.to_string()))?
     {
-        return Err(ops::OpsError::Refused(crate::reflect::blocking_refusal(&sot, &pending)).into());
+        return Err(
+            ops::OpsError::Refused(crate::reflect::blocking_refusal(&sot, &pending)).into(),
+        );
     }
     if let Some(active) = store.active_rollout(&req.agent)? {
         return Err(crate::store::StoreError::ActiveRollout {

@@ -49,7 +49,12 @@ impl Loader<'_> {
             );
             let title = cx.string(ct, "title", &what).map(|t| t.value);
             if get(ct, "title").is_none() {
-                cx.missing(header.clone(), "title", &what, "\"LAW-REFLECT-001: operations review\"");
+                cx.missing(
+                    header.clone(),
+                    "title",
+                    &what,
+                    "\"LAW-REFLECT-001: operations review\"",
+                );
             }
             let mut on = Triggers::default();
             match cx.table(ct, "on", &what) {
@@ -80,7 +85,9 @@ impl Loader<'_> {
                             cx.error(
                                 Code::BadValue,
                                 p.span,
-                                format!("`audit_below` in {owhat} is a compliance percent, 0 to 100"),
+                                format!(
+                                    "`audit_below` in {owhat} is a compliance percent, 0 to 100"
+                                ),
                             );
                         }
                     }
@@ -181,7 +188,10 @@ impl Loader<'_> {
                     cx.error_hint(
                         Code::DanglingRef,
                         p.span.clone(),
-                        format!("{what} names person `{}`, who is not in people.toml", p.value),
+                        format!(
+                            "{what} names person `{}`, who is not in people.toml",
+                            p.value
+                        ),
                         hint,
                     );
                 }
@@ -195,11 +205,16 @@ impl Loader<'_> {
                 if !known.contains(team.value.as_str()) {
                     let hint = crate::diag::suggest(&team.value, known.iter().copied())
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| "a team is any name in a person's `teams` in people.toml".into());
+                        .unwrap_or_else(|| {
+                            "a team is any name in a person's `teams` in people.toml".into()
+                        });
                     cx.error_hint(
                         Code::DanglingRef,
                         team.span.clone(),
-                        format!("{what} names team `{}`, which nobody in people.toml is in", team.value),
+                        format!(
+                            "{what} names team `{}`, which nobody in people.toml is in",
+                            team.value
+                        ),
                         hint,
                     );
                 }

@@ -14,7 +14,12 @@ use crate::reflect::{LESSONS_FILE, Lesson, LessonScope, Memory, lesson::Promotio
 use crate::sot::schema::{Table, get};
 
 impl Loader<'_> {
-    pub(super) fn lessons(&mut self, idx: usize, t: &Table<'_>, out: &mut BTreeMap<String, Lesson>) {
+    pub(super) fn lessons(
+        &mut self,
+        idx: usize,
+        t: &Table<'_>,
+        out: &mut BTreeMap<String, Lesson>,
+    ) {
         for Named {
             name,
             what,
