@@ -127,17 +127,9 @@ pub fn print_warnings(prepared: &Prepared) {
 /// The long-term lessons in a job's scope, as its confirmation shows them:
 /// `lessons for agent fleet-doctor, deploy jobs: …`.
 pub fn lesson_lines(prepared: &Prepared) -> Vec<String> {
-    prepared
-        .lessons_in_scope()
+    crate::reflect::lesson::confirmation_lines(&prepared.lessons_in_scope())
         .into_iter()
-        .map(|l| {
-            format!(
-                "lesson for {} ({}): {}",
-                l.scope.describe(),
-                l.id,
-                sanitize(l.text.as_bytes())
-            )
-        })
+        .map(|l| sanitize(l.as_bytes()))
         .collect()
 }
 

@@ -192,6 +192,15 @@ pub fn in_scope<'s>(
         .collect()
 }
 
+/// The lines a confirmation shows for `lessons` (the CLI prints the same):
+/// `lesson for agent fleet-doctor, deploy jobs (ID): TEXT`.
+pub fn confirmation_lines(lessons: &[&Lesson]) -> Vec<String> {
+    lessons
+        .iter()
+        .map(|l| format!("lesson for {} ({}): {}", l.scope.describe(), l.id, l.text))
+        .collect()
+}
+
 /// Check that every lesson `ids` names exists (before a job runs).
 pub fn check_cited(sot: &Sot, ids: &[String]) -> std::result::Result<(), String> {
     let unknown: Vec<String> = ids

@@ -19,6 +19,7 @@ use crate::sot::model::{Autonomy, Sot};
 use crate::store::{NewReflection, Reflection, ReflectionStore, StoreError};
 
 pub mod answer;
+pub mod evidence;
 pub mod lesson;
 pub mod stats;
 #[cfg(test)]
