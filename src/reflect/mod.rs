@@ -257,12 +257,13 @@ impl Checklist {
         if self.people.is_empty() && self.teams.is_empty() {
             return "anyone in people.toml".into();
         }
-        self.people
-            .iter()
-            .cloned()
-            .chain(self.teams.iter().map(|t| format!("team {t}")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut parts: Vec<String> = self.people.clone();
+        match self.teams.len() {
+            0 => {}
+            1 => parts.push(format!("team {}", self.teams[0])),
+            _ => parts.push(format!("teams {}", self.teams.join(", "))),
+        }
+        parts.join(", ")
     }
 }
 

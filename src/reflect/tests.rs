@@ -339,7 +339,7 @@ fn a_missing_required_answer_a_wrong_kind_of_evidence_and_a_typed_name_are_refus
         &linus,
     )
     .unwrap_err();
-    assert!(e.to_string().contains("team platform"), "{e}");
+    assert!(e.to_string().contains("teams platform, team-sre"), "{e}");
 }
 
 #[test]

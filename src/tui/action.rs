@@ -25,6 +25,10 @@ pub enum ViewId {
     Ledger,
     /// `:approvals`: jobs held by the two-person rule.
     Approvals,
+    /// `:reflect`: the reflections operations left, and the answer form.
+    Reflect,
+    /// `:lessons`: lessons in short- and long-term memory.
+    Lessons,
 }
 
 /// The kinds of input line at the bottom of the screen.
@@ -76,6 +80,8 @@ pub enum Action {
     LoadAgents,
     /// `d` / `e` in :agents: deploy or enable the agent on the marked nodes.
     AgentJob(AgentJob, String),
+    /// Ctrl-S in the answer form: sign and commit this answer.
+    AnswerReflection(Box<crate::tui::components::reflect::Submitted>),
     /// `:kill AGENT REASON`: the kill-switch panel, everything pinned.
     OpenKill(KillPlan),
     /// The agent's name was typed: engage and stop exactly this.

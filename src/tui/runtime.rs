@@ -113,16 +113,19 @@ pub async fn plan_exec(
         Some(Err(e)) => Some(format!("cannot ask the policies: {e}")),
         None => None,
     };
+    let lessons = crate::reflect::lesson::confirmation_lines(&prepared.lessons_in_scope());
     let planned = match ctx.gate.admit(&prepared) {
         Decision::Refused(r) => Planned {
             plan: None,
             refusal: Some(r),
             policy,
+            lessons,
         },
         Decision::Allow => Planned {
             plan: Some(prepared.plan(launch).await),
             refusal: None,
             policy,
+            lessons,
         },
     };
     Ok((planned, warnings))
@@ -364,6 +367,48 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
             let sot = shared.ctx.source.sot.clone();
             tokio::spawn(async move {
                 let _ = tx.send(Msg::Approved(approve(&db, &sot, &plan).await));
+            });
+        }
+        Effect::LoadReflections => {
+            let root = shared.ctx.source.sot.root.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Msg::Reflections(load_reflections(&db, &root)));
+            });
+        }
+        Effect::LoadLessons => {
+            let root = shared.ctx.source.sot.root.clone();
+            tokio::task::spawn_blocking(move || {
+                let lessons = crate::sot::load(&root)
+                    .map_err(|e| e.to_string())
+                    .and_then(|sot| {
+                        let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
+                        crate::reflect::lesson::statuses(&sot, &store, crate::reflect::now_ms())
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = tx.send(Msg::Lessons(lessons));
+            });
+        }
+        Effect::AnswerReflection(submitted) => {
+            let root = shared.ctx.source.sot.root.clone();
+            let actor = shared.ctx.gate.actor().clone();
+            tokio::task::spawn_blocking(move || {
+                let result = crate::reflect::answer::answer(
+                    &root,
+                    &db,
+                    &submitted.id,
+                    &submitted.answers,
+                    &actor,
+                )
+                .map(|a| {
+                    format!(
+                        "{} answered: commit {}, ledger entry {}",
+                        a.reflection,
+                        &a.commit[..12.min(a.commit.len())],
+                        &a.ledger[..12.min(a.ledger.len())]
+                    )
+                })
+                .map_err(|e| e.to_string().replace('\n', " · "));
+                let _ = tx.send(Msg::ReflectionAnswered(result));
             });
         }
         Effect::LoadRollouts => read_store(tx, db, |s| {
@@ -688,4 +733,26 @@ async fn stream_telemetry(shared: &Shared, tx: UnboundedSender<Msg>) {
         }
     }
     running.stop().await;
+}
+
+/// What `:reflect` shows: the store's reflections, the SoT's checklists as
+/// they are on disk now, the evidence to pick from and the figures.
+fn load_reflections(
+    db: &std::path::Path,
+    root: &std::path::Path,
+) -> Result<crate::tui::components::reflect::ReflectData, String> {
+    let sot = crate::sot::load(root).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(db).map_err(|e| e.to_string())?;
+    let reflections =
+        crate::store::ReflectionStore::reflections(&store, false).map_err(|e| e.to_string())?;
+    let picks =
+        crate::reflect::evidence::picks(&sot, &store, &crate::ops::evidence::ledger_path(db))
+            .map_err(|e| e.to_string())?;
+    let stats = crate::reflect::stats::compute(&sot, &reflections, None);
+    Ok(crate::tui::components::reflect::ReflectData {
+        reflections,
+        checklists: sot.checklists.values().cloned().collect(),
+        picks,
+        stats,
+    })
 }

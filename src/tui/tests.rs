@@ -64,6 +64,7 @@ fn plan_arrives(app: &mut App) {
         )),
         refusal: None,
         policy: None,
+        lessons: Vec::new(),
     };
     app.on_msg(Msg::Planned {
         plan,
@@ -1618,6 +1619,7 @@ fn a_confirmation_shows_the_policy_denial_and_y_does_not_run_it() {
             plan: None,
             refusal: Some(refusal),
             policy: Some(super::app::Planned::policy_line(&answer)),
+            lessons: Vec::new(),
         }),
     });
     snap("confirm_policy_denied", &app);
@@ -1854,4 +1856,302 @@ fn approvals_view_lists_held_jobs_and_a_signs_the_pinned_request_after_asking() 
         "grace requested this job and cannot approve it; two other people must".into(),
     )));
     assert!(render(&app, 160, 48).contains("cannot approve it"));
+}
+
+// ---- reflection ---------------------------------------------------------------
+
+fn reflection(
+    id: &str,
+    trigger: &str,
+    source: &str,
+    ago_ms: i64,
+    answered: bool,
+) -> crate::store::Reflection {
+    crate::store::Reflection {
+        id: id.into(),
+        checklist: "law-reflect-001".into(),
+        trigger: trigger.into(),
+        source: source.into(),
+        agent: Some("fleet-doctor".into()),
+        description: format!(
+            "{source} of fleet-doctor 2.0.3 → 2.3.0 (canary) aborted: gate `healthy` failed"
+        ),
+        created_ms: NOW - ago_ms,
+        answered_ms: answered.then_some(NOW - ago_ms / 2),
+        answered_by: answered.then(|| "ada".into()),
+        commit: answered.then(|| "4f1c2d9e8b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d".into()),
+        ledger: answered.then(|| "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d".into()),
+    }
+}
+
+fn reflect_data() -> super::components::reflect::ReflectData {
+    use crate::reflect::EvidenceKind;
+    use crate::reflect::evidence::Pick;
+    let sot = crate::sot::load(Path::new("sot")).unwrap();
+    let reflections = vec![
+        reflection(
+            "rfl-3c2a9d10ef",
+            "rollout_aborted",
+            "rollout:ro-20251121-0742-7d1e",
+            1_080_000,
+            false,
+        ),
+        reflection(
+            "rfl-0b41c7e2aa",
+            "failed_nodes",
+            "run:20251121-064000-c3d4",
+            5_400_000,
+            true,
+        ),
+    ];
+    let pick = |kind, value: &str, label: &str| Pick {
+        kind,
+        value: value.into(),
+        label: label.into(),
+    };
+    let picks = vec![
+        pick(
+            EvidenceKind::Rollout,
+            "rollout:ro-20251121-0742-7d1e",
+            "ro-20251121-0742-7d1e fleet-doctor@2.3.0 aborted",
+        ),
+        pick(
+            EvidenceKind::Run,
+            "run:20251121-074300-e5f6",
+            "20251121-074300-e5f6 deploy deploy fleet-doctor@2.3.0 (1 ok, 1 failed)",
+        ),
+        pick(
+            EvidenceKind::Ledger,
+            "ledger:5e0c1a7b9d3f2e4c",
+            "#41 deploy ran deploy fleet-doctor@2.3.0",
+        ),
+        pick(
+            EvidenceKind::Lesson,
+            "lesson:canary-min-requests",
+            "canary-min-requests (stm) gate on at least 50 requests",
+        ),
+    ];
+    let stats = crate::reflect::stats::compute(&sot, &reflections, None);
+    super::components::reflect::ReflectData {
+        reflections,
+        checklists: sot.checklists.values().cloned().collect(),
+        picks,
+        stats,
+    }
+}
+
+#[test]
+fn reflect_view_lists_reflections_and_the_form_cites_picked_evidence() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "reflect");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadReflections)),
+        "entering :reflect reads the store"
+    );
+    app.on_msg(Msg::Reflections(Ok(reflect_data())));
+    snap("reflect", &app);
+    let text = render(&app, 160, 48);
+    assert!(
+        text.contains("reflections 50% answered, 1 pending"),
+        "{text}"
+    );
+
+    // The answer form: the operation itself is already cited where it fits.
+    press(&mut app, KeyCode::Char('a'));
+    typed(
+        &mut app,
+        "the canary's errors passed 10% and its gate rolled it back",
+    );
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter); // also cite the failed deploy run
+    snap("reflect_form", &app);
+    press(&mut app, KeyCode::Tab);
+    typed(&mut app, "n18 for 40 s");
+    app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    let submitted = app
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::AnswerReflection(s) => Some(s),
+            _ => None,
+        })
+        .expect("Ctrl-S submits the answer");
+    assert_eq!(submitted.id, "rfl-3c2a9d10ef");
+    let what = &submitted.answers.items["what-happened"];
+    assert_eq!(
+        what.text,
+        "the canary's errors passed 10% and its gate rolled it back"
+    );
+    let cited: Vec<&str> = what.evidence.iter().map(|c| c.value.as_str()).collect();
+    assert_eq!(
+        cited,
+        ["rollout:ro-20251121-0742-7d1e", "run:20251121-074300-e5f6"]
+    );
+    assert_eq!(submitted.answers.items["impact"].text, "n18 for 40 s");
+    // A refused answer keeps the form open; a committed one closes it.
+    app.on_msg(Msg::ReflectionAnswered(Err(
+        "`detection` is required and not answered".into(),
+    )));
+    assert!(render(&app, 160, 48).contains("answer rfl-3c2a9d10ef"));
+    app.on_msg(Msg::ReflectionAnswered(Ok(
+        "rfl-3c2a9d10ef answered: commit 4f1c2d9e8b7a, ledger entry 9a8b7c6d5e4f".into(),
+    )));
+    assert!(!render(&app, 160, 48).contains("answer rfl-3c2a9d10ef"));
+}
+
+#[test]
+fn lessons_view_shows_memory_uses_and_what_promotion_needs() {
+    use crate::reflect::lesson::{Lesson, LessonScope, LessonStatus, Memory, Promotion};
+    let lesson = |id: &str, memory, uses, promotable, retire, text: &str| LessonStatus {
+        lesson: Lesson {
+            id: id.into(),
+            text: text.into(),
+            memory,
+            scope: LessonScope {
+                agent: Some("fleet-doctor".into()),
+                group: None,
+                operation: Some("deploy".into()),
+            },
+            evidence: vec!["rollout:ro-20251121-0742-7d1e".into()],
+            reflection: Some("rfl-3c2a9d10ef".into()),
+            by: Some("ada".into()),
+            created: Some("2025-11-01T08:00:00Z".into()),
+            promoted: (memory == Memory::Ltm).then(|| Promotion {
+                by: "margaret".into(),
+                at: "2025-11-20T09:00:00Z".into(),
+                uses: 3,
+            }),
+        },
+        uses,
+        unresolved: 0,
+        last_used_ms: Some(NOW - 3_600_000),
+        promotable,
+        retire,
+    };
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "lessons");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::LoadLessons))
+    );
+    app.on_msg(Msg::Lessons(Ok(vec![
+        lesson(
+            "canary-min-requests",
+            Memory::Stm,
+            3,
+            true,
+            false,
+            "gate on at least 50 requests",
+        ),
+        lesson(
+            "warm-cache-first",
+            Memory::Ltm,
+            4,
+            false,
+            false,
+            "warm the model cache before the first canary step",
+        ),
+        lesson(
+            "old-proxy-timeout",
+            Memory::Stm,
+            0,
+            false,
+            true,
+            "raise the proxy timeout during blue/green",
+        ),
+    ])));
+    snap("lessons", &app);
+    // Long-term memory first.
+    let text = render(&app, 160, 48);
+    let ltm = text.find("warm-cache-first").unwrap();
+    assert!(ltm < text.find("canary-min-requests").unwrap(), "{text}");
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char('p'));
+    assert!(
+        render(&app, 160, 48).contains("maestro lesson promote canary-min-requests"),
+        "p says how to promote"
+    );
+}
+
+#[test]
+fn the_confirmation_shows_the_long_term_lessons_in_the_jobs_scope() {
+    use crate::ops::{self, JobRequest, JobSpec, PlaySettings, SotSource, Targets};
+    let tmp = tempfile::tempdir().unwrap();
+    write_sot(tmp.path(), FLEET);
+    std::fs::write(
+        tmp.path().join("lessons.toml"),
+        "[lesson.drain-before-restart]\ntext = \"drain the node from the gateway before restarting vLLM\"\n\
+         memory = \"ltm\"\nscope = { group = \"gpu\", operation = \"exec\" }\nevidence = [\"run:20251121-064000-c3d4\"]\n\
+         promoted_by = \"margaret\"\npromoted = \"2025-11-20T09:00:00Z\"\nuses_at_promotion = 3\n\n\
+         [lesson.still-short-term]\ntext = \"not shown: short-term\"\nscope = { group = \"gpu\" }\nevidence = [\"run:x\"]\n\n\
+         [lesson.other-kind]\ntext = \"not shown: deploys only\"\nmemory = \"ltm\"\nscope = { operation = \"deploy\" }\n\
+         evidence = [\"run:x\"]\npromoted_by = \"m\"\npromoted = \"2025-11-20T09:00:00Z\"\n",
+    )
+    .unwrap();
+    let sot = Arc::new(crate::sot::load(tmp.path()).unwrap());
+    let mut app = App::new(info(ExecPolicy::Allowed), sot.clone(), NOW);
+    app.take_effects();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "filter group=gpu");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "exec systemctl restart vllm");
+    press(&mut app, KeyCode::Enter);
+    let plan = app
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Plan(p) => Some(p),
+            _ => None,
+        })
+        .expect("the dialog asked for a plan");
+    let prepared = ops::prepare(
+        SotSource {
+            sot,
+            label: "sot".into(),
+            commit: None,
+        },
+        JobRequest {
+            job: JobSpec::Exec {
+                command: "systemctl restart vllm".into(),
+            },
+            targets: Targets::Nodes(plan.nodes.clone()),
+            settings: PlaySettings::default(),
+            connect: Default::default(),
+            forks: 10,
+            limits: Default::default(),
+            lessons: Vec::new(),
+        },
+    )
+    .unwrap();
+    let lessons = crate::reflect::lesson::confirmation_lines(&prepared.lessons_in_scope());
+    assert_eq!(lessons.len(), 1, "{lessons:?}");
+    app.on_msg(Msg::Planned {
+        result: Ok(super::app::Planned {
+            plan: Some(Plan::static_plan(
+                &plan.command,
+                true,
+                &plan.nodes,
+                &plan.command,
+            )),
+            refusal: None,
+            policy: None,
+            lessons,
+        }),
+        plan,
+    });
+    snap("confirm_lessons", &app);
+    assert!(
+        render(&app, 160, 48)
+            .contains("lesson for group gpu, exec jobs (drain-before-restart): drain the node"),
+        "{}",
+        render(&app, 160, 48)
+    );
 }

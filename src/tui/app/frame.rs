@@ -51,6 +51,8 @@ impl App {
             ViewId::Rollouts => self.rollouts.draw(frame, body),
             ViewId::Ledger => self.ledger.draw(frame, body),
             ViewId::Approvals => self.approvals.draw(frame, body),
+            ViewId::Reflect => self.reflect.draw(frame, body),
+            ViewId::Lessons => self.lessons.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -161,6 +163,22 @@ impl App {
                 Style::new().fg(Color::Red),
             ));
         }
+        // Reflection, as seed 002 counts it: answered over triggered.
+        if let Some((adoption, pending)) = self.reflect.summary()
+            && (pending > 0 || adoption.is_some())
+        {
+            let text = format!(
+                " · reflections {} answered, {pending} pending",
+                adoption
+                    .map(|p| format!("{p:.0}%"))
+                    .unwrap_or_else(|| "-".into())
+            );
+            spans.push(if pending > 0 {
+                Span::styled(text, Style::new().fg(Color::Yellow))
+            } else {
+                Span::raw(text)
+            });
+        }
         if self.fleet.marked_count() > 0 {
             spans.push(Span::raw(format!(
                 " · {} marked",
@@ -203,6 +221,9 @@ impl App {
             ViewId::Rollouts => Scope::Rollouts,
             ViewId::Ledger => Scope::Ledger,
             ViewId::Approvals => Scope::Approvals,
+            ViewId::Reflect if self.reflect.form_open() => Scope::AnswerForm,
+            ViewId::Reflect => Scope::Reflect,
+            ViewId::Lessons => Scope::Lessons,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

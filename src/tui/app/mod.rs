@@ -22,9 +22,11 @@ use super::components::groups::GroupsView;
 use super::components::help::HelpPopup;
 use super::components::kill::KillPanel;
 use super::components::ledger::{LedgerData, LedgerView};
+use super::components::lessons::LessonsView;
 use super::components::live::LiveView;
 use super::components::node::{NodeCompliance, NodeView};
 use super::components::prompt::Prompt;
+use super::components::reflect::{ReflectData, ReflectView, Submitted};
 use super::components::rollouts::RolloutsView;
 use super::components::run::{RunDetail, RunView};
 use super::components::runs::RunsView;
@@ -48,6 +50,8 @@ pub struct Planned {
     /// The policies' decision as the dialog shows it before `y`: who may,
     /// by which policies (none when the SoT has no policies).
     pub policy: Option<String>,
+    /// The long-term lessons in the job's scope, one line each.
+    pub lessons: Vec<String>,
 }
 
 impl Planned {
@@ -126,6 +130,12 @@ pub enum Effect {
     LoadApprovals,
     /// Sign this request with the operator's key, as `maestro approve`.
     Approve(crate::tui::action::ApprovePlan),
+    /// Read the reflections, the checklists and the evidence to cite.
+    LoadReflections,
+    /// Read the lessons with their uses.
+    LoadLessons,
+    /// Sign and commit this answer, as `maestro reflect ID --answers`.
+    AnswerReflection(Submitted),
 }
 
 /// Results of background work and engine events, for the app.
@@ -164,6 +174,10 @@ pub enum Msg {
     Approvals(Result<Vec<crate::approval::Pending>, String>),
     /// An approval from :approvals was signed (what it said) or refused.
     Approved(Result<String, String>),
+    Reflections(Result<ReflectData, String>),
+    Lessons(Result<Vec<crate::reflect::lesson::LessonStatus>, String>),
+    /// An answer from the form was committed (what it said) or refused.
+    ReflectionAnswered(Result<String, String>),
     /// A rollout verb from :rollouts ended (what it said).
     RolloutDone(Result<String, String>),
     /// The kill switch was engaged in the SoT (with its commit, when one
@@ -198,6 +212,8 @@ pub struct App {
     rollouts_loaded_ms: i64,
     ledger: LedgerView,
     approvals: ApprovalsView,
+    reflect: ReflectView,
+    lessons: LessonsView,
     telemetry_started: bool,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
@@ -232,6 +248,8 @@ impl App {
             rollouts_loaded_ms: 0,
             ledger: LedgerView::new(),
             approvals: ApprovalsView::new(),
+            reflect: ReflectView::new(),
+            lessons: LessonsView::new(),
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -245,7 +263,11 @@ impl App {
             help: None,
             message: None,
             cancel: None,
-            effects: vec![Effect::LoadLastResults, Effect::LoadRuns],
+            effects: vec![
+                Effect::LoadLastResults,
+                Effect::LoadRuns,
+                Effect::LoadReflections,
+            ],
             quit: false,
             now_ms: 0,
             run_ids: crate::fleet::event::new_run_id,
@@ -273,6 +295,7 @@ impl App {
         self.fleet.set_now(now_ms);
         self.runs.set_now(now_ms);
         self.approvals.set_now(now_ms);
+        self.reflect.set_now(now_ms);
         if let Some(n) = &mut self.node {
             n.set_now(now_ms);
         }
@@ -350,6 +373,8 @@ impl App {
                 ViewId::Rollouts => self.rollouts.handle_key(key),
                 ViewId::Ledger => self.ledger.handle_key(key),
                 ViewId::Approvals => self.approvals.handle_key(key),
+                ViewId::Reflect => self.reflect.handle_key(key),
+                ViewId::Lessons => self.lessons.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -404,6 +429,18 @@ impl App {
                 }
             }
             Action::Show(view) => self.show(view),
+            Action::AnswerReflection(submitted) => {
+                if let ExecPolicy::Refused(why) = &self.info.policy {
+                    let why = format!("read-only: {why}");
+                    self.say(Level::Warn, why);
+                } else {
+                    self.say(
+                        Level::Info,
+                        format!("signing and committing {}…", submitted.id),
+                    );
+                    self.effects.push(Effect::AnswerReflection(*submitted));
+                }
+            }
             Action::LoadAgents => {
                 self.agents.set_status(Loadable::Loading);
                 self.effects.push(Effect::LoadAgents);
@@ -616,6 +653,8 @@ impl App {
             }
             ViewId::Ledger => self.effects.push(Effect::LoadLedger),
             ViewId::Approvals => self.effects.push(Effect::LoadApprovals),
+            ViewId::Reflect => self.effects.push(Effect::LoadReflections),
+            ViewId::Lessons => self.effects.push(Effect::LoadLessons),
             ViewId::Top if !self.telemetry_started => {
                 self.telemetry_started = true;
                 self.effects.push(Effect::StartTelemetry);
@@ -671,6 +710,8 @@ impl App {
             "rollouts" => Action::Show(ViewId::Rollouts),
             "ledger" => Action::Show(ViewId::Ledger),
             "approvals" => Action::Show(ViewId::Approvals),
+            "reflect" => Action::Show(ViewId::Reflect),
+            "lessons" => Action::Show(ViewId::Lessons),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -810,6 +851,19 @@ impl App {
             Msg::Rollouts(r) => self.rollouts.set(r),
             Msg::Ledger(r) => self.ledger.set(r),
             Msg::Approvals(r) => self.approvals.set(r),
+            Msg::Reflections(r) => self.reflect.set(r),
+            Msg::Lessons(r) => self.lessons.set(r),
+            Msg::ReflectionAnswered(r) => {
+                match r {
+                    Ok(m) => {
+                        self.reflect.close_form();
+                        self.say(Level::Info, m);
+                    }
+                    // The form stays open with what was typed: fix and sign again.
+                    Err(e) => self.say(Level::Warn, e),
+                }
+                self.effects.push(Effect::LoadReflections);
+            }
             Msg::Approved(r) => {
                 match r {
                     Ok(m) => self.say(Level::Info, m),
@@ -861,6 +915,8 @@ impl App {
             }
             Msg::Engine(event) => self.on_event(event),
             Msg::RunEnded { error } => {
+                // A finished job may have left a reflection: the header counts them.
+                self.effects.push(Effect::LoadReflections);
                 if let Some(e) = error {
                     if let Some(l) = &mut self.live {
                         l.failed_to_start(e.clone());
@@ -1015,6 +1071,8 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Rollouts => "rollouts",
         ViewId::Ledger => "ledger",
         ViewId::Approvals => "approvals",
+        ViewId::Reflect => "reflect",
+        ViewId::Lessons => "lessons",
     }
 }
 

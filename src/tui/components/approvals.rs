@@ -76,22 +76,18 @@ impl ApprovalsView {
         let [list, detail] =
             Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(area);
         let width = list.width.saturating_sub(2) as usize;
-        let mut lines: Vec<Line> = Vec::new();
-        if let Some(e) = &self.error {
-            lines.push(Line::from(fit(
-                &format!("the run store could not be read: {e}"),
-                width,
-            )));
-        } else if self.items.is_empty() {
-            lines.push(Line::styled(
-                if self.loaded {
-                    "no job is waiting for approval"
-                } else {
-                    "loading…"
-                },
-                dim(),
-            ));
-        }
+        let mut lines: Vec<Line> = super::list::placeholder(
+            super::list::ListState {
+                source: "the run store",
+                error: self.error.as_deref(),
+                loaded: self.loaded,
+                is_empty: self.items.is_empty(),
+                empty: "no job is waiting for approval",
+            },
+            width,
+        )
+        .into_iter()
+        .collect();
         for (i, r) in self.items.iter().enumerate() {
             let a = &r.approval;
             let text = format!(

@@ -250,6 +250,12 @@ impl ConfirmDialog {
                 ));
             }
         }
+        for l in &planned.lessons {
+            lines.push(Line::styled(
+                crate::terminal_text::sanitize(l.as_bytes()),
+                Style::new().fg(Color::Cyan),
+            ));
+        }
         if let Some(p) = &planned.policy {
             let denied = p.starts_with("denied") || p.starts_with("cannot");
             lines.push(Line::styled(

@@ -109,20 +109,18 @@ impl LedgerView {
         let [list, detail] =
             Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(area);
         let width = list.width.saturating_sub(2) as usize;
-        let mut lines: Vec<Line> = Vec::new();
-        if let Some(e) = &self.error {
-            lines.push(Line::from(fit(
-                &format!("the ledger could not be read: {e}"),
-                width,
-            )));
-        } else if self.data.is_none() {
-            lines.push(Line::styled("loading…", dim()));
-        } else if entries.is_empty() {
-            lines.push(Line::styled(
-                "no entries yet: every job the gate decides is recorded here",
-                dim(),
-            ));
-        }
+        let mut lines: Vec<Line> = super::list::placeholder(
+            super::list::ListState {
+                source: "the ledger",
+                error: self.error.as_deref(),
+                loaded: self.data.is_some(),
+                is_empty: entries.is_empty(),
+                empty: "no entries yet: every job the gate decides is recorded here",
+            },
+            width,
+        )
+        .into_iter()
+        .collect();
         // Keep the selection in view.
         let visible = list.height.saturating_sub(2) as usize;
         let first = self.selected.saturating_sub(visible.saturating_sub(1));

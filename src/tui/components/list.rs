@@ -98,6 +98,41 @@ pub fn draw_table(frame: &mut Frame, table: Table<'_>, inner: Rect, cursor: usiz
     frame.render_stateful_widget(table, inner, &mut state);
 }
 
+/// What a list view knows about its rows before it draws them.
+pub struct ListState<'a> {
+    /// What the rows come from, for the error line ("the run store").
+    pub source: &'a str,
+    pub error: Option<&'a str>,
+    pub loaded: bool,
+    pub is_empty: bool,
+    /// What to say when there is nothing (and what makes something).
+    pub empty: &'a str,
+}
+
+/// The one line a list view shows in place of its rows: why its source
+/// could not be read, that it is still loading, or that there is nothing.
+/// `None` when there are rows to show.
+pub fn placeholder(state: ListState<'_>, width: usize) -> Option<ratatui::text::Line<'static>> {
+    use crate::tui::text::{dim, fit};
+    if let Some(e) = state.error {
+        return Some(ratatui::text::Line::from(fit(
+            &format!("{} could not be read: {e}", state.source),
+            width,
+        )));
+    }
+    if !state.is_empty {
+        return None;
+    }
+    Some(ratatui::text::Line::styled(
+        if state.loaded {
+            state.empty.to_string()
+        } else {
+            "loading…".to_string()
+        },
+        dim(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

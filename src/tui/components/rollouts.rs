@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Paragraph};
 
 use crate::rollout::view::{Overview, StepState, outcome_glyph, status_glyph, weight_bar};
 use crate::tui::action::{Action, Pending, RolloutPlan, RolloutVerb};
-use crate::tui::text::{dim, fit};
+use crate::tui::text::fit;
 
 #[derive(Default)]
 pub struct RolloutsView {
@@ -144,22 +144,18 @@ impl RolloutsView {
         let [list, detail] =
             Layout::vertical([Constraint::Length(rows), Constraint::Min(3)]).areas(area);
         let width = list.width.saturating_sub(2) as usize;
-        let mut lines: Vec<Line> = Vec::new();
-        if let Some(e) = &self.error {
-            lines.push(Line::from(fit(
-                &format!("the store could not be read: {e}"),
-                width,
-            )));
-        } else if self.items.is_empty() {
-            lines.push(Line::styled(
-                if self.loaded {
-                    "no rollouts yet: maestro rollout start AGENT@VERSION --limit TARGET"
-                } else {
-                    "loading…"
-                },
-                dim(),
-            ));
-        }
+        let mut lines: Vec<Line> = super::list::placeholder(
+            super::list::ListState {
+                source: "the store",
+                error: self.error.as_deref(),
+                loaded: self.loaded,
+                is_empty: self.items.is_empty(),
+                empty: "no rollouts yet: maestro rollout start AGENT@VERSION --limit TARGET",
+            },
+            width,
+        )
+        .into_iter()
+        .collect();
         for (i, o) in self.items.iter().enumerate() {
             let r = &o.rollout;
             let text = format!(
