@@ -133,23 +133,29 @@ pub fn lesson_lines(prepared: &Prepared) -> Vec<String> {
         .collect()
 }
 
+/// A reflection an operation left pending, and where to answer it.
+pub fn reflection_line(r: &crate::store::Reflection, json: bool) -> String {
+    if json {
+        json!({"event": "reflection_pending", "reflection": r}).to_string()
+    } else {
+        format!(
+            "reflection {} pending ({} after {}): maestro reflect {}",
+            r.id,
+            r.checklist,
+            sanitize(r.description.as_bytes()),
+            r.id
+        )
+    }
+}
+
 /// What a job left for reflection: the reflections its outcome triggered
 /// (and where to answer them), or why they could not be recorded.
 pub fn reflection_lines(outcome: &ops::Outcome, json: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in &outcome.reflections {
-        out.push(if json {
-            json!({"event": "reflection_pending", "reflection": r}).to_string()
-        } else {
-            format!(
-                "reflection {} pending ({} after {}): maestro reflect {}",
-                r.id,
-                r.checklist,
-                sanitize(r.description.as_bytes()),
-                r.id
-            )
-        });
-    }
+    let mut out: Vec<String> = outcome
+        .reflections
+        .iter()
+        .map(|r| reflection_line(r, json))
+        .collect();
     if let Some(e) = &outcome.reflection_error {
         out.push(if json {
             json!({"event": "warning", "message": format!("reflection: {e}")}).to_string()

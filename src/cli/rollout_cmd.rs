@@ -20,7 +20,7 @@ use crate::rollout::controller::Ended;
 use crate::rollout::verbs::{self, Done, StartRequest};
 use crate::rollout::view::{Overview, tree};
 use crate::rollout::{RolloutError, RolloutEvent, Settings};
-use crate::store::{RolloutStore, SqliteStore, StoreError};
+use crate::store::{ReflectionStore, RolloutStore, SqliteStore, StoreError};
 
 #[derive(Subcommand, Debug)]
 pub enum RolloutCommand {
@@ -327,7 +327,19 @@ where
             out!("{}", sanitize(line.as_bytes()));
             Exit::Ok
         }
-        Ok(Done::Drove(ended, _)) => ended_exit(&ended),
+        Ok(Done::Drove(ended, r)) => {
+            // The reflections its end left (and the store's word on them).
+            let source = format!("rollout:{}", r.id);
+            match SqliteStore::open(db).and_then(|s| s.reflections(true)) {
+                Ok(pending) => {
+                    for p in pending.iter().filter(|p| p.source == source) {
+                        out!("{}", super::fleet_cmd::reflection_line(p, json));
+                    }
+                }
+                Err(e) => eprintln!("warning: the rollout's reflections could not be read: {e}"),
+            }
+            ended_exit(&ended)
+        }
     })
 }
 

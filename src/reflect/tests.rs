@@ -32,7 +32,7 @@ fn the_example_checklist_loads_with_its_triggers_items_and_answerers() {
     assert!(c.on.rollout_aborted && c.on.failed_nodes && c.on.kill_engaged);
     assert!(!c.on.rollout_completed);
     assert_eq!(c.on.audit_below, Some(80.0));
-    assert_eq!(c.on.deploy_autonomy, Some(Autonomy(3)));
+    assert_eq!(c.on.deploy_autonomy, Some(Autonomy(4)));
     assert!(c.block_rollouts);
     assert_eq!(c.items.len(), 7);
     assert!(!c.items.last().unwrap().required);
@@ -75,8 +75,8 @@ fn thresholds_decide_which_operations_trigger() {
     };
     assert!(on.matches(&op(Trigger::AuditBelow, Some(79.9))));
     assert!(!on.matches(&op(Trigger::AuditBelow, Some(80.0))));
-    assert!(on.matches(&op(Trigger::DeployAutonomy, Some(3.0))));
-    assert!(!on.matches(&op(Trigger::DeployAutonomy, Some(2.0))));
+    assert!(on.matches(&op(Trigger::DeployAutonomy, Some(4.0))));
+    assert!(!on.matches(&op(Trigger::DeployAutonomy, Some(3.0))));
     assert!(!on.matches(&op(Trigger::RolloutCompleted, None)));
     assert!(on.matches(&op(Trigger::RolloutAborted, None)));
 }

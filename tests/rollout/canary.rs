@@ -17,8 +17,8 @@ use crate::common::fleet::Operator;
 use crate::common::{stderr, stdout};
 use crate::{digest, fleet, json_lines, names, operator, repo};
 
-const AGENT: &str = "fleet-doctor";
-const PORT: u16 = 8083;
+pub(crate) const AGENT: &str = "fleet-doctor";
+pub(crate) const PORT: u16 = 8083;
 const GATEWAY: u16 = 9083;
 const PREVIEW: u16 = 18083;
 
@@ -69,7 +69,7 @@ success = "error_rate < 0.05"
 
 /// An operator with `nodes`, fleet-doctor 2.0.3 (stable), 2.1.0 (healthy),
 /// 2.2.0 (no metrics), 2.3.0 (20% errors), and the strategies above.
-fn rollout_operator(nodes: &[usize]) -> Operator {
+pub(crate) fn rollout_operator(nodes: &[usize]) -> Operator {
     let op = operator(nodes);
     let f = fleet();
     let mut text = String::new();
@@ -116,7 +116,7 @@ fn rollout_operator(nodes: &[usize]) -> Operator {
 }
 
 /// node -> running version (`agent status --json`).
-fn versions(op: &Operator, nodes: &[usize]) -> Vec<(String, String)> {
+pub(crate) fn versions(op: &Operator, nodes: &[usize]) -> Vec<(String, String)> {
     let o = op.maestro(&["--json", "agent", "status", AGENT, "--limit", &names(nodes)]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let mut v: Vec<(String, String)> = json_lines(&stdout(&o))
@@ -156,7 +156,7 @@ fn starts(node: usize) -> Vec<String> {
         .collect()
 }
 
-fn deploy_stable(op: &Operator, nodes: &[usize]) {
+pub(crate) fn deploy_stable(op: &Operator, nodes: &[usize]) {
     let o = op.maestro(&[
         "deploy",
         "fleet-doctor@2.0.3",
@@ -168,13 +168,13 @@ fn deploy_stable(op: &Operator, nodes: &[usize]) {
 }
 
 /// Requests to every node's agent from the test process, until dropped.
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
-    fn start(nodes: &[usize]) -> Traffic {
+    pub(crate) fn start(nodes: &[usize]) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = nodes
             .iter()
@@ -220,7 +220,7 @@ fn get(addr: &str, path: &str) -> bool {
     s.read_to_string(&mut text).is_ok() && text.starts_with("HTTP/1.")
 }
 
-fn rollout_status(op: &Operator) -> serde_json::Value {
+pub(crate) fn rollout_status(op: &Operator) -> serde_json::Value {
     let o = op.maestro(&["--json", "rollout", "status", "last"]);
     json_lines(&stdout(&o))
         .into_iter()
