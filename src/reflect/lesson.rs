@@ -338,7 +338,7 @@ pub fn promote(root: &Path, db: &Path, id: &str, actor: &Actor, reason: &str) ->
 
 /// The policies on a promotion: action `promote` on the nodes of the
 /// lesson's group (every node when it names none), about its agent.
-fn check_policy(sot: &Sot, lesson: &Lesson, actor: &Actor) -> Result<()> {
+pub(crate) fn check_policy(sot: &Sot, lesson: &Lesson, actor: &Actor) -> Result<()> {
     let Some(policies) = sot.policies.as_deref() else {
         return Ok(());
     };

@@ -450,3 +450,33 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
         .unwrap_err();
     assert!(e.contains("does not verify"), "{e}");
 }
+
+#[test]
+fn promoting_a_lesson_about_production_nodes_is_for_the_teams_the_policies_name() {
+    let sot = example_with(&[]).unwrap();
+    let lesson = Lesson {
+        id: "drain-first".into(),
+        text: "drain the node from the gateway first".into(),
+        memory: Memory::Stm,
+        scope: LessonScope {
+            agent: None,
+            group: Some("gpu".into()),
+            operation: Some("exec".into()),
+        },
+        evidence: vec!["run:r1".into()],
+        reflection: None,
+        by: None,
+        created: None,
+        promoted: None,
+    };
+    let person = |name: &str| Actor::Person {
+        name: name.into(),
+        key: "k".into(),
+    };
+    // The gpu nodes are production: the platform team changes what their
+    // operations are shown; another team may not.
+    lesson::check_policy(&sot, &lesson, &person("ada")).unwrap();
+    let e = lesson::check_policy(&sot, &lesson, &person("linus")).unwrap_err();
+    assert_eq!(e.exit(), crate::exit::Exit::PolicyDenied);
+    assert!(e.to_string().contains("may not promote lesson `drain-first`"), "{e}");
+}

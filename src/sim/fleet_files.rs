@@ -89,6 +89,9 @@ pub fn demo_library() -> Vec<(PathBuf, String)> {
         })
         .collect();
     files.push(("playbooks/demo-runtime.toml".into(), DEMO_PLAYBOOK.into()));
+    // Reflection: a run with failed nodes or a kill leaves a review in
+    // :reflect (the demo's typed name may draft it; a person signs it).
+    files.push(("checklists/demo-review.toml".into(), DEMO_CHECKLIST.into()));
     files.push((
         "profiles/demo.toml".into(),
         "description = \"The demo's agent runtime, inside each simulated node's directory\"\n\
@@ -97,6 +100,23 @@ pub fn demo_library() -> Vec<(PathBuf, String)> {
     ));
     files
 }
+
+const DEMO_CHECKLIST: &str = r#"[checklist.demo-review]
+title = "Demo review (LAW-REFLECT-001's shape)"
+
+[checklist.demo-review.on]
+failed_nodes = true
+kill_engaged = true
+
+[[checklist.demo-review.item]]
+id = "what-happened"
+question = "What happened, and on which nodes?"
+evidence = ["run", "ledger"]
+
+[[checklist.demo-review.item]]
+id = "change"
+question = "What do we change?"
+"#;
 
 const DEMO_PLAYBOOK: &str = r##"# The agent runtime's layout, configuration and manifest, inside the
 # simulated node's own directory (the demo's sandbox lets nothing else change).
