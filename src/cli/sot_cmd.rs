@@ -54,6 +54,13 @@ pub fn init(args: InitArgs) -> anyhow::Result<Exit> {
             .iter_mut()
             .find(|(p, _)| p.as_path() == Path::new("people.toml"))
     {
+        let person = &me.as_ref().expect("matched above").0;
+        if String::from_utf8_lossy(people).contains(&format!("[person.{person}]")) {
+            return Err(super::fleet_cmd::InvalidInput(format!(
+                "--person `{person}` is one of the example's people already: choose another name (nothing was created)"
+            ))
+            .into());
+        }
         people.extend_from_slice(table.as_bytes());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

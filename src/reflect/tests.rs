@@ -478,5 +478,9 @@ fn promoting_a_lesson_about_production_nodes_is_for_the_teams_the_policies_name(
     lesson::check_policy(&sot, &lesson, &person("ada")).unwrap();
     let e = lesson::check_policy(&sot, &lesson, &person("linus")).unwrap_err();
     assert_eq!(e.exit(), crate::exit::Exit::PolicyDenied);
-    assert!(e.to_string().contains("may not promote lesson `drain-first`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("may not promote lesson `drain-first`"),
+        "{e}"
+    );
 }
