@@ -40,7 +40,7 @@ pub const REAL_FLEET: Layout = Layout {
     default_net: "127.0.10",
 };
 
-fn script() -> PathBuf {
+pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/fleet.sh")
 }
 
@@ -81,14 +81,21 @@ pub fn fleet_of(layout: &Layout) -> &'static Fleet {
                 String::from_utf8_lossy(&o.stderr)
             )
         };
-        // Starting 30-99 sshd nodes on a loaded 2-core machine has failed
-        // once with every node exiting at startup and nothing in its log
-        // (seen once, while the previous test binary's fleet was stopping):
-        // one more try, with the first failure printed, is what an operator
-        // would do. A second failure fails the tests.
+        // A start has failed while the previous test binary's fleet was
+        // being stopped by its watchdog (fleet.sh now checks a namespace is
+        // still a node's before it signals it: namespace inode numbers are
+        // reused). One more try, with the first failure printed and what it
+        // left behind stopped, is what an operator would do; a second
+        // failure fails the tests.
         let mut o = start();
         if !o.status.success() {
-            eprintln!("starting the test fleet failed once; trying again:\n{}", text(&o));
+            eprintln!("starting the test fleet failed once; stopping what it left and trying again:\n{}", text(&o));
+            let stop = Command::new("bash")
+                .arg(script())
+                .args(["stop", dir.to_str().unwrap()])
+                .output()
+                .expect("bash runs");
+            eprintln!("{}", text(&stop));
             std::thread::sleep(std::time::Duration::from_secs(2));
             o = start();
         }

@@ -261,6 +261,20 @@ ns_is_nodes() {
     return 1
 }
 
+# forget_reused_namespaces ARRAY: drop from the associative array ARRAY (namespace ->
+# node name) every namespace that no longer is its node's. Once the last process of a
+# node's namespace exits, the kernel gives its inode number to the next namespace
+# created -- typically a node of another fleet starting while this one stops (the next
+# test binary's) -- and a rescan would otherwise signal that fleet's sshd.
+forget_reused_namespaces() {
+    local -n map=$1
+    local ns
+    for ns in "${!map[@]}"; do
+        [[ -z ${NS_PIDS[$ns]:-} ]] && continue
+        ns_is_nodes "$ns" "${map[$ns]}" || unset "map[$ns]"
+    done
+}
+
 # kill_nodes term|kill NAME... : end every process in each node's mount namespace.
 kill_nodes() {
     local mode=$1
@@ -301,6 +315,7 @@ kill_nodes() {
             deadline=$(($(now_us) + STOP_GRACE * 1000000))
             while :; do
                 scan_namespaces
+                forget_reused_namespaces target
                 left=0
                 for ns in "${!target[@]}"; do
                     [[ -n ${NS_PIDS[$ns]:-} ]] && left=1
@@ -313,6 +328,7 @@ kill_nodes() {
         deadline=$(($(now_us) + 5000000))
         while :; do
             scan_namespaces
+            forget_reused_namespaces target
             left=0
             for ns in "${!target[@]}"; do
                 if [[ -n ${NS_PIDS[$ns]:-} ]]; then
@@ -386,7 +402,7 @@ node_failure_report() {
 wait_nodes() {
     local -a pending=("$@") next=()
     local -a failed=()
-    local deadline name nd pid spid comm
+    local deadline name nd pid spid comm ns
     deadline=$(($(now_us) + START_TIMEOUT * 1000000))
     while ((${#pending[@]})); do
         next=()
@@ -400,8 +416,9 @@ wait_nodes() {
                 if [[ $spid =~ ^[0-9]+$ ]]; then
                     { comm=$(<"/proc/$spid/comm"); } 2>/dev/null || comm=""
                 fi
-                if [[ $comm == sshd ]] && tcp_probe "$N_ADDR" "$N_PORT"; then
-                    readlink "/proc/$spid/ns/mnt" >"$nd/mntns"
+                if [[ $comm == sshd ]] && tcp_probe "$N_ADDR" "$N_PORT" &&
+                    ns=$(readlink "/proc/$spid/ns/mnt"); then
+                    printf '%s\n' "$ns" >"$nd/mntns"
                     printf '%s\n' "$spid" >"$nd/pid"
                     continue
                 fi

@@ -7,6 +7,7 @@ mod common;
 mod agents;
 mod drift;
 mod exec;
+mod fleet_script;
 mod harden;
 mod killswitch;
 mod modules;
