@@ -103,13 +103,7 @@ pub fn reflect(root: &Path, db: &Path, args: ReflectArgs, json: bool) -> anyhow:
             json!({"event": "reflection_answered", "answered": done})
         );
     } else {
-        out!(
-            "reflection {} answered: {} in commit {}, ledger entry {}",
-            done.reflection,
-            done.file.display(),
-            &done.commit[..12.min(done.commit.len())],
-            &done.ledger[..12.min(done.ledger.len())]
-        );
+        out!("{}", done.summary());
         for l in &done.lessons {
             out!("lesson {l} recorded (short-term memory)");
         }

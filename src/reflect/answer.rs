@@ -182,10 +182,12 @@ impl Answers {
             reflection.id,
             checklist.title,
             reflection.agent.as_deref().unwrap_or("the fleet"),
-            reflection.description,
+            one_line(&reflection.description),
             reflection.source,
             reflection.id
         );
+        // The operation as evidence names the run or rollout, not its attempt.
+        let source = reflection.source.split('#').next().unwrap_or_default();
         for item in &checklist.items {
             s.push_str(&format!(
                 "\n# {}{}\n",
@@ -197,11 +199,10 @@ impl Answers {
                 s.push_str(&format!("# cite at least one of: {}\n", kinds.join(", ")));
             }
             let example = if item.evidence.contains(&EvidenceKind::Rollout)
-                && reflection.source.starts_with("rollout:")
-                || item.evidence.contains(&EvidenceKind::Run)
-                    && reflection.source.starts_with("run:")
+                && source.starts_with("rollout:")
+                || item.evidence.contains(&EvidenceKind::Run) && source.starts_with("run:")
             {
-                format!("\"{}\"", reflection.source)
+                format!("\"{source}\"")
             } else {
                 String::new()
             };
@@ -211,7 +212,7 @@ impl Answers {
             ));
         }
         s.push_str("\n# Lessons learned (optional), in short-term memory until applied three times:\n# [[lesson]]\n# id = \"a-short-name\"\n# text = \"what to do differently\"\n# scope = { agent = \"AGENT\", operation = \"deploy\" }\n# evidence = [\"");
-        s.push_str(&reflection.source);
+        s.push_str(source);
         s.push_str("\"]\n");
         s
     }
@@ -286,11 +287,13 @@ impl Resolver<'_> {
             return Err(format!("`{evidence}` names no {}", kind.key()));
         }
         let found = match kind {
+            // Whole ids only: `last`, a prefix or a pattern would point at
+            // something else tomorrow, and the id is what gets committed.
             EvidenceKind::Run => self
                 .store
                 .run(value)
                 .map_err(|e| e.to_string())?
-                .is_some()
+                .is_some_and(|r| r.id == value)
                 .then_some(())
                 .ok_or_else(|| {
                     format!(
@@ -301,7 +304,7 @@ impl Resolver<'_> {
                 .store
                 .rollout(value)
                 .map_err(|e| e.to_string())?
-                .is_some()
+                .is_some_and(|r| r.id == value)
                 .then_some(())
                 .ok_or_else(|| {
                     format!(
@@ -310,14 +313,23 @@ impl Resolver<'_> {
                 }),
             EvidenceKind::Ledger => self.ledger_entry(value),
             EvidenceKind::Commit => {
+                // A commit id (7 to 40 hex digits), not a revision like HEAD
+                // or a branch, which moves.
+                let hex =
+                    (7..=40).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit());
                 let repo =
                     crate::sot::git::SotRepo::open(&self.sot.root).map_err(|e| e.to_string())?;
-                repo.repo
-                    .revparse_single(value)
-                    .ok()
+                hex.then(|| repo.repo.revparse_single(value).ok())
+                    .flatten()
                     .and_then(|o| o.peel_to_commit().ok())
                     .map(|_| ())
-                    .ok_or_else(|| format!("there is no commit `{value}` in the SoT's history"))
+                    .ok_or_else(|| {
+                        if hex {
+                            format!("there is no commit `{value}` in the SoT's history")
+                        } else {
+                            format!("`{value}` is not a commit id: cite a commit by its hash (7 to 40 hex digits, `maestro sot log`)")
+                        }
+                    })
             }
             EvidenceKind::File => {
                 let rel = Path::new(value);
@@ -329,10 +341,16 @@ impl Resolver<'_> {
                     Err(format!(
                         "`{value}`: a file is cited by its path inside the SoT"
                     ))
-                } else if self.sot.root.join(rel).is_file() {
+                } else if crate::sot::git::SotRepo::open(&self.sot.root)
+                    .map_err(|e| e.to_string())?
+                    .file_at_head(rel)
+                    .is_some()
+                {
                     Ok(())
                 } else {
-                    Err(format!("there is no file `{value}` in the SoT"))
+                    Err(format!(
+                        "there is no file `{value}` committed in the SoT (a file is cited once git tracks it; links are not followed)"
+                    ))
                 }
             }
             EvidenceKind::Url => {
@@ -396,6 +414,28 @@ pub struct Answered {
     pub lessons: Vec<String>,
     /// Lessons whose citation counted as a use.
     pub applied: Vec<String>,
+    /// The answer was already in the SoT from an earlier attempt that
+    /// stopped before its ledger entry or the store's row: this finished it
+    /// (the answers given this time were not used).
+    pub resumed: bool,
+}
+
+impl Answered {
+    /// One line for both faces.
+    pub fn summary(&self) -> String {
+        format!(
+            "reflection {} answered: {} in commit {}, ledger entry {}{}",
+            self.reflection,
+            self.file.display(),
+            &self.commit[..12.min(self.commit.len())],
+            &self.ledger[..12.min(self.ledger.len())],
+            if self.resumed {
+                " (an earlier attempt had committed it and stopped: it is finished now, and the answers given this time were not used)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// A reflection answer to write: the reflection's file and its lessons.
@@ -482,15 +522,37 @@ pub fn answer(
             checklist.answerers()
         )));
     }
+    let file = PathBuf::from(REFLECTIONS_DIR).join(format!("{}.toml", reflection.id));
+    let repo = crate::sot::git::SotRepo::open(root)?;
+    if let Some(committed) = repo.file_at_head(&file) {
+        // An earlier answer was committed and stopped before its ledger
+        // entry or the store's row: finish that one rather than commit twice.
+        let commit = repo.last_change_of(&file).ok_or_else(|| {
+            ReflectError::Invalid(vec![format!(
+                "{} is in the SoT but no commit of HEAD's history wrote it",
+                file.display()
+            )])
+        })?;
+        let text = String::from_utf8_lossy(&committed).into_owned();
+        let (lessons, applied) = committed_lessons(&text);
+        let in_sot = InSot {
+            file,
+            text,
+            commit,
+            lessons,
+            applied,
+            resumed: true,
+        };
+        return record(db, &mut store, actor, name, &reflection, checklist, in_sot);
+    }
     // Secrets first: a secret is never echoed back in another message.
-    if let Some(file) = &answers.file {
-        let found = crate::sot::secrets::scan_files(
-            root,
-            &[(file.display_path.clone(), file.text.clone())],
-        );
-        if !found.is_empty() {
-            return Err(ReflectError::Diagnostics(found));
-        }
+    let (scan_path, scan_text) = match &answers.file {
+        Some(f) => (f.display_path.clone(), f.text.clone()),
+        None => (PathBuf::from("(the typed answers)"), typed_text(answers)),
+    };
+    let found = crate::sot::secrets::scan_files(root, &[(scan_path, scan_text)]);
+    if !found.is_empty() {
+        return Err(ReflectError::Diagnostics(found));
     }
     let resolver = Resolver {
         sot: &sot,
@@ -516,7 +578,7 @@ pub fn answer(
             })
         })
         .collect();
-    let record = ReflectionFile {
+    let reflection_file = ReflectionFile {
         id: &reflection.id,
         checklist: &checklist.name,
         title: &checklist.title,
@@ -539,20 +601,30 @@ pub fn answer(
         "# Reflection {} on {}, answered by {name}: committed by maestro, recorded in the ledger.\n{}",
         reflection.id,
         checklist.title,
-        toml::to_string(&record)
+        toml::to_string(&reflection_file)
             .map_err(|e| ReflectError::Invalid(vec![format!("writing the reflection: {e}")]))?
     );
-    let file = PathBuf::from(REFLECTIONS_DIR).join(format!("{}.toml", reflection.id));
     let intent = Intent {
         reason: format!(
             "{} answered ({}, after {})",
-            reflection.id, checklist.title, reflection.description
+            reflection.id,
+            checklist.title,
+            one_line(&reflection.description)
         ),
         actor: Some(format!("{} <{}>", person.name, person.email)),
         wait: std::time::Duration::from_secs(10),
     };
     let what = format!("reflect {}", reflection.id);
     let mut tx = Transaction::begin(root, &intent, &what)?;
+    // Under the SoT's lock: another answer may have been committed since
+    // the checks above (a second terminal, a double submit).
+    if store.reflection(id)?.is_some_and(|r| !r.is_pending()) || repo.file_at_head(&file).is_some()
+    {
+        return Err(ReflectError::Invalid(vec![format!(
+            "reflection {} was answered meanwhile (`maestro reflect --all` shows by whom)",
+            reflection.id
+        )]));
+    }
     let mut files = vec![(file.clone(), text.clone())];
     if !answers.lessons.is_empty() {
         let lessons_file = PathBuf::from(LESSONS_FILE);
@@ -568,25 +640,6 @@ pub fn answer(
         files.push((lessons_file, lessons_text));
     }
     let committed = tx.commit(files, &what)?;
-
-    let mut digests = BTreeMap::new();
-    digests.insert(
-        file.display().to_string(),
-        crate::ledger::sha256_hex(text.as_bytes()),
-    );
-    let ledger = record_in_ledger(
-        db,
-        actor,
-        crate::ledger::Kind::Reflection,
-        "reflect",
-        &reflection.source,
-        &format!(
-            "{what}: {} after {}",
-            checklist.title, reflection.description
-        ),
-        &committed.commit,
-        digests,
-    )?;
     // Lessons cited as applied: each a use, evidenced by this reflection.
     let applied: Vec<String> = answers
         .items
@@ -595,9 +648,83 @@ pub fn answer(
         .filter_map(|c| c.value.strip_prefix("lesson:"))
         .map(str::to_string)
         .collect();
+    let in_sot = InSot {
+        file,
+        text,
+        commit: committed.commit,
+        lessons: answers.lessons.iter().map(|l| l.id.value.clone()).collect(),
+        applied,
+        resumed: false,
+    };
+    record(db, &mut store, actor, name, &reflection, checklist, in_sot)
+}
+
+/// An answer committed into the SoT, still to be recorded in the ledger
+/// and the store.
+struct InSot {
+    file: PathBuf,
+    text: String,
+    commit: String,
+    lessons: Vec<String>,
+    applied: Vec<String>,
+    resumed: bool,
+}
+
+/// The ledger entry (unless a resumed answer has one already), the lesson
+/// uses and the store's row of an answer in the SoT. Each step can be
+/// repeated, so an answer interrupted anywhere here is finished by the next
+/// `maestro reflect ID`.
+fn record(
+    db: &Path,
+    store: &mut SqliteStore,
+    actor: &Actor,
+    name: &str,
+    reflection: &Reflection,
+    checklist: &Checklist,
+    a: InSot,
+) -> Result<Answered> {
+    let ledger_file = crate::ops::evidence::ledger_path(db);
+    let existing = if a.resumed {
+        crate::ledger::read(&ledger_file, None)?
+            .into_iter()
+            .rev()
+            .find(|e| {
+                e.body.kind == crate::ledger::Kind::Reflection
+                    && e.body.inputs.sot_commit.as_deref() == Some(a.commit.as_str())
+            })
+            .map(|e| e.hash)
+    } else {
+        None
+    };
+    let ledger = match existing {
+        Some(hash) => hash,
+        None => {
+            let mut digests = BTreeMap::new();
+            digests.insert(
+                a.file.display().to_string(),
+                crate::ledger::sha256_hex(a.text.as_bytes()),
+            );
+            record_in_ledger(
+                db,
+                actor,
+                crate::ledger::Kind::Reflection,
+                "reflect",
+                &reflection.source,
+                &format!(
+                    "reflect {}: {} after {}",
+                    reflection.id,
+                    checklist.title,
+                    one_line(&reflection.description)
+                ),
+                &a.commit,
+                digests,
+            )?
+        }
+    };
+    let now = super::now_ms();
     super::lesson::record_uses(
-        &mut store,
-        &applied,
+        store,
+        &a.applied,
         &format!("reflection:{}", reflection.id),
         name,
         now,
@@ -607,18 +734,85 @@ pub fn answer(
         &AnswerRecord {
             by: name.to_string(),
             at_ms: now,
-            commit: committed.commit.clone(),
+            commit: a.commit.clone(),
             ledger: ledger.clone(),
         },
     )?;
     Ok(Answered {
         reflection: reflection.id.clone(),
-        commit: committed.commit,
+        commit: a.commit,
         ledger,
-        file,
-        lessons: answers.lessons.iter().map(|l| l.id.value.clone()).collect(),
-        applied,
+        file: a.file,
+        lessons: a.lessons,
+        applied: a.applied,
+        resumed: a.resumed,
     })
+}
+
+/// The lessons a committed reflection file records and those it cites as
+/// applied (`lesson:ID` evidence of its items).
+fn committed_lessons(text: &str) -> (Vec<String>, Vec<String>) {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return (Vec::new(), Vec::new());
+    };
+    let strings = |v: Option<&toml::Value>| -> Vec<String> {
+        v.and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let lessons = strings(doc.get("lessons"));
+    let applied = doc
+        .get("item")
+        .and_then(toml::Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .flat_map(|i| strings(i.get("evidence")))
+                .filter_map(|e| e.strip_prefix("lesson:").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    (lessons, applied)
+}
+
+/// The typed answers as one text for the secret scanner.
+fn typed_text(answers: &Answers) -> String {
+    let mut out = String::new();
+    for (id, a) in &answers.items {
+        out.push_str(&format!("[answer.{id}]\ntext = {:?}\n", a.text));
+        for c in &a.evidence {
+            out.push_str(&format!("evidence = {:?}\n", c.value));
+        }
+    }
+    for l in &answers.lessons {
+        out.push_str(&format!(
+            "[[lesson]]\nid = {:?}\ntext = {:?}\n",
+            l.id.value, l.text
+        ));
+        for c in &l.evidence {
+            out.push_str(&format!("evidence = {:?}\n", c.value));
+        }
+    }
+    out
+}
+
+/// An operation's description on one line, without control characters: it
+/// came from a command line and goes into commit messages and comments.
+pub(crate) fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let words: Vec<&str> = flat.split_whitespace().collect();
+    let mut line = words.join(" ");
+    if line.chars().count() > 120 {
+        line = line.chars().take(119).collect::<String>() + "…";
+    }
+    line
 }
 
 fn lesson_fields<'a>(

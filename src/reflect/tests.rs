@@ -247,7 +247,11 @@ fn pending(s: &Scratch) -> crate::store::Reflection {
     fire(&sot, &mut store, &[op], now_ms()).unwrap().remove(0)
 }
 
-fn answers(evidence: &str) -> Answers {
+fn answers(s: &Scratch, evidence: &str) -> Answers {
+    let head = crate::sot::git::SotRepo::open(&s.root)
+        .unwrap()
+        .head()
+        .unwrap();
     let mut a = Answers::default();
     for (id, text) in [
         (
@@ -264,7 +268,7 @@ fn answers(evidence: &str) -> Answers {
             "keep" => Vec::new(),
             "change" => vec![Cited::new("file:agents.toml")],
             "impact" => vec![Cited::new("https://status.example.org/incidents/7")],
-            "response" => vec![Cited::new("commit:HEAD")],
+            "response" => vec![Cited::new(format!("commit:{head}"))],
             _ => vec![Cited::new(evidence)],
         };
         a.items.insert(
@@ -284,7 +288,7 @@ fn an_answer_citing_a_run_that_does_not_exist_is_refused_and_nothing_is_committe
     let s = scratch();
     let r = pending(&s);
     let head = crate::sot::git::SotRepo::open(&s.root).unwrap().head();
-    let e = answer::answer(&s.root, &s.db, &r.id, &answers("run:r-nope"), &ada()).unwrap_err();
+    let e = answer::answer(&s.root, &s.db, &r.id, &answers(&s, "run:r-nope"), &ada()).unwrap_err();
     assert_eq!(e.exit(), crate::exit::Exit::InvalidInput);
     assert!(e.to_string().contains("there is no run `r-nope`"), "{e}");
     assert_eq!(
@@ -299,10 +303,14 @@ fn an_answer_citing_a_run_that_does_not_exist_is_refused_and_nothing_is_committe
 fn a_missing_required_answer_a_wrong_kind_of_evidence_and_a_typed_name_are_refused() {
     let s = scratch();
     let r = pending(&s);
-    let mut a = answers("url:https://tickets.example.org/INC-7");
+    let mut a = answers(&s, "url:https://tickets.example.org/INC-7");
     a.items.remove("impact");
     a.items.get_mut("change").unwrap().evidence = vec![Cited::new("url:not a url")];
-    a.items.get_mut("detection").unwrap().evidence = vec![Cited::new("commit:HEAD")];
+    let head = crate::sot::git::SotRepo::open(&s.root)
+        .unwrap()
+        .head()
+        .unwrap();
+    a.items.get_mut("detection").unwrap().evidence = vec![Cited::new(format!("commit:{head}"))];
     let e = answer::answer(&s.root, &s.db, &r.id, &a, &ada()).unwrap_err();
     let text = e.to_string();
     assert!(
@@ -322,7 +330,7 @@ fn a_missing_required_answer_a_wrong_kind_of_evidence_and_a_typed_name_are_refus
         &s.root,
         &s.db,
         &r.id,
-        &answers("url:https://x.example"),
+        &answers(&s, "url:https://x.example"),
         &Actor::unverified("ada"),
     )
     .unwrap_err();
@@ -335,7 +343,7 @@ fn a_missing_required_answer_a_wrong_kind_of_evidence_and_a_typed_name_are_refus
         &s.root,
         &s.db,
         &r.id,
-        &answers("url:https://x.example"),
+        &answers(&s, "url:https://x.example"),
         &linus,
     )
     .unwrap_err();
@@ -381,7 +389,7 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
         Default::default(),
     )
     .unwrap();
-    let mut a = answers(&format!("ledger:{}", &hash[..16]));
+    let mut a = answers(&s, &format!("ledger:{}", &hash[..16]));
     a.lessons.push(answer::NewLesson {
         id: Cited::new("raise-min-requests"),
         text: "gate on at least 50 requests".into(),
@@ -431,7 +439,7 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
         &s.root,
         &s.db,
         &r.id,
-        &answers("url:https://x.example"),
+        &answers(&s, "url:https://x.example"),
         &ada(),
     )
     .unwrap_err();
@@ -483,4 +491,117 @@ fn promoting_a_lesson_about_production_nodes_is_for_the_teams_the_policies_name(
             .contains("may not promote lesson `drain-first`"),
         "{e}"
     );
+}
+
+#[test]
+fn typed_answers_with_an_api_key_are_refused_before_any_other_message() {
+    let s = scratch();
+    let r = pending(&s);
+    let key = format!(
+        "sk-ant-api03-{}AA",
+        "x7Kq2mZ9pL4vR8tW1nB6cY3dF5gH0jS".repeat(3)
+    );
+    // Typed (the terminal, the console): no file, and a bogus run as well,
+    // whose message would otherwise quote the answer.
+    let mut a = answers(&s, &format!("run:{key}"));
+    a.items.get_mut("keep").unwrap().text = format!("we rotated {key}");
+    let head = crate::sot::git::SotRepo::open(&s.root).unwrap().head();
+    let e = answer::answer(&s.root, &s.db, &r.id, &a, &ada()).unwrap_err();
+    assert!(
+        matches!(e, crate::reflect::ReflectError::Diagnostics(_)),
+        "{e}"
+    );
+    assert!(!e.to_string().contains(&key), "{e}");
+    assert_eq!(
+        crate::sot::git::SotRepo::open(&s.root).unwrap().head(),
+        head
+    );
+}
+
+#[test]
+fn evidence_names_one_thing_for_good_and_only_what_git_tracks() {
+    let s = scratch();
+    let sot = crate::sot::load(&s.root).unwrap();
+    let store = SqliteStore::open(&s.db).unwrap();
+    let head = crate::sot::git::SotRepo::open(&s.root)
+        .unwrap()
+        .head()
+        .unwrap();
+    let resolver = answer::Resolver {
+        sot: &sot,
+        store: &store,
+        ledger: crate::ops::evidence::ledger_path(&s.db),
+    };
+    assert!(resolver.check(&format!("commit:{head}")).is_ok());
+    assert!(resolver.check(&format!("commit:{}", &head[..10])).is_ok());
+    let e = resolver.check("commit:HEAD").unwrap_err();
+    assert!(e.contains("not a commit id"), "{e}");
+    assert!(resolver.check("commit:main").is_err());
+    assert!(resolver.check("file:agents.toml").is_ok());
+    // Untracked, and a committed link out of the SoT: neither is evidence.
+    std::fs::write(s.root.join("notes.md"), "draft").unwrap();
+    let e = resolver.check("file:notes.md").unwrap_err();
+    assert!(e.contains("committed"), "{e}");
+    std::os::unix::fs::symlink("/etc", s.root.join("host-etc")).unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&s.root)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["add", "host-etc"]);
+    git(&["commit", "-qm", "a link"]);
+    assert!(resolver.check("file:host-etc/hostname").is_err());
+    assert!(resolver.check("file:host-etc").is_err());
+    assert!(resolver.check("run:last").is_err());
+}
+
+#[test]
+fn an_answer_interrupted_after_its_commit_is_finished_by_the_next_and_not_committed_again() {
+    let s = scratch();
+    let r = pending(&s);
+    // The ledger cannot be written (a directory stands where its file goes):
+    // the commit is made, then the answer stops.
+    let ledger = crate::ops::evidence::ledger_path(&s.db);
+    std::fs::create_dir_all(&ledger).unwrap();
+    let first = answers(&s, "url:https://tickets.example.org/INC-7");
+    let e = answer::answer(&s.root, &s.db, &r.id, &first, &ada()).unwrap_err();
+    assert!(matches!(e, crate::reflect::ReflectError::Ledger(_)), "{e}");
+    let repo = crate::sot::git::SotRepo::open(&s.root).unwrap();
+    let committed = repo.head().unwrap();
+    assert!(repo.log(1).unwrap()[0].summary.contains(&r.id));
+    let store = SqliteStore::open(&s.db).unwrap();
+    assert!(store.reflection(&r.id).unwrap().unwrap().is_pending());
+
+    // Fixed; the next answer finishes the committed one.
+    std::fs::remove_dir(&ledger).unwrap();
+    let mut second = answers(&s, "url:https://tickets.example.org/INC-8");
+    second.items.get_mut("keep").unwrap().text = "something else".into();
+    let done = answer::answer(&s.root, &s.db, &r.id, &second, &ada()).unwrap();
+    assert!(done.resumed);
+    assert_eq!(done.commit, committed);
+    assert_eq!(
+        repo.head().as_deref(),
+        Some(committed.as_str()),
+        "no second commit"
+    );
+    let entries = crate::ledger::read(&ledger, None).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].body.kind, crate::ledger::Kind::Reflection);
+    assert_eq!(
+        entries[0].body.inputs.sot_commit.as_deref(),
+        Some(committed.as_str())
+    );
+    let row = store.reflection(&r.id).unwrap().unwrap();
+    assert_eq!(row.commit.as_deref(), Some(committed.as_str()));
+    assert_eq!(row.ledger.as_deref(), Some(done.ledger.as_str()));
+    let text = std::fs::read_to_string(s.root.join(&done.file)).unwrap();
+    assert!(text.contains("INC-7") && !text.contains("INC-8"), "{text}");
+    // And then it is answered: once more is refused.
+    let again = answer::answer(&s.root, &s.db, &r.id, &second, &ada()).unwrap_err();
+    assert!(again.to_string().contains("was answered by ada"), "{again}");
 }

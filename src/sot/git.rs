@@ -313,6 +313,47 @@ impl SotRepo {
     pub fn head(&self) -> Option<String> {
         self.repo.head().ok()?.target().map(|o| o.to_string())
     }
+
+    /// `rel` (relative to the SoT) as HEAD holds it: a regular file's
+    /// contents, none when HEAD has no such file or it is a link or a
+    /// directory (evidence and answers name files git tracks, not whatever
+    /// a path leads to on this machine).
+    pub fn file_at_head(&self, rel: &Path) -> Option<Vec<u8>> {
+        let tree = self.repo.head().ok()?.peel_to_tree().ok()?;
+        let entry = tree.get_path(&self.repo_path(rel)).ok()?;
+        if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() == 0o120000 {
+            return None;
+        }
+        Some(
+            entry
+                .to_object(&self.repo)
+                .ok()?
+                .peel_to_blob()
+                .ok()?
+                .content()
+                .to_vec(),
+        )
+    }
+
+    /// The newest commit (from HEAD, first parents) that changed `rel`.
+    pub fn last_change_of(&self, rel: &Path) -> Option<String> {
+        let path = self.repo_path(rel);
+        let blob_of = |c: &git2::Commit<'_>| {
+            c.tree()
+                .ok()
+                .and_then(|t| t.get_path(&path).ok())
+                .map(|e| e.id())
+        };
+        let mut commit = self.repo.head().ok()?.peel_to_commit().ok()?;
+        loop {
+            let here = blob_of(&commit);
+            let parent = commit.parent(0).ok();
+            if here != parent.as_ref().and_then(blob_of) {
+                return here.map(|_| commit.id().to_string());
+            }
+            commit = parent?;
+        }
+    }
 }
 
 /// The trailer that names who asked for a maestro change (the author may be

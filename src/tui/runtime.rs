@@ -399,14 +399,7 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                     &submitted.answers,
                     &actor,
                 )
-                .map(|a| {
-                    format!(
-                        "{} answered: commit {}, ledger entry {}",
-                        a.reflection,
-                        &a.commit[..12.min(a.commit.len())],
-                        &a.ledger[..12.min(a.ledger.len())]
-                    )
-                })
+                .map(|a| a.summary())
                 .map_err(|e| e.to_string().replace('\n', " · "));
                 let _ = tx.send(Msg::ReflectionAnswered(result));
             });
