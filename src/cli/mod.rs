@@ -207,8 +207,9 @@ pub struct FleetArgs {
     /// Bytes of stdout and of stderr kept per node (the rest is counted)
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_output: usize,
-    /// A lesson of lessons.toml this job applies (repeatable): counted as
-    /// a use, with the run as its evidence
+    /// A lesson of lessons.toml this job applies (repeatable, in its
+    /// scope): a use, with the run as evidence, when a proven person runs
+    /// it and every node is ok
     #[arg(long, value_name = "ID")]
     pub lesson: Vec<String>,
 }

@@ -507,7 +507,7 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
     let (specs, warnings) = connect_specs(sot, &indices, &request.connect)
         .map_err(|e| OpsError::Invalid(e.to_string()))?;
     let nodes = specs.iter().map(|s| s.node.clone()).collect();
-    Ok(Prepared {
+    let prepared = Prepared {
         source,
         job: request.job,
         work,
@@ -521,7 +521,9 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         forks: request.forks,
         limits: request.limits,
         lessons: request.lessons,
-    })
+    };
+    prepared.check_lessons_apply()?;
+    Ok(prepared)
 }
 
 /// The baseline a hardening job uses: the one named, else the profile's,
@@ -1142,13 +1144,22 @@ impl Prepared {
         }
         let mut db = crate::store::SqliteStore::open(store)?;
         let now = crate::reflect::now_ms();
-        crate::reflect::lesson::record_uses(
-            &mut db,
-            &self.lessons,
-            &format!("run:{}", outcome.report.run_id),
-            gate.actor().name(),
-            now,
-        )?;
+        // A use is evidence that the lesson worked: a job a proven person
+        // ran, that every node finished ok. A typed name or a failed job
+        // counts nothing.
+        let s = &outcome.report.summary;
+        let succeeded = !outcome.report.cancelled
+            && s.failed + s.unreachable + s.timed_out + s.cancelled == 0
+            && s.ok > 0;
+        if gate.actor().is_verified() && succeeded {
+            crate::reflect::lesson::record_uses(
+                &mut db,
+                &self.lessons,
+                &format!("run:{}", outcome.report.run_id),
+                gate.actor().name(),
+                now,
+            )?;
+        }
         crate::reflect::fire(&self.source.sot, &mut db, &ops, now)
     }
 
@@ -1214,6 +1225,33 @@ impl Prepared {
     /// The lessons the operator cited for this job.
     pub fn lessons_cited(&self) -> &[String] {
         &self.lessons
+    }
+
+    /// A lesson cited with `--lesson` must be about this kind of job: a use
+    /// outside its scope would count towards promoting it for nothing.
+    fn check_lessons_apply(&self) -> Result<()> {
+        let sot = &self.source.sot;
+        let action = crate::policy::action_of(&self.job);
+        let agents = self.agents_started_or_named();
+        let outside: Vec<String> = self
+            .lessons
+            .iter()
+            .filter_map(|id| sot.lessons.get(id))
+            .filter(|l| !l.scope.covers(sot, action, &agents, &self.nodes))
+            .map(|l| {
+                format!(
+                    "lesson `{}` is for {}, and this {action} job on {} is not",
+                    l.id,
+                    l.scope.describe(),
+                    self.target_label
+                )
+            })
+            .collect();
+        if outside.is_empty() {
+            Ok(())
+        } else {
+            Err(OpsError::Invalid(outside.join("\n")))
+        }
     }
 
     fn agents_started_or_named(&self) -> Vec<String> {

@@ -296,14 +296,28 @@ pub fn promote(root: &Path, db: &Path, id: &str, actor: &Actor, reason: &str) ->
         )]));
     }
     check_policy(&sot, lesson, actor)?;
-    let person = sot.people.get(name);
+    let person = sot
+        .people
+        .get(name)
+        .ok_or_else(|| ReflectError::Denied(format!("{name} is not in people.toml")))?;
     let intent = Intent {
         reason: reason.to_string(),
-        actor: person.map(|p| format!("{} <{}>", p.name, p.email)),
+        actor: Some(format!("{} <{}>", person.name, person.email)),
         wait: std::time::Duration::from_secs(10),
     };
     let what = format!("lesson promote {id}");
     let mut tx = Transaction::begin(root, &intent, &what)?;
+    // Under the SoT's lock: another promotion may have landed since.
+    if tx
+        .load()?
+        .lessons
+        .get(id)
+        .is_some_and(|l| l.memory == Memory::Ltm)
+    {
+        return Err(ReflectError::Invalid(vec![format!(
+            "lesson `{id}` was promoted meanwhile"
+        )]));
+    }
     let file = PathBuf::from(LESSONS_FILE);
     let text = tx.read(&file)?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

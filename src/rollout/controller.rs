@@ -261,7 +261,12 @@ impl Controller {
         };
         let op = crate::reflect::Operation {
             trigger,
-            source: format!("rollout:{}", self.rollout.id),
+            // One reflection per attempt: a retry that aborts again is
+            // another operation to reflect on.
+            source: match self.rollout.attempt {
+                0 | 1 => format!("rollout:{}", self.rollout.id),
+                n => format!("rollout:{}#{n}", self.rollout.id),
+            },
             agent: Some(self.rollout.agent.clone()),
             description: super::describe_end(&self.rollout),
             measure: None,

@@ -99,14 +99,7 @@ pub async fn start(
     )?;
     let nodes = prepared.nodes().to_vec();
     let mut store = SqliteStore::open(&settings.db)?;
-    // The SoT can make learning a condition of the next rollout.
-    if let Some(pending) = crate::reflect::blocking_rollout(&sot, &store, &req.agent)
-        .map_err(|e| RolloutError::Invalid(e.to_string()))?
-    {
-        return Err(
-            ops::OpsError::Refused(crate::reflect::blocking_refusal(&sot, &pending)).into(),
-        );
-    }
+    refuse_while_reflection_pending(&sot, &store, &req.agent)?;
     if let Some(active) = store.active_rollout(&req.agent)? {
         return Err(crate::store::StoreError::ActiveRollout {
             agent: req.agent.clone(),
@@ -389,6 +382,24 @@ pub async fn abort(
     Ok(Done::Drove(ended, c.rollout))
 }
 
+/// The SoT can make learning a condition of the next rollout: a pending
+/// reflection of a checklist with `block_rollouts` refuses it (exit 4, with
+/// the reflection's id).
+fn refuse_while_reflection_pending(
+    sot: &crate::sot::Sot,
+    store: &SqliteStore,
+    agent: &str,
+) -> Result<()> {
+    match crate::reflect::blocking_rollout(sot, store, agent) {
+        Ok(None) => Ok(()),
+        Ok(Some(pending)) => {
+            Err(ops::OpsError::Refused(crate::reflect::blocking_refusal(sot, &pending)).into())
+        }
+        Err(crate::reflect::ReflectError::Store(e)) => Err(e.into()),
+        Err(e) => Err(RolloutError::Invalid(e.to_string())),
+    }
+}
+
 /// `retry`: an aborted rollout again from its first step (a new attempt,
 /// journaled apart from the last one).
 pub async fn retry(
@@ -406,6 +417,9 @@ pub async fn retry(
             r.id, r.status
         )));
     }
+    // A retry is the next rollout of the agent too: the reflection on the
+    // abort it repeats comes first.
+    refuse_while_reflection_pending(&source.sot, &store, &r.agent)?;
     admit(
         &source,
         &settings,

@@ -162,6 +162,10 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
         "{}",
         both(&o)
     );
+    // And retrying the aborted one is that next rollout too.
+    let o = op.maestro(&["rollout", "retry", &rollout]);
+    assert_eq!(o.status.code(), Some(4), "{}", both(&o));
+    assert!(both(&o).contains(&id), "{}", both(&o));
 
     // The template is a valid answers file to start from.
     let template = op.maestro(&["reflect", &id, "--template"]);
@@ -265,7 +269,9 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
     assert_eq!(last["body"]["inputs"]["sot_commit"], done["commit"]);
     let v = op.maestro(&["ledger", "verify"]);
     assert_eq!(v.status.code(), Some(0), "{}", both(&v));
-    assert!(op.maestro(&["--json", "reflect"]).stdout.is_empty());
+    let pending = op.maestro(&["--json", "reflect"]);
+    assert_eq!(pending.status.code(), Some(0), "{}", both(&pending));
+    assert!(pending.stdout.is_empty(), "{}", both(&pending));
 
     // Answered: the next rollout starts (and completes).
     let traffic = Traffic::start(&NODES);
@@ -304,15 +310,38 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
     );
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     assert!(both(&o).contains("0 evidenced uses"), "{}", both(&o));
-    for _ in 0..3 {
-        let o = op.maestro(&[
+    let applied = [
+        "exec",
+        "n31",
+        "--lesson",
+        "gate-the-first-node",
+        "--",
+        "true",
+    ];
+    // A typed name, or a run that failed, is no evidence the lesson works.
+    let o = op.maestro(&applied);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let o = as_person(
+        &op,
+        &ada,
+        &[
             "exec",
             "n31",
             "--lesson",
             "gate-the-first-node",
             "--",
-            "true",
-        ]);
+            "false",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        both(&o).contains("reflection rfl-"),
+        "the failed run is an operation to reflect on: {}",
+        both(&o)
+    );
+    assert_eq!(lesson(&op)["uses"].as_u64(), Some(0), "{}", lesson(&op));
+    for _ in 0..3 {
+        let o = as_person(&op, &ada, &applied);
         assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     }
     let o = op.maestro(&["exec", "n31", "--lesson", "no-such-lesson", "--", "true"]);
@@ -361,7 +390,7 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
         both(&o)
     );
 
-    // The figures: one triggered, one answered.
+    // The figures: two triggered (the abort, the failed run), one answered.
     let o = op.maestro(&["--json", "reflect", "stats"]);
     let s = json_lines(&stdout(&o))
         .into_iter()
@@ -370,9 +399,10 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
         .clone();
     assert_eq!(
         (s["triggered"].as_u64(), s["answered"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(2), Some(1)),
         "{s}"
     );
-    assert_eq!(s["adoption_percent"].as_f64(), Some(100.0));
+    assert_eq!(s["adoption_percent"].as_f64(), Some(50.0));
+    assert_eq!(s["pending"].as_u64(), Some(1), "{s}");
     assert_eq!(s["lessons_ltm"].as_u64(), Some(1));
 }
