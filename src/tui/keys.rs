@@ -193,6 +193,12 @@ pub const KEYMAP: &[KeyHelp] = &[
         "close the form (nothing is kept)",
         Some("cancel"),
     ),
+    key(
+        AnswerForm,
+        "Ctrl-E  Ctrl-D",
+        "type evidence no list holds (commit:ID, file:PATH, url:…) / drop the last typed",
+        Some("evidence"),
+    ),
     key(Lessons, "j k", "select a lesson (its evidence below)", None),
     key(
         Lessons,

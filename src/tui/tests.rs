@@ -1971,9 +1971,24 @@ fn reflect_view_lists_reflections_and_the_form_cites_picked_evidence() {
     snap("reflect_form", &app);
     press(&mut app, KeyCode::Tab);
     typed(&mut app, "n18 for 40 s");
+    // Evidence no list holds (a URL, a commit, a file) is typed after Ctrl-E.
+    app.handle_key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::CONTROL));
+    typed(&mut app, "url:https://status.example.org/incidents/7");
+    press(&mut app, KeyCode::Enter);
+    snap("reflect_form_typed", &app);
     app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
-    let submitted = app
-        .take_effects()
+    // A second Ctrl-S while the first is being signed commits nothing more.
+    app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    let effects = app.take_effects();
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::AnswerReflection(_)))
+            .count(),
+        1,
+        "one answer in flight"
+    );
+    let submitted = effects
         .into_iter()
         .find_map(|e| match e {
             Effect::AnswerReflection(s) => Some(s),
@@ -1992,6 +2007,15 @@ fn reflect_view_lists_reflections_and_the_form_cites_picked_evidence() {
         ["rollout:ro-20251121-0742-7d1e", "run:20251121-074300-e5f6"]
     );
     assert_eq!(submitted.answers.items["impact"].text, "n18 for 40 s");
+    let impact: Vec<&str> = submitted.answers.items["impact"]
+        .evidence
+        .iter()
+        .map(|c| c.value.as_str())
+        .collect();
+    assert!(
+        impact.contains(&"url:https://status.example.org/incidents/7"),
+        "{impact:?}"
+    );
     // A refused answer keeps the form open; a committed one closes it.
     app.on_msg(Msg::ReflectionAnswered(Err(
         "`detection` is required and not answered".into(),

@@ -433,7 +433,10 @@ impl App {
                 if let ExecPolicy::Refused(why) = &self.info.policy {
                     let why = format!("read-only: {why}");
                     self.say(Level::Warn, why);
+                } else if self.reflect.signing {
+                    self.say(Level::Info, "still signing the last answer: wait for it");
                 } else {
+                    self.reflect.signing = true;
                     self.say(
                         Level::Info,
                         format!("signing and committing {}…", submitted.id),
@@ -854,6 +857,7 @@ impl App {
             Msg::Reflections(r) => self.reflect.set(r),
             Msg::Lessons(r) => self.lessons.set(r),
             Msg::ReflectionAnswered(r) => {
+                self.reflect.signing = false;
                 match r {
                     Ok(m) => {
                         self.reflect.close_form();

@@ -3,7 +3,8 @@
 //! the selected one's questions below. `a` (or Enter) opens the answer
 //! form: one item at a time, the answer typed, its evidence picked from
 //! the store's runs and rollouts, the ledger's entries and the lessons (no
-//! ids to type), `Ctrl-S` signs and commits it as `maestro reflect ID`.
+//! ids to type; `Ctrl-E` types what no list holds — a commit, a file, a
+//! URL), `Ctrl-S` signs and commits it as `maestro reflect ID`.
 
 use std::collections::BTreeSet;
 
@@ -54,6 +55,9 @@ pub struct ReflectView {
     selected: usize,
     now_ms: i64,
     form: Option<AnswerForm>,
+    /// An answer is being signed and committed: a second `Ctrl-S` waits
+    /// for it instead of committing the same reflection twice.
+    pub signing: bool,
 }
 
 impl ReflectView {
@@ -266,6 +270,11 @@ pub struct AnswerForm {
     cited: Vec<BTreeSet<usize>>,
     /// The highlighted pick among the item's candidates.
     cursor: usize,
+    /// Per item, evidence typed as `KIND:VALUE` (a commit, a file, a URL:
+    /// what no list holds).
+    typed: Vec<Vec<String>>,
+    /// The evidence being typed (after `Ctrl-E`), until `Enter` or `Esc`.
+    typing: Option<String>,
 }
 
 impl AnswerForm {
@@ -279,9 +288,18 @@ impl AnswerForm {
             texts: vec![String::new(); n],
             cited: vec![BTreeSet::new(); n],
             cursor: 0,
+            typed: vec![Vec::new(); n],
+            typing: None,
         };
         // The operation itself is the first evidence of every item that takes it.
-        let source = form.reflection.source.clone();
+        // (`rollout:ID#2` is the second attempt of rollout ID.)
+        let source = form
+            .reflection
+            .source
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if let Some(p) = form.picks.iter().position(|p| p.value == source) {
             for (i, item) in form.checklist.items.iter().enumerate() {
                 if item.evidence.contains(&form.picks[p].kind) {
@@ -307,9 +325,32 @@ impl AnswerForm {
 
     fn handle_key(&mut self, key: KeyEvent) -> FormKey {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(line) = &mut self.typing {
+            match key.code {
+                KeyCode::Esc => self.typing = None,
+                KeyCode::Enter => {
+                    let value = line.trim().to_string();
+                    if !value.is_empty() && !self.typed[self.item].contains(&value) {
+                        self.typed[self.item].push(value);
+                    }
+                    self.typing = None;
+                }
+                KeyCode::Backspace => {
+                    line.pop();
+                }
+                KeyCode::Char(c) if !ctrl => line.push(c),
+                _ => {}
+            }
+            return FormKey::Used;
+        }
         match key.code {
             KeyCode::Esc => return FormKey::Cancel,
             KeyCode::Char('s') if ctrl => return FormKey::Submit(self.submitted()),
+            KeyCode::Char('e') if ctrl => self.typing = Some(String::new()),
+            // The last typed evidence of the item goes again.
+            KeyCode::Char('d') if ctrl => {
+                self.typed[self.item].pop();
+            }
             KeyCode::Tab => {
                 self.item = (self.item + 1) % self.checklist.items.len().max(1);
                 self.cursor = 0;
@@ -349,6 +390,7 @@ impl AnswerForm {
                     evidence: self.cited[i]
                         .iter()
                         .map(|&p| Cited::new(self.picks[p].value.clone()))
+                        .chain(self.typed[i].iter().map(|t| Cited::new(t.clone())))
                         .collect(),
                     span: None,
                 },
@@ -389,10 +431,9 @@ impl AnswerForm {
                 "{mark} {}/{n} {}{}",
                 i + 1,
                 sanitize(item.question.as_bytes()),
-                if self.cited[i].is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{} cited]", self.cited[i].len())
+                match self.cited[i].len() + self.typed[i].len() {
+                    0 => String::new(),
+                    k => format!("  [{k} cited]"),
                 }
             );
             if i != self.item {
@@ -417,7 +458,9 @@ impl AnswerForm {
                     dim(),
                 ));
             }
-            for (row, &p) in candidates.iter().enumerate().take(8) {
+            // Eight rows, scrolled so the highlighted one is always shown.
+            let first = self.cursor.saturating_sub(7);
+            for (row, &p) in candidates.iter().enumerate().skip(first).take(8) {
                 let pick = &self.picks[p];
                 let text = format!(
                     "    [{}] {:8} {}",
@@ -431,6 +474,26 @@ impl AnswerForm {
                     Style::new()
                 };
                 lines.push(Line::styled(fit(&text, width), style));
+            }
+            for t in &self.typed[i] {
+                lines.push(Line::from(fit(
+                    &format!("    [x] typed    {}", sanitize(t.as_bytes())),
+                    width,
+                )));
+            }
+            match &self.typing {
+                Some(line) => lines.push(Line::styled(
+                    fit(
+                        &format!("    evidence> {}▏  (KIND:VALUE, Enter adds, Esc drops)", sanitize(line.as_bytes())),
+                        width,
+                    ),
+                    selected_style(),
+                )),
+                None if !item.evidence.is_empty() => lines.push(Line::styled(
+                    fit("    Ctrl-E types evidence (commit:ID, file:PATH, url:…), Ctrl-D drops the last", width),
+                    dim(),
+                )),
+                None => {}
             }
         }
         frame.render_widget(
