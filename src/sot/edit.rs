@@ -19,6 +19,8 @@ pub enum Kind {
     Freeze,
     /// `[lesson.ID]` of lessons.toml.
     Lesson,
+    /// `[token.NAME]` of tokens.toml.
+    Token,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Engaged => "engaged",
             Kind::Freeze => "freeze",
             Kind::Lesson => "lesson",
+            Kind::Token => "token",
         }
     }
 }

@@ -366,6 +366,10 @@ pub struct Sot {
     pub checklists: BTreeMap<String, crate::reflect::Checklist>,
     /// Lessons (`lessons.toml`), by id.
     pub lessons: BTreeMap<String, crate::reflect::Lesson>,
+    /// Tokens of the read-only HTTP API (`tokens.toml`), by name; only
+    /// their hashes are in the SoT.
+    #[serde(skip)]
+    pub api_tokens: BTreeMap<String, crate::api::token::ApiToken>,
     /// The Cedar policies of `policies/`, with the entities built from this
     /// SoT; none when the SoT has no `policies/` directory (every job is
     /// then allowed, as before policies existed).

@@ -28,6 +28,8 @@ pub(super) enum Role {
     /// Reflection checklists (`checklists/*.toml`) and the lessons registry.
     Checklist,
     Lessons,
+    /// API tokens (`tokens.toml`): who may read `maestro serve`.
+    Tokens,
     /// A Cedar policy file (`policies/*.cedar`), the policy schema and the
     /// policy tests: read here, parsed by [`crate::policy`].
     Policy,
@@ -94,6 +96,7 @@ impl Files {
                 .map(|p| (p, Role::Checklist, top)),
         );
         plan.push((crate::reflect::LESSONS_FILE.into(), Role::Lessons, top));
+        plan.push((crate::api::token::FILE.into(), Role::Tokens, top));
         let policies = Path::new(crate::policy::DIR);
         plan.extend(
             list_files(&root.join(policies), overrides, policies, "cedar")?

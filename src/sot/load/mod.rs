@@ -83,6 +83,7 @@ mod rules;
 mod scope;
 mod settings;
 mod tables;
+mod tokens;
 
 /// A node's tags as written (file, key/value pairs with spans, header span).
 type NodeTags = (usize, Vec<(At<String>, At<String>)>, Range<usize>);
@@ -194,6 +195,12 @@ impl<'a> Loader<'a> {
                 self.lessons(idx, &t, &mut lessons);
             }
         }
+        let mut api_tokens = BTreeMap::new();
+        for (idx, _) in self.files_of(Role::Tokens) {
+            if let Some(t) = self.parse(idx) {
+                self.tokens(idx, &t, &people, &mut api_tokens);
+            }
+        }
         let (profiles, playbooks, baselines) = self.library();
 
         if let Some(settings) = &settings {
@@ -247,6 +254,7 @@ impl<'a> Loader<'a> {
             people,
             checklists,
             lessons,
+            api_tokens,
             policies: None,
             node_index: HashMap::new(),
         }
