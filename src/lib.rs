@@ -10,7 +10,8 @@
 //! carries every run's events, [`store`] records runs, [`telemetry`]
 //! streams live measurements from every node and agent, [`drift`] compares
 //! the fleet with the SoT, and [`ops`] is the operations layer the faces
-//! call: prepare, plan, admit, apply. The faces, [`cli`] and the console
+//! call: prepare, plan, admit, apply; [`api`] serves what they recorded,
+//! read-only, over HTTP. The faces, [`cli`] and the console
 //! [`tui`] (with its demo on a simulated fleet, [`sim`]), are thin callers
 //! of it. The engine never prints and never touches the terminal: every
 //! engine module denies `print!`/`eprint!`, so the compiler checks it.
@@ -19,6 +20,8 @@
 
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod agent;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod api;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod approval;
 #[deny(clippy::print_stdout, clippy::print_stderr)]

@@ -14,6 +14,7 @@ mod policy_cmd;
 pub(crate) mod printer;
 mod reflect_cmd;
 mod rollout_cmd;
+mod serve_cmd;
 mod sim_cmd;
 mod sot_cmd;
 mod telemetry_cmd;
@@ -137,6 +138,11 @@ pub enum Command {
     /// Lessons learned by reflections: list them with their uses, promote one to long-term memory
     #[command(subcommand)]
     Lesson(reflect_cmd::LessonCommand),
+    /// The read-only HTTP API: SoT, runs, rollouts, ledger, telemetry as JSON (/openapi.json)
+    Serve(serve_cmd::ServeArgs),
+    /// Bearer tokens of the HTTP API: add (printed once, its hash committed), list, remove
+    #[command(subcommand)]
+    Token(serve_cmd::TokenCommand),
     /// Serve a simulated fleet (in-process SSH servers) for benchmarks
     #[command(hide = true)]
     Simulate(sim_cmd::SimulateArgs),
@@ -479,6 +485,12 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             cmd,
             cli.json,
         ),
+        Command::Serve(args) => serve_cmd::serve(
+            &sot,
+            cli.db.unwrap_or_else(crate::store::default_path),
+            args,
+        ),
+        Command::Token(cmd) => serve_cmd::token(&sot, cmd, cli.json),
         Command::Runs { command, limit } => fleet_cmd::runs(cli.db, command, limit, cli.json),
         Command::Tui(args) => tui_cmd::tui(&sot, cli.db, args),
         Command::Demo(args) => tui_cmd::demo(args),

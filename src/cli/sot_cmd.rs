@@ -170,7 +170,7 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
     }
     let policies = sot.policies.as_deref().map_or(0, |p| p.len());
     let msg = format!(
-        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} people, {} policies ({} tests pass), {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows, {} checklists, {} lessons",
+        "{}: ok — {} nodes, {} groups, {} models, {} agents, {} people, {} policies ({} tests pass), {} profiles, {} playbooks, {} hardening baselines, {} kill switches engaged, {} freeze windows, {} checklists, {} lessons, {} API tokens",
         root.display(),
         sot.nodes.len(),
         sot.groups.len(),
@@ -185,7 +185,8 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
         sot.killswitch.len(),
         sot.freeze.len(),
         sot.checklists.len(),
-        sot.lessons.len()
+        sot.lessons.len(),
+        sot.api_tokens.len()
     );
     if json {
         out!(
@@ -193,7 +194,9 @@ pub fn check(root: &Path, json: bool) -> anyhow::Result<Exit> {
             json!({"event": "sot_valid", "sot": root, "nodes": sot.nodes.len(), "groups": sot.groups.len(),
                    "models": sot.models.len(), "agents": sot.agents.len(), "people": sot.people.len(),
                    "policies": policies, "policy_tests": policy_tests.len(), "profiles": sot.profiles.len(),
-                   "kill_switches": sot.killswitch.len(), "freeze_windows": sot.freeze.len()})
+                   "kill_switches": sot.killswitch.len(), "freeze_windows": sot.freeze.len(),
+                   "checklists": sot.checklists.len(), "lessons": sot.lessons.len(),
+                   "api_tokens": sot.api_tokens.len()})
         );
     } else {
         out!("{msg}");

@@ -97,7 +97,7 @@ fn interval(secs: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -427,7 +427,7 @@ pub fn metrics(root: &Path, db: Option<PathBuf>, cmd: MetricsCommand) -> anyhow:
     })
 }
 
-async fn terminate() {
+pub(super) async fn terminate() {
     if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         s.recv().await;
     }

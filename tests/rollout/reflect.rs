@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use super::canary::{Traffic, deploy_stable, rollout_operator, rollout_status};
+use crate::common::api::{Served, answer_schema, conforms};
 use crate::common::fleet::Operator;
 use crate::common::{git, stderr, stdout};
 use crate::{json_lines, repo};
@@ -405,4 +406,37 @@ fn an_aborted_rollout_is_reflected_on_with_evidence_before_the_next_and_its_less
     assert_eq!(s["adoption_percent"].as_f64(), Some(50.0));
     assert_eq!(s["pending"].as_u64(), Some(1), "{s}");
     assert_eq!(s["lessons_ltm"].as_u64(), Some(1));
+
+    // The read-only API shows the aborted rollout with its gate
+    // measurements and journal, as its /openapi.json documents them.
+    let o = op.maestro(&[
+        "token",
+        "add",
+        "dashboard",
+        "--person",
+        "ada",
+        "--reason",
+        "the team's dashboard",
+        "--actor",
+        "Ada <ada@example.org>",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let token = stdout(&o).trim().to_string();
+    let api = Served::start(op.command(&[]));
+    let (_, doc) = api.call("GET", "/openapi.json", None);
+    let (status, body) = api.get(&format!("/v1/rollouts/{rollout}"), &token);
+    assert_eq!(status, 200, "{body}");
+    conforms(
+        &doc,
+        answer_schema(&doc, "/v1/rollouts/{id}"),
+        &body,
+        "rollout",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(body["rollout"]["status"], "aborted", "{body}");
+    assert!(
+        !body["measurements"].as_array().unwrap().is_empty()
+            && !body["journal"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
 }

@@ -1,0 +1,262 @@
+//! `maestro serve`, the read-only HTTP API, on a SoT made by `maestro init`
+//! with a run in its store (a node on a closed loopback port): every route
+//! answers with the shape `/openapi.json` documents, no token or a wrong or
+//! revoked one gets no data, a write method is refused, the SoT can be read
+//! at an older commit, and serving changes nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::api::{Served, answer_schema, conforms};
+use common::{maestro, snapshot, stderr, stdout};
+use serde_json::Value;
+
+fn both(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+fn git_head(sot: &Path) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(sot)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    stdout(&o).trim().to_string()
+}
+
+#[test]
+fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = tmp.path().join("fleet");
+    let db = tmp.path().join("runs.db");
+    // The operator's key, so the example's policies let the job run.
+    let key = tmp.path().join("ada");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ada", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen runs (openssh-client is installed by .ci/run)");
+    assert!(o.status.success(), "{}", both(&o));
+    let m = |args: &[&str]| -> Output {
+        maestro()
+            .arg("--sot")
+            .arg(&sot)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env("HOME", tmp.path())
+            .env("MAESTRO_IDENTITY", &key)
+            .env("MAESTRO_ACTOR", "Ada <ada@example.org>")
+            .stdin(Stdio::null())
+            .output()
+            .expect("maestro runs")
+    };
+    let o = maestro()
+        .args([
+            "init",
+            sot.to_str().unwrap(),
+            "--person",
+            "ada-lovelace",
+            "--key",
+        ])
+        .arg(key.with_extension("pub"))
+        .args(["--actor", "Ada <ada@example.org>"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", both(&o));
+    let before_node = git_head(&sot);
+    let o = m(&[
+        "node",
+        "add",
+        "closed",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        "1",
+        "-t",
+        "env=test",
+        "-t",
+        "region=eu-west",
+        "-t",
+        "jurisdiction=eu",
+        "-t",
+        "pii=none",
+        "-t",
+        "role=batch",
+        "--reason",
+        "a node nobody listens for",
+    ]);
+    assert!(o.status.success(), "{}", both(&o));
+    let o = m(&["exec", "closed", "--accept-new", "--", "true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let o = m(&["--json", "runs"]);
+    let run = stdout(&o)
+        .lines()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            v["run"]["id"].as_str().map(str::to_string)
+        })
+        .expect("the run is in the store");
+
+    // Tokens: made by the CLI, only their hashes committed.
+    let add = |name: &str| {
+        let o = m(&[
+            "token",
+            "add",
+            name,
+            "--person",
+            "ada-lovelace",
+            "--reason",
+            "the API",
+        ]);
+        assert!(o.status.success(), "{}", both(&o));
+        let token = stdout(&o).trim().to_string();
+        assert!(token.starts_with("mst_"), "{token}");
+        let file = std::fs::read_to_string(sot.join("tokens.toml")).unwrap();
+        assert!(!file.contains(&token), "the token itself is never written");
+        token
+    };
+    let token = add("ada-laptop");
+    let revoked = add("old-laptop");
+    let o = m(&["token", "remove", "old-laptop", "--reason", "lost it"]);
+    assert!(o.status.success(), "{}", both(&o));
+    let o = m(&["token", "add", "x", "--person", "nobody", "--reason", "r"]);
+    assert_eq!(o.status.code(), Some(2), "an unknown person: {}", both(&o));
+
+    let sot_files = snapshot(&sot);
+    let ledger_file = tmp.path().join("ledger.jsonl");
+    let ledger_bytes = std::fs::read(&ledger_file).unwrap();
+    let mut serve = maestro();
+    serve
+        .arg("--sot")
+        .arg(&sot)
+        .arg("--db")
+        .arg(&db)
+        .env("HOME", tmp.path());
+    let api = Served::start(serve);
+
+    let (status, doc) = api.call("GET", "/openapi.json", None);
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let asked = std::cell::RefCell::new(Vec::new());
+    let check = |route: &str, path: &str| -> Value {
+        let (status, body) = api.get(path, &token);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        conforms(&doc, answer_schema(&doc, route), &body, path)
+            .unwrap_or_else(|e| panic!("GET {path} departs from /openapi.json: {e}\n{body}"));
+        asked.borrow_mut().push(route.to_string());
+        body
+    };
+
+    let me = check("/v1/whoami", "/v1/whoami");
+    assert_eq!(
+        (me["token"].as_str(), me["person"].as_str()),
+        (Some("ada-laptop"), Some("ada-lovelace"))
+    );
+
+    let now = check("/v1/sot", "/v1/sot");
+    assert_eq!(now["commit"].as_str(), Some(git_head(&sot).as_str()));
+    let names = |v: &Value| -> Vec<String> {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names(&now).contains(&"closed".to_string()));
+    assert!(
+        !now["policies"].as_array().unwrap().is_empty(),
+        "the example's policies"
+    );
+    let then = check("/v1/sot", &format!("/v1/sot?commit={before_node}"));
+    assert_eq!(then["commit"].as_str(), Some(before_node.as_str()));
+    assert!(
+        !names(&then).contains(&"closed".to_string()),
+        "the SoT as that commit had it"
+    );
+    assert_eq!(api.get("/v1/sot?commit=no-such-rev", &token).0, 404);
+
+    let runs = check("/v1/runs", "/v1/runs");
+    let listed = &runs["runs"][0];
+    assert_eq!(listed["id"].as_str(), Some(run.as_str()));
+    assert_eq!(listed["unreachable"].as_u64(), Some(1), "{listed}");
+    let detail = check("/v1/runs/{id}", &format!("/v1/runs/{run}"));
+    assert_eq!(detail["results"][0]["node"], "closed");
+    assert_eq!(detail["results"][0]["status"], "unreachable");
+    assert_eq!(api.get("/v1/runs/r-nope", &token).0, 404);
+    assert_eq!(api.get("/v1/runs?limit=0", &token).0, 400);
+
+    check("/v1/rollouts", "/v1/rollouts");
+    let (status, body) = api.get("/v1/rollouts/ro-nope", &token);
+    assert_eq!(status, 404);
+    conforms(
+        &doc,
+        &serde_json::json!({"$ref": "#/components/schemas/Error"}),
+        &body,
+        "404",
+    )
+    .unwrap();
+    asked.borrow_mut().push("/v1/rollouts/{id}".into()); // with data: tests/rollout/reflect.rs
+
+    let ledger = check("/v1/ledger", "/v1/ledger");
+    assert!(
+        ledger["total"].as_u64().unwrap() >= 2,
+        "the gate's entry and the results: {ledger}"
+    );
+    let of_run = check("/v1/ledger", &format!("/v1/ledger?run={run}&limit=1"));
+    assert_eq!(of_run["entries"].as_array().unwrap().len(), 1);
+    let cps = check("/v1/ledger/checkpoints", "/v1/ledger/checkpoints");
+    assert!(cps["verify"]["problem"].is_null(), "{cps}");
+    assert!(!cps["checkpoints"].as_array().unwrap().is_empty(), "{cps}");
+    assert_eq!(
+        cps["signatures_checked"], true,
+        "the example SoT has ledger/key.pub"
+    );
+    check("/v1/telemetry", "/v1/telemetry?minutes=5");
+    assert_eq!(api.get("/v1/telemetry?minutes=0", &token).0, 400);
+
+    let mut asked = asked.into_inner();
+    asked.sort();
+    asked.dedup();
+    let mut documented = documented;
+    documented.sort();
+    assert_eq!(asked, documented, "every documented route was asked");
+
+    // No token, a wrong one, a revoked one: no data, on every route.
+    for route in &documented {
+        let path = route.replace("{id}", &run);
+        for bad in [None, Some("mst_guess"), Some(revoked.as_str())] {
+            let (status, body) = api.call("GET", &path, bad);
+            assert_eq!(status, 401, "GET {path} with {bad:?}: {body}");
+            conforms(
+                &doc,
+                &serde_json::json!({"$ref": "#/components/schemas/Error"}),
+                &body,
+                &path,
+            )
+            .unwrap();
+            assert!(body.get("runs").is_none() && body.get("nodes").is_none());
+        }
+    }
+    // Nothing writes.
+    for (method, path) in [
+        ("POST", "/v1/runs"),
+        ("PUT", "/v1/sot"),
+        ("DELETE", &*format!("/v1/runs/{run}")),
+    ] {
+        let (status, _) = api.call(method, path, Some(&token));
+        assert_eq!(status, 405, "{method} {path}");
+    }
+    drop(api);
+    assert!(snapshot(&sot) == sot_files, "serving changed the SoT");
+    assert_eq!(
+        std::fs::read(&ledger_file).unwrap(),
+        ledger_bytes,
+        "serving changed the ledger"
+    );
+}
