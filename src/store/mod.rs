@@ -13,19 +13,30 @@
 //! Path: `--db FILE`, else `$MAESTRO_DB`, else `$XDG_STATE_HOME/maestro/maestro.db`,
 //! else `~/.local/state/maestro/maestro.db`. The directory is created 0700
 //! and the file 0600, as OpenSSH keeps `~/.ssh`.
+//!
+//! A team shares one PostgreSQL database instead: `--db postgres://…` (or
+//! `$MAESTRO_DB`) selects [`PgStore`], the same store behind the same
+//! traits ([`Location`], [`open`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::bus::Envelope;
+use crate::bus::{Envelope, Subscriber};
 use crate::fleet::event::{NodeResult, NodeStatus, RunKind};
 
+mod location;
+mod postgres;
 pub mod reflections;
 pub mod rollouts;
 pub mod schema;
 mod sqlite;
+#[cfg(test)]
+mod tests;
+
+pub use location::{Location, PgUrl};
+pub use postgres::PgStore;
 
 pub use rollouts::{
     JournalEntry, Measurement, NewRollout, Outcome as GateOutcome, Rollout, RolloutStatus,
@@ -59,6 +70,25 @@ pub enum StoreError {
     },
     #[error("run store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Connecting to or migrating a PostgreSQL store (the URL without its password).
+    #[error("run store {url}: {source}")]
+    PgOpen {
+        url: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "run store {url} has schema version {found}, newer than this maestro knows (version {supported}); \
+         it was written by a newer maestro. Upgrade maestro, or use another store with --db; the database was not changed"
+    )]
+    TooNewDatabase {
+        url: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("run store: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("run store: the PostgreSQL connection thread stopped; open the store again")]
+    Disconnected,
     #[error("run store: {0}")]
     Corrupt(String),
     /// Another rollout of the agent is active (the store's unique index).
@@ -85,6 +115,37 @@ pub fn default_path() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     state.join("maestro").join("maestro.db")
+}
+
+/// Everything maestro keeps in a store, whichever database holds it.
+pub trait Store: RunStore + TelemetryStore + RolloutStore + ReflectionStore + Subscriber {
+    /// Where it is, for messages (a URL's password hidden).
+    fn location(&self) -> String;
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.url().to_string()
+    }
+}
+
+/// Open (creating and migrating) the store at `location`.
+pub fn open(location: &Location) -> Result<Box<dyn Store>> {
+    Ok(match location {
+        Location::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        Location::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
+}
+
+/// [`open`] for a `--db` value: a SQLite file path or a `postgres://` URL.
+pub fn open_path(db: &std::path::Path) -> Result<Box<dyn Store>> {
+    open(&Location::from_path(db))
 }
 
 /// Where a run is in its life.
