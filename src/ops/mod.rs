@@ -1140,16 +1140,16 @@ impl Prepared {
         if self.lessons.is_empty() && (ops.is_empty() || self.source.sot.checklists.is_empty()) {
             return Ok(Vec::new());
         }
-        let mut db = crate::store::SqliteStore::open(store)?;
+        let mut db = crate::store::open_path(store)?;
         let now = crate::reflect::now_ms();
         crate::reflect::lesson::record_uses(
-            &mut db,
+            &mut *db,
             &self.lessons,
             &format!("run:{}", outcome.report.run_id),
             gate.actor().name(),
             now,
         )?;
-        crate::reflect::fire(&self.source.sot, &mut db, &ops, now)
+        crate::reflect::fire(&self.source.sot, &mut *db, &ops, now)
     }
 
     /// What this job's outcome was, as the checklists' triggers see it.

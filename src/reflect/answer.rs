@@ -21,9 +21,7 @@ use crate::sot::change::{Intent, Transaction};
 use crate::sot::edit::{self, Kind};
 use crate::sot::model::Sot;
 use crate::sot::schema::{Cx, Table, Value, get};
-use crate::store::{
-    AnswerRecord, Reflection, ReflectionStore, RolloutStore, RunStore, SqliteStore,
-};
+use crate::store::{AnswerRecord, Reflection, Store};
 
 /// A string and where it was written (none when it was typed or picked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +257,7 @@ fn lesson(cx: &mut Cx<'_>, t: &Table<'_>, span: Range<usize>, what: &str) -> New
 /// Where evidence is looked up.
 pub struct Resolver<'a> {
     pub sot: &'a Sot,
-    pub store: &'a SqliteStore,
+    pub store: &'a dyn Store,
     /// The ledger file beside the store.
     pub ledger: PathBuf,
 }
@@ -443,7 +441,7 @@ pub fn answer(
     actor: &Actor,
 ) -> Result<Answered> {
     let sot = crate::sot::load(root)?;
-    let mut store = SqliteStore::open(db)?;
+    let mut store = crate::store::open_path(db)?;
     let Some(reflection) = store.reflection(id)? else {
         return Err(ReflectError::Invalid(vec![format!(
             "there is no reflection `{id}` (`maestro reflect` lists the pending ones)"
@@ -494,7 +492,7 @@ pub fn answer(
     }
     let resolver = Resolver {
         sot: &sot,
-        store: &store,
+        store: &*store,
         ledger: crate::ops::evidence::ledger_path(db),
     };
     let problems = check(&sot, checklist, answers, &resolver);
@@ -596,7 +594,7 @@ pub fn answer(
         .map(str::to_string)
         .collect();
     super::lesson::record_uses(
-        &mut store,
+        &mut *store,
         &applied,
         &format!("reflection:{}", reflection.id),
         name,
@@ -875,7 +873,7 @@ pub(crate) fn record_in_ledger(
 /// The pending reflection `id` with its checklist (for the faces' forms).
 pub fn pending<'s>(
     sot: &'s Sot,
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
 ) -> Result<(Reflection, &'s Checklist)> {
     let r = store.reflection(id)?.ok_or_else(|| {

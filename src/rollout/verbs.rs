@@ -10,7 +10,7 @@ use super::controller::{self, Controller, Ended, Settings};
 use super::{Plan, Result, RolloutError, RolloutEvent};
 use crate::fleet::event::new_run_id;
 use crate::ops::{self, Decision, Gate, JobRequest, JobSpec, Launch, SotSource, Targets};
-use crate::store::{NewRollout, Rollout, RolloutStatus, RolloutStore, SqliteStore};
+use crate::store::{NewRollout, Rollout, RolloutStatus, Store};
 
 /// `maestro rollout start AGENT@VERSION --limit TARGET [--strategy NAME]`.
 #[derive(Debug, Clone)]
@@ -98,9 +98,9 @@ pub async fn start(
         Targets::Pattern(req.limit.clone()),
     )?;
     let nodes = prepared.nodes().to_vec();
-    let mut store = SqliteStore::open(&settings.db)?;
+    let mut store = crate::store::open_path(&settings.db)?;
     // The SoT can make learning a condition of the next rollout.
-    if let Some(pending) = crate::reflect::blocking_rollout(&sot, &store, &req.agent)
+    if let Some(pending) = crate::reflect::blocking_rollout(&sot, &*store, &req.agent)
         .map_err(|e| RolloutError::Invalid(e.to_string()))?
     {
         return Err(
@@ -194,12 +194,12 @@ pub async fn start(
         .await
 }
 
-fn load(settings: &Settings, id: &str) -> Result<(SqliteStore, Rollout)> {
-    let store = SqliteStore::open(&settings.db)?;
+fn load(settings: &Settings, id: &str) -> Result<(Box<dyn Store>, Rollout)> {
+    let store = crate::store::open_path(&settings.db)?;
     let r = store.rollout(id)?.ok_or_else(|| {
         RolloutError::Invalid(format!(
             "no rollout `{id}` in {} (see `maestro rollout list`)",
-            settings.db.display()
+            crate::store::shown(&settings.db)
         ))
     })?;
     Ok((store, r))
@@ -258,7 +258,7 @@ pub async fn promote(
         let r = store.rollout(&r.id)?.unwrap_or(r);
         return Ok(Done::Asked(r));
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let e = crate::store::JournalEntry {
         seq: 0,
         at_ms: 0,
@@ -320,7 +320,7 @@ pub async fn resume(
             )));
         }
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     r.status = RolloutStatus::Progressing;
     r.reason = None;
     r.requested = None;
@@ -380,7 +380,7 @@ pub async fn abort(
         store.request_rollout(&r.id, Some("abort"))?;
         return Ok(Done::Asked(store.rollout(&r.id)?.unwrap_or(r)));
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let actor = settings.actor.label();
     let mut c = Controller::new(store, settings, source, launch, events, r)?;
     let ended = c
@@ -422,7 +422,7 @@ pub async fn retry(
     r.reason = None;
     r.requested = None;
     store.save_rollout(&r)?;
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let (ended, r) = Controller::new(store, settings, source, launch, events, r)?
         .drive()
         .await?;
@@ -484,7 +484,7 @@ pub async fn undo(
 /// The kill switch ends any active rollout of `agent` (no rollback: the
 /// kill switch stops the agent everywhere, and nothing may start it).
 pub fn kill_switch_engaged(db: &std::path::Path, agent: &str, reason: &str) -> Result<Vec<String>> {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = crate::store::open_path(db)?;
     let mut ended = Vec::new();
     let agents: Vec<Rollout> = store
         .rollouts(1000)?

@@ -109,12 +109,24 @@ pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("MAESTRO_DB").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
+    local_state_dir().join("maestro.db")
+}
+
+/// This controller's own state directory (`$XDG_STATE_HOME/maestro`, else
+/// `~/.local/state/maestro`): where the ledger and its key go when the
+/// store is a PostgreSQL database, which has no directory to sit beside.
+pub fn local_state_dir() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
-    state.join("maestro").join("maestro.db")
+    state.join("maestro")
+}
+
+/// A `--db` value as it may be shown: a path, or a URL without its password.
+pub fn shown(db: &std::path::Path) -> String {
+    Location::from_path(db).to_string()
 }
 
 /// Everything maestro keeps in a store, whichever database holds it.
@@ -251,6 +263,19 @@ pub trait TelemetryStore: Send {
     fn prune_rollups(&mut self, before_ms: i64) -> Result<usize>;
     /// A node's minutes (its own and its agents') since `since_ms`, oldest first.
     fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>>;
+}
+
+/// A boxed store (`store::open`'s) keeps telemetry as the store in it does.
+impl<T: TelemetryStore + ?Sized> TelemetryStore for Box<T> {
+    fn write_rollups(&mut self, rows: &[Rollup]) -> Result<()> {
+        (**self).write_rollups(rows)
+    }
+    fn prune_rollups(&mut self, before_ms: i64) -> Result<usize> {
+        (**self).prune_rollups(before_ms)
+    }
+    fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>> {
+        (**self).rollups(node, since_ms)
+    }
 }
 
 /// Facts gathered on a node, and when.
