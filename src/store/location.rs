@@ -167,4 +167,25 @@ mod tests {
             assert!(!format!("{location:?}").contains("w0rd"));
         }
     }
+
+    #[test]
+    fn the_ledger_of_a_postgres_store_is_a_local_file_not_a_piece_of_the_url() {
+        let url = Path::new("postgres://ops:s3cret@db.example/maestro");
+        for path in [
+            crate::ops::evidence::ledger_path(url),
+            crate::ops::evidence::key_path(url),
+        ] {
+            assert!(
+                path.starts_with(crate::store::local_state_dir()),
+                "{}",
+                path.display()
+            );
+            assert!(!path.to_string_lossy().contains("s3cret"));
+        }
+        let file = Path::new("/var/lib/maestro/maestro.db");
+        assert_eq!(
+            crate::ops::evidence::ledger_path(file),
+            Path::new("/var/lib/maestro/ledger.jsonl")
+        );
+    }
 }
