@@ -21,7 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 mod openapi;
 mod routes;
@@ -82,9 +82,9 @@ pub struct Config {
 pub(crate) struct Shared {
     cfg: Config,
     snapshots: snapshot::Snapshots,
-    /// One connection, read by one request at a time (SQLite in WAL mode
-    /// sees what other processes commit at each read).
-    store: Mutex<SqliteStore>,
+    /// One connection (SQLite or PostgreSQL), read by one request at a
+    /// time; each read sees what other processes committed before it.
+    store: Mutex<Box<dyn Store>>,
 }
 
 /// Who a request's token names (for `/v1/whoami`).
@@ -98,7 +98,7 @@ pub(crate) struct Caller {
 /// HEAD loads: checked here, so `maestro serve` fails at start, not at
 /// the first request.
 pub fn router(cfg: Config) -> Result<Router, ApiError> {
-    let store = SqliteStore::open(&cfg.db)
+    let store = crate::store::open_path(&cfg.db)
         .map_err(|e| ApiError::Internal(format!("the run store: {e}")))?;
     let shared = Arc::new(Shared {
         snapshots: snapshot::Snapshots::default(),

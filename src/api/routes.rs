@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, Shared, blocking};
-use crate::store::{RolloutStore, RunStore, SqliteStore, TelemetryStore};
+use crate::store::Store;
 
 type Answer = Result<Json<Value>, ApiError>;
 
@@ -55,13 +55,13 @@ fn to_json(v: impl serde::Serialize) -> Answer {
 /// The store, for one request at a time.
 fn with_store<T>(
     shared: &Shared,
-    f: impl FnOnce(&SqliteStore) -> crate::store::Result<T>,
+    f: impl FnOnce(&dyn Store) -> crate::store::Result<T>,
 ) -> Result<T, ApiError> {
     let store = shared
         .store
         .lock()
         .map_err(|_| ApiError::Internal("the run store's connection was lost".into()))?;
-    f(&store).map_err(|e| ApiError::Internal(format!("the run store: {e}")))
+    f(&**store).map_err(|e| ApiError::Internal(format!("the run store: {e}")))
 }
 
 async fn whoami(Extension(caller): Extension<Caller>) -> Answer {

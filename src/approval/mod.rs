@@ -22,7 +22,7 @@ use crate::identity::{self, Actor};
 use crate::ops::Prepared;
 use crate::ops::gate::{Check, Verdict};
 use crate::sot::model::Sot;
-use crate::store::{Approval, ApprovalSignature, RunStore, SqliteStore, StoreError};
+use crate::store::{Approval, ApprovalSignature, Store, StoreError};
 
 // Which agents, how many people and how long a signature counts are the
 // SoT's `[approvals]` (L4, two people, 24 h by default):
@@ -152,14 +152,14 @@ fn now_ms() -> i64 {
 }
 
 /// The pending request for `job`'s plan, if one was recorded.
-pub fn request_for(store: &SqliteStore, job: &Prepared) -> Result<Option<Approval>> {
+pub fn request_for(store: &dyn Store, job: &Prepared) -> Result<Option<Approval>> {
     Ok(store.approval_for(&plan_digest(job))?)
 }
 
 /// Distinct valid approvals of `job`'s plan in the store at `path`.
 pub fn count(path: &Path, job: &Prepared) -> Result<usize> {
-    let store = SqliteStore::open(path)?;
-    let Some(approval) = request_for(&store, job)? else {
+    let store = crate::store::open_path(path)?;
+    let Some(approval) = request_for(&*store, job)? else {
         return Ok(0);
     };
     let sigs = store.approval_signatures(&approval.id)?;
@@ -190,7 +190,7 @@ pub fn add_signature(
     expires_ms: i64,
     signature: &russh::keys::ssh_key::SshSig,
 ) -> Result<Signed> {
-    let mut store = SqliteStore::open(path)?;
+    let mut store = crate::store::open_path(path)?;
     let approval = store
         .approval(id)?
         .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
@@ -230,7 +230,7 @@ pub fn add_signature(
 
 /// The bytes an approver of `id` signs, and the expiry they carry.
 pub fn signing_message(path: &Path, sot: &Sot, id: &str) -> Result<(Vec<u8>, i64)> {
-    let store = SqliteStore::open(path)?;
+    let store = crate::store::open_path(path)?;
     let approval = store
         .approval(id)?
         .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
@@ -250,7 +250,7 @@ pub struct Pending {
 }
 
 pub fn list(path: &Path, sot: &Sot, pending_only: bool) -> Result<Vec<Pending>> {
-    let store = SqliteStore::open(path)?;
+    let store = crate::store::open_path(path)?;
     let now = now_ms();
     store
         .approvals(pending_only)?

@@ -19,7 +19,6 @@ use crate::bus::{Bus, Subscriber, SubscriberError, pump};
 use crate::exit::Exit;
 use crate::fleet::{Cancel, RunReport};
 use crate::ops::Launch;
-use crate::store::SqliteStore;
 
 /// What a driven job left besides its value.
 pub struct Driven<T> {
@@ -51,7 +50,7 @@ where
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = crate::store::open_path(db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,7 +63,7 @@ where
         let task = tokio::spawn(job(Launch::new(bus, cancel.clone())));
         let signals = tokio::spawn(stop_on_signals(cancel));
         let errors = {
-            let mut subscribers: [&mut dyn Subscriber; 2] = [&mut store, &mut printer];
+            let mut subscribers: [&mut dyn Subscriber; 2] = [&mut *store, &mut printer];
             pump(rx, &mut subscribers).await
         };
         let value = task.await.context("the run task failed")?;

@@ -16,7 +16,7 @@ use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
 use crate::ops::{self, Gate, JobRequest, JobSpec, PlaySettings, Prepared, SotSource, Targets};
 use crate::sot;
-use crate::store::{RunState, RunStore, SqliteStore};
+use crate::store::RunState;
 
 /// Any error a user caused before anything ran (bad target, bad ssh_config).
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +214,7 @@ pub fn runs(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let store = SqliteStore::open(&db.unwrap_or_else(crate::store::default_path))?;
+    let store = crate::store::open_path(&db.unwrap_or_else(crate::store::default_path))?;
     match cmd {
         None => {
             let rows = store.runs(limit)?;
@@ -255,7 +255,7 @@ pub fn runs(
             let run = store.run(&id)?.ok_or_else(|| {
                 InvalidInput(format!(
                     "no run `{id}` in {} (see `maestro runs`)",
-                    store.path().display()
+                    store.location()
                 ))
             })?;
             let mut results = store.results(&run)?;

@@ -60,8 +60,8 @@ pub struct Cli {
     /// One JSON object per line instead of text
     #[arg(long, global = true)]
     pub json: bool,
-    /// The run store [default: $MAESTRO_DB, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The run store: a SQLite file, or a postgres:// URL for a team's shared store [default: $MAESTRO_DB, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
+    #[arg(long, global = true, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
     /// Without a subcommand on a terminal: the console (`maestro tui`)
     #[command(subcommand)]

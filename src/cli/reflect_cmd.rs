@@ -13,7 +13,6 @@ use super::printer::sanitize;
 use crate::exit::Exit;
 use crate::reflect::answer::{Cited, ItemAnswer};
 use crate::reflect::{self, Answers};
-use crate::store::{ReflectionStore, SqliteStore};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -74,8 +73,8 @@ pub fn reflect(root: &Path, db: &Path, args: ReflectArgs, json: bool) -> anyhow:
         return list(root, db, args.all, json);
     };
     let source = load_source(root)?;
-    let store = SqliteStore::open(db)?;
-    let (reflection, checklist) = reflect::answer::pending(&source.sot, &store, &id)?;
+    let store = crate::store::open_path(db)?;
+    let (reflection, checklist) = reflect::answer::pending(&source.sot, &*store, &id)?;
     if args.template {
         out!("{}", Answers::template(checklist, &reflection).trim_end());
         return Ok(Exit::Ok);
@@ -163,7 +162,7 @@ fn ask(
 
 fn list(root: &Path, db: &Path, all: bool, json: bool) -> anyhow::Result<Exit> {
     let source = load_source(root)?;
-    let store = SqliteStore::open(db)?;
+    let store = crate::store::open_path(db)?;
     let rows = store.reflections(!all)?;
     if json {
         for r in &rows {
@@ -215,7 +214,7 @@ fn stats(root: &Path, db: &Path, since: Option<&str>, json: bool) -> anyhow::Res
                 .map_err(|e| InvalidInput(format!("--since: {e}")))
         })
         .transpose()?;
-    let store = SqliteStore::open(db)?;
+    let store = crate::store::open_path(db)?;
     let s = reflect::stats::compute(&source.sot, &store.reflections(false)?, since_ms);
     if json {
         out!("{}", json!({"event": "reflect_stats", "stats": s}));
@@ -273,8 +272,8 @@ pub fn lesson(root: &Path, db: &Path, cmd: LessonCommand, json: bool) -> anyhow:
     match cmd {
         LessonCommand::List => {
             let source = load_source(root)?;
-            let store = SqliteStore::open(db)?;
-            let all = reflect::lesson::statuses(&source.sot, &store, reflect::now_ms())?;
+            let store = crate::store::open_path(db)?;
+            let all = reflect::lesson::statuses(&source.sot, &*store, reflect::now_ms())?;
             if json {
                 for l in &all {
                     out!("{}", json!({"event": "lesson", "lesson": l}));

@@ -20,7 +20,7 @@ use crate::rollout::controller::Ended;
 use crate::rollout::verbs::{self, Done, StartRequest};
 use crate::rollout::view::{Overview, tree};
 use crate::rollout::{RolloutError, RolloutEvent, Settings};
-use crate::store::{ReflectionStore, RolloutStore, SqliteStore, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Subcommand, Debug)]
 pub enum RolloutCommand {
@@ -330,7 +330,7 @@ where
         Ok(Done::Drove(ended, r)) => {
             // The reflections its end left (and the store's word on them).
             let source = format!("rollout:{}", r.id);
-            match SqliteStore::open(db).and_then(|s| s.reflections(true)) {
+            match crate::store::open_path(db).and_then(|s| s.reflections(true)) {
                 Ok(pending) => {
                     for p in pending.iter().filter(|p| p.source == source) {
                         out!("{}", super::fleet_cmd::reflection_line(p, json));
@@ -343,7 +343,7 @@ where
     })
 }
 
-fn overview(store: &SqliteStore, id: &str) -> anyhow::Result<Option<Overview>> {
+fn overview(store: &dyn Store, id: &str) -> anyhow::Result<Option<Overview>> {
     let Some(r) = store.rollout(id)? else {
         return Ok(None);
     };
@@ -353,14 +353,14 @@ fn overview(store: &SqliteStore, id: &str) -> anyhow::Result<Option<Overview>> {
 }
 
 fn status(db: &Path, id: &str, watch: bool, json: bool) -> anyhow::Result<Exit> {
-    let store = SqliteStore::open(db)?;
+    let store = crate::store::open_path(db)?;
     let mut last = String::new();
     loop {
-        let Some(o) = overview(&store, id)? else {
+        let Some(o) = overview(&*store, id)? else {
             return Ok(error_exit(
                 &RolloutError::Invalid(format!(
                     "no rollout `{id}` in {} (see `maestro rollout list`)",
-                    db.display()
+                    crate::store::shown(db)
                 )),
                 json,
             ));
@@ -391,7 +391,7 @@ fn status(db: &Path, id: &str, watch: bool, json: bool) -> anyhow::Result<Exit> 
 }
 
 fn list(db: &Path, limit: usize, json: bool) -> anyhow::Result<Exit> {
-    let store = SqliteStore::open(db)?;
+    let store = crate::store::open_path(db)?;
     let rows = store.rollouts(limit)?;
     if json {
         for r in rows {

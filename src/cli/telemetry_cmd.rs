@@ -17,7 +17,6 @@ use crate::fleet::resolve::connect_specs;
 use crate::fleet::ssh::ConnectSpec;
 use crate::fleet::target;
 use crate::sot::Sot;
-use crate::store::SqliteStore;
 use crate::telemetry::export::{FleetCollector, encode, registry, to_prometheus_text};
 use crate::telemetry::rollup::{DEFAULT_RETENTION, Rollups};
 use crate::telemetry::sample::{Process, Scrape};
@@ -119,7 +118,7 @@ pub fn top(root: &Path, db: Option<PathBuf>, args: TopArgs, json: bool) -> anyho
         subscribers.push(Box::new(JsonLines));
     }
     if !args.once {
-        let store = SqliteStore::open(&db.unwrap_or_else(crate::store::default_path))?;
+        let store = crate::store::open_path(&db.unwrap_or_else(crate::store::default_path))?;
         subscribers.push(Box::new(Rollups::new(store, DEFAULT_RETENTION)));
     }
     let sort = args.sort;
@@ -381,7 +380,7 @@ pub fn metrics(root: &Path, db: Option<PathBuf>, cmd: MetricsCommand) -> anyhow:
             Some((s.node.clone(), source.sot.nodes[i].tags.clone()))
         })
         .collect();
-    let store = SqliteStore::open(&db.unwrap_or_else(crate::store::default_path))?;
+    let store = crate::store::open_path(&db.unwrap_or_else(crate::store::default_path))?;
     let retention = Duration::from_secs(args.retention_days.saturating_mul(86_400));
     let listen = args.listen.clone();
     runtime()?.block_on(async move {

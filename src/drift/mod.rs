@@ -23,7 +23,6 @@ use serde::Serialize;
 use crate::fleet::event::{NodeStatus, RunKind, TaskStatus};
 use crate::fleet::quote::sh_quote;
 use crate::ops::{self, Gate, JobRequest, JobSpec, Launch, OpsError, SotSource, Targets};
-use crate::store::{RunStore, SqliteStore};
 pub use rules::{Rule, Rules};
 
 /// Problems are the operations layer's: an invalid `drift.toml` is
@@ -281,7 +280,7 @@ pub async fn detect(
     // The last playbook each node ran, checked against the SoT as it is now.
     if let Some(path) = store {
         let mut by_job: BTreeMap<String, (JobSpec, Vec<String>)> = BTreeMap::new();
-        if let Ok(store) = SqliteStore::open(path) {
+        if let Ok(store) = crate::store::open_path(path) {
             for node in &nodes {
                 let history = store.node_history(node, 200).unwrap_or_default();
                 let last = history

@@ -3,7 +3,8 @@
 //! is touched, so nothing runs without a record, and the per-node results
 //! after the run, followed by a signed checkpoint.
 //!
-//! The ledger sits beside the run store (`ledger.jsonl`, key `ledger.key`).
+//! The ledger sits beside the run store (`ledger.jsonl`, key `ledger.key`), or
+//! in the controller's state directory when the store is PostgreSQL.
 //! Checkpoints are committed into the SoT when it has a `ledger/`
 //! directory (the example SoT of `maestro init` has one), so cutting off
 //! the newest entries is visible against the git history.
@@ -15,14 +16,22 @@ use super::{Outcome, Prepared};
 use crate::identity::Actor;
 use crate::ledger::{self, Kind, NodeEntry, PolicyHit, Record};
 
-/// The ledger beside the run store at `store`.
+/// The ledger beside the run store at `store` (in the controller's state
+/// directory when the store is a PostgreSQL database).
 pub fn ledger_path(store: &Path) -> PathBuf {
-    store.with_file_name(ledger::FILE)
+    beside(store, ledger::FILE)
 }
 
 /// The controller's ledger key beside the run store.
 pub fn key_path(store: &Path) -> PathBuf {
-    store.with_file_name("ledger.key")
+    beside(store, "ledger.key")
+}
+
+fn beside(store: &Path, file: &str) -> PathBuf {
+    match crate::store::Location::from_path(store) {
+        crate::store::Location::Sqlite(path) => path.with_file_name(file),
+        crate::store::Location::Postgres(_) => crate::store::local_state_dir().join(file),
+    }
 }
 
 /// The actor as the ledger records it.

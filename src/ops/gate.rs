@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::Prepared;
 use crate::exit::Exit;
-use crate::store::{ApprovalState, RunStore, SqliteStore};
+use crate::store::ApprovalState;
 
 /// What one check says of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,10 +306,11 @@ impl Gate {
             return held(RefusalClass::Denied, reasons, None);
         };
         let plan = crate::approval::plan_digest(job);
-        let store = SqliteStore::open(path).and_then(|mut s| match s.approval_for(&plan)? {
-            Some(a) if a.state == ApprovalState::Rejected => Ok(a),
-            _ => s.request_approval(&plan, job.description(), &reasons, self.actor.name()),
-        });
+        let store =
+            crate::store::open_path(path).and_then(|mut s| match s.approval_for(&plan)? {
+                Some(a) if a.state == ApprovalState::Rejected => Ok(a),
+                _ => s.request_approval(&plan, job.description(), &reasons, self.actor.name()),
+            });
         match store {
             Ok(a) => match a.state {
                 ApprovalState::Rejected => held(

@@ -1142,7 +1142,7 @@ impl Prepared {
         if self.lessons.is_empty() && (ops.is_empty() || self.source.sot.checklists.is_empty()) {
             return Ok(Vec::new());
         }
-        let mut db = crate::store::SqliteStore::open(store)?;
+        let mut db = crate::store::open_path(store)?;
         let now = crate::reflect::now_ms();
         // A use is evidence that the lesson worked: a job a proven person
         // ran, that every node finished ok. A typed name or a failed job
@@ -1153,14 +1153,14 @@ impl Prepared {
             && s.ok > 0;
         if gate.actor().is_verified() && succeeded {
             crate::reflect::lesson::record_uses(
-                &mut db,
+                &mut *db,
                 &self.lessons,
                 &format!("run:{}", outcome.report.run_id),
                 gate.actor().name(),
                 now,
             )?;
         }
-        crate::reflect::fire(&self.source.sot, &mut db, &ops, now)
+        crate::reflect::fire(&self.source.sot, &mut *db, &ops, now)
     }
 
     /// What this job's outcome was, as the checklists' triggers see it.

@@ -21,9 +21,7 @@ use crate::sot::change::{Intent, Transaction};
 use crate::sot::edit::{self, Kind};
 use crate::sot::model::Sot;
 use crate::sot::schema::{Cx, Table, Value, get};
-use crate::store::{
-    AnswerRecord, Reflection, ReflectionStore, RolloutStore, RunStore, SqliteStore,
-};
+use crate::store::{AnswerRecord, Reflection, Store};
 
 /// A string and where it was written (none when it was typed or picked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,7 +258,7 @@ fn lesson(cx: &mut Cx<'_>, t: &Table<'_>, span: Range<usize>, what: &str) -> New
 /// Where evidence is looked up.
 pub struct Resolver<'a> {
     pub sot: &'a Sot,
-    pub store: &'a SqliteStore,
+    pub store: &'a dyn Store,
     /// The ledger file beside the store.
     pub ledger: PathBuf,
 }
@@ -483,7 +481,7 @@ pub fn answer(
     actor: &Actor,
 ) -> Result<Answered> {
     let sot = crate::sot::load(root)?;
-    let mut store = SqliteStore::open(db)?;
+    let mut store = crate::store::open_path(db)?;
     let Some(reflection) = store.reflection(id)? else {
         return Err(ReflectError::Invalid(vec![format!(
             "there is no reflection `{id}` (`maestro reflect` lists the pending ones)"
@@ -543,7 +541,7 @@ pub fn answer(
             applied,
             resumed: true,
         };
-        return record(db, &mut store, actor, name, &reflection, checklist, in_sot);
+        return record(db, &mut *store, actor, name, &reflection, checklist, in_sot);
     }
     // Secrets first: a secret is never echoed back in another message.
     let (scan_path, scan_text) = match &answers.file {
@@ -556,7 +554,7 @@ pub fn answer(
     }
     let resolver = Resolver {
         sot: &sot,
-        store: &store,
+        store: &*store,
         ledger: crate::ops::evidence::ledger_path(db),
     };
     let problems = check(&sot, checklist, answers, &resolver);
@@ -656,7 +654,7 @@ pub fn answer(
         applied,
         resumed: false,
     };
-    record(db, &mut store, actor, name, &reflection, checklist, in_sot)
+    record(db, &mut *store, actor, name, &reflection, checklist, in_sot)
 }
 
 /// An answer committed into the SoT, still to be recorded in the ledger
@@ -676,7 +674,7 @@ struct InSot {
 /// `maestro reflect ID`.
 fn record(
     db: &Path,
-    store: &mut SqliteStore,
+    store: &mut dyn crate::store::Store,
     actor: &Actor,
     name: &str,
     reflection: &Reflection,
@@ -723,7 +721,7 @@ fn record(
     };
     let now = super::now_ms();
     super::lesson::record_uses(
-        store,
+        &mut *store,
         &a.applied,
         &format!("reflection:{}", reflection.id),
         name,
@@ -1069,7 +1067,7 @@ pub(crate) fn record_in_ledger(
 /// The pending reflection `id` with its checklist (for the faces' forms).
 pub fn pending<'s>(
     sot: &'s Sot,
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
 ) -> Result<(Reflection, &'s Checklist)> {
     let r = store.reflection(id)?.ok_or_else(|| {

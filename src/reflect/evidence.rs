@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::EvidenceKind;
 use crate::sot::model::Sot;
-use crate::store::{RolloutStore, RunStore, SqliteStore};
+use crate::store::Store;
 
 /// How many of each kind are offered.
 pub const PER_KIND: usize = 15;
@@ -23,7 +23,7 @@ pub struct Pick {
 }
 
 /// The newest runs, rollouts and ledger entries, and every lesson.
-pub fn picks(sot: &Sot, store: &SqliteStore, ledger: &Path) -> crate::store::Result<Vec<Pick>> {
+pub fn picks(sot: &Sot, store: &dyn Store, ledger: &Path) -> crate::store::Result<Vec<Pick>> {
     let mut out = Vec::new();
     for r in store.rollouts(PER_KIND)? {
         out.push(Pick {

@@ -17,7 +17,7 @@ use super::{LESSONS_FILE, ReflectError, Result};
 use crate::identity::Actor;
 use crate::sot::change::{Committed, Intent, Transaction};
 use crate::sot::model::Sot;
-use crate::store::{LessonUse, ReflectionStore, RolloutStore, RunStore};
+use crate::store::{LessonUse, ReflectionStore};
 
 /// Evidenced uses a lesson needs before it can be promoted.
 pub const USES_TO_PROMOTE: usize = 3;
@@ -128,7 +128,7 @@ pub struct LessonStatus {
 }
 
 /// Whether `evidence` (`run:ID`, `rollout:ID`, `reflection:ID`) is in the store.
-fn resolves(store: &crate::store::SqliteStore, evidence: &str) -> bool {
+fn resolves(store: &dyn crate::store::Store, evidence: &str) -> bool {
     match evidence.split_once(':') {
         Some(("run", id)) => store.run(id).ok().flatten().is_some(),
         Some(("rollout", id)) => store.rollout(id).ok().flatten().is_some(),
@@ -147,7 +147,7 @@ fn created_ms(l: &Lesson) -> Option<i64> {
 /// Every lesson of the SoT with its uses, in id order.
 pub fn statuses(
     sot: &Sot,
-    store: &crate::store::SqliteStore,
+    store: &dyn crate::store::Store,
     now_ms: i64,
 ) -> Result<Vec<LessonStatus>> {
     let uses = store.lesson_uses(None)?;
@@ -161,7 +161,7 @@ pub fn statuses(
 fn status_of(
     l: &Lesson,
     uses: &[LessonUse],
-    store: &crate::store::SqliteStore,
+    store: &dyn crate::store::Store,
     now_ms: i64,
 ) -> LessonStatus {
     let mine: Vec<&LessonUse> = uses.iter().filter(|u| u.lesson == l.id).collect();
@@ -273,11 +273,11 @@ pub fn promote(root: &Path, db: &Path, id: &str, actor: &Actor, reason: &str) ->
             "lesson `{id}` is in long-term memory already"
         )]));
     }
-    let store = crate::store::SqliteStore::open(db)?;
+    let store = crate::store::open_path(db)?;
     let status = status_of(
         lesson,
         &store.lesson_uses(Some(id))?,
-        &store,
+        &*store,
         super::now_ms(),
     );
     if status.uses < USES_TO_PROMOTE {

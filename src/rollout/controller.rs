@@ -22,8 +22,7 @@ use crate::fleet::resolve::ConnectOptions;
 use crate::fleet::ssh::ExecLimits;
 use crate::ops::{self, Gate, JobRequest, JobSpec, Launch, OpsError, SotSource, Targets};
 use crate::store::{
-    GateOutcome as Outcome, JournalEntry, Measurement, Rollout, RolloutStatus, RolloutStore,
-    SqliteStore,
+    GateOutcome as Outcome, JournalEntry, Measurement, Rollout, RolloutStatus, Store,
 };
 
 /// How long a controller's claim lasts without a heartbeat.
@@ -75,7 +74,7 @@ pub fn holder_dead(holder: &str) -> bool {
 }
 
 pub struct Controller {
-    store: SqliteStore,
+    store: Box<dyn Store>,
     settings: Settings,
     source: SotSource,
     launch: Launch,
@@ -161,7 +160,7 @@ impl Controller {
     /// A controller for `rollout`, which this process must hold (see
     /// [`Controller::claim`]).
     pub fn new(
-        store: SqliteStore,
+        store: Box<dyn Store>,
         settings: Settings,
         source: SotSource,
         launch: Launch,
@@ -190,7 +189,7 @@ impl Controller {
     }
 
     /// Take the rollout for this process; refused while a live controller holds it.
-    pub fn claim(store: &mut SqliteStore, r: &Rollout) -> Result<()> {
+    pub fn claim(store: &mut dyn Store, r: &Rollout) -> Result<()> {
         if store.claim_rollout(&r.id, &me(), LEASE_MS, &holder_dead)? {
             return Ok(());
         }
@@ -272,7 +271,8 @@ impl Controller {
             measure: None,
         };
         let sot = self.source.sot.clone();
-        if let Err(e) = crate::reflect::fire(&sot, &mut self.store, &[op], crate::reflect::now_ms())
+        if let Err(e) =
+            crate::reflect::fire(&sot, &mut *self.store, &[op], crate::reflect::now_ms())
         {
             let _ = self.journal(
                 "result",

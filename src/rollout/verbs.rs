@@ -10,7 +10,7 @@ use super::controller::{self, Controller, Ended, Settings};
 use super::{Plan, Result, RolloutError, RolloutEvent};
 use crate::fleet::event::new_run_id;
 use crate::ops::{self, Decision, Gate, JobRequest, JobSpec, Launch, SotSource, Targets};
-use crate::store::{NewRollout, Rollout, RolloutStatus, RolloutStore, SqliteStore};
+use crate::store::{NewRollout, Rollout, RolloutStatus, Store};
 
 /// `maestro rollout start AGENT@VERSION --limit TARGET [--strategy NAME]`.
 #[derive(Debug, Clone)]
@@ -98,8 +98,8 @@ pub async fn start(
         Targets::Pattern(req.limit.clone()),
     )?;
     let nodes = prepared.nodes().to_vec();
-    let mut store = SqliteStore::open(&settings.db)?;
-    refuse_while_reflection_pending(&sot, &store, &req.agent)?;
+    let mut store = crate::store::open_path(&settings.db)?;
+    refuse_while_reflection_pending(&sot, &*store, &req.agent)?;
     if let Some(active) = store.active_rollout(&req.agent)? {
         return Err(crate::store::StoreError::ActiveRollout {
             agent: req.agent.clone(),
@@ -187,12 +187,12 @@ pub async fn start(
         .await
 }
 
-fn load(settings: &Settings, id: &str) -> Result<(SqliteStore, Rollout)> {
-    let store = SqliteStore::open(&settings.db)?;
+fn load(settings: &Settings, id: &str) -> Result<(Box<dyn Store>, Rollout)> {
+    let store = crate::store::open_path(&settings.db)?;
     let r = store.rollout(id)?.ok_or_else(|| {
         RolloutError::Invalid(format!(
             "no rollout `{id}` in {} (see `maestro rollout list`)",
-            settings.db.display()
+            crate::store::shown(&settings.db)
         ))
     })?;
     Ok((store, r))
@@ -251,7 +251,7 @@ pub async fn promote(
         let r = store.rollout(&r.id)?.unwrap_or(r);
         return Ok(Done::Asked(r));
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let e = crate::store::JournalEntry {
         seq: 0,
         at_ms: 0,
@@ -313,7 +313,7 @@ pub async fn resume(
             )));
         }
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     r.status = RolloutStatus::Progressing;
     r.reason = None;
     r.requested = None;
@@ -373,7 +373,7 @@ pub async fn abort(
         store.request_rollout(&r.id, Some("abort"))?;
         return Ok(Done::Asked(store.rollout(&r.id)?.unwrap_or(r)));
     }
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let actor = settings.actor.label();
     let mut c = Controller::new(store, settings, source, launch, events, r)?;
     let ended = c
@@ -387,7 +387,7 @@ pub async fn abort(
 /// the reflection's id).
 fn refuse_while_reflection_pending(
     sot: &crate::sot::Sot,
-    store: &SqliteStore,
+    store: &dyn crate::store::Store,
     agent: &str,
 ) -> Result<()> {
     match crate::reflect::blocking_rollout(sot, store, agent) {
@@ -419,7 +419,7 @@ pub async fn retry(
     }
     // A retry is the next rollout of the agent too: the reflection on the
     // abort it repeats comes first.
-    refuse_while_reflection_pending(&source.sot, &store, &r.agent)?;
+    refuse_while_reflection_pending(&source.sot, &*store, &r.agent)?;
     admit(
         &source,
         &settings,
@@ -436,7 +436,7 @@ pub async fn retry(
     r.reason = None;
     r.requested = None;
     store.save_rollout(&r)?;
-    Controller::claim(&mut store, &r)?;
+    Controller::claim(&mut *store, &r)?;
     let (ended, r) = Controller::new(store, settings, source, launch, events, r)?
         .drive()
         .await?;
@@ -498,7 +498,7 @@ pub async fn undo(
 /// The kill switch ends any active rollout of `agent` (no rollback: the
 /// kill switch stops the agent everywhere, and nothing may start it).
 pub fn kill_switch_engaged(db: &std::path::Path, agent: &str, reason: &str) -> Result<Vec<String>> {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = crate::store::open_path(db)?;
     let mut ended = Vec::new();
     let agents: Vec<Rollout> = store
         .rollouts(1000)?

@@ -13,19 +13,30 @@
 //! Path: `--db FILE`, else `$MAESTRO_DB`, else `$XDG_STATE_HOME/maestro/maestro.db`,
 //! else `~/.local/state/maestro/maestro.db`. The directory is created 0700
 //! and the file 0600, as OpenSSH keeps `~/.ssh`.
+//!
+//! A team shares one PostgreSQL database instead: `--db postgres://…` (or
+//! `$MAESTRO_DB`) selects [`PgStore`], the same store behind the same
+//! traits ([`Location`], [`open`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::bus::Envelope;
+use crate::bus::{Envelope, Subscriber};
 use crate::fleet::event::{NodeResult, NodeStatus, RunKind};
 
+mod location;
+mod postgres;
 pub mod reflections;
 pub mod rollouts;
 pub mod schema;
 mod sqlite;
+#[cfg(test)]
+mod tests;
+
+pub use location::{Location, PgUrl};
+pub use postgres::PgStore;
 
 pub use rollouts::{
     JournalEntry, Measurement, NewRollout, Outcome as GateOutcome, Rollout, RolloutStatus,
@@ -59,6 +70,25 @@ pub enum StoreError {
     },
     #[error("run store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Connecting to or migrating a PostgreSQL store (the URL without its password).
+    #[error("run store {url}: {source}")]
+    PgOpen {
+        url: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "run store {url} has schema version {found}, newer than this maestro knows (version {supported}); \
+         it was written by a newer maestro. Upgrade maestro, or use another store with --db; the database was not changed"
+    )]
+    TooNewDatabase {
+        url: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("run store: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("run store: the PostgreSQL connection thread stopped; open the store again")]
+    Disconnected,
     #[error("run store: {0}")]
     Corrupt(String),
     /// Another rollout of the agent is active (the store's unique index).
@@ -79,12 +109,55 @@ pub fn default_path() -> PathBuf {
     if let Some(p) = std::env::var_os("MAESTRO_DB").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
+    local_state_dir().join("maestro.db")
+}
+
+/// This controller's own state directory (`$XDG_STATE_HOME/maestro`, else
+/// `~/.local/state/maestro`): where the ledger and its key go when the
+/// store is a PostgreSQL database, which has no directory to sit beside.
+pub fn local_state_dir() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
-    state.join("maestro").join("maestro.db")
+    state.join("maestro")
+}
+
+/// A `--db` value as it may be shown: a path, or a URL without its password.
+pub fn shown(db: &std::path::Path) -> String {
+    Location::from_path(db).to_string()
+}
+
+/// Everything maestro keeps in a store, whichever database holds it.
+pub trait Store: RunStore + TelemetryStore + RolloutStore + ReflectionStore + Subscriber {
+    /// Where it is, for messages (a URL's password hidden).
+    fn location(&self) -> String;
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.url().to_string()
+    }
+}
+
+/// Open (creating and migrating) the store at `location`.
+pub fn open(location: &Location) -> Result<Box<dyn Store>> {
+    Ok(match location {
+        Location::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        Location::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
+}
+
+/// [`open`] for a `--db` value: a SQLite file path or a `postgres://` URL.
+pub fn open_path(db: &std::path::Path) -> Result<Box<dyn Store>> {
+    open(&Location::from_path(db))
 }
 
 /// Where a run is in its life.
@@ -190,6 +263,19 @@ pub trait TelemetryStore: Send {
     fn prune_rollups(&mut self, before_ms: i64) -> Result<usize>;
     /// A node's minutes (its own and its agents') since `since_ms`, oldest first.
     fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>>;
+}
+
+/// A boxed store (`store::open`'s) keeps telemetry as the store in it does.
+impl<T: TelemetryStore + ?Sized> TelemetryStore for Box<T> {
+    fn write_rollups(&mut self, rows: &[Rollup]) -> Result<()> {
+        (**self).write_rollups(rows)
+    }
+    fn prune_rollups(&mut self, before_ms: i64) -> Result<usize> {
+        (**self).prune_rollups(before_ms)
+    }
+    fn rollups(&self, node: &str, since_ms: i64) -> Result<Vec<Rollup>> {
+        (**self).rollups(node, since_ms)
+    }
 }
 
 /// Facts gathered on a node, and when.

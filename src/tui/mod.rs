@@ -79,7 +79,7 @@ impl Config {
                 .unwrap_or_else(|| "none".into()),
             self.limits.max_output / 1024
         )];
-        details.push(format!("recorded in {}", self.db.display()));
+        details.push(format!("recorded in {}", crate::store::shown(&self.db)));
         let ctx = self.exec_context();
         let info = Info {
             title: self.title,
@@ -89,7 +89,7 @@ impl Config {
                 .commit
                 .as_ref()
                 .map(|h| h.chars().take(7).collect()),
-            store: self.db.display().to_string(),
+            store: crate::store::shown(&self.db),
             policy: self.policy,
             run_details: details,
         };

@@ -32,7 +32,7 @@ use crate::ops::{
     self, Decision, Gate, JobRequest, JobSpec, Launch, Outcome, PlaySettings, Prepared, SotSource,
     Targets,
 };
-use crate::store::{RunStore, SqliteStore};
+use crate::store::Store;
 
 /// Recent runs shown in the node view.
 const NODE_HISTORY: usize = 50;
@@ -230,7 +230,7 @@ where
 /// The console's subscriber: the store first (so a run the app shows as
 /// finished is recorded), then the app.
 struct Recorder {
-    store: Option<SqliteStore>,
+    store: Option<Box<dyn Store>>,
     tx: UnboundedSender<Msg>,
 }
 
@@ -245,7 +245,7 @@ impl Subscriber for Recorder {
         {
             let _ = self.tx.send(Msg::Warning(format!(
                 "runs are no longer recorded in {}: {e}",
-                store.path().display()
+                store.location()
             )));
             self.store = None;
         }
@@ -255,7 +255,7 @@ impl Subscriber for Recorder {
 }
 
 fn start_recorder(rx: BusReceiver, stores: &Stores, tx: UnboundedSender<Msg>) {
-    let store = match SqliteStore::open(&stores.db) {
+    let store = match crate::store::open_path(&stores.db) {
         Ok(s) => Some(s),
         Err(e) => {
             let _ = tx.send(Msg::Warning(format!("runs are not recorded: {e}")));
@@ -278,7 +278,7 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
             Msg::Runs(s.and_then(|s| s.runs(RUNS_SHOWN).map_err(|e| e.to_string())))
         }),
         Effect::LoadRun(id) => read_store(tx, db, move |s| Msg::Run {
-            result: s.and_then(|s| load_run(&s, &id).map_err(|e| e.to_string())),
+            result: s.and_then(|s| load_run(&*s, &id).map_err(|e| e.to_string())),
             id,
         }),
         Effect::LoadNodeHistory(node) => {
@@ -381,8 +381,8 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let lessons = crate::sot::load(&root)
                     .map_err(|e| e.to_string())
                     .and_then(|sot| {
-                        let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
-                        crate::reflect::lesson::statuses(&sot, &store, crate::reflect::now_ms())
+                        let store = crate::store::open_path(&db).map_err(|e| e.to_string())?;
+                        crate::reflect::lesson::statuses(&sot, &*store, crate::reflect::now_ms())
                             .map_err(|e| e.to_string())
                     });
                 let _ = tx.send(Msg::Lessons(lessons));
@@ -405,7 +405,7 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
             });
         }
         Effect::LoadRollouts => read_store(tx, db, |s| {
-            Msg::Rollouts(s.and_then(|s| load_rollouts(&s).map_err(|e| e.to_string())))
+            Msg::Rollouts(s.and_then(|s| load_rollouts(&*s).map_err(|e| e.to_string())))
         }),
         Effect::Rollout(plan) => {
             let shared = Arc::clone(shared);
@@ -520,8 +520,7 @@ async fn run_kill(
 
 /// Open the store off the event loop, read, and send the result back.
 /// Every rollout (newest first, at most 50) as the Rollouts view shows it.
-fn load_rollouts(store: &SqliteStore) -> crate::store::Result<Vec<crate::rollout::view::Overview>> {
-    use crate::store::RolloutStore;
+fn load_rollouts(store: &dyn Store) -> crate::store::Result<Vec<crate::rollout::view::Overview>> {
     let mut out = Vec::new();
     for r in store.rollouts(50)? {
         let journal = store.journal(&r.id)?;
@@ -635,15 +634,15 @@ async fn approve(
 fn read_store(
     tx: UnboundedSender<Msg>,
     db: PathBuf,
-    read: impl FnOnce(Result<SqliteStore, String>) -> Msg + Send + 'static,
+    read: impl FnOnce(Result<Box<dyn Store>, String>) -> Msg + Send + 'static,
 ) {
     tokio::task::spawn_blocking(move || {
-        let store = SqliteStore::open(&db).map_err(|e| e.to_string());
+        let store = crate::store::open_path(&db).map_err(|e| e.to_string());
         let _ = tx.send(read(store));
     });
 }
 
-fn load_run(store: &SqliteStore, id: &str) -> crate::store::Result<Option<RunDetail>> {
+fn load_run(store: &dyn Store, id: &str) -> crate::store::Result<Option<RunDetail>> {
     let Some(run) = store.run(id)? else {
         return Ok(None);
     };
@@ -735,11 +734,11 @@ fn load_reflections(
     root: &std::path::Path,
 ) -> Result<crate::tui::components::reflect::ReflectData, String> {
     let sot = crate::sot::load(root).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(db).map_err(|e| e.to_string())?;
+    let store = crate::store::open_path(db).map_err(|e| e.to_string())?;
     let reflections =
-        crate::store::ReflectionStore::reflections(&store, false).map_err(|e| e.to_string())?;
+        crate::store::ReflectionStore::reflections(&*store, false).map_err(|e| e.to_string())?;
     let picks =
-        crate::reflect::evidence::picks(&sot, &store, &crate::ops::evidence::ledger_path(db))
+        crate::reflect::evidence::picks(&sot, &*store, &crate::ops::evidence::ledger_path(db))
             .map_err(|e| e.to_string())?;
     let stats = crate::reflect::stats::compute(&sot, &reflections, None);
     Ok(crate::tui::components::reflect::ReflectData {
