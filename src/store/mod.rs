@@ -37,6 +37,8 @@ mod tests;
 
 pub use location::{Location, PgUrl};
 pub use postgres::PgStore;
+#[doc(hidden)]
+pub use postgres::cluster as test_cluster;
 
 pub use rollouts::{
     JournalEntry, Measurement, NewRollout, Outcome as GateOutcome, Rollout, RolloutStatus,

@@ -18,8 +18,8 @@ use crate::fleet::event::{
     Captured, Event, NodeResult, NodeStatus, RunKind, TaskResult, TaskStatus, now_ms,
 };
 
-#[cfg(test)]
-pub(crate) mod cluster;
+#[doc(hidden)]
+pub mod cluster;
 mod reflections;
 mod rollouts;
 mod schema;

@@ -502,7 +502,24 @@ fn a_controller_killed_during_a_deploy_and_during_analysis_is_resumed_from_its_j
 fn two_operators_starting_a_rollout_of_one_agent_on_one_store_get_one_rollout() {
     let nodes = [17];
     let op = rollout_operator(&nodes);
-    deploy_stable(&op, &nodes);
+    one_rollout_of_two(&op, &nodes);
+}
+
+/// The same race between two controller processes on a PostgreSQL store
+/// (a private cluster on loopback): the database's unique index decides,
+/// and the loser names the winner.
+#[test]
+fn two_controllers_on_one_postgresql_store_start_one_rollout_of_an_agent() {
+    let nodes = [33];
+    let mut op = rollout_operator(&nodes);
+    let url = maestro::store::test_cluster::fresh_database_url()
+        .expect("PostgreSQL is installed (.ci/run installs it)");
+    op.db = std::path::PathBuf::from(url);
+    one_rollout_of_two(&op, &nodes);
+}
+
+fn one_rollout_of_two(op: &Operator, nodes: &[usize]) {
+    deploy_stable(op, nodes);
     let args = [
         "rollout",
         "start",
@@ -533,7 +550,14 @@ fn two_operators_starting_a_rollout_of_one_agent_on_one_store_get_one_rollout() 
         stderr(refused)
     );
     let o = op.maestro(&["--json", "rollout", "list"]);
-    assert_eq!(json_lines(&stdout(&o)).len(), 1, "{}", stdout(&o));
+    let listed = json_lines(&stdout(&o));
+    assert_eq!(listed.len(), 1, "{}", stdout(&o));
+    let winner = listed[0]["rollout"]["id"].as_str().unwrap_or_default();
+    assert!(
+        !winner.is_empty() && stderr(refused).contains(winner),
+        "the refusal names the winner {winner}: {}",
+        stderr(refused)
+    );
     // A third, later, is refused too while the first is paused.
     let o = op.maestro(&args);
     assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));

@@ -11,9 +11,9 @@ mod gateway;
 
 use common::fleet::{Fleet, Layout, Operator};
 
-/// Nodes n01..n32 on 127.0.30.x (MAESTRO_ROLLOUT_NET moves them).
+/// Nodes n01..n33 on 127.0.30.x (MAESTRO_ROLLOUT_NET moves them).
 pub const ROLLOUT_FLEET: Layout = Layout {
-    size: 32,
+    size: 33,
     net_var: "MAESTRO_ROLLOUT_NET",
     default_net: "127.0.30",
 };

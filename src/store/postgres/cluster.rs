@@ -1,4 +1,6 @@
-//! A private PostgreSQL cluster for tests: started once per test binary on
+//! A private PostgreSQL cluster for maestro's own tests and benchmarks
+//! (hidden from the docs; the integration tests and `benches/` reach it as
+//! `maestro::store::test_cluster`): started once per process on
 //! a free loopback port, one fresh database per test, and stopped (its
 //! directory removed) by a watchdog process once the test binary is gone;
 //! unit tests have no teardown hook, and a watchdog also covers a binary
@@ -46,6 +48,12 @@ pub fn fresh_database() -> Option<PgUrl> {
         Location::Postgres(url) => Some(url),
         Location::Sqlite(_) => unreachable!("a postgres:// URL"),
     }
+}
+
+/// [`fresh_database`] as the URL to pass to `--db` (the test cluster has
+/// no password to hide).
+pub fn fresh_database_url() -> Option<String> {
+    fresh_database().map(|u| u.secret().to_string())
 }
 
 /// Where initdb and postgres are: `pg_config --bindir`, else the newest
