@@ -171,26 +171,14 @@ async fn checkpoints(State(shared): State<Arc<Shared>>) -> Answer {
     blocking(move || {
         // Checkpoints and the ledger's public key as HEAD holds them.
         let head = shared.snapshots.at(&shared.cfg.sot, None)?;
-        let file = head.sot.root.join(crate::ledger::CHECKPOINTS_FILE);
-        let read = |e: crate::ledger::LedgerError| ApiError::Internal(format!("the ledger: {e}"));
-        let checkpoints = if file.exists() {
-            crate::ledger::checkpoint::read_all(&file).map_err(read)?
-        } else {
-            Vec::new()
-        };
-        let key_file = head.sot.root.join(crate::ledger::PUBLIC_KEY_FILE);
-        let key = if key_file.exists() {
-            Some(crate::ledger::checkpoint::read_public_key(&key_file).map_err(read)?)
-        } else {
-            None
-        };
         let path = crate::ops::evidence::ledger_path(&shared.cfg.db);
-        let report = crate::ledger::verify(&path, &checkpoints, key.as_ref()).map_err(read)?;
+        let checked = crate::ledger::verify_against_sot(&path, &head.sot.root)
+            .map_err(|e| ApiError::Internal(format!("the ledger: {e}")))?;
         to_json(json!({
             "commit": head.commit,
-            "checkpoints": checkpoints,
-            "signatures_checked": key.is_some(),
-            "verify": report,
+            "checkpoints": checked.checkpoints,
+            "signatures_checked": checked.signatures_checked,
+            "verify": checked.report,
         }))
     })
     .await

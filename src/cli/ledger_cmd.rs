@@ -111,19 +111,11 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
             Ok(Exit::Ok)
         }
         LedgerCommand::Verify => {
-            let checkpoints_file = root.join(ledger::CHECKPOINTS_FILE);
-            let checkpoints = if checkpoints_file.exists() {
-                ledger::checkpoint::read_all(&checkpoints_file).map_err(input)?
-            } else {
-                Vec::new()
-            };
-            let key_file = root.join(ledger::PUBLIC_KEY_FILE);
-            let key = if key_file.exists() {
-                Some(ledger::checkpoint::read_public_key(&key_file).map_err(input)?)
-            } else {
-                None
-            };
-            let report = ledger::verify(&path, &checkpoints, key.as_ref()).map_err(input)?;
+            let ledger::AgainstSot {
+                report,
+                checkpoints,
+                signatures_checked,
+            } = ledger::verify_against_sot(&path, root).map_err(input)?;
             if json {
                 out!("{}", json!({"event": "ledger_verify", "report": report}));
             } else {
@@ -134,7 +126,7 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
                         report.entries,
                         &report.head[..16.min(report.head.len())],
                         report.checkpoints_checked,
-                        if key.is_none() && !checkpoints.is_empty() {
+                        if !signatures_checked && !checkpoints.is_empty() {
                             " (no ledger/key.pub in the SoT: signatures not checked)"
                         } else {
                             ""

@@ -45,7 +45,7 @@ pub use chain::{Ledger, read};
 pub use checkpoint::{Checkpoint, LedgerKey, NAMESPACE};
 pub(crate) use entry::sha256_hex;
 pub use entry::{Actor, Entry, GENESIS, Inputs, Kind, NodeEntry, PolicyHit, Record};
-pub use verify::{Problem, Report, verify};
+pub use verify::{AgainstSot, Problem, Report, verify, verify_against_sot};
 
 /// The ledger file, relative to the state directory.
 pub const FILE: &str = "ledger.jsonl";

@@ -154,6 +154,36 @@ struct Gap {
     expected: u64,
 }
 
+/// A verification against what a SoT has committed.
+#[derive(Debug, Clone)]
+pub struct AgainstSot {
+    pub report: Report,
+    /// The checkpoints of the SoT's `ledger/checkpoints.jsonl`.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Whether the SoT has the ledger's public key (`ledger/key.pub`), so
+    /// the checkpoints' signatures were checked.
+    pub signatures_checked: bool,
+}
+
+/// Verify the ledger at `path` against the checkpoints and the public key
+/// the SoT in `sot_root` has committed (either may be missing) — what
+/// `ledger verify`, the console's ledger view and the API report.
+pub fn verify_against_sot(path: impl AsRef<Path>, sot_root: &Path) -> Result<AgainstSot> {
+    let checkpoints = super::checkpoint::read_all(sot_root.join(super::CHECKPOINTS_FILE))?;
+    let key_file = sot_root.join(super::PUBLIC_KEY_FILE);
+    let key = if key_file.exists() {
+        Some(super::checkpoint::read_public_key(&key_file)?)
+    } else {
+        None
+    };
+    let report = verify(path, &checkpoints, key.as_ref())?;
+    Ok(AgainstSot {
+        report,
+        checkpoints,
+        signatures_checked: key.is_some(),
+    })
+}
+
 /// Verify the ledger at `path` against `checkpoints`. With `key`, each
 /// checkpoint's signature is checked first and a checkpoint that fails is
 /// reported (after any problem in the chain itself) and not used; without

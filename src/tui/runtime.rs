@@ -588,22 +588,9 @@ fn load_ledger(db: &Path, root: &Path) -> Result<LedgerData, String> {
     let skip = entries.len().saturating_sub(200);
     entries.drain(..skip);
     entries.reverse();
-    let verify = (|| {
-        let cp = root.join(crate::ledger::CHECKPOINTS_FILE);
-        let checkpoints = if cp.exists() {
-            crate::ledger::checkpoint::read_all(&cp)?
-        } else {
-            Vec::new()
-        };
-        let key_file = root.join(crate::ledger::PUBLIC_KEY_FILE);
-        let key = if key_file.exists() {
-            Some(crate::ledger::checkpoint::read_public_key(&key_file)?)
-        } else {
-            None
-        };
-        crate::ledger::verify(&path, &checkpoints, key.as_ref())
-    })()
-    .map_err(|e| e.to_string());
+    let verify = crate::ledger::verify_against_sot(&path, root)
+        .map(|v| v.report)
+        .map_err(|e| e.to_string());
     Ok(LedgerData { entries, verify })
 }
 
