@@ -3,7 +3,7 @@
 //! a loaded snapshot is kept and shared by the requests that name it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
@@ -32,12 +32,9 @@ impl Snapshots {
     /// The SoT in `root` at `rev` (HEAD when none): any revision git
     /// understands, resolved to its commit.
     pub fn at(&self, root: &Path, rev: Option<&str>) -> Result<Arc<Snapshot>, ApiError> {
-        let repo = Repository::discover(root).map_err(|e| {
-            ApiError::Internal(format!(
-                "the SoT {} is not a git repository: {e}",
-                root.display()
-            ))
-        })?;
+        let sot_repo = crate::sot::git::SotRepo::open(root)
+            .map_err(|e| ApiError::Internal(format!("the SoT {}: {e}", root.display())))?;
+        let repo = &sot_repo.repo;
         let rev = rev.unwrap_or("HEAD");
         let commit = repo
             .revparse_single(rev)
@@ -50,19 +47,21 @@ impl Snapshots {
         let tree = commit
             .tree()
             .map_err(|e| ApiError::Internal(format!("commit {id}: {e}")))?;
-        let tree = match sot_prefix(&repo, root)? {
-            None => tree,
-            Some(prefix) => tree
-                .get_path(&prefix)
-                .and_then(|e| e.to_object(&repo))
+        let prefix = &sot_repo.prefix;
+        // The SoT may be a directory inside its repository.
+        let tree = if prefix.as_os_str().is_empty() {
+            tree
+        } else {
+            tree.get_path(prefix)
+                .and_then(|e| e.to_object(repo))
                 .and_then(|o| o.peel_to_tree())
                 .map_err(|_| {
                     ApiError::NotFound(format!("commit {id} has no SoT at {}", prefix.display()))
-                })?,
+                })?
         };
         let dir = tempfile::tempdir()
             .map_err(|e| ApiError::Internal(format!("temporary directory: {e}")))?;
-        write_tree(&repo, &tree, dir.path())?;
+        write_tree(repo, &tree, dir.path())?;
         let sot = crate::sot::load(dir.path()).map_err(|e| {
             ApiError::Internal(format!("the SoT at commit {id} does not load: {e}"))
         })?;
@@ -78,22 +77,6 @@ impl Snapshots {
         loaded.insert(id, snapshot.clone());
         Ok(snapshot)
     }
-}
-
-/// Where the SoT sits inside its repository (none: at the top).
-fn sot_prefix(repo: &Repository, root: &Path) -> Result<Option<PathBuf>, ApiError> {
-    let Some(work) = repo.workdir() else {
-        return Ok(None);
-    };
-    let canon = |p: &Path| {
-        p.canonicalize()
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", p.display())))
-    };
-    let rel = canon(root)?
-        .strip_prefix(canon(work)?)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    Ok((!rel.as_os_str().is_empty()).then_some(rel))
 }
 
 /// Write every file of `tree` under `dir` (symlinks are left out: the

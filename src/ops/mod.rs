@@ -1148,9 +1148,7 @@ impl Prepared {
         // ran, that every node finished ok. A typed name or a failed job
         // counts nothing.
         let s = &outcome.report.summary;
-        let succeeded = !outcome.report.cancelled
-            && s.failed + s.unreachable + s.timed_out + s.cancelled == 0
-            && s.ok > 0;
+        let succeeded = !outcome.report.cancelled && s.all_ok() && s.ok > 0;
         if gate.actor().is_verified() && succeeded {
             crate::reflect::lesson::record_uses(
                 &mut *db,
