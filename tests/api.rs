@@ -7,99 +7,40 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::api::{Served, answer_schema, conforms};
-use common::{maestro, snapshot, stderr, stdout};
+use common::{ClosedNodeSot, snapshot, stderr, stdout};
 use serde_json::Value;
 
 fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
 
-fn git_head(sot: &Path) -> String {
+fn git_head_of(sot: &Path, rev: &str) -> String {
     let o = Command::new("git")
         .arg("-C")
         .arg(sot)
-        .args(["rev-parse", "HEAD"])
+        .args(["rev-parse", rev])
         .output()
         .unwrap();
     stdout(&o).trim().to_string()
 }
 
+fn git_head(sot: &Path) -> String {
+    git_head_of(sot, "HEAD")
+}
+
 #[test]
 fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sot = tmp.path().join("fleet");
-    let db = tmp.path().join("runs.db");
-    // The operator's key, so the example's policies let the job run.
-    let key = tmp.path().join("ada");
-    let o = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ada", "-f"])
-        .arg(&key)
-        .output()
-        .expect("ssh-keygen runs (openssh-client is installed by .ci/run)");
-    assert!(o.status.success(), "{}", both(&o));
-    let m = |args: &[&str]| -> Output {
-        maestro()
-            .arg("--sot")
-            .arg(&sot)
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .env("HOME", tmp.path())
-            .env("MAESTRO_IDENTITY", &key)
-            .env("MAESTRO_ACTOR", "Ada <ada@example.org>")
-            .stdin(Stdio::null())
-            .output()
-            .expect("maestro runs")
-    };
-    let o = maestro()
-        .args([
-            "init",
-            sot.to_str().unwrap(),
-            "--person",
-            "ada-lovelace",
-            "--key",
-        ])
-        .arg(key.with_extension("pub"))
-        .args(["--actor", "Ada <ada@example.org>"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", both(&o));
-    let before_node = git_head(&sot);
-    let o = m(&[
-        "node",
-        "add",
-        "closed",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        "1",
-        "-t",
-        "env=test",
-        "-t",
-        "region=eu-west",
-        "-t",
-        "jurisdiction=eu",
-        "-t",
-        "pii=none",
-        "-t",
-        "role=batch",
-        "--reason",
-        "a node nobody listens for",
-    ]);
-    assert!(o.status.success(), "{}", both(&o));
+    let scratch = ClosedNodeSot::new();
+    let sot = &scratch.sot;
+    let m = |args: &[&str]| scratch.maestro(args);
+    // The SoT as it was before `closed` was added.
+    let before_node = git_head_of(sot, "HEAD~1");
     let o = m(&["exec", "closed", "--accept-new", "--", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
-    let o = m(&["--json", "runs"]);
-    let run = stdout(&o)
-        .lines()
-        .find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            v["run"]["id"].as_str().map(str::to_string)
-        })
-        .expect("the run is in the store");
+    let run = scratch.last_run();
 
     // Tokens: made by the CLI, only their hashes committed.
     let add = |name: &str| {
@@ -126,17 +67,10 @@ fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
     let o = m(&["token", "add", "x", "--person", "nobody", "--reason", "r"]);
     assert_eq!(o.status.code(), Some(2), "an unknown person: {}", both(&o));
 
-    let sot_files = snapshot(&sot);
-    let ledger_file = tmp.path().join("ledger.jsonl");
+    let sot_files = snapshot(sot);
+    let ledger_file = scratch.tmp.path().join("ledger.jsonl");
     let ledger_bytes = std::fs::read(&ledger_file).unwrap();
-    let mut serve = maestro();
-    serve
-        .arg("--sot")
-        .arg(&sot)
-        .arg("--db")
-        .arg(&db)
-        .env("HOME", tmp.path());
-    let api = Served::start(serve);
+    let api = Served::start(scratch.command(&[]));
 
     let (status, doc) = api.call("GET", "/openapi.json", None);
     assert_eq!(status, 200);
@@ -159,7 +93,7 @@ fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
     );
 
     let now = check("/v1/sot", "/v1/sot");
-    assert_eq!(now["commit"].as_str(), Some(git_head(&sot).as_str()));
+    assert_eq!(now["commit"].as_str(), Some(git_head(sot).as_str()));
     let names = |v: &Value| -> Vec<String> {
         v["nodes"]
             .as_array()
@@ -253,7 +187,7 @@ fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
         assert_eq!(status, 405, "{method} {path}");
     }
     drop(api);
-    assert!(snapshot(&sot) == sot_files, "serving changed the SoT");
+    assert!(snapshot(sot) == sot_files, "serving changed the SoT");
     assert_eq!(
         std::fs::read(&ledger_file).unwrap(),
         ledger_bytes,

@@ -7,81 +7,20 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+
 use std::process::{Command, Output, Stdio};
 
-use common::{maestro, stderr, stdout};
+use common::{ClosedNodeSot, stderr, stdout};
 
 fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
 
-fn keygen(path: &Path) {
-    let o = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ada", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen runs (openssh-client is installed by .ci/run)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
 #[test]
 fn an_unreachable_node_leaves_a_reflection_answered_question_by_question_on_a_terminal() {
-    let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("ada");
-    keygen(&key);
-    let sot = tmp.path().join("fleet");
-    let db = tmp.path().join("runs.db");
-    let m = |args: &[&str]| -> Output {
-        maestro()
-            .arg("--sot")
-            .arg(&sot)
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .env("MAESTRO_IDENTITY", &key)
-            .env("HOME", tmp.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("maestro runs")
-    };
-    let o = maestro()
-        .args([
-            "init",
-            sot.to_str().unwrap(),
-            "--person",
-            "ada-lovelace",
-            "--key",
-        ])
-        .arg(key.with_extension("pub"))
-        .args(["--actor", "Ada <ada@example.org>"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", both(&o));
-    let o = m(&[
-        "node",
-        "add",
-        "closed",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        "1",
-        "-t",
-        "env=test",
-        "-t",
-        "region=eu-west",
-        "-t",
-        "jurisdiction=eu",
-        "-t",
-        "pii=none",
-        "-t",
-        "role=batch",
-        "--reason",
-        "a node nobody listens for",
-        "--actor",
-        "Ada <ada@example.org>",
-    ]);
-    assert!(o.status.success(), "{}", both(&o));
+    let s = ClosedNodeSot::new();
+    let (sot, db, key) = (&s.sot, &s.db, &s.key);
+    let m = |args: &[&str]| s.maestro(args);
 
     let o = m(&["exec", "closed", "--accept-new", "--", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
@@ -94,14 +33,7 @@ fn an_unreachable_node_leaves_a_reflection_answered_question_by_question_on_a_te
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    let o = m(&["--json", "runs"]);
-    let run = stdout(&o)
-        .lines()
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            v["run"]["id"].as_str().map(str::to_string)
-        })
-        .expect("the run is in the store");
+    let run = s.last_run();
 
     // Without a terminal and without --answers: told what to do, exit 2.
     let o = m(&["reflect", &id]);
@@ -117,8 +49,8 @@ fn an_unreachable_node_leaves_a_reflection_answered_question_by_question_on_a_te
     );
     let mut child = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .env("MAESTRO_IDENTITY", &key)
-        .env("HOME", tmp.path())
+        .env("MAESTRO_IDENTITY", key)
+        .env("HOME", s.tmp.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -92,3 +92,102 @@ pub fn init_sot(parent: &Path, name: &str) -> PathBuf {
     assert!(o.status.success(), "init failed: {}", stderr(&o));
     dir
 }
+
+/// A SoT made by `maestro init` whose operator, `ada-lovelace`, signs with
+/// a fresh SSH key (so the example's policies let her jobs run), with a run
+/// store beside it and one node, `closed`, on a loopback port nobody
+/// listens on: a job on it is a run with an unreachable node.
+pub struct ClosedNodeSot {
+    pub tmp: tempfile::TempDir,
+    pub sot: PathBuf,
+    pub db: PathBuf,
+    /// Ada's private key (`.pub` beside it is in people.toml).
+    pub key: PathBuf,
+}
+
+impl ClosedNodeSot {
+    pub fn new() -> ClosedNodeSot {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("ada");
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ada", "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen runs (openssh-client is installed by .ci/run)");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = ClosedNodeSot {
+            sot: tmp.path().join("fleet"),
+            db: tmp.path().join("runs.db"),
+            key,
+            tmp,
+        };
+        let o = maestro()
+            .args([
+                "init",
+                s.sot.to_str().unwrap(),
+                "--person",
+                "ada-lovelace",
+                "--key",
+            ])
+            .arg(s.key.with_extension("pub"))
+            .args(["--actor", "Ada <ada@example.org>"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let o = s.maestro(&[
+            "node",
+            "add",
+            "closed",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "1",
+            "-t",
+            "env=test",
+            "-t",
+            "region=eu-west",
+            "-t",
+            "jurisdiction=eu",
+            "-t",
+            "pii=none",
+            "-t",
+            "role=batch",
+            "--reason",
+            "a node nobody listens for",
+        ]);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        s
+    }
+
+    /// `maestro --sot SOT --db DB ARGS` as ada (her key, her name on
+    /// commits), without a terminal.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = maestro();
+        c.arg("--sot")
+            .arg(&self.sot)
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .env("HOME", self.tmp.path())
+            .env("MAESTRO_IDENTITY", &self.key)
+            .env("MAESTRO_ACTOR", "Ada <ada@example.org>")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn maestro(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("maestro runs")
+    }
+
+    /// The id of the newest run in the store.
+    pub fn last_run(&self) -> String {
+        let o = self.maestro(&["--json", "runs"]);
+        stdout(&o)
+            .lines()
+            .find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v["run"]["id"].as_str().map(str::to_string)
+            })
+            .expect("the run is in the store")
+    }
+}
