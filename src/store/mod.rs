@@ -34,6 +34,9 @@ pub mod schema;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+pub mod work;
+#[cfg(test)]
+mod work_tests;
 
 pub use location::{Location, PgUrl};
 pub use postgres::PgStore;
@@ -47,6 +50,7 @@ pub use rollouts::{
 
 pub use reflections::{AnswerRecord, LessonUse, NewReflection, Reflection, ReflectionStore};
 pub use sqlite::SqliteStore;
+pub use work::{Claim, ItemState, NewWork, Progress, WorkItem, WorkRun, WorkStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -132,7 +136,9 @@ pub fn shown(db: &std::path::Path) -> String {
 }
 
 /// Everything maestro keeps in a store, whichever database holds it.
-pub trait Store: RunStore + TelemetryStore + RolloutStore + ReflectionStore + Subscriber {
+pub trait Store:
+    RunStore + TelemetryStore + RolloutStore + ReflectionStore + WorkStore + Subscriber
+{
     /// Where it is, for messages (a URL's password hidden).
     fn location(&self) -> String;
 }

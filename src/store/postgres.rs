@@ -25,6 +25,7 @@ mod rollouts;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod work;
 mod worker;
 
 /// One query parameter, owned: it travels to the connection thread.
@@ -126,7 +127,19 @@ impl PgStore {
     }
 
     fn node_finished(&self, run: &str, r: &NodeResult) -> Result<()> {
-        let mut statements = vec![(
+        self.transaction(result_statements(run, r))
+    }
+
+    fn approval_where(&self, clause: &str, args: Vec<Param>) -> Result<Option<Approval>> {
+        self.query_opt(format!("{APPROVAL_SELECT} {clause}"), args)?
+            .map(|r| approval_row(&r))
+            .transpose()
+    }
+}
+
+/// One node's result and its task results, as statements for one transaction.
+fn result_statements(run: &str, r: &NodeResult) -> Vec<(String, Vec<Param>)> {
+    let mut statements = vec![(
             "INSERT INTO node_results
              (run_id, node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total, finished_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -152,34 +165,27 @@ impl PgStore {
                 now_ms()
             ],
         )];
-        for t in &r.tasks {
-            statements.push((
-                "INSERT INTO task_results (run_id, node, idx, name, status, message, diff, output)
+    for t in &r.tasks {
+        statements.push((
+            "INSERT INTO task_results (run_id, node, idx, name, status, message, diff, output)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (run_id, node, idx) DO UPDATE SET name = excluded.name,
                     status = excluded.status, message = excluded.message,
                     diff = excluded.diff, output = excluded.output"
-                    .to_string(),
-                args![
-                    run.to_string(),
-                    r.node.clone(),
-                    t.index as i64,
-                    t.name.clone(),
-                    t.status.as_str(),
-                    t.message.clone(),
-                    t.diff.clone(),
-                    t.output.clone()
-                ],
-            ));
-        }
-        self.transaction(statements)
+                .to_string(),
+            args![
+                run.to_string(),
+                r.node.clone(),
+                t.index as i64,
+                t.name.clone(),
+                t.status.as_str(),
+                t.message.clone(),
+                t.diff.clone(),
+                t.output.clone()
+            ],
+        ));
     }
-
-    fn approval_where(&self, clause: &str, args: Vec<Param>) -> Result<Option<Approval>> {
-        self.query_opt(format!("{APPROVAL_SELECT} {clause}"), args)?
-            .map(|r| approval_row(&r))
-            .transpose()
-    }
+    statements
 }
 
 /// The parameters as the client takes them.

@@ -230,6 +230,31 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (lesson, evidence)
     );
     ",
+    // 9: shared work: the nodes of a run that several controllers split
+    // (`--share`, `maestro join`), each claimed, renewed and completed by one.
+    "
+    CREATE TABLE work_runs (
+        run_id     TEXT PRIMARY KEY,
+        job        TEXT NOT NULL,            -- JSON: what a joining controller prepares
+        sot_commit TEXT,
+        ttl_ms     INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        closed_by  TEXT
+    );
+    CREATE TABLE work_items (
+        run_id     TEXT NOT NULL REFERENCES work_runs(run_id),
+        node       TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'free',   -- free | claimed | done
+        claimed_by TEXT,
+        expires_ms INTEGER,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        done_by    TEXT,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX work_items_claimable ON work_items(run_id, state, position);
+    ",
 ];
 
 /// The schema version this maestro writes.

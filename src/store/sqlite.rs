@@ -76,31 +76,7 @@ impl SqliteStore {
 
     fn node_finished(&mut self, run: &str, r: &NodeResult) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO node_results
-             (run_id, node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total, finished_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![run, r.node, r.status.as_str(), r.exit_code, r.signal, r.duration_ms as i64, r.error,
-                    r.stdout.bytes, r.stdout.total as i64, r.stderr.bytes, r.stderr.total as i64, now_ms()],
-        )?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO task_results (run_id, node, idx, name, status, message, diff, output)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for t in &r.tasks {
-                st.execute(params![
-                    run,
-                    r.node,
-                    t.index as i64,
-                    t.name,
-                    t.status.as_str(),
-                    t.message,
-                    t.diff,
-                    t.output
-                ])?;
-            }
-        }
+        write_result(&tx, run, r)?;
         tx.commit()?;
         Ok(())
     }
@@ -150,6 +126,36 @@ fn create_private(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io(path)(e)),
     }
+}
+
+/// One node's result and its task results, inside the caller's transaction.
+fn write_result(tx: &rusqlite::Transaction<'_>, run: &str, r: &NodeResult) -> Result<()> {
+    tx.execute(
+            "INSERT OR REPLACE INTO node_results
+             (run_id, node, status, exit_code, signal, duration_ms, error, stdout, stdout_total, stderr, stderr_total, finished_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![run, r.node, r.status.as_str(), r.exit_code, r.signal, r.duration_ms as i64, r.error,
+                    r.stdout.bytes, r.stdout.total as i64, r.stderr.bytes, r.stderr.total as i64, now_ms()],
+        )?;
+    {
+        let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO task_results (run_id, node, idx, name, status, message, diff, output)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+        for t in &r.tasks {
+            st.execute(params![
+                run,
+                r.node,
+                t.index as i64,
+                t.name,
+                t.status.as_str(),
+                t.message,
+                t.diff,
+                t.output
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 fn bad_value(column: usize, what: &str, value: &str) -> rusqlite::Error {
@@ -701,3 +707,4 @@ mod tests;
 
 mod reflections;
 mod rollouts;
+mod work;

@@ -225,6 +225,30 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (lesson, evidence)
     );
     ",
+    // 9: shared work (see the SQLite migration).
+    "
+    CREATE TABLE work_runs (
+        run_id     TEXT PRIMARY KEY,
+        job        TEXT NOT NULL,
+        sot_commit TEXT,
+        ttl_ms     BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        closed_by  TEXT
+    );
+    CREATE TABLE work_items (
+        run_id     TEXT NOT NULL REFERENCES work_runs(run_id),
+        node       TEXT NOT NULL,
+        position   BIGINT NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'free',
+        claimed_by TEXT,
+        expires_ms BIGINT,
+        attempts   BIGINT NOT NULL DEFAULT 0,
+        done_by    TEXT,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX work_items_claimable ON work_items(run_id, state, position);
+    ",
 ];
 
 const _: () = assert!(
