@@ -70,3 +70,5 @@ pub mod telemetry;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod terminal_text;
 pub mod tui;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
+pub mod work;

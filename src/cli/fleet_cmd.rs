@@ -192,7 +192,17 @@ pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> any
     }
     let db = db.unwrap_or_else(crate::store::default_path);
     let gate = gate(&db);
+    let share = args.share.then(|| {
+        let ttl = args
+            .claim_ttl
+            .map_or(crate::work::DEFAULT_TTL, Duration::from_secs_f64);
+        (db.clone(), ttl)
+    });
     let driven = drive(&db, Printer::new(json, true), move |launch| async move {
+        let mut prepared = prepared;
+        if let Some((db, ttl)) = share {
+            super::work_cmd::share(&mut prepared, &db, &launch.run_id, ttl, json)?;
+        }
         prepared.apply(&gate, &launch).await
     })?;
     let mut lines = Vec::new();
@@ -260,6 +270,10 @@ pub fn runs(
             })?;
             let mut results = store.results(&run)?;
             let notes = store.notes(&run)?;
+            let shared = match store.work(&run.id)? {
+                Some(work) => Some((work, store.items(&run.id)?)),
+                None => None,
+            };
             if let Some(n) = &node {
                 results.retain(|r| &r.node == n);
             }
@@ -271,9 +285,10 @@ pub fn runs(
                         facts.insert(r.node.clone(), json!(f));
                     }
                 }
+                let shared = shared.map(|(work, items)| json!({"work": work, "items": items}));
                 out!(
                     "{}",
-                    json!({"event": "run", "run": run, "results": results, "notes": notes, "facts": facts})
+                    json!({"event": "run", "run": run, "results": results, "notes": notes, "facts": facts, "shared": shared})
                 );
                 return Ok(Exit::Ok);
             }
@@ -292,6 +307,9 @@ pub fn runs(
                     .map(|c| format!(" @ {}", &c[..c.len().min(12)]))
                     .unwrap_or_default()
             );
+            if let Some((work, items)) = &shared {
+                out!("{}", super::work_cmd::shared_line(work, items));
+            }
             for n in &notes {
                 out!(
                     "note: {}{}",

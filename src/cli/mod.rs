@@ -20,6 +20,7 @@ mod sot_cmd;
 mod telemetry_cmd;
 mod tty;
 mod tui_cmd;
+mod work_cmd;
 
 /// `println!` for results on stdout that ends the process quietly when the
 /// reader went away (`maestro node list | head`), instead of panicking.
@@ -83,6 +84,14 @@ pub enum Command {
     Agent(AgentCommand),
     /// Run a command on the target nodes over SSH
     Exec(ExecArgs),
+    /// Take part in a shared run another controller started (`exec --share`): claim its
+    /// nodes in batches and run them until every node is done, whoever did it
+    Join {
+        /// The run's id, as `exec --share` printed it
+        run: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
     /// Run a playbook on the target nodes (idempotent; --check, --diff)
     Play {
         /// A playbook file, or a name in the SoT's playbooks directory
@@ -226,6 +235,14 @@ pub struct ExecArgs {
     pub target: String,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Share the run's nodes with other controllers of the same store: they take part
+    /// with `maestro join RUN`, each node claimed and done by exactly one of them
+    #[arg(long)]
+    pub share: bool,
+    /// With --share: seconds a controller's claim on a node lasts unrenewed; a dead
+    /// controller's nodes are taken over by the others after this [default: 30]
+    #[arg(long, value_name = "SECS", requires = "share")]
+    pub claim_ttl: Option<f64>,
     /// The command, after `--`
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -438,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Enable(args) => agent_cmd::enable(&sot, cli.db, args, cli.json),
         Command::Disable(args) => agent_cmd::disable(&sot, cli.db, args, cli.json),
         Command::Exec(args) => fleet_cmd::exec(&sot, cli.db, args, cli.json),
+        Command::Join { run, fleet } => work_cmd::join(&sot, cli.db, &run, &fleet, cli.json),
         Command::Simulate(args) => sim_cmd::simulate(args),
         Command::Play { playbook, args } => {
             play_cmd::play_cmd(&sot, cli.db, &playbook, args, cli.json)

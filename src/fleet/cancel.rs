@@ -54,4 +54,10 @@ impl Cancel {
         let mut rx = self.tx.subscribe();
         let _ = rx.wait_for(|s| s.all || s.nodes.contains(node)).await;
     }
+
+    /// Resolves once the whole run is cancelled.
+    pub async fn all(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|s| s.all).await;
+    }
 }

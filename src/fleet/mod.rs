@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod quote;
 pub mod resolve;
 pub mod run;
+mod shared;
 pub mod ssh;
 pub mod ssh_config;
 pub mod target;

@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub sot_commit: Option<String>,
     /// Admission overrides (break-glass) recorded with the run.
     pub overrides: Vec<String>,
+    /// The run's nodes are shared work: claimed from the store in batches
+    /// with other controllers ([`crate::work`]) instead of all run here.
+    pub share: Option<Arc<crate::work::Share>>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +108,9 @@ where
     J: Fn(Arc<Session>, NodeContext) -> F + Send + Sync + 'static,
     F: Future<Output = NodeResult> + Send + 'static,
 {
+    if let Some(share) = opts.share.clone() {
+        return super::shared::run_shared(specs, opts, events, cancel, job, share).await;
+    }
     let run_id = events.run_id().to_string();
     let started = Instant::now();
     events.send(Event::RunStarted {
@@ -185,7 +191,7 @@ where
     report
 }
 
-async fn run_one<J, F>(
+pub(super) async fn run_one<J, F>(
     spec: ConnectSpec,
     ctx: NodeContext,
     forks: Arc<Semaphore>,

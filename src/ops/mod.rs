@@ -49,6 +49,9 @@ pub enum OpsError {
     /// The job's evidence could not be recorded, so it did not run (exit 5).
     #[error("the ledger could not record the job, so nothing ran: {0}")]
     Evidence(String),
+    /// Sharing the run with other controllers (`--share`, `maestro join`).
+    #[error(transparent)]
+    Work(#[from] crate::work::WorkError),
 }
 
 impl OpsError {
@@ -57,6 +60,8 @@ impl OpsError {
             OpsError::Invalid(_) | OpsError::Diagnostics(_) => Exit::InvalidInput,
             OpsError::Refused(r) => r.class.exit(),
             OpsError::Evidence(_) => Exit::Internal,
+            OpsError::Work(crate::work::WorkError::Store(_)) => Exit::Internal,
+            OpsError::Work(_) => Exit::InvalidInput,
         }
     }
 }
@@ -265,6 +270,8 @@ pub struct Prepared {
     forks: usize,
     limits: ExecLimits,
     lessons: Vec<String>,
+    /// Shared work: the run's nodes split with other controllers.
+    share: Option<Arc<crate::work::Share>>,
 }
 
 /// Resolve a job against the SoT: targets, connection specs, the playbook
@@ -521,6 +528,7 @@ pub fn prepare(source: SotSource, request: JobRequest) -> Result<Prepared> {
         forks: request.forks,
         limits: request.limits,
         lessons: request.lessons,
+        share: None,
     };
     prepared.check_lessons_apply()?;
     Ok(prepared)
@@ -676,6 +684,38 @@ impl Outcome {
 }
 
 impl Prepared {
+    /// Split this job's run with other controllers through `share` (see
+    /// [`crate::work`]). Only a command (`exec`) is shared: what a joining
+    /// controller needs of it is the command line, never a secret.
+    pub fn share(&mut self, share: Arc<crate::work::Share>) -> Result<()> {
+        if !matches!(self.work, Work::Command(_)) {
+            return Err(OpsError::Invalid(format!(
+                "only `exec` can be shared between controllers, not {}",
+                self.description
+            )));
+        }
+        self.share = Some(share);
+        Ok(())
+    }
+
+    /// What a joining controller needs to prepare this job, if it can be shared.
+    pub fn shared_job(&self) -> Option<crate::work::SharedJob> {
+        match &self.job {
+            JobSpec::Exec { command } => Some(crate::work::SharedJob {
+                command: command.clone(),
+                target: self.target_label.clone(),
+                timeout_s: self.limits.timeout.map(|t| t.as_secs_f64()),
+                max_output: self.limits.max_output,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The SoT commit this job was prepared from.
+    pub fn sot_commit(&self) -> Option<&str> {
+        self.source.commit.as_deref()
+    }
+
     pub fn job(&self) -> &JobSpec {
         &self.job
     }
@@ -868,6 +908,7 @@ impl Prepared {
             limits: self.limits.clone(),
             sot: self.source.label.clone(),
             sot_commit: self.source.commit.clone(),
+            share: self.share.clone(),
         }
     }
 

@@ -15,5 +15,6 @@ mod ops;
 mod playbook;
 mod policy;
 mod ssh;
+mod team;
 mod telemetry;
 mod tui;

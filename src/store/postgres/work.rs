@@ -10,6 +10,9 @@ use crate::fleet::event::NodeResult;
 use crate::store::Result;
 use crate::store::work::{Claim, ItemState, NewWork, Progress, WorkItem, WorkRun, WorkStore};
 
+/// Statements for one transaction.
+type Statements = Vec<(String, Vec<Param>)>;
+
 /// The database's clock in milliseconds: one clock for every controller.
 const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
 
@@ -32,7 +35,7 @@ fn state(r: &Row, i: usize) -> Result<ItemState> {
 
 impl WorkStore for PgStore {
     fn create_work(&mut self, w: &NewWork) -> Result<()> {
-        let mut statements: Vec<(String, Vec<Param>)> = vec![(
+        let mut statements: Statements = vec![(
             format!(
                 "INSERT INTO work_runs (run_id, job, sot_commit, ttl_ms, created_ms, created_by)
                  VALUES ($1, $2, $3, $4, {NOW_MS}, $5)"
@@ -128,7 +131,7 @@ impl WorkStore for PgStore {
     ) -> Result<Vec<bool>> {
         let run = run.to_string();
         let controller = controller.to_string();
-        let work: Vec<(String, Vec<(String, Vec<Param>)>)> = results
+        let work: Vec<(String, Statements)> = results
             .iter()
             .map(|r| (r.node.clone(), result_statements(&run, r)))
             .collect();

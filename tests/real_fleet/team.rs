@@ -1,0 +1,236 @@
+//! Two controller processes splitting one job on one PostgreSQL store
+//! (a private cluster on loopback): `exec --share` on one, `maestro join`
+//! on the other. Every node is done once; when one controller is
+//! SIGKILLed mid-run, the other takes its nodes over and finishes the run.
+//!
+//! Nodes n47..n70 are this file's; each test counts its runs in a file of
+//! its own on every node.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::common::fleet::{Operator, fleet};
+use crate::common::{stderr, stdout};
+
+const NODES: std::ops::RangeInclusive<usize> = 47..=70;
+
+fn team_operator() -> Operator {
+    let nodes: Vec<usize> = NODES.collect();
+    let mut op = Operator::new(&nodes);
+    op.db = PathBuf::from(
+        maestro::store::test_cluster::fresh_database_url()
+            .expect("PostgreSQL is installed (.ci/run installs it)"),
+    );
+    op
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    let out = stdout(o);
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// The id of the run the first controller started, once it is recorded.
+fn running_run(op: &Operator) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = op.maestro(&["--json", "runs"]);
+        if let Some(id) = json_of(&o)["run"]["id"].as_str() {
+            return id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run was recorded: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `runs show RUN --json`'s shared work: each node's item.
+fn items(op: &Operator, run: &str) -> Vec<serde_json::Value> {
+    let o = op.maestro(&["--json", "runs", "show", run]);
+    json_of(&o)["shared"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// How many times each node ran the counting command.
+fn runs_per_node(file: &str) -> Vec<(String, usize)> {
+    NODES
+        .map(|i| {
+            let node = format!("n{i:02}");
+            let o = fleet().node_exec(&node, &["sh", "-c", &format!("cat {file} 2>/dev/null")]);
+            let n = String::from_utf8_lossy(&o.stdout).lines().count();
+            (node, n)
+        })
+        .collect()
+}
+
+/// Wait for `child`, killing it after `limit`: a controller that never
+/// finishes fails the test instead of hanging it.
+fn finish(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if waited.recv_timeout(limit).is_err() {
+            // Ours, by PID, and still unreaped: it cannot have been reused.
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let _ = watchdog.join();
+    output
+}
+
+fn counter(tag: &str) -> String {
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("/tmp/maestro-team-{tag}-{unique}")
+}
+
+#[test]
+fn two_controllers_split_one_job_and_every_node_is_done_once() {
+    let op = team_operator();
+    let file = counter("split");
+    let command = format!("sleep 0.4; echo run >> {file}");
+    let a = op.spawn(&["exec", "fleet", "--share", "--forks", "4", "--", &command]);
+    let run = running_run(&op);
+    let b = op.spawn(&["join", &run, "--forks", "4"]);
+    let limit = Duration::from_secs(120);
+    let (a, b) = (finish(a, limit), finish(b, limit));
+    for o in [&a, &b] {
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(o), stderr(o));
+        // Each controller's recap is the whole run.
+        assert!(stdout(o).contains("24 nodes"), "{}", stdout(o));
+        assert!(stdout(o).contains("ok=24 failed=0"), "{}", stdout(o));
+    }
+    assert!(
+        stderr(&a).contains(&format!("maestro join {run}")),
+        "{}",
+        stderr(&a)
+    );
+    assert!(
+        stderr(&b).contains(&format!("joining run {run}")),
+        "{}",
+        stderr(&b)
+    );
+    let per_node = runs_per_node(&file);
+    assert!(
+        per_node.iter().all(|(_, n)| *n == 1),
+        "every node ran the command exactly once: {per_node:?}"
+    );
+    let items = items(&op, &run);
+    assert_eq!(items.len(), 24);
+    let mut done_by: Vec<&str> = items
+        .iter()
+        .map(|i| i["done_by"].as_str().unwrap_or("nobody"))
+        .collect();
+    done_by.sort();
+    done_by.dedup();
+    assert_eq!(done_by.len(), 2, "both controllers did nodes: {items:?}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["state"] == "done" && i["attempts"] == 1)
+    );
+    let o = op.maestro(&["--json", "runs", "show", &run]);
+    let shown = json_of(&o);
+    assert_eq!(shown["run"]["state"], "finished");
+    assert_eq!(shown["run"]["ok"], 24);
+    assert_eq!(shown["results"].as_array().map(Vec::len), Some(24));
+    // The text face says who did what.
+    let o = op.maestro(&["runs", "show", &run]);
+    assert!(stdout(&o).contains("shared: started by"), "{}", stdout(&o));
+}
+
+#[test]
+fn when_one_controller_is_killed_the_other_takes_its_nodes_over() {
+    let op = team_operator();
+    let file = counter("kill");
+    let command = format!("sleep 1; echo run >> {file}");
+    let a = op.spawn(&[
+        "exec",
+        "fleet",
+        "--share",
+        "--claim-ttl",
+        "2",
+        "--forks",
+        "4",
+        "--",
+        &command,
+    ]);
+    let run = running_run(&op);
+    let mut b = op.spawn(&["join", &run, "--forks", "4"]);
+    // Kill b once it has finished a node and holds others.
+    let b_id = format!("{}@", b.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let items = items(&op, &run);
+        let b_done = items
+            .iter()
+            .filter(|i| i["done_by"].as_str().is_some_and(|c| c.starts_with(&b_id)))
+            .count();
+        let b_holds = items
+            .iter()
+            .filter(|i| {
+                i["state"] == "claimed"
+                    && i["claimed_by"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with(&b_id))
+            })
+            .count();
+        if b_done >= 1 && b_holds >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never worked: {items:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.kill().unwrap();
+    let _ = b.wait();
+    let a = finish(a, Duration::from_secs(120));
+    assert_eq!(a.status.code(), Some(0), "{}{}", stdout(&a), stderr(&a));
+    assert!(stdout(&a).contains("ok=24 failed=0"), "{}", stdout(&a));
+    assert!(
+        stderr(&a).contains("taken over from controller"),
+        "{}",
+        stderr(&a)
+    );
+    let items = items(&op, &run);
+    assert!(items.iter().all(|i| i["state"] == "done"), "{items:?}");
+    let taken: Vec<&str> = items
+        .iter()
+        .filter(|i| i["attempts"] == 2)
+        .map(|i| i["node"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        (1..=4).contains(&taken.len()),
+        "the nodes b held when it died, at most its forks, were taken over: {items:?}"
+    );
+    assert!(
+        taken.iter().all(|n| items.iter().any(
+            |i| i["node"] == *n && i["done_by"].as_str().is_some_and(|c| !c.starts_with(&b_id))
+        )),
+        "a finished them: {items:?}"
+    );
+    // A node b had not started is run once; one that was running on b
+    // when it died may have finished there too (sshd does not stop a
+    // command whose client vanished), so it ran at most twice.
+    for (node, n) in runs_per_node(&file) {
+        if taken.contains(&node.as_str()) {
+            assert!((1..=2).contains(&n), "{node} ran {n} times");
+        } else {
+            assert_eq!(n, 1, "{node} ran {n} times");
+        }
+    }
+    let o = op.maestro(&["--json", "runs", "show", &run]);
+    let shown = json_of(&o);
+    assert_eq!(shown["run"]["state"], "finished");
+    assert_eq!(shown["run"]["ok"], 24);
+}
