@@ -123,6 +123,17 @@ fn engage(
     }
     let engagement = change::engage(root, agent, args.limit.as_deref(), intent)?;
     let engaged = engagement.engaged().clone();
+    let commit = match &engagement {
+        Engagement::Committed { commit, .. } => Some(commit.commit.as_str()),
+        Engagement::Already(_) => None,
+    };
+    let db_path = db.clone().unwrap_or_else(crate::store::default_path);
+    if let Err(e) = crate::killswitch::publish(&db_path, &engaged, commit) {
+        eprintln!(
+            "warning: the kill switch is committed but not in the run store ({e}): \
+             controllers sharing the store see it only once they pull the SoT"
+        );
+    }
     if json {
         out!(
             "{}",
@@ -221,7 +232,17 @@ fn release(
     if let ops::Decision::Refused(r) = g.admit(&prepared) {
         return Err(ops::OpsError::Refused(r).into());
     }
-    match change::release(root, agent, intent)? {
+    let released = change::release(root, agent, intent)?;
+    let by = intent.actor.clone().unwrap_or_else(super::fleet_cmd::actor);
+    let commit = released.as_ref().map(|(c, _)| c.commit.as_str());
+    if let Err(e) = crate::killswitch::publish_release(&db_path, agent, &by, &intent.reason, commit)
+    {
+        eprintln!(
+            "warning: the kill switch is released in the SoT but not in the run store ({e}): \
+             controllers sharing the store still hold `{agent}`"
+        );
+    }
+    match released {
         Some((commit, e)) => {
             if json {
                 out!(

@@ -101,11 +101,77 @@ pub fn engaged_for<'a>(sot: &'a Sot, agent: &str) -> Vec<&'a Engaged> {
         .collect()
 }
 
+/// Tell every controller of the store at `db` that `engaged` is in force
+/// (after the SoT commit `commit` recorded it).
+pub fn publish(
+    db: &std::path::Path,
+    engaged: &Engaged,
+    commit: Option<&str>,
+) -> crate::store::Result<()> {
+    crate::store::open_path(db)?.record_kill(&crate::store::KillRecord {
+        agent: engaged.agent.clone(),
+        engaged: true,
+        by: engaged.by.clone(),
+        at_ms: engaged.at.timestamp_millis(),
+        reason: engaged.reason.clone(),
+        limit: engaged.limit.clone(),
+        commit: commit.map(str::to_string),
+    })
+}
+
+/// Tell every controller of the store at `db` that `agent`'s kill switch
+/// was released by `by` (in the SoT commit `commit`).
+pub fn publish_release(
+    db: &std::path::Path,
+    agent: &str,
+    by: &str,
+    reason: &str,
+    commit: Option<&str>,
+) -> crate::store::Result<()> {
+    crate::store::open_path(db)?.record_kill(&crate::store::KillRecord {
+        agent: agent.to_string(),
+        engaged: false,
+        by: by.to_string(),
+        at_ms: Utc::now().timestamp_millis(),
+        reason: reason.to_string(),
+        limit: None,
+        commit: commit.map(str::to_string),
+    })
+}
+
 /// The gate's kill-switch check: a job that would start an agent whose kill
 /// switch holds one of its nodes is blocked. A break-glass does not lift it:
 /// only `maestro kill --release` does.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KillSwitchCheck;
+///
+/// It asks the SoT and, with `store`, the run store too: an engagement
+/// another controller of a shared store made is in force here before this
+/// checkout has pulled its commit ([`crate::store::kills`]).
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitchCheck {
+    pub store: Option<std::path::PathBuf>,
+}
+
+impl KillSwitchCheck {
+    /// The SoT's engagements, and those only the store has heard of yet.
+    fn engaged(&self, sot: &Sot) -> crate::store::Result<Vec<Engaged>> {
+        let mut all = sot.killswitch.clone();
+        let Some(db) = &self.store else {
+            return Ok(all);
+        };
+        for k in crate::store::open_path(db)?.engaged_kills()? {
+            if !all.iter().any(|e| e.agent == k.agent) {
+                all.push(Engaged {
+                    agent: k.agent,
+                    by: k.by,
+                    at: DateTime::from_timestamp_millis(k.at_ms).unwrap_or_default(),
+                    reason: k.reason,
+                    limit: k.limit,
+                });
+            }
+        }
+        Ok(all)
+    }
+}
 
 impl Check for KillSwitchCheck {
     fn name(&self) -> &'static str {
@@ -114,7 +180,20 @@ impl Check for KillSwitchCheck {
 
     fn check(&self, job: &Prepared) -> Verdict {
         let sot = job.sot();
-        if sot.killswitch.is_empty() {
+        let agents = job.agents_started();
+        if agents.is_empty() {
+            return Verdict::Allow;
+        }
+        let engaged = match self.engaged(sot) {
+            Ok(e) => e,
+            // Unknown is not released: a job that starts an agent waits.
+            Err(e) => {
+                return Verdict::Block(vec![format!(
+                    "the run store's kill switches could not be read ({e}); nothing that starts an agent is admitted until they can"
+                )]);
+            }
+        };
+        if engaged.is_empty() {
             return Verdict::Allow;
         }
         let nodes: Vec<usize> = job
@@ -123,8 +202,8 @@ impl Check for KillSwitchCheck {
             .filter_map(|n| sot.node_index.get(n).copied())
             .collect();
         let mut reasons = Vec::new();
-        for agent in job.agents_started() {
-            for e in engaged_for(sot, &agent) {
+        for agent in agents {
+            for e in engaged.iter().filter(|e| e.covers_agent(&agent)) {
                 let held = e.nodes(sot);
                 let hit = nodes.iter().filter(|n| held.contains(n)).count();
                 if hit == 0 {

@@ -126,7 +126,9 @@ impl Gate {
                     store: store.clone(),
                     break_glass: false,
                 }),
-                Box::new(crate::killswitch::KillSwitchCheck),
+                Box::new(crate::killswitch::KillSwitchCheck {
+                    store: store.clone(),
+                }),
                 Box::new(crate::freeze::FreezeCheck::default()),
                 Box::new(crate::approval::ApprovalCheck {
                     store: store.clone(),
@@ -169,7 +171,9 @@ impl Gate {
     /// not: putting back what ran before is what a freeze protects.
     pub fn rollback(store: Option<PathBuf>, actor: impl Into<crate::identity::Actor>) -> Gate {
         Gate {
-            checks: vec![Box::new(crate::killswitch::KillSwitchCheck)],
+            checks: vec![Box::new(crate::killswitch::KillSwitchCheck {
+                store: store.clone(),
+            })],
             approvals: store,
             actor: actor.into(),
             reflect: false,

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::bus::{Envelope, Subscriber};
 use crate::fleet::event::{NodeResult, NodeStatus, RunKind};
 
+pub mod kills;
 mod location;
 mod postgres;
 pub mod reflections;
@@ -48,6 +49,7 @@ pub use rollouts::{
     RolloutStore,
 };
 
+pub use kills::{KillRecord, KillStore};
 pub use reflections::{AnswerRecord, LessonUse, NewReflection, Reflection, ReflectionStore};
 pub use sqlite::SqliteStore;
 pub use work::{Claim, ItemState, NewWork, Progress, WorkItem, WorkRun, WorkStore};
@@ -137,7 +139,7 @@ pub fn shown(db: &std::path::Path) -> String {
 
 /// Everything maestro keeps in a store, whichever database holds it.
 pub trait Store:
-    RunStore + TelemetryStore + RolloutStore + ReflectionStore + WorkStore + Subscriber
+    RunStore + TelemetryStore + RolloutStore + ReflectionStore + WorkStore + KillStore + Subscriber
 {
     /// Where it is, for messages (a URL's password hidden).
     fn location(&self) -> String;

@@ -20,6 +20,7 @@ use crate::fleet::event::{
 
 #[doc(hidden)]
 pub mod cluster;
+mod kills;
 mod reflections;
 mod rollouts;
 mod schema;

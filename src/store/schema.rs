@@ -255,6 +255,19 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX work_items_claimable ON work_items(run_id, state, position);
     ",
+    // 10: kill switches as every controller of the store sees them at once
+    // (the SoT's killswitch.toml reaches another checkout only on a pull).
+    "
+    CREATE TABLE kill_switches (
+        agent      TEXT PRIMARY KEY,         -- an agent, or `all`
+        engaged    INTEGER NOT NULL,         -- 1 engaged, 0 released
+        by_whom    TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        reason     TEXT NOT NULL,
+        node_limit TEXT,
+        commit_id  TEXT
+    );
+    ",
 ];
 
 /// The schema version this maestro writes.

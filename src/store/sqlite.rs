@@ -705,6 +705,7 @@ impl TelemetryStore for SqliteStore {
 #[cfg(test)]
 mod tests;
 
+mod kills;
 mod reflections;
 mod rollouts;
 mod work;

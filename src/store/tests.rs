@@ -708,3 +708,30 @@ fn the_store_records_what_the_bus_delivers() {
         );
     });
 }
+
+#[test]
+fn a_kill_switch_is_engaged_and_released_for_every_reader_of_the_store() {
+    each_backend(|db| {
+        let mut store = db.open();
+        let kill = |engaged, at_ms| KillRecord {
+            agent: "web".into(),
+            engaged,
+            by: "Ada <ada@example.org>".into(),
+            at_ms,
+            reason: "runaway costs".into(),
+            limit: Some("gpu".into()),
+            commit: Some("0123abc".into()),
+        };
+        store.record_kill(&kill(true, 1_000)).unwrap();
+        let other = db.open();
+        assert_eq!(other.engaged_kills().unwrap(), [kill(true, 1_000)]);
+        store.record_kill(&kill(false, 2_000)).unwrap();
+        assert!(other.engaged_kills().unwrap().is_empty(), "released");
+        store.record_kill(&kill(true, 3_000)).unwrap();
+        assert_eq!(
+            other.engaged_kills().unwrap()[0].at_ms,
+            3_000,
+            "engaged again"
+        );
+    });
+}

@@ -462,6 +462,7 @@ async fn run_kill(
     let agent = plan.agent.clone();
     let limit = (!plan.whole_fleet).then(|| plan.nodes.join(","));
     let reason = plan.reason.clone();
+    let db = shared.stores.db.clone();
     let engaged = tokio::task::spawn_blocking(move || {
         let intent = crate::sot::change::Intent {
             reason,
@@ -470,6 +471,15 @@ async fn run_kill(
         };
         let engagement =
             crate::killswitch::change::engage(&root, &agent, limit.as_deref(), &intent)?;
+        let commit = match &engagement {
+            crate::killswitch::change::Engagement::Committed { commit, .. } => {
+                Some(commit.commit.clone())
+            }
+            crate::killswitch::change::Engagement::Already(_) => None,
+        };
+        // Committed is what counts; the store only carries it to the other
+        // controllers sooner than a pull, and the kill job runs either way.
+        let _ = crate::killswitch::publish(&db, engagement.engaged(), commit.as_deref());
         let sot = crate::sot::load(&root)?;
         Ok::<_, crate::sot::SotError>((engagement, SotSource::new(Arc::new(sot), &root)))
     })

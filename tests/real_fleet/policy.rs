@@ -37,20 +37,25 @@ fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, public.trim().to_string())
 }
 
-struct People {
-    requester: PathBuf,
-    alice: PathBuf,
-    bob: PathBuf,
+pub(crate) struct People {
+    pub(crate) requester: PathBuf,
+    pub(crate) alice: PathBuf,
+    pub(crate) bob: PathBuf,
 }
 
 /// The agents operator's SoT made governed: jurisdiction and PII tags on
 /// the nodes, the example policies, three people with fresh keys, an
 /// EU-only agent and an L4 agent.
 fn governed_operator() -> (Operator, People) {
-    let op = agent_operator(&[EU, US]);
+    governed_operator_on(EU, US)
+}
+
+/// [`governed_operator`] over two other nodes (jurisdiction eu, us).
+pub(crate) fn governed_operator_on(eu: usize, us: usize) -> (Operator, People) {
+    let op = agent_operator(&[eu, us]);
     let f = fleet();
     let mut nodes = String::new();
-    for (i, j) in [(EU, "eu"), (US, "us")] {
+    for (i, j) in [(eu, "eu"), (us, "us")] {
         nodes.push_str(&format!(
             "[node.n{i:02}]\naddress = \"{a}\"\ngroups = [\"fleet\"]\n\
              tags = {{ env = \"test\", region = \"eu-west\", jurisdiction = \"{j}\", pii = \"restricted\" }}\n\
@@ -122,19 +127,19 @@ fn governed_operator() -> (Operator, People) {
     )
 }
 
-fn as_person(op: &Operator, key: &Path, args: &[&str]) -> Output {
+pub(crate) fn as_person(op: &Operator, key: &Path, args: &[&str]) -> Output {
     op.command(args)
         .env("MAESTRO_IDENTITY", key)
         .output()
         .expect("maestro runs")
 }
 
-fn both(o: &Output) -> String {
+pub(crate) fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
 
 /// The approval id a held job printed (`approval apr-…`).
-fn approval_id(o: &Output) -> String {
+pub(crate) fn approval_id(o: &Output) -> String {
     let text = both(o);
     let at = text
         .find("apr-")

@@ -234,3 +234,127 @@ fn when_one_controller_is_killed_the_other_takes_its_nodes_over() {
     assert_eq!(shown["run"]["state"], "finished");
     assert_eq!(shown["run"]["ok"], 24);
 }
+
+/// Another controller of `op`'s team: its own clone of the SoT repository
+/// and its own HOME (state directory, ledger key), the same store.
+fn another_controller(op: &Operator) -> Operator {
+    let tmp = tempfile::tempdir().unwrap();
+    let sot = tmp.path().join("sot");
+    let o = std::process::Command::new("git")
+        .args(["clone", "-q"])
+        .arg(&op.sot)
+        .arg(&sot)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let home = tmp.path().join("home");
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&op.home)
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Operator {
+        tmp,
+        sot,
+        home,
+        db: op.db.clone(),
+    }
+}
+
+fn with_postgres(mut op: Operator) -> Operator {
+    op.db = PathBuf::from(
+        maestro::store::test_cluster::fresh_database_url()
+            .expect("PostgreSQL is installed (.ci/run installs it)"),
+    );
+    op
+}
+
+/// n57 and n58 (deploys of fleet-doctor) are these two tests'.
+#[test]
+fn approvals_signed_on_two_controllers_admit_an_l4_deploy_on_a_third() {
+    use super::policy::{approval_id, as_person, both, governed_operator_on};
+    let (op, people) = governed_operator_on(57, 58);
+    let requester = with_postgres(op);
+    let (on_a, on_b) = (
+        another_controller(&requester),
+        another_controller(&requester),
+    );
+    let deploy = ["deploy", "fleet-doctor", "--limit", "n57", "--yes"];
+    let held = as_person(&requester, &people.requester, &deploy);
+    assert_eq!(held.status.code(), Some(4), "{}", both(&held));
+    let id = approval_id(&held);
+    let a = as_person(&on_a, &people.alice, &["approve", &id]);
+    assert!(a.status.success(), "{}", both(&a));
+    assert!(stdout(&a).contains("1 of 2"), "{}", both(&a));
+    let b = as_person(&on_b, &people.bob, &["approve", &id]);
+    assert!(b.status.success(), "{}", both(&b));
+    assert!(
+        stdout(&b).contains("2 of 2"),
+        "alice's signature from a counts on b: {}",
+        both(&b)
+    );
+    let ran = as_person(&requester, &people.requester, &deploy);
+    assert!(ran.status.success(), "{}", both(&ran));
+    let (code, _) = super::agents::get(57, "/healthz").expect("fleet-doctor answers on n57");
+    assert_eq!(code, 200);
+    // Each controller's own store file would have held one signature: the
+    // approval counted because the three share one database.
+    let list = requester.maestro(&["approvals"]);
+    assert!(
+        stdout(&list).contains("alice") && stdout(&list).contains("bob"),
+        "{}",
+        stdout(&list)
+    );
+}
+
+#[test]
+fn a_kill_switch_engaged_on_one_controller_holds_the_agent_on_another_before_it_pulls() {
+    let op = with_postgres(super::agents::agent_operator(&[59]));
+    super::agents::commit_sot(&op);
+    let other = another_controller(&op);
+    let o = op.maestro(&[
+        "kill",
+        "fleet-doctor",
+        "--reason",
+        "runaway costs",
+        "--actor",
+        "Ada <ada@example.org>",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // `other`'s SoT has no killswitch.toml: only the store says so.
+    assert!(!other.sot.join("killswitch.toml").exists());
+    let held = other.maestro(&["deploy", "fleet-doctor", "--limit", "n59", "--yes"]);
+    assert_eq!(
+        held.status.code(),
+        Some(4),
+        "{}{}",
+        stdout(&held),
+        stderr(&held)
+    );
+    assert!(stderr(&held).contains("kill switch"), "{}", stderr(&held));
+    assert!(stderr(&held).contains("runaway costs"), "{}", stderr(&held));
+    assert!(
+        super::agents::get(59, "/healthz").is_none(),
+        "nothing started on n59"
+    );
+    let o = op.maestro(&[
+        "kill",
+        "--release",
+        "fleet-doctor",
+        "--reason",
+        "fixed",
+        "--actor",
+        "Ada <ada@example.org>",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let ran = other.maestro(&["deploy", "fleet-doctor", "--limit", "n59", "--yes"]);
+    assert!(
+        ran.status.success(),
+        "released everywhere: {}{}",
+        stdout(&ran),
+        stderr(&ran)
+    );
+    assert_eq!(super::agents::get(59, "/healthz").map(|r| r.0), Some(200));
+}

@@ -249,6 +249,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX work_items_claimable ON work_items(run_id, state, position);
     ",
+    // 10: kill switches as every controller sees them.
+    "
+    CREATE TABLE kill_switches (
+        agent      TEXT PRIMARY KEY,
+        engaged    BOOLEAN NOT NULL,
+        by_whom    TEXT NOT NULL,
+        at_ms      BIGINT NOT NULL,
+        reason     TEXT NOT NULL,
+        node_limit TEXT,
+        commit_id  TEXT
+    );
+    ",
 ];
 
 const _: () = assert!(
