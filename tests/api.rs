@@ -194,3 +194,77 @@ fn every_route_answers_as_documented_only_to_a_token_and_only_reads() {
         "serving changed the ledger"
     );
 }
+
+/// A team's store named once in the SoT (`[store] url`): every command
+/// without `--db` uses it; `$MAESTRO_DB` and `--db` still win; a URL with
+/// a password is refused by `sot check` without being shown.
+#[test]
+fn the_sot_names_the_team_store_and_the_environment_overrides_it() {
+    let s = ClosedNodeSot::new();
+    let url = maestro::store::test_cluster::fresh_database_url()
+        .expect("PostgreSQL is installed (.ci/run installs it)");
+    let settings = s.sot.join("maestro.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, format!("{text}\n[store]\nurl = \"{url}\"\n")).unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&s.sot)
+            .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    git(&["commit", "-qam", "the team's store"]);
+    let without_db = |args: &[&str], env_db: Option<&Path>| {
+        let mut c = common::maestro();
+        c.arg("--sot")
+            .arg(&s.sot)
+            .args(args)
+            .env("HOME", s.tmp.path())
+            .env_remove("XDG_STATE_HOME")
+            .env("MAESTRO_IDENTITY", &s.key)
+            .stdin(std::process::Stdio::null());
+        match env_db {
+            Some(db) => c.env("MAESTRO_DB", db),
+            None => c.env_remove("MAESTRO_DB"),
+        };
+        c.output().unwrap()
+    };
+    let runs_in = |db: &str| {
+        let o = common::maestro()
+            .args(["--db", db, "--json", "runs"])
+            .env("HOME", s.tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().filter(|l| l.starts_with('{')).count()
+    };
+    let o = without_db(&["exec", "closed", "--accept-new", "--", "true"], None);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(runs_in(&url), 1, "recorded in the SoT's store");
+    assert!(
+        !s.tmp
+            .path()
+            .join(".local/state/maestro/maestro.db")
+            .exists(),
+        "not in the default SQLite file"
+    );
+    let local = s.tmp.path().join("mine.db");
+    let o = without_db(&["exec", "closed", "--", "true"], Some(&local));
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(runs_in(local.to_str().unwrap()), 1, "$MAESTRO_DB wins");
+    assert_eq!(runs_in(&url), 1);
+
+    let secret = url.replacen("maestro@", "maestro:hunter2@", 1);
+    std::fs::write(&settings, format!("{text}\n[store]\nurl = \"{secret}\"\n")).unwrap();
+    let o = without_db(&["sot", "check"], None);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let shown = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(shown.contains("carries a password"), "{shown}");
+    assert!(
+        !shown.contains("hunter2"),
+        "the password is not shown: {shown}"
+    );
+}

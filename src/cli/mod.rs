@@ -61,7 +61,7 @@ pub struct Cli {
     /// One JSON object per line instead of text
     #[arg(long, global = true)]
     pub json: bool,
-    /// The run store: a SQLite file, or a postgres:// URL for a team's shared store [default: $MAESTRO_DB, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
+    /// The run store: a SQLite file, or a postgres:// URL for a team's shared store [default: $MAESTRO_DB, else the SoT's [store] url, else $XDG_STATE_HOME/maestro/maestro.db, else ~/.local/state/maestro/maestro.db]
     #[arg(long, global = true, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
     /// Without a subcommand on a terminal: the console (`maestro tui`)
@@ -426,6 +426,20 @@ pub fn sot_dir(flag: Option<PathBuf>) -> PathBuf {
     PathBuf::from("sot")
 }
 
+/// The team's store named by the SoT's `[store] url`, when neither `--db`
+/// nor `$MAESTRO_DB` names one. `sot check` reports a bad value; here a
+/// URL that is not one, or that carries a password, is not used.
+fn team_store(sot: &std::path::Path) -> Option<PathBuf> {
+    if std::env::var_os("MAESTRO_DB").is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
+    let text = std::fs::read_to_string(sot.join(crate::sot::SETTINGS_FILE)).ok()?;
+    let settings: toml::Table = toml::from_str(&text).ok()?;
+    let url = settings.get("store")?.get("url")?.as_str()?;
+    let parsed = crate::store::PgUrl::parse(url)?;
+    (!parsed.has_password()).then(|| PathBuf::from(url))
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -436,8 +450,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<Exit> {
+fn run(mut cli: Cli) -> anyhow::Result<Exit> {
     let sot = sot_dir(cli.sot);
+    if cli.db.is_none() {
+        cli.db = team_store(&sot);
+    }
     let command = cli
         .command
         .unwrap_or_else(|| Command::Tui(tui_cmd::TuiArgs::defaults()));

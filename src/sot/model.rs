@@ -33,6 +33,10 @@ pub struct Settings {
     pub hardening_dir: PathBuf,
     /// The two-person rule (`[approvals]`).
     pub approvals: ApprovalSettings,
+    /// The team's shared run store (`[store] url`, a `postgres://` URL
+    /// without a password): what `--db` defaults to for everyone using
+    /// this SoT.
+    pub store_url: Option<String>,
 }
 
 /// `[approvals]` of maestro.toml: which agents' jobs need signed approvals,

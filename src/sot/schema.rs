@@ -45,6 +45,30 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
+    /// [`Self::error_hint`] about a value that holds a secret: the line is
+    /// shown with the value masked, so the report does not spread it.
+    pub fn error_secret(
+        &mut self,
+        code: Code,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let mut d = self.file.diagnostic(code, span, message.into());
+        let chars: Vec<char> = d.source_line.chars().collect();
+        let start = d.col.saturating_sub(1).min(chars.len());
+        let end = (start + d.width).min(chars.len());
+        let mask = crate::secrets::MASK;
+        d.source_line = format!(
+            "{}{mask}{}",
+            chars[..start].iter().collect::<String>(),
+            chars[end..].iter().collect::<String>()
+        );
+        d.width = mask.chars().count();
+        d.hint = Some(hint.into());
+        self.diags.push(d);
+    }
+
     /// Report keys outside `allowed`, suggesting the nearest allowed key.
     pub fn check_keys(&mut self, table: &Table<'_>, allowed: &[&str], what: &str) {
         for (key, _) in table.iter() {

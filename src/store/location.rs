@@ -60,8 +60,19 @@ impl std::fmt::Debug for Location {
 pub struct PgUrl(String);
 
 impl PgUrl {
+    /// `s` as a PostgreSQL URL, if it is one.
+    pub fn parse(s: &str) -> Option<PgUrl> {
+        PgUrl::is_url(s).then(|| PgUrl(s.to_string()))
+    }
+
     fn is_url(s: &str) -> bool {
         s.starts_with("postgres://") || s.starts_with("postgresql://")
+    }
+
+    /// Whether the URL carries a password (in its user info or a
+    /// `password=` parameter): a secret, never to be committed.
+    pub fn has_password(&self) -> bool {
+        self.redacted() != self.0
     }
 
     /// The URL with its password, for connecting only.

@@ -17,7 +17,14 @@ impl Loader<'_> {
         let mut cx = cx!(self, idx);
         cx.check_keys(
             t,
-            &["maestro", "connection", "paths", "tags", "approvals"],
+            &[
+                "maestro",
+                "connection",
+                "paths",
+                "tags",
+                "approvals",
+                "store",
+            ],
             "maestro.toml",
         );
         let mut s = Settings {
@@ -34,8 +41,30 @@ impl Loader<'_> {
             playbooks_dir: "playbooks".into(),
             hardening_dir: "hardening".into(),
             approvals: ApprovalSettings::default(),
+            store_url: None,
         };
         let mut cx = cx!(self, idx);
+        if let Some(st) = cx.table(t, "store", "maestro.toml") {
+            let what = "[store]";
+            cx.check_keys(st.value, &["url"], what);
+            if let Some(u) = cx.string(st.value, "url", what) {
+                match crate::store::PgUrl::parse(&u.value) {
+                    None => cx.error_hint(
+                        Code::BadValue,
+                        u.span,
+                        format!("url is a PostgreSQL URL, not `{}`", u.value),
+                        "url = \"postgres://maestro@db.example.org:5432/maestro\"",
+                    ),
+                    Some(url) if url.has_password() => cx.error_secret(
+                        Code::BadValue,
+                        u.span,
+                        "the store's URL carries a password, and the SoT is committed: a secret in git",
+                        "leave the password out: each controller sets PGPASSWORD",
+                    ),
+                    Some(_) => s.store_url = Some(u.value),
+                }
+            }
+        }
         if let Some(a) = cx.table(t, "approvals", "maestro.toml") {
             let what = "[approvals]";
             cx.check_keys(a.value, &["min_autonomy", "quorum", "expires"], what);

@@ -36,7 +36,17 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("maestro-postgres".into())
             .spawn(move || {
-                let mut client = match Client::connect(&url, NoTls) {
+                // libpq's convention: a URL without a password takes
+                // $PGPASSWORD, so the URL itself can be written down.
+                let config = url.parse::<postgres::Config>().map(|mut c| {
+                    if c.get_password().is_none()
+                        && let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty())
+                    {
+                        c.password(p.as_encoded_bytes());
+                    }
+                    c
+                });
+                let mut client = match config.and_then(|c| c.connect(NoTls)) {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client
