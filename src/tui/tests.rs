@@ -2179,3 +2179,58 @@ fn the_confirmation_shows_the_long_term_lessons_in_the_jobs_scope() {
         render(&app, 160, 48)
     );
 }
+
+/// With a team's shared store another operator's runs and rollouts reach
+/// this console only by reading the store again: :runs and :rollouts do so
+/// every LIVE_REFRESH_MS while shown, and other views leave the store alone.
+#[test]
+fn runs_and_rollouts_read_the_store_again_every_second_while_shown() {
+    use crate::tui::app::LIVE_REFRESH_MS;
+    let loads = |app: &mut App| {
+        let effects = app.take_effects();
+        (
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::LoadRuns))
+                .count(),
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::LoadRollouts))
+                .count(),
+        )
+    };
+    let mut app = app();
+    app.set_now(NOW);
+    app.take_effects();
+    // The fleet view: no polling however long it stays.
+    app.set_now(NOW + 10 * LIVE_REFRESH_MS);
+    assert_eq!(loads(&mut app), (0, 0));
+
+    let t0 = NOW + 10 * LIVE_REFRESH_MS;
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "runs");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(loads(&mut app), (1, 0), "entering :runs reads the store");
+    app.set_now(t0 + LIVE_REFRESH_MS - 1);
+    assert_eq!(loads(&mut app), (0, 0), "not before a second has passed");
+    app.set_now(t0 + LIVE_REFRESH_MS);
+    assert_eq!(loads(&mut app), (1, 0), "a second later it reads again");
+    app.set_now(t0 + 2 * LIVE_REFRESH_MS);
+    assert_eq!(loads(&mut app), (1, 0));
+
+    let t1 = t0 + 2 * LIVE_REFRESH_MS;
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "rollouts");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        loads(&mut app),
+        (0, 1),
+        "entering :rollouts reads the store"
+    );
+    app.set_now(t1 + LIVE_REFRESH_MS);
+    assert_eq!(
+        loads(&mut app),
+        (0, 1),
+        ":rollouts refreshes, :runs is hidden"
+    );
+}

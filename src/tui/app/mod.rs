@@ -198,6 +198,10 @@ enum Level {
     Error,
 }
 
+/// How often the live views (:runs, :rollouts) read the store again: the
+/// latency with which another operator's run or rollout appears.
+pub const LIVE_REFRESH_MS: i64 = 1000;
+
 pub struct App {
     info: Info,
     sot: Arc<Sot>,
@@ -210,6 +214,8 @@ pub struct App {
     telemetry: TelemetryView,
     rollouts: RolloutsView,
     rollouts_loaded_ms: i64,
+    /// When :runs last asked the store (it refreshes while shown).
+    runs_loaded_ms: i64,
     ledger: LedgerView,
     approvals: ApprovalsView,
     reflect: ReflectView,
@@ -246,6 +252,7 @@ impl App {
             telemetry_started: false,
             rollouts: RolloutsView::new(),
             rollouts_loaded_ms: 0,
+            runs_loaded_ms: 0,
             ledger: LedgerView::new(),
             approvals: ApprovalsView::new(),
             reflect: ReflectView::new(),
@@ -287,10 +294,16 @@ impl App {
 
     pub fn set_now(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
-        // :rollouts is live: read the store again about once a second.
-        if self.view() == ViewId::Rollouts && now_ms - self.rollouts_loaded_ms >= 1000 {
+        // :rollouts and :runs are live: read the store again about once a
+        // second, so with a team's shared store the runs and rollouts other
+        // operators start appear within LIVE_REFRESH_MS.
+        if self.view() == ViewId::Rollouts && now_ms - self.rollouts_loaded_ms >= LIVE_REFRESH_MS {
             self.rollouts_loaded_ms = now_ms;
             self.effects.push(Effect::LoadRollouts);
+        }
+        if self.view() == ViewId::Runs && now_ms - self.runs_loaded_ms >= LIVE_REFRESH_MS {
+            self.runs_loaded_ms = now_ms;
+            self.effects.push(Effect::LoadRuns);
         }
         self.fleet.set_now(now_ms);
         self.runs.set_now(now_ms);
@@ -645,7 +658,10 @@ impl App {
                 );
                 return;
             }
-            ViewId::Runs => self.effects.push(Effect::LoadRuns),
+            ViewId::Runs => {
+                self.runs_loaded_ms = self.now_ms;
+                self.effects.push(Effect::LoadRuns);
+            }
             ViewId::Agents => {
                 self.agents.set_status(Loadable::Loading);
                 self.effects.push(Effect::LoadAgents);
