@@ -3,6 +3,8 @@
 //! columns and constraints), in PostgreSQL's types: BIGINT for SQLite's
 //! INTEGER (milliseconds, counts), DOUBLE PRECISION for REAL, BYTEA for BLOB,
 //! BOOLEAN for a flag, and a BIGSERIAL `seq` where SQLite orders by `rowid`.
+//! One step has no SQLite twin: 8, the evidence ledger of a team sharing
+//! the database (SQLite's 8 is empty: its ledger is a file beside it).
 //! The version is the one row of `maestro_schema`.
 
 use postgres::Transaction;
@@ -223,6 +225,16 @@ pub const MIGRATIONS: &[&str] = &[
         at_ms    BIGINT NOT NULL,
         actor    TEXT NOT NULL,
         PRIMARY KEY (lesson, evidence)
+    );
+    ",
+    // 8: the evidence ledger every controller of the team appends to, one
+    // hash chain (see `crate::ledger::postgres`). `line` is byte for byte
+    // the line the ledger file would hold, without its newline, so both
+    // places verify the same bytes; `seq` orders the rows.
+    "
+    CREATE TABLE ledger_entries (
+        seq  BIGINT PRIMARY KEY,
+        line TEXT NOT NULL
     );
     ",
 ];
