@@ -18,7 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::entry::{Entry, GENESIS, Record};
-use super::{Result, io_error, json_message, syntax_error};
+use super::{NotAnEntry, Result, io_error, syntax_error};
 
 /// An open ledger file.
 #[derive(Debug)]
@@ -178,22 +178,28 @@ fn read_tail(file: &File, path: &Path, len: u64) -> Result<(u64, String)> {
             continue;
         }
         let last = &body[line_start.unwrap_or(0)..];
-        return match serde_json::from_slice::<Tail>(last) {
-            Ok(tail) if is_hash(&tail.hash) => Ok((tail.seq, tail.hash)),
-            Ok(_) => Err(syntax_error(
-                path,
-                count_lines(path)?,
-                1,
-                "not a ledger entry: its `hash` is not 64 lowercase hex digits".into(),
-            )),
-            Err(e) => Err(syntax_error(
-                path,
-                count_lines(path)?,
-                e.column(),
-                format!("not a ledger entry: {}", json_message(&e)),
-            )),
+        return match tail_of(last) {
+            Ok(tail) => Ok(tail),
+            Err(e) => Err(e.at_line(path, count_lines(path)?)),
         };
     }
+}
+
+/// `(seq, hash)` of the last entry, from its line (without the newline):
+/// what appending after it needs.
+pub(super) fn tail_of(line: &[u8]) -> std::result::Result<(u64, String), NotAnEntry> {
+    match serde_json::from_slice::<Tail>(line) {
+        Ok(tail) if is_hash(&tail.hash) => Ok((tail.seq, tail.hash)),
+        Ok(_) => Err(NotAnEntry::because(
+            "its `hash` is not 64 lowercase hex digits",
+        )),
+        Err(e) => Err(NotAnEntry::json(&e)),
+    }
+}
+
+/// One line (without the newline) as a typed entry, for `ledger show`.
+pub(super) fn entry_of(line: &[u8]) -> std::result::Result<Entry, NotAnEntry> {
+    serde_json::from_slice(line).map_err(|e| NotAnEntry::json(&e))
 }
 
 fn is_hash(s: &str) -> bool {
@@ -227,14 +233,7 @@ pub fn read(path: impl AsRef<Path>, run: Option<&str>) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| io_error(path, e))?;
-        let entry: Entry = serde_json::from_str(&line).map_err(|e| {
-            syntax_error(
-                path,
-                index as u64 + 1,
-                e.column(),
-                format!("not a ledger entry: {}", json_message(&e)),
-            )
-        })?;
+        let entry = entry_of(line.as_bytes()).map_err(|e| e.at_line(path, index as u64 + 1))?;
         if run.is_none_or(|r| entry.body.run.as_deref() == Some(r)) {
             entries.push(entry);
         }

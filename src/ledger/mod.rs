@@ -37,6 +37,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod export;
 pub mod verify;
+mod walk;
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +102,36 @@ fn syntax_error(path: &Path, line: u64, column: usize, message: String) -> Ledge
         column: column.max(1),
         // serde_json quotes what it read, and that came from a file.
         message: crate::terminal_text::sanitize_str(&message),
+    }
+}
+
+/// Why one line is not a ledger entry. Where the line is (`file:line:col`)
+/// is for its reader to add: the same line can come from a file or a row.
+#[derive(Debug)]
+pub(crate) struct NotAnEntry {
+    /// The character at fault, from 1.
+    column: usize,
+    message: String,
+}
+
+impl NotAnEntry {
+    fn json(e: &serde_json::Error) -> NotAnEntry {
+        NotAnEntry {
+            column: e.column(),
+            message: format!("not a ledger entry: {}", json_message(e)),
+        }
+    }
+
+    fn because(why: &str) -> NotAnEntry {
+        NotAnEntry {
+            column: 1,
+            message: format!("not a ledger entry: {why}"),
+        }
+    }
+
+    /// The error for line `line` of the file at `path`.
+    fn at_line(self, path: &Path, line: u64) -> LedgerError {
+        syntax_error(path, line, self.column, self.message)
     }
 }
 

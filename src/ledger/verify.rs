@@ -12,21 +12,18 @@
 //! A line that is not JSON, or not an entry, is an error with `file:line:col`
 //! rather than a [`Problem`]: nothing about the chain can be said past it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 use ssh_key::PublicKey;
 
-use super::canonical;
 use super::checkpoint::Checkpoint;
-use super::entry::{GENESIS, sha256_hex};
-use super::{LedgerError, Result, io_error, json_message, syntax_error};
+use super::walk::Walk;
+use super::{Result, io_error, syntax_error};
 
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,20 +137,6 @@ impl fmt::Display for Problem {
     }
 }
 
-/// What the walk needs from a line once the first problem is known.
-#[derive(Deserialize)]
-struct Seq {
-    seq: u64,
-}
-
-/// A forward jump in `seq`, classified at the end of the file: the skipped
-/// entries either turn up later (reordered) or nowhere (removed).
-struct Gap {
-    line: u64,
-    seq: u64,
-    expected: u64,
-}
-
 /// A verification against what a SoT has committed.
 #[derive(Debug, Clone)]
 pub struct AgainstSot {
@@ -195,220 +178,38 @@ pub fn verify(
     key: Option<&PublicKey>,
 ) -> Result<Report> {
     let path = path.as_ref();
-    let mut bad_signature = None;
-    let mut by_size: BTreeMap<u64, Vec<&Checkpoint>> = BTreeMap::new();
-    for checkpoint in checkpoints {
-        if let Some(key) = key
-            && let Err(e) = checkpoint.verify(key)
-        {
-            let reason = match e {
-                LedgerError::Signature { message, .. } => message,
-                other => other.to_string(),
-            };
-            bad_signature.get_or_insert(Problem::BadSignature {
-                size: checkpoint.size,
-                reason,
-            });
-            continue;
-        }
-        by_size.entry(checkpoint.size).or_default().push(checkpoint);
-    }
-
-    let mut walk = Walk {
-        by_size,
-        line: 0,
-        head: GENESIS.to_string(),
-        verified: 0,
-        checked: 0,
-        since: 0,
-        problem: None,
-        gap: None,
-        unhashed: Vec::with_capacity(4096),
-    };
-    walk.check_checkpoints(0, GENESIS);
-
+    let mut walk = Walk::new(checkpoints, key);
     match File::open(path) {
-        Ok(file) => walk.lines(path, file)?,
+        Ok(file) => walk_file(path, file, &mut walk)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(path, e)),
     }
-
-    if let Some(gap) = walk.gap.take() {
-        walk.problem = Some(Problem::Removed {
-            after_seq: gap.expected - 1,
-            missing: gap.expected..=gap.seq - 1,
-        });
-    }
-    let largest = walk.by_size.keys().next_back().copied().unwrap_or(0);
-    if walk.problem.is_none() && largest > walk.line {
-        walk.problem = Some(Problem::Truncated {
-            size: walk.line,
-            checkpoint_size: largest,
-        });
-    }
-    Ok(Report {
-        entries: walk.line,
-        verified: walk.verified,
-        head: walk.head,
-        checkpoints_checked: walk.checked,
-        problem: walk.problem.or(bad_signature),
-    })
+    Ok(walk.finish())
 }
 
-struct Walk<'a> {
-    by_size: BTreeMap<u64, Vec<&'a Checkpoint>>,
-    /// Lines read so far.
-    line: u64,
-    /// Hash of the last entry that verified in order.
-    head: String,
-    verified: u64,
-    checked: usize,
-    /// Size of the last checkpoint that matched.
-    since: u64,
-    problem: Option<Problem>,
-    gap: Option<Gap>,
-    /// Reused for each line's canonical bytes.
-    unhashed: Vec<u8>,
-}
-
-impl Walk<'_> {
-    fn lines(&mut self, path: &Path, file: File) -> Result<()> {
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut buf = Vec::with_capacity(4096);
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| io_error(path, e))?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.line += 1;
-            if buf.last() != Some(&b'\n') {
-                return Err(syntax_error(
-                    path,
-                    self.line,
-                    1,
-                    "the last line is incomplete (no newline at its end): a write was \
-                     interrupted or the file was cut"
-                        .into(),
-                ));
-            }
-            if self.problem.is_some() {
-                // The first problem is named; the rest is only counted.
-                continue;
-            }
-            if let Some(gap) = &self.gap {
-                let Seq { seq } =
-                    serde_json::from_slice(&buf).map_err(|e| not_an_entry(path, self.line, &e))?;
-                if (gap.expected..gap.seq).contains(&seq) {
-                    self.problem = Some(Problem::Reordered {
-                        line: gap.line,
-                        seq: gap.seq,
-                        expected: gap.expected,
-                    });
-                    self.gap = None;
-                }
-                continue;
-            }
-            self.entry(path, &buf)?;
+/// Give the walk every line of the file, in file order.
+fn walk_file(path: &Path, file: File, walk: &mut Walk) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| io_error(path, e))?;
+        if n == 0 {
+            return Ok(());
         }
+        let Some(text) = buf.strip_suffix(b"\n") else {
+            return Err(syntax_error(
+                path,
+                walk.lines_read() + 1,
+                1,
+                "the last line is incomplete (no newline at its end): a write was \
+                 interrupted or the file was cut"
+                    .into(),
+            ));
+        };
+        walk.line(text)
+            .map_err(|e| e.at_line(path, walk.lines_read()))?;
     }
-
-    /// Check one line while the chain is still intact.
-    fn entry(&mut self, path: &Path, text: &[u8]) -> Result<()> {
-        let line = self.line;
-        let without_newline = &text[..text.len() - 1];
-        let (seq, links, intact, stored) =
-            match canonical::split(without_newline, &mut self.unhashed) {
-                Some(split) => (
-                    split.seq,
-                    split.prev == self.head,
-                    sha256_hex(&self.unhashed) == split.hash,
-                    split.hash.to_string(),
-                ),
-                None => {
-                    let (seq, links, canonical, stored) = self.slow(path, text)?;
-                    (seq, links, sha256_hex(&canonical) == stored, stored)
-                }
-            };
-        let expected = self.verified + 1;
-        if !intact {
-            self.problem = Some(Problem::Edited { seq, line });
-        } else if seq < expected {
-            self.problem = Some(Problem::Reordered {
-                line,
-                seq,
-                expected,
-            });
-        } else if seq > expected && !links {
-            self.gap = Some(Gap {
-                line,
-                seq,
-                expected,
-            });
-        } else if seq > expected || !links {
-            // Linked but misnumbered can only be forged; unlinked in place
-            // means the predecessor is not the original.
-            self.problem = Some(Problem::Broken { line, seq });
-        } else {
-            self.check_checkpoints(seq, &stored);
-            if self.problem.is_none() {
-                self.verified = seq;
-                self.head = stored;
-            }
-        }
-        Ok(())
-    }
-
-    /// A line in any other serialization: parse it and let `serde_jcs`
-    /// canonicalize it. Returns `(seq, links to head, canonical bytes, stored hash)`.
-    fn slow(&self, path: &Path, text: &[u8]) -> Result<(u64, bool, Vec<u8>, String)> {
-        let line = self.line;
-        let mut map = match serde_json::from_slice(text) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(not_an_entry_because(path, line, "it is not a JSON object")),
-            Err(e) => return Err(not_an_entry(path, line, &e)),
-        };
-        let Some(Value::String(stored)) = map.remove("hash") else {
-            return Err(not_an_entry_because(path, line, "no string `hash`"));
-        };
-        let Some(seq) = map.get("seq").and_then(Value::as_u64) else {
-            return Err(not_an_entry_because(path, line, "no number `seq`"));
-        };
-        let Some(prev) = map.get("prev").and_then(Value::as_str) else {
-            return Err(not_an_entry_because(path, line, "no string `prev`"));
-        };
-        let links = prev == self.head;
-        let canonical = serde_jcs::to_vec(&Value::Object(map)).map_err(LedgerError::Encode)?;
-        Ok((seq, links, canonical, stored))
-    }
-
-    fn check_checkpoints(&mut self, size: u64, hash: &str) {
-        let Some(checkpoints) = self.by_size.get(&size) else {
-            return;
-        };
-        if checkpoints.iter().all(|c| c.head == hash) {
-            self.checked += checkpoints.len();
-            self.since = size;
-        } else {
-            self.problem = Some(Problem::CheckpointMismatch {
-                size,
-                since: self.since,
-            });
-        }
-    }
-}
-
-fn not_an_entry(path: &Path, line: u64, e: &serde_json::Error) -> LedgerError {
-    syntax_error(
-        path,
-        line,
-        e.column(),
-        format!("not a ledger entry: {}", json_message(e)),
-    )
-}
-
-fn not_an_entry_because(path: &Path, line: u64, why: &str) -> LedgerError {
-    syntax_error(path, line, 1, format!("not a ledger entry: {why}"))
 }
