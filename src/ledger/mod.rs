@@ -23,7 +23,9 @@
 //! - `SOT/ledger/checkpoints.jsonl`: one [`Checkpoint`] a line,
 //!   `{"size","head","time","key","signature"}`, the signature an armored
 //!   SSHSIG over `{"head","size","time"}` in canonical JSON.
-//! - `SOT/ledger/key.pub`: the ledger key's public half, one OpenSSH line.
+//! - `SOT/ledger/key.pub`: the public half of each controller's ledger key,
+//!   one OpenSSH line per controller (like `authorized_keys`); a checkpoint
+//!   counts when it is signed by one of them.
 //!
 //! This module never prints, never commits to git (the caller does, through
 //! the SoT's one write path) and never decides anything: it records and it
@@ -52,7 +54,7 @@ pub use verify::{AgainstSot, Problem, Report, verify, verify_against_sot};
 pub const FILE: &str = "ledger.jsonl";
 /// The SoT file of signed checkpoints.
 pub const CHECKPOINTS_FILE: &str = "ledger/checkpoints.jsonl";
-/// The SoT file holding the public half of the ledger key.
+/// The SoT file listing the public half of each controller's ledger key.
 pub const PUBLIC_KEY_FILE: &str = "ledger/key.pub";
 
 #[derive(Debug, thiserror::Error)]

@@ -75,7 +75,12 @@ fn fixture(n: u64, every: u64) -> Fixture {
 
 impl Fixture {
     fn verify(&self) -> Report {
-        verify(&self.ledger, &self.checkpoints, Some(self.key.public_key())).unwrap()
+        verify(&self.ledger, &self.checkpoints, Some(self.keys())).unwrap()
+    }
+
+    /// The fixture's key as the SoT would list it.
+    fn keys(&self) -> &[ssh_key::PublicKey] {
+        std::slice::from_ref(self.key.public_key())
     }
 
     fn problem(&self) -> Problem {
@@ -329,7 +334,7 @@ fn a_checkpoint_by_another_key_is_a_bad_signature() {
     let (other, _) = LedgerKey::load_or_create(dir.path().join("other.key")).unwrap();
     let mut checkpoints = f.checkpoints.clone();
     checkpoints.push(other.sign_checkpoint(100, &f.checkpoints[1].head).unwrap());
-    let report = verify(&f.ledger, &checkpoints, Some(f.key.public_key())).unwrap();
+    let report = verify(&f.ledger, &checkpoints, Some(f.keys())).unwrap();
     assert!(matches!(
         report.problem,
         Some(Problem::BadSignature { size: 100, .. })
@@ -340,7 +345,7 @@ fn a_checkpoint_by_another_key_is_a_bad_signature() {
     let mut forged = other.sign_checkpoint(300, &f.checkpoints[1].head).unwrap();
     forged.key = f.key.fingerprint();
     assert!(matches!(
-        verify(&f.ledger, &[forged], Some(f.key.public_key()))
+        verify(&f.ledger, &[forged], Some(f.keys()))
             .unwrap()
             .problem,
         Some(Problem::BadSignature { size: 300, .. })
@@ -349,7 +354,7 @@ fn a_checkpoint_by_another_key_is_a_bad_signature() {
     // A genuine checkpoint whose size was changed after signing.
     let mut moved = f.checkpoints[0].clone();
     moved.size = 300;
-    let err = moved.verify(f.key.public_key()).unwrap_err();
+    let err = moved.verify(f.keys()).unwrap_err();
     assert!(err.to_string().contains("does not verify"), "{err}");
 }
 
@@ -434,7 +439,7 @@ fn the_key_is_private_and_created_once() {
     // The public half, as recorded in the SoT, verifies checkpoints.
     let public = dir.path().join("key.pub");
     fs::write(&public, first.public_openssh().unwrap() + "\n").unwrap();
-    let public = checkpoint::read_public_key(&public).unwrap();
+    let public = checkpoint::read_public_keys(&public).unwrap();
     first
         .sign_checkpoint(0, GENESIS)
         .unwrap()
@@ -503,4 +508,99 @@ fn ssh_keygen_verify(signers: &Path, signature: &Path, message: &[u8]) -> bool {
         .unwrap();
     child.stdin.take().unwrap().write_all(message).unwrap();
     child.wait().unwrap().success()
+}
+
+/// A SoT repository made from the example, for the ledger's commits.
+fn sot_repo(dir: &Path) -> PathBuf {
+    let root = dir.join("sot");
+    let actor = crate::sot::git::Actor::new("Test", "test@example.org").unwrap();
+    crate::sot::git::init_repo(&root, &crate::sot::example::scaffold("t"), &actor, "init").unwrap();
+    root
+}
+
+/// Commit `checkpoint` as the ops layer does at the end of a job.
+fn commit(root: &Path, key: &LedgerKey, checkpoint: &Checkpoint) {
+    let intent = crate::sot::change::Intent {
+        reason: format!("ledger checkpoint: {} entries", checkpoint.size),
+        actor: Some("maestro ledger <ledger@maestro.invalid>".into()),
+        wait: std::time::Duration::from_secs(10),
+    };
+    crate::sot::change::commit_ledger(root, &intent, key, checkpoint).unwrap();
+}
+
+#[test]
+fn each_controller_signs_with_its_own_key_and_the_sot_lists_them_all() {
+    let f = fixture(20, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let root = sot_repo(dir.path());
+    let (second, _) = LedgerKey::load_or_create(dir.path().join("b/ledger.key")).unwrap();
+    let (a_at_10, b_at_20) = (
+        &f.checkpoints[0],
+        second.sign_checkpoint(20, &f.checkpoints[1].head).unwrap(),
+    );
+    commit(&root, &f.key, a_at_10);
+    commit(&root, &second, &b_at_20);
+    commit(&root, &f.key, &f.checkpoints[1]);
+    // One line per controller, in the order they first signed; A's second
+    // checkpoint added no line.
+    let listed = fs::read_to_string(root.join(PUBLIC_KEY_FILE)).unwrap();
+    assert_eq!(
+        listed,
+        format!(
+            "{}\n{}\n",
+            f.key.public_openssh().unwrap(),
+            second.public_openssh().unwrap()
+        )
+    );
+    let checked = verify_against_sot(&f.ledger, &root).unwrap();
+    assert!(checked.signatures_checked);
+    assert_eq!(checked.report.problem, None, "{:?}", checked.report);
+    assert_eq!(checked.report.checkpoints_checked, 3);
+
+    // A checkpoint by a key nobody listed does not count.
+    let (stranger, _) = LedgerKey::load_or_create(dir.path().join("c/ledger.key")).unwrap();
+    let forged = stranger
+        .sign_checkpoint(20, &f.checkpoints[1].head)
+        .unwrap();
+    checkpoint::append_line(root.join(CHECKPOINTS_FILE), &forged).unwrap();
+    let checked = verify_against_sot(&f.ledger, &root).unwrap();
+    let Some(Problem::BadSignature { size: 20, reason }) = checked.report.problem else {
+        panic!("{:?}", checked.report)
+    };
+    assert!(
+        reason.contains(&stranger.fingerprint()) && reason.contains("not one of the ledger keys"),
+        "{reason}"
+    );
+    assert_eq!(checked.report.checkpoints_checked, 3);
+}
+
+#[test]
+fn a_key_file_of_one_line_verifies_as_before() {
+    let f = fixture(20, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("key.pub");
+    // As an older maestro wrote it, and as a person might: no newline.
+    fs::write(&public, f.key.public_openssh().unwrap()).unwrap();
+    let keys = checkpoint::read_public_keys(&public).unwrap();
+    assert_eq!(keys.len(), 1);
+    let report = verify(&f.ledger, &f.checkpoints, Some(&keys)).unwrap();
+    assert_eq!((report.problem, report.checkpoints_checked), (None, 2));
+
+    // Comments and blank lines are skipped; a line that is not a key is
+    // named by its line.
+    fs::write(
+        &public,
+        format!(
+            "# ada's laptop\n\n{}\nssh-ed25519 garbage\n",
+            f.key.public_openssh().unwrap()
+        ),
+    )
+    .unwrap();
+    let message = checkpoint::read_public_keys(&public)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("key.pub:4:1: not an OpenSSH public key"),
+        "{message}"
+    );
 }

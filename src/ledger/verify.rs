@@ -69,8 +69,8 @@ pub enum Problem {
     /// The entry at a signed checkpoint's size has another hash: the chain
     /// was rewritten after entry `since` (the last checkpoint that matched).
     CheckpointMismatch { size: u64, since: u64 },
-    /// A checkpoint's signature does not verify with the ledger key; it was
-    /// not used.
+    /// A checkpoint's signature does not verify with any ledger key the SoT
+    /// lists; it was not used.
     BadSignature { size: u64, reason: String },
 }
 
@@ -130,8 +130,8 @@ impl fmt::Display for Problem {
             ),
             Problem::BadSignature { size, reason } => write!(
                 f,
-                "the checkpoint at size {size} is not signed by the ledger key ({reason}); it was \
-                 not used as evidence"
+                "the checkpoint at size {size} is not signed by a ledger key the SoT lists \
+                 ({reason}); it was not used as evidence"
             ),
         }
     }
@@ -143,42 +143,45 @@ pub struct AgainstSot {
     pub report: Report,
     /// The checkpoints of the SoT's `ledger/checkpoints.jsonl`.
     pub checkpoints: Vec<Checkpoint>,
-    /// Whether the SoT has the ledger's public key (`ledger/key.pub`), so
-    /// the checkpoints' signatures were checked.
+    /// Whether the SoT lists ledger keys (`ledger/key.pub`), so the
+    /// checkpoints' signatures were checked.
     pub signatures_checked: bool,
 }
 
-/// Verify the ledger at `path` against the checkpoints and the public key
+/// Verify the ledger at `path` against the checkpoints and the ledger keys
 /// the SoT in `sot_root` has committed (either may be missing) — what
 /// `ledger verify`, the console's ledger view and the API report.
 pub fn verify_against_sot(path: impl AsRef<Path>, sot_root: &Path) -> Result<AgainstSot> {
     let checkpoints = super::checkpoint::read_all(sot_root.join(super::CHECKPOINTS_FILE))?;
     let key_file = sot_root.join(super::PUBLIC_KEY_FILE);
-    let key = if key_file.exists() {
-        Some(super::checkpoint::read_public_key(&key_file)?)
+    let keys = if key_file.exists() {
+        super::checkpoint::read_public_keys(&key_file)?
     } else {
-        None
+        Vec::new()
     };
-    let report = verify(path, &checkpoints, key.as_ref())?;
+    // No key listed is no key file: the signatures cannot be checked.
+    let keys = (!keys.is_empty()).then_some(keys);
+    let report = verify(path, &checkpoints, keys.as_deref())?;
     Ok(AgainstSot {
         report,
         checkpoints,
-        signatures_checked: key.is_some(),
+        signatures_checked: keys.is_some(),
     })
 }
 
-/// Verify the ledger at `path` against `checkpoints`. With `key`, each
-/// checkpoint's signature is checked first and a checkpoint that fails is
-/// reported (after any problem in the chain itself) and not used; without
-/// it, checkpoints are compared unverified, which can raise a false alarm
-/// but never hide a problem. A missing file is an empty ledger.
+/// Verify the ledger at `path` against `checkpoints`. With `keys` (the
+/// controllers' ledger keys), each checkpoint's signature is checked first
+/// and a checkpoint that fails is reported (after any problem in the chain
+/// itself) and not used; without them, checkpoints are compared
+/// unverified, which can raise a false alarm but never hide a problem. A
+/// missing file is an empty ledger.
 pub fn verify(
     path: impl AsRef<Path>,
     checkpoints: &[Checkpoint],
-    key: Option<&PublicKey>,
+    keys: Option<&[PublicKey]>,
 ) -> Result<Report> {
     let path = path.as_ref();
-    let mut walk = Walk::new(checkpoints, key);
+    let mut walk = Walk::new(checkpoints, keys);
     match File::open(path) {
         Ok(file) => walk_file(path, file, &mut walk)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {}

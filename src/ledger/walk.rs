@@ -55,15 +55,15 @@ pub(super) struct Walk {
 }
 
 impl Walk {
-    /// A walk against `checkpoints`. With `key`, each checkpoint's
+    /// A walk against `checkpoints`. With `keys`, each checkpoint's
     /// signature is checked first and one that fails is not used (see
     /// [`super::verify`]).
-    pub(super) fn new(checkpoints: &[Checkpoint], key: Option<&PublicKey>) -> Walk {
+    pub(super) fn new(checkpoints: &[Checkpoint], keys: Option<&[PublicKey]>) -> Walk {
         let mut bad_signature = None;
         let mut by_size: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for checkpoint in checkpoints {
-            if let Some(key) = key
-                && let Err(e) = checkpoint.verify(key)
+            if let Some(keys) = keys
+                && let Err(e) = checkpoint.verify(keys)
             {
                 let reason = match e {
                     LedgerError::Signature { message, .. } => message,
