@@ -1,4 +1,5 @@
-//! `maestro ledger verify`: walk the ledger file once, streaming, and name
+//! `maestro ledger verify`: walk the ledger once, streaming (the file's
+//! lines, or the table's rows in `seq` order: [`super::walk`]), and name
 //! the first entry that is not what was appended.
 //!
 //! Each line's hash is recomputed over the canonical JSON of what the line
@@ -10,7 +11,8 @@
 //! cut off, which no chain can show by itself).
 //!
 //! A line that is not JSON, or not an entry, is an error with `file:line:col`
-//! rather than a [`Problem`]: nothing about the chain can be said past it.
+//! (or the row's `seq`) rather than a [`Problem`]: nothing about the chain
+//! can be said past it.
 
 use std::fmt;
 use std::fs::File;
@@ -22,6 +24,7 @@ use serde::Serialize;
 use ssh_key::PublicKey;
 
 use super::checkpoint::Checkpoint;
+use super::place::Place;
 use super::walk::Walk;
 use super::{Result, io_error, syntax_error};
 
@@ -148,10 +151,10 @@ pub struct AgainstSot {
     pub signatures_checked: bool,
 }
 
-/// Verify the ledger at `path` against the checkpoints and the ledger keys
+/// Verify the ledger at `place` against the checkpoints and the ledger keys
 /// the SoT in `sot_root` has committed (either may be missing) — what
 /// `ledger verify`, the console's ledger view and the API report.
-pub fn verify_against_sot(path: impl AsRef<Path>, sot_root: &Path) -> Result<AgainstSot> {
+pub fn verify_against_sot(place: &Place, sot_root: &Path) -> Result<AgainstSot> {
     let checkpoints = super::checkpoint::read_all(sot_root.join(super::CHECKPOINTS_FILE))?;
     let key_file = sot_root.join(super::PUBLIC_KEY_FILE);
     let keys = if key_file.exists() {
@@ -161,7 +164,7 @@ pub fn verify_against_sot(path: impl AsRef<Path>, sot_root: &Path) -> Result<Aga
     };
     // No key listed is no key file: the signatures cannot be checked.
     let keys = (!keys.is_empty()).then_some(keys);
-    let report = verify(path, &checkpoints, keys.as_deref())?;
+    let report = verify(place, &checkpoints, keys.as_deref())?;
     Ok(AgainstSot {
         report,
         checkpoints,
@@ -169,23 +172,25 @@ pub fn verify_against_sot(path: impl AsRef<Path>, sot_root: &Path) -> Result<Aga
     })
 }
 
-/// Verify the ledger at `path` against `checkpoints`. With `keys` (the
+/// Verify the ledger at `place` against `checkpoints`. With `keys` (the
 /// controllers' ledger keys), each checkpoint's signature is checked first
 /// and a checkpoint that fails is reported (after any problem in the chain
 /// itself) and not used; without them, checkpoints are compared
 /// unverified, which can raise a false alarm but never hide a problem. A
-/// missing file is an empty ledger.
+/// missing file, or an empty table, is an empty ledger.
 pub fn verify(
-    path: impl AsRef<Path>,
+    place: &Place,
     checkpoints: &[Checkpoint],
     keys: Option<&[PublicKey]>,
 ) -> Result<Report> {
-    let path = path.as_ref();
     let mut walk = Walk::new(checkpoints, keys);
-    match File::open(path) {
-        Ok(file) => walk_file(path, file, &mut walk)?,
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(path, e)),
+    match place {
+        Place::File(path) => match File::open(path) {
+            Ok(file) => walk_file(path, file, &mut walk)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(path, e)),
+        },
+        Place::Postgres(url) => walk = super::postgres::walk(url, walk)?,
     }
     Ok(walk.finish())
 }

@@ -16,10 +16,10 @@ use super::{Outcome, Prepared};
 use crate::identity::Actor;
 use crate::ledger::{self, Kind, NodeEntry, PolicyHit, Record};
 
-/// The ledger beside the run store at `store` (in the controller's state
-/// directory when the store is a PostgreSQL database).
-pub fn ledger_path(store: &Path) -> PathBuf {
-    beside(store, ledger::FILE)
+/// The ledger of the run store at `store`: the file beside it (in the
+/// controller's state directory when the store is a PostgreSQL database).
+pub fn ledger_place(store: &Path) -> ledger::Place {
+    ledger::Place::File(beside(store, ledger::FILE))
 }
 
 /// The controller's ledger key beside the run store.
@@ -106,9 +106,9 @@ pub(super) fn policy_hits(answer: Option<&crate::policy::Answer>) -> Vec<PolicyH
     hits
 }
 
-/// Append `record` to the ledger beside `store`.
+/// Append `record` to the ledger of `store`.
 pub(super) fn append(store: &Path, record: Record) -> ledger::Result<ledger::Entry> {
-    let mut l = ledger::Ledger::open(ledger_path(store))?;
+    let mut l = ledger::Ledger::open(&ledger_place(store))?;
     let entry = l.append(record)?;
     l.sync()?;
     Ok(entry)
@@ -140,7 +140,7 @@ pub(super) fn conclude(
         .map(|r| r.stdout.total + r.stderr.total)
         .sum();
     record.duration_ms = started.elapsed().as_millis() as u64;
-    let mut l = ledger::Ledger::open(ledger_path(store))?;
+    let mut l = ledger::Ledger::open(&ledger_place(store))?;
     l.append(record)?;
     l.sync()?;
     let (size, head) = l.head();

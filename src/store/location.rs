@@ -171,10 +171,10 @@ mod tests {
     #[test]
     fn the_ledger_of_a_postgres_store_is_a_local_file_not_a_piece_of_the_url() {
         let url = Path::new("postgres://ops:s3cret@db.example/maestro");
-        for path in [
-            crate::ops::evidence::ledger_path(url),
-            crate::ops::evidence::key_path(url),
-        ] {
+        let crate::ledger::Place::File(ledger) = crate::ops::evidence::ledger_place(url) else {
+            panic!("a file")
+        };
+        for path in [ledger, crate::ops::evidence::key_path(url)] {
             assert!(
                 path.starts_with(crate::store::local_state_dir()),
                 "{}",
@@ -184,8 +184,8 @@ mod tests {
         }
         let file = Path::new("/var/lib/maestro/maestro.db");
         assert_eq!(
-            crate::ops::evidence::ledger_path(file),
-            Path::new("/var/lib/maestro/ledger.jsonl")
+            crate::ops::evidence::ledger_place(file),
+            crate::ledger::Place::File("/var/lib/maestro/ledger.jsonl".into())
         );
     }
 }

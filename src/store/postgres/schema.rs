@@ -247,6 +247,10 @@ const _: () = assert!(
 /// Any fixed number: every maestro migrating this database takes the same lock.
 const MIGRATION_LOCK: i64 = 0x6d61_6573_7472_6f00; // "maestro\0"
 
+// Every advisory lock maestro takes in a database is a distinct key: the
+// ledger's appends must never wait on (or be taken for) a migration.
+const _: () = assert!(MIGRATION_LOCK != crate::ledger::POSTGRES_LOCK);
+
 /// The version recorded in the database, without changing anything (0 when
 /// maestro never wrote to it).
 pub fn version(client: &mut postgres::Client) -> Result<i64, postgres::Error> {
