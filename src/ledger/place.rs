@@ -67,10 +67,6 @@ impl Ledger {
         })
     }
 
-    pub fn place(&self) -> &Place {
-        &self.place
-    }
-
     /// Append one entry after the current head and return it.
     pub fn append(&mut self, body: Record) -> Result<Entry> {
         match &mut self.inner {

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::common::api::Served;
-use crate::common::{ClosedNodeSot, maestro, stdout};
+use crate::common::{ClosedNodeSot, maestro, newest_run, stdout};
 
 fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), crate::common::stderr(o))
@@ -95,15 +95,7 @@ fn two_controllers_on_one_postgresql_store_keep_one_ledger_chain() {
             "an unreachable node: {}",
             both(&o)
         );
-        let o = laptop.run(&["--json", "runs"]);
-        let run = stdout(&o)
-            .lines()
-            .find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                v["run"]["id"].as_str().map(str::to_string)
-            })
-            .expect("the run is in the store");
-        runs.push(run);
+        runs.push(newest_run(&laptop.run(&["--json", "runs"])));
         // Its key is its own, in its own state directory; no local chain.
         let state = laptop.state().join("maestro");
         assert!(state.join("ledger.key").is_file(), "{}", state.display());
