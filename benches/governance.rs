@@ -160,7 +160,9 @@ fn main() {
     // Ledger appends, against writing the same lines to a plain file.
     let ldir = tmp.path().join("ledger");
     std::fs::create_dir_all(&ldir).unwrap();
-    let mut ledger = maestro::ledger::Ledger::open(ldir.join("ledger.jsonl")).unwrap();
+    let mut ledger =
+        maestro::ledger::Ledger::open(&maestro::ledger::Place::File(ldir.join("ledger.jsonl")))
+            .unwrap();
     let n_append = 20_000;
     let record = |i: usize| maestro::ledger::Record {
         run: Some(format!("run-{}", i / 100)),
@@ -217,7 +219,8 @@ fn main() {
     ledger.sync().unwrap();
     let path = ldir.join("ledger.jsonl");
     let start = Instant::now();
-    let report = maestro::ledger::verify(&path, &[], None).unwrap();
+    let report =
+        maestro::ledger::verify(&maestro::ledger::Place::File(path.clone()), &[], None).unwrap();
     let verify = start.elapsed();
     assert!(report.is_ok(), "{:?}", report.problem);
     let start = Instant::now();

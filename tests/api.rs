@@ -2,9 +2,12 @@
 //! with a run in its store (a node on a closed loopback port): every route
 //! answers with the shape `/openapi.json` documents, no token or a wrong or
 //! revoked one gets no data, a write method is refused, the SoT can be read
-//! at an older commit, and serving changes nothing.
+//! at an older commit, and serving changes nothing. And the ledger of a
+//! team on one PostgreSQL store ([`shared_ledger`]).
 
 mod common;
+#[path = "api/shared_ledger.rs"]
+mod shared_ledger;
 
 use std::path::Path;
 use std::process::{Command, Output};

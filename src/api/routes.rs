@@ -157,8 +157,8 @@ struct LedgerQuery {
 async fn ledger(State(shared): State<Arc<Shared>>, Query(q): Query<LedgerQuery>) -> Answer {
     let limit = Limit { limit: q.limit }.get()?;
     blocking(move || {
-        let path = crate::ops::evidence::ledger_path(&shared.cfg.db);
-        let mut entries = crate::ledger::read(&path, q.run.as_deref())
+        let place = crate::ops::evidence::ledger_place(&shared.cfg.db);
+        let mut entries = crate::ledger::read(&place, q.run.as_deref())
             .map_err(|e| ApiError::Internal(format!("the ledger: {e}")))?;
         let total = entries.len();
         entries.drain(..total.saturating_sub(limit));
@@ -171,8 +171,8 @@ async fn checkpoints(State(shared): State<Arc<Shared>>) -> Answer {
     blocking(move || {
         // Checkpoints and the ledger's public key as HEAD holds them.
         let head = shared.snapshots.at(&shared.cfg.sot, None)?;
-        let path = crate::ops::evidence::ledger_path(&shared.cfg.db);
-        let checked = crate::ledger::verify_against_sot(&path, &head.sot.root)
+        let place = crate::ops::evidence::ledger_place(&shared.cfg.db);
+        let checked = crate::ledger::verify_against_sot(&place, &head.sot.root)
             .map_err(|e| ApiError::Internal(format!("the ledger: {e}")))?;
         to_json(json!({
             "commit": head.commit,

@@ -33,19 +33,19 @@ pub enum LedgerCommand {
     Verify,
 }
 
-/// A ledger file that cannot be read as one (a garbage line) is bad input.
+/// A ledger that cannot be read as one (a garbage line or row) is bad input.
 fn input(e: LedgerError) -> anyhow::Error {
     match e {
-        LedgerError::Syntax { .. } => InvalidInput(e.to_string()).into(),
+        LedgerError::Syntax { .. } | LedgerError::Row { .. } => InvalidInput(e.to_string()).into(),
         other => other.into(),
     }
 }
 
 pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow::Result<Exit> {
-    let path = evidence::ledger_path(db);
+    let place = evidence::ledger_place(db);
     match cmd {
         LedgerCommand::Show { run, limit } => {
-            let mut entries = ledger::read(&path, run.as_deref()).map_err(input)?;
+            let mut entries = ledger::read(&place, run.as_deref()).map_err(input)?;
             if let Some(n) = limit {
                 let skip = entries.len().saturating_sub(n);
                 entries.drain(..skip);
@@ -90,7 +90,7 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
             Ok(Exit::Ok)
         }
         LedgerCommand::Export { run } => {
-            let entries = ledger::read(&path, Some(&run)).map_err(input)?;
+            let entries = ledger::read(&place, Some(&run)).map_err(input)?;
             if entries.is_empty() {
                 return Err(InvalidInput(format!("the ledger has no entries of run {run}")).into());
             }
@@ -115,14 +115,14 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
                 report,
                 checkpoints,
                 signatures_checked,
-            } = ledger::verify_against_sot(&path, root).map_err(input)?;
+            } = ledger::verify_against_sot(&place, root).map_err(input)?;
             if json {
                 out!("{}", json!({"event": "ledger_verify", "report": report}));
             } else {
                 match &report.problem {
                     None => out!(
                         "{}: ok — {} entries, head {}, {} signed checkpoints checked{}",
-                        path.display(),
+                        place,
                         report.entries,
                         &report.head[..16.min(report.head.len())],
                         report.checkpoints_checked,
@@ -132,7 +132,7 @@ pub fn ledger(root: &Path, db: &Path, cmd: LedgerCommand, json: bool) -> anyhow:
                             ""
                         }
                     ),
-                    Some(p) => out!("{}: {p}", path.display()),
+                    Some(p) => out!("{place}: {p}"),
                 }
             }
             Ok(if report.is_ok() {

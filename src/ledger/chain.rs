@@ -6,7 +6,7 @@
 //! writes the new line with one `write` on an `O_APPEND` descriptor. The
 //! lock is the kernel's, so a crashed maestro never leaves a stale lock
 //! behind, and two processes (or two handles in one process) appending at
-//! once still build one chain. Appends are not fsynced: [`Ledger::sync`]
+//! once still build one chain. Appends are not fsynced: [`super::Ledger::sync`]
 //! is called once at the end of a job.
 
 use std::fs::{File, OpenOptions};
@@ -18,11 +18,11 @@ use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::entry::{Entry, GENESIS, Record};
-use super::{Result, io_error, json_message, syntax_error};
+use super::{NotAnEntry, Result, io_error, syntax_error};
 
 /// An open ledger file.
 #[derive(Debug)]
-pub struct Ledger {
+pub(super) struct FileLedger {
     path: PathBuf,
     file: File,
     tip: Tip,
@@ -62,12 +62,12 @@ impl Drop for Locked<'_> {
     }
 }
 
-impl Ledger {
+impl FileLedger {
     /// Open (or create, with its parent directories) the ledger at `path`
     /// and learn its head from the last line. A last line that is not an
     /// entry is an error naming `file:line:col`: appending after it would
     /// chain onto something nobody can verify.
-    pub fn open(path: impl AsRef<Path>) -> Result<Ledger> {
+    pub(super) fn open(path: impl AsRef<Path>) -> Result<FileLedger> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
@@ -97,13 +97,13 @@ impl Ledger {
         let lock = Locked::exclusive(&file, &path)?;
         refresh(&file, &path, &mut tip)?;
         drop(lock);
-        Ok(Ledger { path, file, tip })
+        Ok(FileLedger { path, file, tip })
     }
 
     /// Append one entry after the current head (whoever wrote it) and
     /// return it. The line reaches the file whole or not at all: a failed
     /// write is cut back off.
-    pub fn append(&mut self, body: Record) -> Result<Entry> {
+    pub(super) fn append(&mut self, body: Record) -> Result<Entry> {
         let lock = Locked::exclusive(&self.file, &self.path)?;
         refresh(&self.file, &self.path, &mut self.tip)?;
         let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -121,18 +121,14 @@ impl Ledger {
     }
 
     /// Make every appended entry durable (fsync); once per job.
-    pub fn sync(&self) -> Result<()> {
+    pub(super) fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(|e| io_error(&self.path, e))
     }
 
     /// `(size, head hash)` as of this handle's last append or open: a prefix
     /// of the chain, so always safe to sign as a checkpoint.
-    pub fn head(&self) -> (u64, String) {
+    pub(super) fn head(&self) -> (u64, String) {
         (self.tip.seq, self.tip.head.clone())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -178,22 +174,28 @@ fn read_tail(file: &File, path: &Path, len: u64) -> Result<(u64, String)> {
             continue;
         }
         let last = &body[line_start.unwrap_or(0)..];
-        return match serde_json::from_slice::<Tail>(last) {
-            Ok(tail) if is_hash(&tail.hash) => Ok((tail.seq, tail.hash)),
-            Ok(_) => Err(syntax_error(
-                path,
-                count_lines(path)?,
-                1,
-                "not a ledger entry: its `hash` is not 64 lowercase hex digits".into(),
-            )),
-            Err(e) => Err(syntax_error(
-                path,
-                count_lines(path)?,
-                e.column(),
-                format!("not a ledger entry: {}", json_message(&e)),
-            )),
+        return match tail_of(last) {
+            Ok(tail) => Ok(tail),
+            Err(e) => Err(e.at_line(path, count_lines(path)?)),
         };
     }
+}
+
+/// `(seq, hash)` of the last entry, from its line (without the newline):
+/// what appending after it needs.
+pub(super) fn tail_of(line: &[u8]) -> std::result::Result<(u64, String), NotAnEntry> {
+    match serde_json::from_slice::<Tail>(line) {
+        Ok(tail) if is_hash(&tail.hash) => Ok((tail.seq, tail.hash)),
+        Ok(_) => Err(NotAnEntry::because(
+            "its `hash` is not 64 lowercase hex digits",
+        )),
+        Err(e) => Err(NotAnEntry::json(&e)),
+    }
+}
+
+/// One line (without the newline) as a typed entry, for `ledger show`.
+pub(super) fn entry_of(line: &[u8]) -> std::result::Result<Entry, NotAnEntry> {
+    serde_json::from_slice(line).map_err(|e| NotAnEntry::json(&e))
 }
 
 fn is_hash(s: &str) -> bool {
@@ -214,11 +216,9 @@ fn count_lines(path: &Path) -> Result<u64> {
     }
 }
 
-/// Every entry of the ledger (of one run, with `run`), for `ledger show`.
-/// A missing file is an empty ledger. This does not verify anything: that
-/// is [`super::verify`].
-pub fn read(path: impl AsRef<Path>, run: Option<&str>) -> Result<Vec<Entry>> {
-    let path = path.as_ref();
+/// Every entry of the ledger file (of one run, with `run`); a missing file
+/// is an empty ledger.
+pub(super) fn read_file(path: &Path, run: Option<&str>) -> Result<Vec<Entry>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -227,14 +227,7 @@ pub fn read(path: impl AsRef<Path>, run: Option<&str>) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| io_error(path, e))?;
-        let entry: Entry = serde_json::from_str(&line).map_err(|e| {
-            syntax_error(
-                path,
-                index as u64 + 1,
-                e.column(),
-                format!("not a ledger entry: {}", json_message(&e)),
-            )
-        })?;
+        let entry = entry_of(line.as_bytes()).map_err(|e| e.at_line(path, index as u64 + 1))?;
         if run.is_none_or(|r| entry.body.run.as_deref() == Some(r)) {
             entries.push(entry);
         }

@@ -8,12 +8,16 @@
 //! remembers how long the ledger was, and a checkpoint that reaches beyond
 //! the file's end shows the truncation.
 //!
-//! The signature is an SSHSIG (namespace [`NAMESPACE`]) by the ledger key,
-//! an ed25519 key in an OpenSSH private key file whose public half is in the
-//! SoT (`ledger/key.pub`). An auditor can check one without maestro:
+//! The signature is an SSHSIG (namespace [`NAMESPACE`]) by the signing
+//! controller's ledger key, an ed25519 key in an OpenSSH private key file in
+//! its own state directory (never in the store or the SoT). The SoT lists
+//! the public half of every controller's key (`ledger/key.pub`, one a line,
+//! like `authorized_keys`), and a checkpoint counts when the key it names is
+//! listed and made its signature. An auditor can check one without maestro:
 //! the signed message is [`Checkpoint::signed_message`], and
 //! `ssh-keygen -Y verify -f allowed_signers -I maestro-ledger -n maestro-ledger -s SIG`
-//! with `maestro-ledger namespaces="maestro-ledger" <key.pub>` in `allowed_signers`.
+//! with `maestro-ledger namespaces="maestro-ledger" <key>` in `allowed_signers`
+//! for each line of `key.pub`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -60,19 +64,23 @@ impl Checkpoint {
         signed_message(self.size, &self.head, &self.time)
     }
 
-    /// Check the signature against the ledger's public key.
-    pub fn verify(&self, key: &PublicKey) -> Result<()> {
+    /// Check the signature against the ledger keys the SoT lists (one per
+    /// controller): the key the checkpoint names must be one of them, and
+    /// must have made the signature.
+    pub fn verify(&self, keys: &[PublicKey]) -> Result<()> {
         let refuse = |message: String| LedgerError::Signature {
             size: self.size,
             message,
         };
-        let fingerprint = fingerprint(key);
-        if self.key != fingerprint {
+        let Some(key) = keys.iter().find(|k| fingerprint(k) == self.key) else {
+            let listed: Vec<String> = keys.iter().map(fingerprint).collect();
             return Err(refuse(format!(
-                "it names key {} but the ledger key is {fingerprint}",
-                crate::terminal_text::sanitize_str(&self.key)
+                "it names key {}, which is not one of the ledger keys ({})",
+                crate::terminal_text::sanitize_str(&self.key),
+                listed.join(", ")
             )));
-        }
+        };
+        let fingerprint = fingerprint(key);
         let signature = SshSig::from_pem(&self.signature)
             .map_err(|e| refuse(format!("the signature is not an SSH signature: {e}")))?;
         key.verify(NAMESPACE, &self.signed_message()?, &signature)
@@ -262,12 +270,34 @@ fn write_private_temp(dir: &Path, path: &Path, bytes: &[u8]) -> Result<PathBuf> 
     ))
 }
 
-/// Read the ledger's public key (`ledger/key.pub` of the SoT).
-pub fn read_public_key(path: impl AsRef<Path>) -> Result<PublicKey> {
+/// The ledger keys the SoT lists (`ledger/key.pub`): one OpenSSH public
+/// key a line, as in `authorized_keys`, one per controller; blank lines and
+/// `#` comments are skipped.
+pub fn read_public_keys(path: impl AsRef<Path>) -> Result<Vec<PublicKey>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
-    PublicKey::from_openssh(text.trim())
-        .map_err(|e| key_error(path, format!("not an OpenSSH public key: {e}")))
+    parse_public_keys(path, &text)
+}
+
+/// [`read_public_keys`] of text read from `path` (named in errors).
+pub fn parse_public_keys(path: &Path, text: &str) -> Result<Vec<PublicKey>> {
+    let mut keys = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = PublicKey::from_openssh(line).map_err(|e| {
+            syntax_error(
+                path,
+                index as u64 + 1,
+                1,
+                format!("not an OpenSSH public key: {e}"),
+            )
+        })?;
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// Append one checkpoint as a line of `path` (created if missing) and

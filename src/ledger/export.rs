@@ -107,12 +107,12 @@ pub fn verify_envelope(envelope: &Envelope, key: &ssh_key::PublicKey) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{Ledger, Record};
+    use crate::ledger::{Ledger, Place, Record};
 
     #[test]
     fn an_export_verifies_with_the_ledger_key_and_not_once_changed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(dir.path().join("ledger.jsonl")).unwrap();
+        let mut ledger = Ledger::open(&Place::File(dir.path().join("ledger.jsonl"))).unwrap();
         let mut entries = Vec::new();
         for action in ["deploy", "exec"] {
             entries.push(

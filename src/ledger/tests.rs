@@ -43,7 +43,9 @@ fn record(i: u64) -> Record {
 
 struct Fixture {
     _dir: TempDir,
+    /// The file, to tamper with.
     ledger: PathBuf,
+    place: Place,
     key: LedgerKey,
     checkpoints: Vec<Checkpoint>,
 }
@@ -54,7 +56,8 @@ fn fixture(n: u64, every: u64) -> Fixture {
     let path = dir.path().join("state").join(FILE);
     let (key, created) = LedgerKey::load_or_create(dir.path().join("ledger.key")).unwrap();
     assert!(created);
-    let mut ledger = Ledger::open(&path).unwrap();
+    let place = Place::File(path.clone());
+    let mut ledger = Ledger::open(&place).unwrap();
     let mut checkpoints = Vec::new();
     for i in 1..=n {
         let entry = ledger.append(record(i)).unwrap();
@@ -68,6 +71,7 @@ fn fixture(n: u64, every: u64) -> Fixture {
     Fixture {
         _dir: dir,
         ledger: path,
+        place,
         key,
         checkpoints,
     }
@@ -75,7 +79,12 @@ fn fixture(n: u64, every: u64) -> Fixture {
 
 impl Fixture {
     fn verify(&self) -> Report {
-        verify(&self.ledger, &self.checkpoints, Some(self.key.public_key())).unwrap()
+        verify(&self.place, &self.checkpoints, Some(self.keys())).unwrap()
+    }
+
+    /// The fixture's key as the SoT would list it.
+    fn keys(&self) -> &[ssh_key::PublicKey] {
+        std::slice::from_ref(self.key.public_key())
     }
 
     fn problem(&self) -> Problem {
@@ -120,17 +129,17 @@ fn round_trip_with_checkpoints_verifies() {
     assert_eq!(checkpoint::read_all(&file).unwrap(), f.checkpoints);
 
     // A reopened ledger continues the chain.
-    let mut ledger = Ledger::open(&f.ledger).unwrap();
+    let mut ledger = Ledger::open(&f.place).unwrap();
     assert_eq!(ledger.head(), (200, report.head.clone()));
     let next = ledger.append(record(201)).unwrap();
     assert_eq!((next.seq, next.prev.as_str()), (201, report.head.as_str()));
     assert!(f.verify().is_ok());
 
     // `show` reads typed entries, and filters by run.
-    let all = read(&f.ledger, None).unwrap();
+    let all = read(&f.place, None).unwrap();
     assert_eq!(all.len(), 201);
     assert_eq!(all[16].body, record(17));
-    let run = read(&f.ledger, Some("run-3")).unwrap();
+    let run = read(&f.place, Some("run-3")).unwrap();
     assert_eq!(
         run.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (30..=39).collect::<Vec<_>>()
@@ -200,7 +209,7 @@ fn deleting_an_entry_is_removed() {
     let mut lines = f.lines();
     lines.drain(0..2);
     f.write_lines(&lines);
-    let problem = verify(&f.ledger, &[], None).unwrap().problem.unwrap();
+    let problem = verify(&f.place, &[], None).unwrap().problem.unwrap();
     assert_eq!(
         problem,
         Problem::Removed {
@@ -236,7 +245,7 @@ fn swapping_two_lines_is_reordered() {
     lines.insert(5, lines[4].clone());
     f.write_lines(&lines);
     assert_eq!(
-        verify(&f.ledger, &[], None).unwrap().problem,
+        verify(&f.place, &[], None).unwrap().problem,
         Some(Problem::Reordered {
             line: 6,
             seq: 5,
@@ -251,7 +260,7 @@ fn cutting_the_tail_is_seen_only_by_a_checkpoint() {
     let mut lines = f.lines();
     lines.truncate(197);
     f.write_lines(&lines);
-    let alone = verify(&f.ledger, &[], None).unwrap();
+    let alone = verify(&f.place, &[], None).unwrap();
     assert_eq!((alone.problem, alone.entries), (None, 197));
     let problem = f.problem();
     assert_eq!(
@@ -281,7 +290,7 @@ fn cutting_the_tail_is_seen_only_by_a_checkpoint() {
 /// Rewrite entry `seq` and recompute every hash after it, as an attacker
 /// with write access (but without the ledger key) would.
 fn rewrite_from(f: &Fixture, seq: usize) {
-    let mut entries = read(&f.ledger, None).unwrap();
+    let mut entries = read(&f.place, None).unwrap();
     entries[seq - 1].body.decision = "deny".into();
     for i in seq - 1..entries.len() {
         if i > 0 {
@@ -305,7 +314,7 @@ fn rewrite_from(f: &Fixture, seq: usize) {
 fn a_rewritten_chain_contradicts_its_checkpoint() {
     let f = fixture(200, 50);
     rewrite_from(&f, 120);
-    assert_eq!(verify(&f.ledger, &[], None).unwrap().problem, None);
+    assert_eq!(verify(&f.place, &[], None).unwrap().problem, None);
     let problem = f.problem();
     assert_eq!(
         problem,
@@ -329,7 +338,7 @@ fn a_checkpoint_by_another_key_is_a_bad_signature() {
     let (other, _) = LedgerKey::load_or_create(dir.path().join("other.key")).unwrap();
     let mut checkpoints = f.checkpoints.clone();
     checkpoints.push(other.sign_checkpoint(100, &f.checkpoints[1].head).unwrap());
-    let report = verify(&f.ledger, &checkpoints, Some(f.key.public_key())).unwrap();
+    let report = verify(&f.place, &checkpoints, Some(f.keys())).unwrap();
     assert!(matches!(
         report.problem,
         Some(Problem::BadSignature { size: 100, .. })
@@ -340,16 +349,14 @@ fn a_checkpoint_by_another_key_is_a_bad_signature() {
     let mut forged = other.sign_checkpoint(300, &f.checkpoints[1].head).unwrap();
     forged.key = f.key.fingerprint();
     assert!(matches!(
-        verify(&f.ledger, &[forged], Some(f.key.public_key()))
-            .unwrap()
-            .problem,
+        verify(&f.place, &[forged], Some(f.keys())).unwrap().problem,
         Some(Problem::BadSignature { size: 300, .. })
     ));
 
     // A genuine checkpoint whose size was changed after signing.
     let mut moved = f.checkpoints[0].clone();
     moved.size = 300;
-    let err = moved.verify(f.key.public_key()).unwrap_err();
+    let err = moved.verify(f.keys()).unwrap_err();
     assert!(err.to_string().contains("does not verify"), "{err}");
 }
 
@@ -359,25 +366,25 @@ fn a_garbage_line_is_an_error_with_line_and_column() {
     let mut lines = f.lines();
     lines[4] = "{\"seq\": 5, oops}".into();
     f.write_lines(&lines);
-    let message = verify(&f.ledger, &[], None).unwrap_err().to_string();
+    let message = verify(&f.place, &[], None).unwrap_err().to_string();
     assert!(
         message.contains("ledger.jsonl:5:12: not a ledger entry"),
         "{message}"
     );
-    let message = read(&f.ledger, None).unwrap_err().to_string();
+    let message = read(&f.place, None).unwrap_err().to_string();
     assert!(message.contains("ledger.jsonl:5:12:"), "{message}");
 
     // A last line cut short: opening refuses to chain onto it.
     let f = fixture(3, 3);
     let text = fs::read_to_string(&f.ledger).unwrap();
     fs::write(&f.ledger, &text[..text.len() - 20]).unwrap();
-    let message = Ledger::open(&f.ledger).unwrap_err().to_string();
+    let message = Ledger::open(&f.place).unwrap_err().to_string();
     assert!(
         message.contains("ledger.jsonl:3:1: the last line is incomplete"),
         "{message}"
     );
     fs::write(&f.ledger, text.replace("\"hash\":\"", "\"hash\" \"")).unwrap();
-    let message = Ledger::open(&f.ledger).unwrap_err().to_string();
+    let message = Ledger::open(&f.place).unwrap_err().to_string();
     assert!(message.contains("ledger.jsonl:3:"), "{message}");
 
     let cp = f.ledger.with_file_name("checkpoints.jsonl");
@@ -392,12 +399,12 @@ fn a_garbage_line_is_an_error_with_line_and_column() {
 #[test]
 fn two_writers_build_one_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(FILE);
+    let place = Place::File(dir.path().join(FILE));
     std::thread::scope(|s| {
         for writer in 0..2 {
-            let path = &path;
+            let place = &place;
             s.spawn(move || {
-                let mut ledger = Ledger::open(path).unwrap();
+                let mut ledger = Ledger::open(place).unwrap();
                 for i in 0..500 {
                     ledger.append(record(writer * 1000 + i)).unwrap();
                 }
@@ -405,7 +412,7 @@ fn two_writers_build_one_chain() {
             });
         }
     });
-    let report = verify(&path, &[], None).unwrap();
+    let report = verify(&place, &[], None).unwrap();
     assert_eq!((report.problem, report.entries), (None, 1000));
 }
 
@@ -434,7 +441,7 @@ fn the_key_is_private_and_created_once() {
     // The public half, as recorded in the SoT, verifies checkpoints.
     let public = dir.path().join("key.pub");
     fs::write(&public, first.public_openssh().unwrap() + "\n").unwrap();
-    let public = checkpoint::read_public_key(&public).unwrap();
+    let public = checkpoint::read_public_keys(&public).unwrap();
     first
         .sign_checkpoint(0, GENESIS)
         .unwrap()
@@ -503,4 +510,99 @@ fn ssh_keygen_verify(signers: &Path, signature: &Path, message: &[u8]) -> bool {
         .unwrap();
     child.stdin.take().unwrap().write_all(message).unwrap();
     child.wait().unwrap().success()
+}
+
+/// A SoT repository made from the example, for the ledger's commits.
+fn sot_repo(dir: &Path) -> PathBuf {
+    let root = dir.join("sot");
+    let actor = crate::sot::git::Actor::new("Test", "test@example.org").unwrap();
+    crate::sot::git::init_repo(&root, &crate::sot::example::scaffold("t"), &actor, "init").unwrap();
+    root
+}
+
+/// Commit `checkpoint` as the ops layer does at the end of a job.
+fn commit(root: &Path, key: &LedgerKey, checkpoint: &Checkpoint) {
+    let intent = crate::sot::change::Intent {
+        reason: format!("ledger checkpoint: {} entries", checkpoint.size),
+        actor: Some("maestro ledger <ledger@maestro.invalid>".into()),
+        wait: std::time::Duration::from_secs(10),
+    };
+    crate::sot::change::commit_ledger(root, &intent, key, checkpoint).unwrap();
+}
+
+#[test]
+fn each_controller_signs_with_its_own_key_and_the_sot_lists_them_all() {
+    let f = fixture(20, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let root = sot_repo(dir.path());
+    let (second, _) = LedgerKey::load_or_create(dir.path().join("b/ledger.key")).unwrap();
+    let (a_at_10, b_at_20) = (
+        &f.checkpoints[0],
+        second.sign_checkpoint(20, &f.checkpoints[1].head).unwrap(),
+    );
+    commit(&root, &f.key, a_at_10);
+    commit(&root, &second, &b_at_20);
+    commit(&root, &f.key, &f.checkpoints[1]);
+    // One line per controller, in the order they first signed; A's second
+    // checkpoint added no line.
+    let listed = fs::read_to_string(root.join(PUBLIC_KEY_FILE)).unwrap();
+    assert_eq!(
+        listed,
+        format!(
+            "{}\n{}\n",
+            f.key.public_openssh().unwrap(),
+            second.public_openssh().unwrap()
+        )
+    );
+    let checked = verify_against_sot(&f.place, &root).unwrap();
+    assert!(checked.signatures_checked);
+    assert_eq!(checked.report.problem, None, "{:?}", checked.report);
+    assert_eq!(checked.report.checkpoints_checked, 3);
+
+    // A checkpoint by a key nobody listed does not count.
+    let (stranger, _) = LedgerKey::load_or_create(dir.path().join("c/ledger.key")).unwrap();
+    let forged = stranger
+        .sign_checkpoint(20, &f.checkpoints[1].head)
+        .unwrap();
+    checkpoint::append_line(root.join(CHECKPOINTS_FILE), &forged).unwrap();
+    let checked = verify_against_sot(&f.place, &root).unwrap();
+    let Some(Problem::BadSignature { size: 20, reason }) = checked.report.problem else {
+        panic!("{:?}", checked.report)
+    };
+    assert!(
+        reason.contains(&stranger.fingerprint()) && reason.contains("not one of the ledger keys"),
+        "{reason}"
+    );
+    assert_eq!(checked.report.checkpoints_checked, 3);
+}
+
+#[test]
+fn a_key_file_of_one_line_verifies_as_before() {
+    let f = fixture(20, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("key.pub");
+    // As an older maestro wrote it, and as a person might: no newline.
+    fs::write(&public, f.key.public_openssh().unwrap()).unwrap();
+    let keys = checkpoint::read_public_keys(&public).unwrap();
+    assert_eq!(keys.len(), 1);
+    let report = verify(&f.place, &f.checkpoints, Some(&keys)).unwrap();
+    assert_eq!((report.problem, report.checkpoints_checked), (None, 2));
+
+    // Comments and blank lines are skipped; a line that is not a key is
+    // named by its line.
+    fs::write(
+        &public,
+        format!(
+            "# ada's laptop\n\n{}\nssh-ed25519 garbage\n",
+            f.key.public_openssh().unwrap()
+        ),
+    )
+    .unwrap();
+    let message = checkpoint::read_public_keys(&public)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("key.pub:4:1: not an OpenSSH public key"),
+        "{message}"
+    );
 }

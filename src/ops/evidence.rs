@@ -3,11 +3,15 @@
 //! is touched, so nothing runs without a record, and the per-node results
 //! after the run, followed by a signed checkpoint.
 //!
-//! The ledger sits beside the run store (`ledger.jsonl`, key `ledger.key`), or
-//! in the controller's state directory when the store is PostgreSQL.
-//! Checkpoints are committed into the SoT when it has a `ledger/`
-//! directory (the example SoT of `maestro init` has one), so cutting off
-//! the newest entries is visible against the git history.
+//! The ledger sits beside a SQLite run store (`ledger.jsonl`); a team's
+//! PostgreSQL store holds it in its own table, so every controller sharing
+//! the database appends to one chain. The key that signs checkpoints
+//! (`ledger.key`) is always this controller's own: beside the SQLite store,
+//! or in the controller's state directory. Checkpoints are committed into
+//! the SoT when it has a `ledger/` directory (the example SoT of `maestro
+//! init` has one), with this controller's public key added to the SoT's
+//! list, so cutting off the newest entries is visible against the git
+//! history.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,21 +20,24 @@ use super::{Outcome, Prepared};
 use crate::identity::Actor;
 use crate::ledger::{self, Kind, NodeEntry, PolicyHit, Record};
 
-/// The ledger beside the run store at `store` (in the controller's state
-/// directory when the store is a PostgreSQL database).
-pub fn ledger_path(store: &Path) -> PathBuf {
-    beside(store, ledger::FILE)
-}
-
-/// The controller's ledger key beside the run store.
-pub fn key_path(store: &Path) -> PathBuf {
-    beside(store, "ledger.key")
-}
-
-fn beside(store: &Path, file: &str) -> PathBuf {
+/// The ledger of the run store at `store`: the file beside a SQLite store,
+/// the shared table of a PostgreSQL one.
+pub fn ledger_place(store: &Path) -> ledger::Place {
     match crate::store::Location::from_path(store) {
-        crate::store::Location::Sqlite(path) => path.with_file_name(file),
-        crate::store::Location::Postgres(_) => crate::store::local_state_dir().join(file),
+        crate::store::Location::Sqlite(path) => {
+            ledger::Place::File(path.with_file_name(ledger::FILE))
+        }
+        crate::store::Location::Postgres(url) => ledger::Place::Postgres(url),
+    }
+}
+
+/// This controller's ledger key: beside a SQLite store, in the
+/// controller's state directory with a PostgreSQL one (a private key is
+/// never kept in a database the team shares).
+pub fn key_path(store: &Path) -> PathBuf {
+    match crate::store::Location::from_path(store) {
+        crate::store::Location::Sqlite(path) => path.with_file_name("ledger.key"),
+        crate::store::Location::Postgres(_) => crate::store::local_state_dir().join("ledger.key"),
     }
 }
 
@@ -106,9 +113,9 @@ pub(super) fn policy_hits(answer: Option<&crate::policy::Answer>) -> Vec<PolicyH
     hits
 }
 
-/// Append `record` to the ledger beside `store`.
+/// Append `record` to the ledger of `store`.
 pub(super) fn append(store: &Path, record: Record) -> ledger::Result<ledger::Entry> {
-    let mut l = ledger::Ledger::open(ledger_path(store))?;
+    let mut l = ledger::Ledger::open(&ledger_place(store))?;
     let entry = l.append(record)?;
     l.sync()?;
     Ok(entry)
@@ -140,7 +147,7 @@ pub(super) fn conclude(
         .map(|r| r.stdout.total + r.stderr.total)
         .sum();
     record.duration_ms = started.elapsed().as_millis() as u64;
-    let mut l = ledger::Ledger::open(ledger_path(store))?;
+    let mut l = ledger::Ledger::open(&ledger_place(store))?;
     l.append(record)?;
     l.sync()?;
     let (size, head) = l.head();

@@ -1126,7 +1126,7 @@ impl Prepared {
     }
 
     /// Admit the job through `gate`, then run it. Refused jobs touch no node.
-    /// Every decision goes into the ledger beside the run store before any
+    /// Every decision goes into the run store's ledger before any
     /// node is touched (a job whose evidence cannot be written does not
     /// run), and the results after.
     pub async fn apply(&self, gate: &Gate, launch: &Launch) -> Result<Outcome> {

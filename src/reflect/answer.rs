@@ -259,8 +259,8 @@ fn lesson(cx: &mut Cx<'_>, t: &Table<'_>, span: Range<usize>, what: &str) -> New
 pub struct Resolver<'a> {
     pub sot: &'a Sot,
     pub store: &'a dyn Store,
-    /// The ledger file beside the store.
-    pub ledger: PathBuf,
+    /// The ledger of the store.
+    pub ledger: crate::ledger::Place,
 }
 
 impl Resolver<'_> {
@@ -555,7 +555,7 @@ pub fn answer(
     let resolver = Resolver {
         sot: &sot,
         store: &*store,
-        ledger: crate::ops::evidence::ledger_path(db),
+        ledger: crate::ops::evidence::ledger_place(db),
     };
     let problems = check(&sot, checklist, answers, &resolver);
     if !problems.is_empty() {
@@ -681,9 +681,9 @@ fn record(
     checklist: &Checklist,
     a: InSot,
 ) -> Result<Answered> {
-    let ledger_file = crate::ops::evidence::ledger_path(db);
+    let ledger_place = crate::ops::evidence::ledger_place(db);
     let existing = if a.resumed {
-        crate::ledger::read(&ledger_file, None)?
+        crate::ledger::read(&ledger_place, None)?
             .into_iter()
             .rev()
             .find(|e| {
@@ -1058,7 +1058,7 @@ pub(crate) fn record_in_ledger(
         decision: "committed".into(),
         ..Default::default()
     };
-    let mut l = crate::ledger::Ledger::open(crate::ops::evidence::ledger_path(db))?;
+    let mut l = crate::ledger::Ledger::open(&crate::ops::evidence::ledger_place(db))?;
     let entry = l.append(record)?;
     l.sync()?;
     Ok(entry.hash)

@@ -2,8 +2,6 @@
 //! the store, the ledger's entries and the SoT's lessons. The console's
 //! answer form picks from these instead of making people type ids.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::EvidenceKind;
@@ -23,7 +21,11 @@ pub struct Pick {
 }
 
 /// The newest runs, rollouts and ledger entries, and every lesson.
-pub fn picks(sot: &Sot, store: &dyn Store, ledger: &Path) -> crate::store::Result<Vec<Pick>> {
+pub fn picks(
+    sot: &Sot,
+    store: &dyn Store,
+    ledger: &crate::ledger::Place,
+) -> crate::store::Result<Vec<Pick>> {
     let mut out = Vec::new();
     for r in store.rollouts(PER_KIND)? {
         out.push(Pick {

@@ -401,7 +401,7 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
         evidence: vec![Cited::new("file:agents.toml")],
         span: None,
     });
-    let before = crate::ledger::read(crate::ops::evidence::ledger_path(&s.db), None)
+    let before = crate::ledger::read(&crate::ops::evidence::ledger_place(&s.db), None)
         .unwrap()
         .len();
     let done = answer::answer(&s.root, &s.db, &r.id, &a, &ada()).unwrap();
@@ -419,7 +419,7 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
         "{file}"
     );
     assert!(file.contains("answered_by = \"ada\""), "{file}");
-    let entries = crate::ledger::read(crate::ops::evidence::ledger_path(&s.db), None).unwrap();
+    let entries = crate::ledger::read(&crate::ops::evidence::ledger_place(&s.db), None).unwrap();
     assert_eq!(entries.len(), before + 1);
     let last = entries.last().unwrap();
     assert_eq!(last.hash, done.ledger);
@@ -445,13 +445,13 @@ fn an_answer_with_evidence_commits_one_reflection_and_one_ledger_entry_and_recor
     .unwrap_err();
     assert!(again.to_string().contains("was answered by ada"), "{again}");
     // An edited ledger entry no longer resolves as evidence.
-    let path = crate::ops::evidence::ledger_path(&s.db);
+    let path = s.db.with_file_name(crate::ledger::FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("exec n1", "exec n2", 1)).unwrap();
     let resolver = answer::Resolver {
         sot: &sot,
         store: &store,
-        ledger: path,
+        ledger: crate::ledger::Place::File(path),
     };
     let e = resolver
         .check(&format!("ledger:{}", &hash[..16]))
@@ -530,7 +530,7 @@ fn evidence_names_one_thing_for_good_and_only_what_git_tracks() {
     let resolver = answer::Resolver {
         sot: &sot,
         store: &store,
-        ledger: crate::ops::evidence::ledger_path(&s.db),
+        ledger: crate::ops::evidence::ledger_place(&s.db),
     };
     assert!(resolver.check(&format!("commit:{head}")).is_ok());
     assert!(resolver.check(&format!("commit:{}", &head[..10])).is_ok());
@@ -566,7 +566,7 @@ fn an_answer_interrupted_after_its_commit_is_finished_by_the_next_and_not_commit
     let r = pending(&s);
     // The ledger cannot be written (a directory stands where its file goes):
     // the commit is made, then the answer stops.
-    let ledger = crate::ops::evidence::ledger_path(&s.db);
+    let ledger = s.db.with_file_name(crate::ledger::FILE);
     std::fs::create_dir_all(&ledger).unwrap();
     let first = answers(&s, "url:https://tickets.example.org/INC-7");
     let e = answer::answer(&s.root, &s.db, &r.id, &first, &ada()).unwrap_err();
@@ -589,7 +589,7 @@ fn an_answer_interrupted_after_its_commit_is_finished_by_the_next_and_not_commit
         Some(committed.as_str()),
         "no second commit"
     );
-    let entries = crate::ledger::read(&ledger, None).unwrap();
+    let entries = crate::ledger::read(&crate::ledger::Place::File(ledger), None).unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].body.kind, crate::ledger::Kind::Reflection);
     assert_eq!(

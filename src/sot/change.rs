@@ -352,8 +352,9 @@ impl Transaction {
 }
 
 /// Append a signed ledger checkpoint to `ledger/checkpoints.jsonl` (and
-/// record the ledger key's public half in `ledger/key.pub` the first
-/// time): one commit, through the same checks as every SoT write.
+/// add this controller's ledger key to the list in `ledger/key.pub` when it
+/// is not there yet: each controller of a team signs with its own key):
+/// one commit, through the same checks as every SoT write.
 pub fn commit_ledger(
     root: &Path,
     intent: &Intent,
@@ -363,26 +364,32 @@ pub fn commit_ledger(
     let io = |e: crate::ledger::LedgerError| SotError::Refused(e.to_string());
     let mut tx = Transaction::begin(root, intent, "ledger")?;
     let checkpoints = PathBuf::from(crate::ledger::CHECKPOINTS_FILE);
-    let mut text = tx.read(&checkpoints)?;
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
     let line = serde_json::to_string(checkpoint)
         .map_err(|e| SotError::Refused(format!("encoding the checkpoint: {e}")))?;
-    text.push_str(&line);
-    text.push('\n');
+    let text = with_line(tx.read(&checkpoints)?, &line);
     let mut files = vec![(checkpoints, text)];
     let public = PathBuf::from(crate::ledger::PUBLIC_KEY_FILE);
     let recorded = tx.read(&public)?;
-    let ours = key.public_openssh().map_err(io)?;
-    if recorded.trim().is_empty() {
-        files.push((public, format!("{}\n", ours.trim())));
-    } else if recorded.trim() != ours.trim() {
-        return Err(SotError::Refused(format!(
-            "{} names another ledger key than this controller's ({}); a second controller needs the same key",
-            crate::ledger::PUBLIC_KEY_FILE,
-            key.fingerprint()
-        )));
+    // A file that does not parse is refused rather than appended to: every
+    // checkpoint's verification reads it.
+    let listed =
+        crate::ledger::checkpoint::parse_public_keys(&root.join(&public), &recorded).map_err(io)?;
+    if !listed
+        .iter()
+        .any(|k| k.key_data() == key.public_key().key_data())
+    {
+        let ours = key.public_openssh().map_err(io)?;
+        files.push((public, with_line(recorded, ours.trim())));
     }
     tx.commit(files, "ledger")
+}
+
+/// `text` with `line` appended as its last line.
+fn with_line(mut text: String, line: &str) -> String {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    text
 }

@@ -180,23 +180,30 @@ mod tests {
     }
 
     #[test]
-    fn the_ledger_of_a_postgres_store_is_a_local_file_not_a_piece_of_the_url() {
+    fn a_postgres_store_holds_the_shared_ledger_and_the_key_stays_local() {
         let url = Path::new("postgres://ops:s3cret@db.example/maestro");
-        for path in [
-            crate::ops::evidence::ledger_path(url),
-            crate::ops::evidence::key_path(url),
-        ] {
-            assert!(
-                path.starts_with(crate::store::local_state_dir()),
-                "{}",
-                path.display()
-            );
-            assert!(!path.to_string_lossy().contains("s3cret"));
-        }
+        let place = crate::ops::evidence::ledger_place(url);
+        let Location::Postgres(expected) = Location::from_path(url) else {
+            unreachable!("a postgres:// URL")
+        };
+        assert_eq!(place, crate::ledger::Place::Postgres(expected));
+        assert_eq!(place.to_string(), "postgres://ops:***@db.example/maestro");
+        let key = crate::ops::evidence::key_path(url);
+        assert!(
+            key.starts_with(crate::store::local_state_dir()),
+            "{}",
+            key.display()
+        );
+        assert!(!key.to_string_lossy().contains("s3cret"));
+
         let file = Path::new("/var/lib/maestro/maestro.db");
         assert_eq!(
-            crate::ops::evidence::ledger_path(file),
-            Path::new("/var/lib/maestro/ledger.jsonl")
+            crate::ops::evidence::ledger_place(file),
+            crate::ledger::Place::File("/var/lib/maestro/ledger.jsonl".into())
+        );
+        assert_eq!(
+            crate::ops::evidence::key_path(file),
+            Path::new("/var/lib/maestro/ledger.key")
         );
     }
 }

@@ -77,6 +77,16 @@ impl PgStore {
         Ok(self.worker.run(schema::version)??)
     }
 
+    /// Run `job` on this store's connection, for a module that keeps its
+    /// own table in the team's database (the ledger: `crate::ledger`). The
+    /// job runs on the connection's thread, so it may block and stream.
+    pub(crate) fn on_connection<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut postgres::Client) -> R + Send + 'static,
+    ) -> Result<R> {
+        Ok(self.worker.run(job)?)
+    }
+
     /// Run `job` on the connection.
     fn with<R: Send + 'static>(
         &self,

@@ -230,6 +230,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (lesson, evidence)
     );
     ",
+    // 8: nothing. On PostgreSQL, 8 creates the team's shared ledger table;
+    // beside a SQLite store the ledger stays the file `ledger.jsonl`, and an
+    // empty `ledger_entries` table here would tell whoever opens the
+    // database that nothing was ever recorded. The step keeps the numbers
+    // aligned: version N is the same schema on both databases.
+    "-- the ledger is the file beside the store",
     // 9: shared work: the nodes of a run that several controllers split
     // (`--share`, `maestro join`), each claimed, renewed and completed by one.
     "

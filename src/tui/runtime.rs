@@ -593,12 +593,12 @@ async fn run_rollout_verb(
 /// The ledger's newest 200 entries (newest first) and its verification
 /// against the SoT's checkpoints.
 fn load_ledger(db: &Path, root: &Path) -> Result<LedgerData, String> {
-    let path = crate::ops::evidence::ledger_path(db);
-    let mut entries = crate::ledger::read(&path, None).map_err(|e| e.to_string())?;
+    let place = crate::ops::evidence::ledger_place(db);
+    let mut entries = crate::ledger::read(&place, None).map_err(|e| e.to_string())?;
     let skip = entries.len().saturating_sub(200);
     entries.drain(..skip);
     entries.reverse();
-    let verify = crate::ledger::verify_against_sot(&path, root)
+    let verify = crate::ledger::verify_against_sot(&place, root)
         .map(|v| v.report)
         .map_err(|e| e.to_string());
     Ok(LedgerData { entries, verify })
@@ -735,7 +735,7 @@ fn load_reflections(
     let reflections =
         crate::store::ReflectionStore::reflections(&*store, false).map_err(|e| e.to_string())?;
     let picks =
-        crate::reflect::evidence::picks(&sot, &*store, &crate::ops::evidence::ledger_path(db))
+        crate::reflect::evidence::picks(&sot, &*store, &crate::ops::evidence::ledger_place(db))
             .map_err(|e| e.to_string())?;
     let stats = crate::reflect::stats::compute(&sot, &reflections, None);
     Ok(crate::tui::components::reflect::ReflectData {

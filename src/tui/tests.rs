@@ -1752,7 +1752,9 @@ fn ledger_view_shows_who_did_what_the_deciding_policies_and_whether_it_verifies(
     let newest_first: Vec<_> = entries.iter().rev().cloned().collect();
     app.on_msg(Msg::Ledger(Ok(LedgerData {
         entries: newest_first.clone(),
-        verify: Ok(crate::ledger::verify(&path, &[], None).unwrap()),
+        verify: Ok(
+            crate::ledger::verify(&crate::ledger::Place::File(path.clone()), &[], None).unwrap(),
+        ),
     })));
     snap("ledger", &app);
     press(&mut app, KeyCode::Char('j'));
@@ -1768,7 +1770,9 @@ fn ledger_view_shows_who_did_what_the_deciding_policies_and_whether_it_verifies(
     std::fs::write(&path, edited).unwrap();
     app.on_msg(Msg::Ledger(Ok(LedgerData {
         entries: newest_first,
-        verify: Ok(crate::ledger::verify(&path, &[], None).unwrap()),
+        verify: Ok(
+            crate::ledger::verify(&crate::ledger::Place::File(path.clone()), &[], None).unwrap(),
+        ),
     })));
     let text = render(&app, 160, 48);
     assert!(text.contains("NOT VERIFIED: entry 2"), "{text}");

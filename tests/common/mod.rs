@@ -181,13 +181,17 @@ impl ClosedNodeSot {
 
     /// The id of the newest run in the store.
     pub fn last_run(&self) -> String {
-        let o = self.maestro(&["--json", "runs"]);
-        stdout(&o)
-            .lines()
-            .find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v["run"]["id"].as_str().map(str::to_string)
-            })
-            .expect("the run is in the store")
+        newest_run(&self.maestro(&["--json", "runs"]))
     }
+}
+
+/// The newest run's id in the output of `maestro --json runs`.
+pub fn newest_run(runs: &Output) -> String {
+    stdout(runs)
+        .lines()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v["run"]["id"].as_str().map(str::to_string)
+        })
+        .expect("the run is in the store")
 }

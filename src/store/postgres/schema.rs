@@ -3,6 +3,8 @@
 //! columns and constraints), in PostgreSQL's types: BIGINT for SQLite's
 //! INTEGER (milliseconds, counts), DOUBLE PRECISION for REAL, BYTEA for BLOB,
 //! BOOLEAN for a flag, and a BIGSERIAL `seq` where SQLite orders by `rowid`.
+//! One step has no SQLite twin: 8, the evidence ledger of a team sharing
+//! the database (SQLite's 8 is empty: its ledger is a file beside it).
 //! The version is the one row of `maestro_schema`.
 
 use postgres::Transaction;
@@ -225,6 +227,16 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (lesson, evidence)
     );
     ",
+    // 8: the evidence ledger every controller of the team appends to, one
+    // hash chain (see `crate::ledger::postgres`). `line` is byte for byte
+    // the line the ledger file would hold, without its newline, so both
+    // places verify the same bytes; `seq` orders the rows.
+    "
+    CREATE TABLE ledger_entries (
+        seq  BIGINT PRIMARY KEY,
+        line TEXT NOT NULL
+    );
+    ",
     // 9: shared work (see the SQLite migration).
     "
     CREATE TABLE work_runs (
@@ -270,6 +282,10 @@ const _: () = assert!(
 
 /// Any fixed number: every maestro migrating this database takes the same lock.
 const MIGRATION_LOCK: i64 = 0x6d61_6573_7472_6f00; // "maestro\0"
+
+// Every advisory lock maestro takes in a database is a distinct key: the
+// ledger's appends must never wait on (or be taken for) a migration.
+const _: () = assert!(MIGRATION_LOCK != crate::ledger::POSTGRES_LOCK);
 
 /// The version recorded in the database, without changing anything (0 when
 /// maestro never wrote to it).

@@ -74,6 +74,8 @@ fn controllers_opening_a_fresh_database_at_once_migrate_it_once() {
     let (tables, version) = tables_and_version(&url);
     assert_eq!(version, sqlite_schema::LATEST);
     assert!(tables.contains(&"rollouts".to_string()), "{tables:?}");
+    // Migration 8: the team's one ledger.
+    assert!(tables.contains(&"ledger_entries".to_string()), "{tables:?}");
     // And it opens again as current.
     assert_eq!(
         PgStore::open(&url).unwrap().version().unwrap(),
