@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::drive::{conclude, drive};
+use super::drive::{Driven, conclude, drive};
 use super::out;
 use super::printer::{Printer, recap, sanitize, task_lines};
 use super::{ExecArgs, FleetArgs, RunsCommand};
@@ -166,6 +166,22 @@ pub fn reflection_lines(outcome: &ops::Outcome, json: bool) -> Vec<String> {
     out
 }
 
+/// The end of a job that ran: the reflections it left, then the recap and
+/// the exit code.
+pub fn conclude_job<E>(driven: Driven<Result<ops::Outcome, E>>, json: bool) -> Result<Exit, E> {
+    let mut lines = Vec::new();
+    let mut driven = driven.try_map(|o| {
+        o.map(|o| {
+            lines = reflection_lines(&o, json);
+            o.report
+        })
+    })?;
+    for l in &lines {
+        driven.printer.print(l);
+    }
+    Ok(conclude(driven))
+}
+
 pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> anyhow::Result<Exit> {
     let source = load_source(root)?;
     let command = args.command.join(" ");
@@ -205,17 +221,7 @@ pub fn exec(root: &Path, db: Option<PathBuf>, args: ExecArgs, json: bool) -> any
         }
         prepared.apply(&gate, &launch).await
     })?;
-    let mut lines = Vec::new();
-    let mut driven = driven.try_map(|o| {
-        o.map(|o| {
-            lines = reflection_lines(&o, json);
-            o.report
-        })
-    })?;
-    for l in &lines {
-        driven.printer.print(l);
-    }
-    Ok(conclude(driven))
+    Ok(conclude_job(driven, json)?)
 }
 
 pub fn runs(
@@ -308,7 +314,7 @@ pub fn runs(
                     .unwrap_or_default()
             );
             if let Some((work, items)) = &shared {
-                out!("{}", super::work_cmd::shared_line(work, items));
+                out!("{}", crate::work::summary(work, items));
             }
             for n in &notes {
                 out!(

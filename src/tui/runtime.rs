@@ -646,6 +646,10 @@ fn load_run(store: &dyn Store, id: &str) -> crate::store::Result<Option<RunDetai
     Ok(Some(RunDetail {
         results: store.results(&run)?,
         notes: store.notes(&run)?,
+        shared: match store.work(&run.id)? {
+            Some(work) => Some(crate::work::summary(&work, &store.items(&run.id)?)),
+            None => None,
+        },
         run,
     }))
 }

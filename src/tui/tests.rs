@@ -277,6 +277,7 @@ fn run_detail() -> RunDetail {
             kind: "host_key_learned".into(),
             message: "trusted [10.20.2.22]:22 SHA256:abc on first use".into(),
         }],
+        shared: None,
     }
 }
 
@@ -480,6 +481,57 @@ fn run_detail_view() {
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Down);
     snap("run_failed_node", &app);
+}
+
+/// A run two controllers shared (`exec --share`, `maestro join`) says who
+/// did how many nodes, and which were taken over from one that stopped.
+#[test]
+fn shared_run_detail_view() {
+    use crate::store::{ItemState, WorkItem, WorkRun};
+    let work = WorkRun {
+        run_id: "20251121-075500-a1b2".into(),
+        job: "{}".into(),
+        sot_commit: None,
+        ttl_ms: 30_000,
+        created_ms: NOW,
+        created_by: "4242@ops-1".into(),
+        closed_by: Some("977@ops-2".into()),
+    };
+    let item = |node: &str, by: &str, attempts| WorkItem {
+        node: node.into(),
+        state: ItemState::Done,
+        claimed_by: None,
+        done_by: Some(by.into()),
+        attempts,
+    };
+    let items = [
+        item("gpu-eu-01", "4242@ops-1", 1),
+        item("gpu-eu-02", "977@ops-2", 1),
+        item("gpu-eu-03", "977@ops-2", 2),
+        item("gpu-us-01", "4242@ops-1", 1),
+    ];
+    let mut app = app();
+    app.dispatch(Action::Show(super::action::ViewId::Runs));
+    press(&mut app, KeyCode::Enter);
+    app.on_msg(Msg::Run {
+        id: "20251121-075500-a1b2".into(),
+        result: Ok(Some(RunDetail {
+            shared: Some(crate::work::summary(&work, &items)),
+            ..run_detail()
+        })),
+    });
+    let frame = render(&app, 160, 48);
+    assert!(
+        frame.contains(
+            "shared: started by 4242@ops-1, done by 4242@ops-1 2, 977@ops-2 2 · 0 free, 0 claimed · closed by 977@ops-2"
+        ),
+        "{frame}"
+    );
+    assert!(
+        frame.contains("taken over from a controller that stopped: gpu-eu-03"),
+        "{frame}"
+    );
+    snap("run_shared", &app);
 }
 
 fn live_app() -> App {

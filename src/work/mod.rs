@@ -223,3 +223,52 @@ impl Share {
         }
     }
 }
+
+/// The line `runs show` and the console's run view show for a shared run: who did how many nodes, what is
+/// left, and which nodes were taken over from a controller that stopped.
+pub fn summary(work: &WorkRun, items: &[store::WorkItem]) -> String {
+    use crate::store::ItemState;
+    use crate::terminal_text::sanitize;
+    let mut by: Vec<(String, usize)> = Vec::new();
+    for i in items {
+        if let Some(c) = &i.done_by {
+            match by.iter_mut().find(|(n, _)| n == c) {
+                Some((_, k)) => *k += 1,
+                None => by.push((c.clone(), 1)),
+            }
+        }
+    }
+    let count = |s: ItemState| items.iter().filter(|i| i.state == s).count();
+    let done = by
+        .iter()
+        .map(|(c, k)| format!("{} {k}", sanitize(c.as_bytes())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let again: Vec<&str> = items
+        .iter()
+        .filter(|i| i.attempts > 1)
+        .map(|i| i.node.as_str())
+        .collect();
+    let mut line = format!(
+        "shared: started by {}, done by {} · {} free, {} claimed{}",
+        sanitize(work.created_by.as_bytes()),
+        if done.is_empty() {
+            "nobody yet".into()
+        } else {
+            done
+        },
+        count(ItemState::Free),
+        count(ItemState::Claimed),
+        work.closed_by
+            .as_ref()
+            .map(|c| format!(" · closed by {}", sanitize(c.as_bytes())))
+            .unwrap_or_default()
+    );
+    if !again.is_empty() {
+        line.push_str(&format!(
+            "\ntaken over from a controller that stopped: {}",
+            again.join(", ")
+        ));
+    }
+    line
+}

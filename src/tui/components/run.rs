@@ -24,6 +24,9 @@ pub struct RunDetail {
     pub run: RunRow,
     pub results: Vec<NodeResult>,
     pub notes: Vec<Note>,
+    /// For a run several controllers shared: who did how many nodes
+    /// ([`crate::work::summary`]).
+    pub shared: Option<String>,
 }
 
 pub struct RunView {
@@ -108,8 +111,14 @@ impl RunView {
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
         let summary = self.summary_lines();
+        // Rows the summary takes once wrapped inside the borders.
+        let inner = usize::from(area.width.saturating_sub(2)).max(1);
+        let rows: usize = summary
+            .iter()
+            .map(|l| l.width().div_ceil(inner).max(1))
+            .sum();
         let [top, bottom] = Layout::vertical([
-            Constraint::Length((summary.len() as u16 + 2).min(area.height / 2)),
+            Constraint::Length((rows as u16 + 2).min(area.height / 2)),
             Constraint::Fill(1),
         ])
         .areas(area);
@@ -193,6 +202,9 @@ impl RunView {
                 ),
                 Style::new().fg(Color::Yellow),
             ));
+        }
+        if let Some(shared) = &self.detail.shared {
+            lines.extend(shared.lines().map(|l| Line::raw(l.to_string())));
         }
         for n in &self.detail.notes {
             lines.push(Line::styled(
