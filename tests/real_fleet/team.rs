@@ -1,7 +1,9 @@
-//! Two controller processes splitting one job on one PostgreSQL store
-//! (a private cluster on loopback): `exec --share` on one, `maestro join`
-//! on the other. Every node is done once; when one controller is
-//! SIGKILLed mid-run, the other takes its nodes over and finishes the run.
+//! A team on one PostgreSQL store (a private cluster on loopback), with
+//! real controller processes: two split one job (`exec --share` on one,
+//! `maestro join` on the other) and every node is done once, also when one
+//! is SIGKILLed mid-run; approvals signed on two controllers count on a
+//! third; a kill switch engaged on one holds the agent on another; and one
+//! operator's console shows the run another controller records.
 //!
 //! Nodes n47..n70 are this file's; each test counts its runs in a file of
 //! its own on every node.
@@ -357,4 +359,80 @@ fn a_kill_switch_engaged_on_one_controller_holds_the_agent_on_another_before_it_
         stderr(&ran)
     );
     assert_eq!(super::agents::get(59, "/healthz").map(|r| r.0), Some(200));
+}
+
+/// Live views across machines: the console of one operator shows, within
+/// about its one-second refresh, a run another controller records in the
+/// team's store, and opens it.
+#[test]
+fn a_console_shows_the_run_another_controller_starts() {
+    use super::tui::Tmux;
+    let op = team_operator();
+    // The other operator's own checkout of the team's SoT.
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=ops",
+            "-c",
+            "user.email=ops@example.org",
+            "commit",
+            "-qm",
+            "fleet",
+        ],
+    ] {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&op.sot)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+    let other = another_controller(&op);
+    let term = Tmux::start(
+        op.tmp.path(),
+        160,
+        48,
+        &[
+            ("HOME", op.home.to_str().unwrap()),
+            ("TERM", "xterm-256color"),
+        ],
+    );
+    term.text(&format!(
+        "{} --sot {} --db '{}'; echo \"maestro exited $?\"",
+        env!("CARGO_BIN_EXE_maestro"),
+        op.sot.display(),
+        op.db.display()
+    ));
+    term.keys(&["Enter"]);
+    term.wait_for("the fleet view", |s| s.contains("nodes 24/24"));
+    term.keys(&[":"]);
+    term.text("runs");
+    term.keys(&["Enter"]);
+    term.wait_for("the empty runs view", |s| {
+        s.contains("No runs recorded yet")
+    });
+
+    let o = other.maestro(&["exec", "n47", "--", "echo", "from-the-other-controller"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recorded = Instant::now();
+    let id = running_run(&other);
+    let screen = term.wait_for("the other controller's run, finished", |s| {
+        s.lines().any(|l| l.contains(&id) && l.contains("finished"))
+    });
+    let latency = recorded.elapsed();
+    assert!(
+        screen.contains("echo from-the-other-controller"),
+        "{screen}"
+    );
+    // The view reads the store every second; more than a few seconds would
+    // be a console that does not refresh (the wait above allows 30 s).
+    assert!(latency < Duration::from_secs(5), "shown after {latency:?}");
+
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("the run detail", |s| s.contains("n47 · ok · rc=0"));
+    assert!(screen.contains("from-the-other-controller"), "{screen}");
+    term.keys(&["q"]);
+    term.wait_for("the console to quit", |s| s.contains("maestro exited 0"));
 }

@@ -15,14 +15,14 @@ use crate::common::stdout;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Tmux {
+pub(crate) struct Tmux {
     socket: PathBuf,
     session: String,
 }
 
 impl Tmux {
     /// A detached session running a plain bash in `dir`, with `env` set.
-    fn start(dir: &Path, width: u16, height: u16, env: &[(&str, &str)]) -> Tmux {
+    pub(crate) fn start(dir: &Path, width: u16, height: u16, env: &[(&str, &str)]) -> Tmux {
         let found = Command::new("tmux").arg("-V").output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
@@ -71,7 +71,7 @@ impl Tmux {
     }
 
     /// Named keys (`Enter`, `Space`, `Escape`) or single characters.
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.session];
         args.extend_from_slice(keys);
         let o = self.run(&args);
@@ -83,12 +83,12 @@ impl Tmux {
     }
 
     /// Text typed literally.
-    fn text(&self, text: &str) {
+    pub(crate) fn text(&self, text: &str) {
         let o = self.run(&["send-keys", "-t", &self.session, "-l", text]);
         assert!(o.status.success(), "send-keys -l {text:?}");
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         let o = self.run(&["capture-pane", "-p", "-t", &self.session]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -99,7 +99,7 @@ impl Tmux {
     }
 
     /// Poll the screen until `ready` holds; fail with the screen after WAIT.
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
             let screen = self.screen();
