@@ -99,26 +99,37 @@ impl PgStore {
 
     fn query(&self, sql: impl Into<String>, args: Vec<Param>) -> Result<Vec<Row>> {
         let sql = sql.into();
-        self.with(move |c| c.query(sql.as_str(), &borrow(&args)))
+        self.with(move |c| {
+            let statement = prepared(c, &sql)?;
+            c.query(&statement, &borrow(&args))
+        })
     }
 
     fn query_opt(&self, sql: impl Into<String>, args: Vec<Param>) -> Result<Option<Row>> {
         let sql = sql.into();
-        self.with(move |c| c.query_opt(sql.as_str(), &borrow(&args)))
+        self.with(move |c| {
+            let statement = prepared(c, &sql)?;
+            c.query_opt(&statement, &borrow(&args))
+        })
     }
 
     fn execute(&self, sql: impl Into<String>, args: Vec<Param>) -> Result<u64> {
         let sql = sql.into();
-        self.with(move |c| c.execute(sql.as_str(), &borrow(&args)))
+        self.with(move |c| {
+            let statement = prepared(c, &sql)?;
+            c.execute(&statement, &borrow(&args))
+        })
     }
 
-    /// Several statements in one transaction.
+    /// Several statements in one transaction (one alone needs none).
     fn transaction(&self, statements: Vec<(String, Vec<Param>)>) -> Result<()> {
         self.with(move |c| {
-            let mut tx = c.transaction()?;
-            for (sql, args) in &statements {
-                tx.execute(sql.as_str(), &borrow(args))?;
+            if let [(sql, args)] = statements.as_slice() {
+                let statement = prepared(c, sql)?;
+                return c.execute(&statement, &borrow(args)).map(drop);
             }
+            let mut tx = c.transaction()?;
+            execute_all(&mut tx, &statements)?;
             tx.commit()
         })
     }
@@ -202,6 +213,54 @@ fn result_statements(run: &str, r: &NodeResult) -> Vec<(String, Vec<Param>)> {
 /// The parameters as the client takes them.
 fn borrow(args: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect()
+}
+
+thread_local! {
+    /// The statements prepared on this thread's connection, by their SQL.
+    /// Each [`worker`] thread owns exactly one connection for its whole
+    /// life, so a statement here is always the connection's: it is parsed
+    /// once per connection instead of on every call (a round trip saved on
+    /// each write of a run). A prepared statement is session-wide and
+    /// survives the transaction that prepared it, even a rolled-back one.
+    static PREPARED: std::cell::RefCell<HashMap<String, postgres::Statement>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// At most this many statements are kept per connection; maestro's SQL is a
+/// fixed set far smaller, so the bound only guards against a future caller
+/// that builds its SQL from values.
+const PREPARED_MAX: usize = 512;
+
+/// `sql` prepared on `client` (a connection or one of its transactions),
+/// from [`PREPARED`] after the first time. Call only on a worker thread.
+fn prepared(
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+) -> std::result::Result<postgres::Statement, postgres::Error> {
+    if let Some(statement) = PREPARED.with(|p| p.borrow().get(sql).cloned()) {
+        return Ok(statement);
+    }
+    let statement = client.prepare(sql)?;
+    PREPARED.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= PREPARED_MAX {
+            p.clear();
+        }
+        p.insert(sql.to_string(), statement.clone());
+    });
+    Ok(statement)
+}
+
+/// Every statement, in order, on `tx`.
+fn execute_all(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &[(String, Vec<Param>)],
+) -> std::result::Result<(), postgres::Error> {
+    for (sql, args) in statements {
+        let statement = prepared(tx, sql)?;
+        tx.execute(&statement, &borrow(args))?;
+    }
+    Ok(())
 }
 
 /// A value maestro did not write.

@@ -5,7 +5,7 @@
 
 use postgres::Row;
 
-use super::{Param, PgStore, args, bad_value, borrow, result_statements, rows};
+use super::{Param, PgStore, args, bad_value, execute_all, prepared, result_statements, rows};
 use crate::fleet::event::NodeResult;
 use crate::store::Result;
 use crate::store::work::{Claim, ItemState, NewWork, Progress, WorkItem, WorkRun, WorkStore};
@@ -141,15 +141,14 @@ impl WorkStore for PgStore {
             let mut kept = Vec::with_capacity(work.len());
             for (node, statements) in &work {
                 let mut tx = c.transaction()?;
-                let mine = tx.execute(
+                let done = prepared(
+                    &mut tx,
                     "UPDATE work_items SET state = 'done', done_by = $2, expires_ms = NULL
                      WHERE run_id = $1 AND node = $3 AND claimed_by = $2 AND state = 'claimed'",
-                    &[&run, &controller, node],
-                )? == 1;
+                )?;
+                let mine = tx.execute(&done, &[&run, &controller, node])? == 1;
                 if mine {
-                    for (sql, args) in statements {
-                        tx.execute(sql.as_str(), &borrow(args))?;
-                    }
+                    execute_all(&mut tx, statements)?;
                     tx.commit()?;
                 } else {
                     tx.rollback()?;
