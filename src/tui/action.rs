@@ -29,6 +29,8 @@ pub enum ViewId {
     Reflect,
     /// `:lessons`: lessons in short- and long-term memory.
     Lessons,
+    /// `:api`: the read-only HTTP API's tokens and the store it reads.
+    Api,
 }
 
 /// The kinds of input line at the bottom of the screen.

@@ -20,6 +20,7 @@ pub enum Scope {
     Reflect,
     AnswerForm,
     Lessons,
+    Api,
     Prompt,
     Confirm,
 }
@@ -42,6 +43,7 @@ impl Scope {
             Scope::Reflect => "reflections (:reflect)",
             Scope::AnswerForm => "answer form (a in :reflect)",
             Scope::Lessons => "lessons (:lessons)",
+            Scope::Api => "api tokens (:api)",
             Scope::Prompt => "command line, filter and exec prompt",
             Scope::Confirm => "confirmation",
         }
@@ -207,6 +209,7 @@ pub const KEYMAP: &[KeyHelp] = &[
         Some("promote"),
     ),
     key(Lessons, "r", "read the uses again", Some("reload")),
+    key(Api, "j k", "select a token", None),
     key(Prompt, "Enter", "run / apply", None),
     key(Prompt, "Tab", "complete the command", None),
     key(Prompt, "Esc", "cancel", None),
@@ -241,6 +244,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "lessons",
         "lessons in short- and long-term memory, with their uses",
+    ),
+    (
+        "api",
+        "the read-only HTTP API: its tokens, who they act as, the store it reads",
     ),
     ("live", "the run in flight (or the last one started here)"),
     ("exec", "exec CMD: run CMD on the marked nodes (asks first)"),

@@ -2290,3 +2290,48 @@ fn runs_and_rollouts_read_the_store_again_every_second_while_shown() {
         ":rollouts refreshes, :runs is hidden"
     );
 }
+
+/// `:api` lists the API's tokens (never a token: its name, its person, and
+/// a hash prefix) and says which store the API and the console read.
+#[test]
+fn api_view_lists_the_tokens_and_the_store_they_read() {
+    use crate::api::token::ApiToken;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sot = write_sot(tmp.path(), FLEET);
+    for (name, person, created) in [
+        ("grafana", "ada", Some("2026-12-01T09:12:00Z")),
+        ("ada-laptop", "ada", None),
+    ] {
+        sot.api_tokens.insert(
+            name.into(),
+            ApiToken {
+                name: name.into(),
+                person: person.into(),
+                sha256: crate::api::token::hash(&format!("mst_{name}")),
+                created: created.map(str::to_string),
+            },
+        );
+    }
+    let mut team = info(ExecPolicy::Allowed);
+    team.store = "postgres://maestro:***@db.internal/maestro".into();
+    let mut console = App::new(team, Arc::new(sot), NOW);
+    press(&mut console, KeyCode::Char(':'));
+    typed(&mut console, "api");
+    press(&mut console, KeyCode::Enter);
+    snap("api", &console);
+    let frame = render(&console, 160, 48);
+    assert!(frame.contains("tokens 2"), "{frame}");
+    assert!(frame.contains("shared with every controller"), "{frame}");
+    let grafana = crate::api::token::hash("mst_grafana");
+    assert!(frame.contains(&grafana[..12]), "{frame}");
+    assert!(!frame.contains(&grafana[..13]), "only a prefix: {frame}");
+
+    // No token: the API refuses everything, and the view says how to make one.
+    let mut app = app();
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "tokens");
+    press(&mut app, KeyCode::Enter);
+    let frame = render(&app, 160, 48);
+    assert!(frame.contains("tokens.toml holds no token"), "{frame}");
+    assert!(frame.contains("this machine's SQLite file"), "{frame}");
+}

@@ -53,6 +53,7 @@ impl App {
             ViewId::Approvals => self.approvals.draw(frame, body),
             ViewId::Reflect => self.reflect.draw(frame, body),
             ViewId::Lessons => self.lessons.draw(frame, body),
+            ViewId::Api => self.api.draw(frame, body),
             ViewId::Run => match &self.run {
                 Some((_, Loadable::Loaded(r))) => r.draw(frame, body),
                 Some((id, Loadable::Loading)) => {
@@ -224,6 +225,7 @@ impl App {
             ViewId::Reflect if self.reflect.form_open() => Scope::AnswerForm,
             ViewId::Reflect => Scope::Reflect,
             ViewId::Lessons => Scope::Lessons,
+            ViewId::Api => Scope::Api,
             ViewId::Run => Scope::Run,
             ViewId::Live => Scope::Live,
         };

@@ -15,6 +15,7 @@ mod frame;
 use super::action::{Action, AgentJob, ExecPlan, Job, KillPlan, Pending, PromptKind, ViewId};
 use super::components::Loadable;
 use super::components::agents::AgentsView;
+use super::components::api::ApiView;
 use super::components::approvals::ApprovalsView;
 use super::components::confirm::ConfirmDialog;
 use super::components::fleet::FleetView;
@@ -220,6 +221,7 @@ pub struct App {
     approvals: ApprovalsView,
     reflect: ReflectView,
     lessons: LessonsView,
+    api: ApiView,
     telemetry_started: bool,
     run: Option<(String, Loadable<RunView>)>,
     node: Option<NodeView>,
@@ -257,6 +259,7 @@ impl App {
             approvals: ApprovalsView::new(),
             reflect: ReflectView::new(),
             lessons: LessonsView::new(),
+            api: ApiView::new(&sot, info.store.clone()),
             info,
             sot,
             stack: vec![ViewId::Fleet],
@@ -388,6 +391,7 @@ impl App {
                 ViewId::Approvals => self.approvals.handle_key(key),
                 ViewId::Reflect => self.reflect.handle_key(key),
                 ViewId::Lessons => self.lessons.handle_key(key),
+                ViewId::Api => self.api.handle_key(key),
                 ViewId::Run => match &mut self.run {
                     Some((_, Loadable::Loaded(r))) => r.handle_key(key),
                     _ => None,
@@ -731,6 +735,7 @@ impl App {
             "approvals" => Action::Show(ViewId::Approvals),
             "reflect" => Action::Show(ViewId::Reflect),
             "lessons" => Action::Show(ViewId::Lessons),
+            "api" | "tokens" => Action::Show(ViewId::Api),
             "live" => Action::Show(ViewId::Live),
             "help" => Action::ToggleHelp,
             "q" | "quit" => Action::Quit,
@@ -1093,6 +1098,7 @@ fn view_name(v: ViewId) -> &'static str {
         ViewId::Approvals => "approvals",
         ViewId::Reflect => "reflect",
         ViewId::Lessons => "lessons",
+        ViewId::Api => "api",
     }
 }
 

@@ -4,6 +4,7 @@
 //! says so), `Some(Action::Redraw)` that the component used it itself.
 
 pub mod agents;
+pub mod api;
 pub mod approvals;
 pub mod confirm;
 pub mod fleet;

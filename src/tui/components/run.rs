@@ -16,7 +16,9 @@ use super::list::{Nav, navigate};
 use crate::fleet::NodeResult;
 use crate::store::{Note, RunRow};
 use crate::tui::action::Action;
-use crate::tui::text::{age, count, dim, duration, fit, header_style, output_lines, status_style};
+use crate::tui::text::{
+    age, boxed_height, count, dim, duration, fit, header_style, output_lines, status_style,
+};
 
 /// A run with everything the store has about it.
 #[derive(Debug, Clone)]
@@ -111,14 +113,8 @@ impl RunView {
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
         let summary = self.summary_lines();
-        // Rows the summary takes once wrapped inside the borders.
-        let inner = usize::from(area.width.saturating_sub(2)).max(1);
-        let rows: usize = summary
-            .iter()
-            .map(|l| l.width().div_ceil(inner).max(1))
-            .sum();
         let [top, bottom] = Layout::vertical([
-            Constraint::Length((rows as u16 + 2).min(area.height / 2)),
+            Constraint::Length(boxed_height(&summary, area.width, area.height / 2)),
             Constraint::Fill(1),
         ])
         .areas(area);
