@@ -155,6 +155,11 @@ struct Shared {
     stores: Stores,
     ctx: ExecContext,
     bus: Bus,
+    /// The views' connection to the store, opened by the first read and
+    /// kept, so a team's PostgreSQL store sees one connection per console
+    /// rather than one per refresh; a read that fails drops it and the next
+    /// read opens it again.
+    reader: std::sync::Mutex<Option<Box<dyn Store>>>,
 }
 
 pub async fn event_loop<B: Backend>(
@@ -169,7 +174,12 @@ where
     let (tx, mut rx) = unbounded_channel::<Msg>();
     let (bus, bus_rx) = Bus::new();
     start_recorder(bus_rx, &stores, tx.clone());
-    let shared = Arc::new(Shared { stores, ctx, bus });
+    let shared = Arc::new(Shared {
+        stores,
+        ctx,
+        bus,
+        reader: std::sync::Mutex::new(None),
+    });
     let mut terminal_events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -271,36 +281,40 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
     let tx = tx.clone();
     let db = shared.stores.db.clone();
     match effect {
-        Effect::LoadLastResults => read_store(tx, db, |s| {
-            Msg::LastResults(s.and_then(|s| s.last_results().map_err(|e| e.to_string())))
-        }),
-        Effect::LoadRuns => read_store(tx, db, |s| {
-            Msg::Runs(s.and_then(|s| s.runs(RUNS_SHOWN).map_err(|e| e.to_string())))
-        }),
-        Effect::LoadRun(id) => read_store(tx, db, move |s| Msg::Run {
-            result: s.and_then(|s| load_run(&*s, &id).map_err(|e| e.to_string())),
-            id,
-        }),
+        Effect::LoadLastResults => read_store(shared, tx, |s| s.last_results(), Msg::LastResults),
+        Effect::LoadRuns => read_store(shared, tx, |s| s.runs(RUNS_SHOWN), Msg::Runs),
+        Effect::LoadRun(id) => {
+            let wanted = id.clone();
+            read_store(
+                shared,
+                tx,
+                move |s| load_run(s, &wanted),
+                |result| Msg::Run { result, id },
+            )
+        }
         Effect::LoadNodeHistory(node) => {
-            let (tx2, db2, node2) = (tx.clone(), db.clone(), node.clone());
-            read_store(tx, db, move |s| Msg::NodeHistory {
-                result: s.and_then(|s| {
-                    s.node_history(&node, NODE_HISTORY)
-                        .map_err(|e| e.to_string())
-                }),
-                node,
-            });
-            read_store(tx2, db2, move |s| Msg::NodeCompliance {
-                result: s.and_then(|s| {
+            let (tx2, node2, wanted, wanted2) =
+                (tx.clone(), node.clone(), node.clone(), node.clone());
+            read_store(
+                shared,
+                tx,
+                move |s| s.node_history(&wanted, NODE_HISTORY),
+                |result| Msg::NodeHistory { result, node },
+            );
+            read_store(
+                shared,
+                tx2,
+                move |s| {
                     Ok(crate::tui::components::node::NodeCompliance {
-                        history: s
-                            .compliance_history(&node2, NODE_HISTORY)
-                            .map_err(|e| e.to_string())?,
-                        first: s.first_compliance(&node2).map_err(|e| e.to_string())?,
+                        history: s.compliance_history(&wanted2, NODE_HISTORY)?,
+                        first: s.first_compliance(&wanted2)?,
                     })
-                }),
-                node: node2,
-            })
+                },
+                |result| Msg::NodeCompliance {
+                    result,
+                    node: node2,
+                },
+            )
         }
         Effect::LoadAgents => {
             let shared = Arc::clone(shared);
@@ -404,9 +418,7 @@ fn perform(effect: Effect, tx: &UnboundedSender<Msg>, shared: &Arc<Shared>) {
                 let _ = tx.send(Msg::ReflectionAnswered(result));
             });
         }
-        Effect::LoadRollouts => read_store(tx, db, |s| {
-            Msg::Rollouts(s.and_then(|s| load_rollouts(&*s).map_err(|e| e.to_string())))
-        }),
+        Effect::LoadRollouts => read_store(shared, tx, |s| load_rollouts(s), Msg::Rollouts),
         Effect::Rollout(plan) => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {
@@ -628,14 +640,31 @@ async fn approve(
     ))
 }
 
-fn read_store(
+/// `read` on the views' store connection (opened first if need be) in the
+/// background; its result comes back as the [`Msg`] `msg` makes of it.
+fn read_store<T: Send + 'static>(
+    shared: &Arc<Shared>,
     tx: UnboundedSender<Msg>,
-    db: PathBuf,
-    read: impl FnOnce(Result<Box<dyn Store>, String>) -> Msg + Send + 'static,
+    read: impl FnOnce(&dyn Store) -> crate::store::Result<T> + Send + 'static,
+    msg: impl FnOnce(Result<T, String>) -> Msg + Send + 'static,
 ) {
+    let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
-        let store = crate::store::open_path(&db).map_err(|e| e.to_string());
-        let _ = tx.send(read(store));
+        let mut reader = shared
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = match &mut *reader {
+            Some(store) => Ok(store),
+            None => crate::store::open_path(&shared.stores.db).map(|s| reader.insert(s)),
+        }
+        .and_then(|store| read(&**store))
+        .map_err(|e| e.to_string());
+        if result.is_err() {
+            *reader = None;
+        }
+        drop(reader);
+        let _ = tx.send(msg(result));
     });
 }
 

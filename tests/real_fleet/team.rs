@@ -430,6 +430,24 @@ fn a_console_shows_the_run_another_controller_starts() {
     // be a console that does not refresh (the wait above allows 30 s).
     assert!(latency < Duration::from_secs(5), "shown after {latency:?}");
 
+    // While :runs refreshes, the console reads through one kept connection:
+    // the database sees no new session in 6 s of refreshes (a connection
+    // per refresh shows up as several, however late PostgreSQL counts them).
+    let mut probe = postgres::Client::connect(op.db.to_str().unwrap(), postgres::NoTls).unwrap();
+    let mut sessions = || -> i64 {
+        probe
+            .query_one(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = sessions();
+    std::thread::sleep(Duration::from_secs(6));
+    let opened = sessions() - before;
+    assert!(opened <= 1, "{opened} new sessions in 6 s of refreshes");
+
     term.keys(&["Enter"]);
     let screen = term.wait_for("the run detail", |s| s.contains("n47 · ok · rc=0"));
     assert!(screen.contains("from-the-other-controller"), "{screen}");
