@@ -224,8 +224,9 @@ impl Share {
     }
 }
 
-/// The line `runs show` and the console's run view show for a shared run: who did how many nodes, what is
-/// left, and which nodes were taken over from a controller that stopped.
+/// The line `runs show` and the console's run view show for a shared run:
+/// who did how many nodes, what is left, and which nodes were taken over
+/// from a controller that stopped.
 pub fn summary(work: &WorkRun, items: &[store::WorkItem]) -> String {
     use crate::store::ItemState;
     use crate::terminal_text::sanitize;
