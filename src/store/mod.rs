@@ -78,12 +78,12 @@ pub enum StoreError {
     },
     #[error("run store: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// Connecting to or migrating a PostgreSQL store (the URL without its password).
-    #[error("run store {url}: {source}")]
-    PgOpen {
-        url: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// Connecting to or migrating a PostgreSQL store (the URL without its
+    /// password). `cause` is the driver's whole error chain, once: kept as
+    /// text rather than as a `source`, so that neither a one-line message
+    /// loses the reason nor a printed chain says it twice.
+    #[error("run store {url}: {cause}")]
+    PgOpen { url: String, cause: String },
     #[error(
         "run store {url} has schema version {found}, newer than this maestro knows (version {supported}); \
          it was written by a newer maestro. Upgrade maestro, or use another store with --db; the database was not changed"

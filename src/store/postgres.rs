@@ -47,9 +47,13 @@ impl PgStore {
     /// Connect (no TLS: a loopback or unix-socket server, or a tunnel) and
     /// migrate. A database written by a newer maestro is refused untouched.
     pub fn open(url: &PgUrl) -> Result<PgStore> {
-        let failed = |source| StoreError::PgOpen {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::PgOpen {
             url: url.to_string(),
-            source,
+            // "error connecting to server: Connection refused (os error 111)"
+            cause: std::iter::successors(Some(&*e as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": "),
         };
         let worker = worker::Worker::connect(url.secret()).map_err(failed)?;
         let migrated = worker
@@ -479,11 +483,12 @@ impl RunStore for PgStore {
         if id == "last" {
             return Ok(self.runs(1)?.into_iter().next());
         }
-        // ILIKE: SQLite's LIKE is case-insensitive too.
+        // A prefix, compared as text (no LIKE: `_` and `%` are not
+        // wildcards), ignoring case as SQLite's store does.
         let found = rows(
             self.query(
                 format!(
-                    "{RUN_SELECT} WHERE id ILIKE $1::text || '%' ORDER BY started_ms DESC LIMIT 2"
+                    "{RUN_SELECT} WHERE lower(left(id, length($1::text))) = lower($1::text) ORDER BY started_ms DESC LIMIT 2"
                 ),
                 args![id.to_string()],
             )?,

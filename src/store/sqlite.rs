@@ -269,7 +269,7 @@ impl RunStore for SqliteStore {
             return Ok(self.runs(1)?.into_iter().next());
         }
         let mut st = self.conn.prepare_cached(&format!(
-            "{RUN_SELECT} WHERE id LIKE ?1 || '%' ORDER BY started_ms DESC LIMIT 2"
+            "{RUN_SELECT} WHERE lower(substr(id, 1, length(?1))) = lower(?1) ORDER BY started_ms DESC LIMIT 2"
         ))?;
         let rows: Vec<RunRow> = st
             .query_map(params![id], run_row)?

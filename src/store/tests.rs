@@ -133,6 +133,10 @@ fn last_results_and_node_history() {
             store.run("RUN-2").unwrap().map(|r| r.id).as_deref(),
             Some("run-2")
         );
+        // A prefix is text: `_` and `%` are not wildcards.
+        for pattern in ["run_2", "%2", "run-_", "%"] {
+            assert_eq!(store.run(pattern).unwrap().map(|r| r.id), None, "{pattern}");
+        }
         assert_eq!(
             store.run("last").unwrap().map(|r| r.id).as_deref(),
             Some("run-2")

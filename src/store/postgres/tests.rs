@@ -101,4 +101,6 @@ fn a_wrong_password_is_not_shown_when_connecting_fails() {
         text.contains("maestro:***@127.0.0.1") && !text.contains("hunter2"),
         "{text}"
     );
+    // The server's reason, said once, in the one-line message.
+    assert_eq!(text.matches("does not exist").count(), 1, "{text}");
 }
