@@ -369,43 +369,9 @@ fn a_console_shows_the_run_another_controller_starts() {
     use super::tui::Tmux;
     let op = team_operator();
     // The other operator's own checkout of the team's SoT.
-    for args in [
-        &["init", "-q"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=ops",
-            "-c",
-            "user.email=ops@example.org",
-            "commit",
-            "-qm",
-            "fleet",
-        ],
-    ] {
-        let o = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&op.sot)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
-    }
+    crate::agents::commit_sot(&op);
     let other = another_controller(&op);
-    let term = Tmux::start(
-        op.tmp.path(),
-        160,
-        48,
-        &[
-            ("HOME", op.home.to_str().unwrap()),
-            ("TERM", "xterm-256color"),
-        ],
-    );
-    term.text(&format!(
-        "{} --sot {} --db '{}'; echo \"maestro exited $?\"",
-        env!("CARGO_BIN_EXE_maestro"),
-        op.sot.display(),
-        op.db.display()
-    ));
-    term.keys(&["Enter"]);
+    let term = Tmux::console(&op, &[]);
     term.wait_for("the fleet view", |s| s.contains("nodes 24/24"));
     term.keys(&[":"]);
     term.text("runs");

@@ -22,7 +22,7 @@ pub(crate) struct Tmux {
 
 impl Tmux {
     /// A detached session running a plain bash in `dir`, with `env` set.
-    pub(crate) fn start(dir: &Path, width: u16, height: u16, env: &[(&str, &str)]) -> Tmux {
+    fn start(dir: &Path, width: u16, height: u16, env: &[(&str, &str)]) -> Tmux {
         let found = Command::new("tmux").arg("-V").output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
@@ -58,6 +58,25 @@ impl Tmux {
             String::from_utf8_lossy(&o.stderr)
         );
         tmux.wait_for("the shell prompt", |s| s.contains("e2e$"));
+        tmux
+    }
+
+    /// A 160×48 session with `op`'s console open in it (its HOME, SoT and
+    /// store, and `env`), and the shell's `maestro exited N` once it quits.
+    pub(crate) fn console(op: &Operator, env: &[(&str, &str)]) -> Tmux {
+        let mut all = vec![
+            ("HOME", op.home.to_str().unwrap()),
+            ("TERM", "xterm-256color"),
+        ];
+        all.extend_from_slice(env);
+        let tmux = Tmux::start(op.tmp.path(), 160, 48, &all);
+        tmux.text(&format!(
+            "{} --sot {} --db '{}'; echo \"maestro exited $?\"",
+            env!("CARGO_BIN_EXE_maestro"),
+            op.sot.display(),
+            op.db.display()
+        ));
+        tmux.keys(&["Enter"]);
         tmux
     }
 
@@ -128,22 +147,7 @@ fn console_filters_marks_runs_and_records_a_command() {
         .unwrap()
         .trim()
         .to_string();
-    let term = Tmux::start(
-        op.tmp.path(),
-        160,
-        48,
-        &[
-            ("HOME", op.home.to_str().unwrap()),
-            ("TERM", "xterm-256color"),
-        ],
-    );
-    term.text(&format!(
-        "{} --sot {} --db {}; echo \"maestro exited $?\"",
-        env!("CARGO_BIN_EXE_maestro"),
-        op.sot.display(),
-        op.db.display()
-    ));
-    term.keys(&["Enter"]);
+    let term = Tmux::console(&op, &[]);
     let screen = term.wait_for("the fleet view", |s| s.contains("nodes 6/6"));
     assert!(screen.contains("fleet test-fleet"), "{screen}");
     assert_eq!(
@@ -302,23 +306,10 @@ fn the_console_kills_a_running_agent_after_its_name_is_typed() {
     let o = deploy(&op, "fleet-doctor@2.0.3", &[60], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(get(60, "/healthz").map(|r| r.0), Some(200));
-    let term = Tmux::start(
-        op.tmp.path(),
-        160,
-        48,
-        &[
-            ("HOME", op.home.to_str().unwrap()),
-            ("TERM", "xterm-256color"),
-            ("MAESTRO_ACTOR", "Console Tester <console@example.org>"),
-        ],
+    let term = Tmux::console(
+        &op,
+        &[("MAESTRO_ACTOR", "Console Tester <console@example.org>")],
     );
-    term.text(&format!(
-        "{} --sot {} --db {}; echo \"maestro exited $?\"",
-        env!("CARGO_BIN_EXE_maestro"),
-        op.sot.display(),
-        op.db.display()
-    ));
-    term.keys(&["Enter"]);
     term.wait_for("the fleet view", |s| s.contains("nodes 1/1"));
     term.keys(&[":"]);
     term.text("kill fleet-doctor answers with secrets");
