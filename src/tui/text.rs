@@ -107,14 +107,6 @@ pub fn dim() -> Style {
     Style::new().fg(Color::DarkGray)
 }
 
-/// The height of a bordered box of `width` columns that shows `lines`
-/// wrapped, at most `max` rows.
-pub fn boxed_height(lines: &[ratatui::text::Line<'_>], width: u16, max: u16) -> u16 {
-    let inner = usize::from(width.saturating_sub(2)).max(1);
-    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
-    u16::try_from(rows + 2).unwrap_or(u16::MAX).min(max)
-}
-
 /// A plural: `1 node`, `3 nodes`.
 pub fn count(n: usize, what: &str) -> String {
     if n == 1 {

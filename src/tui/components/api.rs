@@ -6,16 +6,16 @@
 use std::cell::Cell;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Paragraph, Row, Table};
 
 use super::list::{Nav, navigate};
 use crate::api::token::ApiToken;
 use crate::sot::Sot;
 use crate::terminal_text::sanitize;
 use crate::tui::action::Action;
-use crate::tui::text::{boxed_height, dim, header_style};
+use crate::tui::text::{dim, header_style};
 
 /// Hex digits of a token's SHA-256 shown: enough to tell tokens apart.
 const HASH_SHOWN: usize = 12;
@@ -70,18 +70,7 @@ impl ApiView {
     }
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
-        let about = self.about();
-        let [top, bottom] = Layout::vertical([
-            Constraint::Length(boxed_height(&about, area.width, area.height / 2)),
-            Constraint::Fill(1),
-        ])
-        .areas(area);
-        frame.render_widget(
-            Paragraph::new(about)
-                .wrap(Wrap { trim: false })
-                .block(Block::bordered().title(Line::styled(" api ", header_style()))),
-            top,
-        );
+        let bottom = super::draw_summary_box(frame, area, " api ".into(), self.about());
         let block = Block::bordered().title(Line::styled(
             format!(" tokens {} ", self.tokens.len()),
             header_style(),

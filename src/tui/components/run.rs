@@ -16,9 +16,7 @@ use super::list::{Nav, navigate};
 use crate::fleet::NodeResult;
 use crate::store::{Note, RunRow};
 use crate::tui::action::Action;
-use crate::tui::text::{
-    age, boxed_height, count, dim, duration, fit, header_style, output_lines, status_style,
-};
+use crate::tui::text::{age, count, dim, duration, fit, header_style, output_lines, status_style};
 
 /// A run with everything the store has about it.
 #[derive(Debug, Clone)]
@@ -112,20 +110,11 @@ impl RunView {
     }
 
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
-        let summary = self.summary_lines();
-        let [top, bottom] = Layout::vertical([
-            Constraint::Length(boxed_height(&summary, area.width, area.height / 2)),
-            Constraint::Fill(1),
-        ])
-        .areas(area);
-        frame.render_widget(
-            Paragraph::new(summary)
-                .wrap(Wrap { trim: false })
-                .block(Block::bordered().title(Line::styled(
-                    format!(" run {} ", self.detail.run.id),
-                    header_style(),
-                ))),
-            top,
+        let bottom = super::draw_summary_box(
+            frame,
+            area,
+            format!(" run {} ", self.detail.run.id),
+            self.summary_lines(),
         );
         // Name, status, rc and time columns, the cursor and the borders.
         let longest = self
