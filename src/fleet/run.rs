@@ -59,6 +59,24 @@ pub struct NodeContext {
     pub events: EventSink,
 }
 
+impl NodeContext {
+    /// The context of `spec`'s node in a run made with `opts`.
+    pub(crate) fn of(
+        spec: &ConnectSpec,
+        opts: &RunOptions,
+        cancel: &Cancel,
+        events: &EventSink,
+    ) -> NodeContext {
+        NodeContext {
+            node: spec.node.clone(),
+            login_user: spec.endpoint.user.clone(),
+            limits: opts.limits.clone(),
+            cancel: cancel.clone(),
+            events: events.clone(),
+        }
+    }
+}
+
 /// Run `command` on every node.
 pub async fn run_command(
     specs: Vec<ConnectSpec>,
@@ -128,13 +146,7 @@ where
     let mut tasks = JoinSet::new();
     let names: Vec<String> = specs.iter().map(|s| s.node.clone()).collect();
     for (index, spec) in specs.into_iter().enumerate() {
-        let ctx = NodeContext {
-            node: spec.node.clone(),
-            login_user: spec.endpoint.user.clone(),
-            limits: opts.limits.clone(),
-            cancel: cancel.clone(),
-            events: events.clone(),
-        };
+        let ctx = NodeContext::of(&spec, &opts, &cancel, &events);
         let forks = forks.clone();
         let job = job.clone();
         tasks.spawn(async move {

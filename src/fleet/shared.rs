@@ -98,13 +98,7 @@ where
                             running.insert(handle.id(), c.node);
                             continue;
                         };
-                        let ctx = NodeContext {
-                            node: spec.node.clone(),
-                            login_user: spec.endpoint.user.clone(),
-                            limits: opts.limits.clone(),
-                            cancel: cancel.clone(),
-                            events: events.clone(),
-                        };
+                        let ctx = NodeContext::of(&spec, &opts, &cancel, &events);
                         let (permits, job) = (permits.clone(), job.clone());
                         let handle = tasks.spawn(async move {
                             let mut result = run_one(spec, ctx.clone(), permits, job).await;
